@@ -1,0 +1,34 @@
+# Finds TensorRT (nvinfer + nvonnxparser): TENSORRT_ROOT, the usual prefixes, and the JetPack
+# layout where headers live in /usr/include/aarch64-linux-gnu and libraries in /usr/lib/aarch64-linux-gnu.
+# Defines TensorRT_FOUND, TensorRT_VERSION, TensorRT_INCLUDE_DIR and the imported target TensorRT::TensorRT.
+set(_trt_hints ${TENSORRT_ROOT} $ENV{TENSORRT_ROOT} /usr/local/tensorrt /opt/tensorrt /usr)
+find_path(TensorRT_INCLUDE_DIR NvInfer.h
+  HINTS ${_trt_hints}
+  PATH_SUFFIXES include include/${CMAKE_LIBRARY_ARCHITECTURE} include/aarch64-linux-gnu include/x86_64-linux-gnu)
+find_library(TensorRT_LIBRARY nvinfer
+  HINTS ${_trt_hints}
+  PATH_SUFFIXES lib lib64 lib/${CMAKE_LIBRARY_ARCHITECTURE} lib/aarch64-linux-gnu lib/x86_64-linux-gnu)
+find_library(TensorRT_ONNXPARSER_LIBRARY nvonnxparser
+  HINTS ${_trt_hints}
+  PATH_SUFFIXES lib lib64 lib/${CMAKE_LIBRARY_ARCHITECTURE} lib/aarch64-linux-gnu lib/x86_64-linux-gnu)
+
+if(TensorRT_INCLUDE_DIR AND EXISTS "${TensorRT_INCLUDE_DIR}/NvInferVersion.h")
+  file(STRINGS "${TensorRT_INCLUDE_DIR}/NvInferVersion.h" _trt_lines REGEX "#define (NV_TENSORRT_MAJOR|NV_TENSORRT_MINOR|NV_TENSORRT_PATCH|TRT_MAJOR_ENTERPRISE|TRT_MINOR_ENTERPRISE|TRT_PATCH_ENTERPRISE) ")
+  foreach(_part MAJOR MINOR PATCH)
+    string(REGEX MATCH "#define (NV_TENSORRT_${_part}|TRT_${_part}_ENTERPRISE) +([0-9]+)" _m "${_trt_lines}")
+    set(_trt_${_part} "${CMAKE_MATCH_2}")
+  endforeach()
+  set(TensorRT_VERSION "${_trt_MAJOR}.${_trt_MINOR}.${_trt_PATCH}")
+endif()
+
+include(FindPackageHandleStandardArgs)
+find_package_handle_standard_args(TensorRT
+  REQUIRED_VARS TensorRT_INCLUDE_DIR TensorRT_LIBRARY TensorRT_ONNXPARSER_LIBRARY
+  VERSION_VAR TensorRT_VERSION)
+
+if(TensorRT_FOUND AND NOT TARGET TensorRT::TensorRT)
+  add_library(TensorRT::TensorRT INTERFACE IMPORTED)
+  target_include_directories(TensorRT::TensorRT INTERFACE "${TensorRT_INCLUDE_DIR}")
+  target_link_libraries(TensorRT::TensorRT INTERFACE "${TensorRT_LIBRARY}" "${TensorRT_ONNXPARSER_LIBRARY}")
+endif()
+mark_as_advanced(TensorRT_INCLUDE_DIR TensorRT_LIBRARY TensorRT_ONNXPARSER_LIBRARY)

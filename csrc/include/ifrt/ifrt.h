@@ -1,0 +1,57 @@
+/* ifrt C ABI: what vendor imaging software links against (libifrt).
+ *
+ * Conventions
+ *  - Every function that can fail returns an ifrt_status; IFRT_OK is 0.
+ *  - On failure, ifrt_last_error() returns a message for the calling thread (thread-local). It stays
+ *    valid until the next ifrt call on the same thread.
+ *  - No C++ exception ever crosses this boundary.
+ */
+#ifndef IFRT_IFRT_H
+#define IFRT_IFRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#if defined(IFRT_BUILDING_LIBRARY)
+#define IFRT_API __declspec(dllexport)
+#else
+#define IFRT_API __declspec(dllimport)
+#endif
+#else
+#define IFRT_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ifrt_status {
+  IFRT_OK = 0,
+  IFRT_ERR_INVALID_ARGUMENT = 1, /* bad pointer, shape, dtype or option */
+  IFRT_ERR_UNSUPPORTED = 2,      /* feature not built in (CUDA, TensorRT) or not supported */
+  IFRT_ERR_IO = 3,               /* file missing, unreadable or corrupt */
+  IFRT_ERR_CUDA = 4,             /* CUDA runtime error */
+  IFRT_ERR_TENSORRT = 5,         /* TensorRT build/deserialize/execute error */
+  IFRT_ERR_OUT_OF_MEMORY = 6,
+  IFRT_ERR_INTERNAL = 7
+} ifrt_status;
+
+/* Library version, e.g. "0.1.0". Static storage. */
+IFRT_API const char* ifrt_version(void);
+
+/* Message of the last failed call on this thread ("" when none). */
+IFRT_API const char* ifrt_last_error(void);
+
+/* 1 when built with CUDA kernels / the TensorRT executor, else 0. */
+IFRT_API int ifrt_has_cuda(void);
+IFRT_API int ifrt_has_tensorrt(void);
+
+/* Number of visible CUDA devices (0 without CUDA or driver; never fails). */
+IFRT_API int ifrt_cuda_device_count(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IFRT_IFRT_H */

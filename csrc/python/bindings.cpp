@@ -1,0 +1,47 @@
+// pybind11 module ifrt._native: the only file in csrc/ that knows about Python.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "core/build_info.h"
+#include "core/common.h"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_native, m) {
+  m.doc() = "ifrt native core: CPU kernels, CUDA kernels and TensorRT executor when built";
+
+  py::register_exception<ifrt::Error>(m, "NativeError", PyExc_RuntimeError);
+
+  m.def("build_info", [] {
+    const auto info = ifrt::build_info();
+    py::dict d;
+    d["version"] = info.version;
+    d["with_cuda"] = info.with_cuda;
+    d["with_tensorrt"] = info.with_tensorrt;
+    d["cuda_version"] = info.cuda_version;
+    d["cuda_archs"] = info.cuda_archs;
+    d["tensorrt_version"] = info.tensorrt_version;
+    d["compiler"] = info.compiler;
+    return d;
+  }, "What this build contains: version, CUDA/TensorRT support and their versions.");
+
+  m.def("cuda_devices", [] {
+    std::string error;
+    std::vector<ifrt::CudaDevice> devices;
+    {
+      py::gil_scoped_release release;
+      devices = ifrt::cuda_devices(&error);
+    }
+    py::list out;
+    for (const auto& d : devices) {
+      py::dict item;
+      item["index"] = d.index;
+      item["name"] = d.name;
+      item["compute_capability"] = std::to_string(d.major) + "." + std::to_string(d.minor);
+      item["total_memory"] = d.total_memory;
+      item["uuid"] = d.uuid;
+      out.append(item);
+    }
+    return py::make_tuple(out, error);
+  }, "(devices, error): visible CUDA devices, and why none could be listed when the list is empty.");
+}

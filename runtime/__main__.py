@@ -1,0 +1,5 @@
+import sys
+
+from ifrt.cli import main
+
+sys.exit(main())

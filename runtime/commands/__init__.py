@@ -1,0 +1,7 @@
+"""`ifrt` subcommands. Each module defines `register(subparsers)`; imports of heavy dependencies
+(torch, onnx, tensorrt) happen inside the handlers, never at module import."""
+
+# Order is the order of `ifrt --help`.
+COMMAND_MODULES = [
+    "ifrt.commands.doctor",
+]
