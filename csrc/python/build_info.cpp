@@ -1,17 +1,16 @@
-// pybind11 module ifrt._native: the only file in csrc/ that knows about Python.
-#include <pybind11/pybind11.h>
+// ifrt._native: build features and CUDA devices.
 #include <pybind11/stl.h>
+
+#include "python/bind.h"
 
 #include "core/build_info.h"
 #include "core/common.h"
 
 namespace py = pybind11;
 
-PYBIND11_MODULE(_native, m) {
-  m.doc() = "ifrt native core: CPU kernels, CUDA kernels and TensorRT executor when built";
+namespace ifrt::python {
 
-  py::register_exception<ifrt::Error>(m, "NativeError", PyExc_RuntimeError);
-
+void bind_build_info(py::module_& m) {
   m.def("build_info", [] {
     const auto info = ifrt::build_info();
     py::dict d;
@@ -45,3 +44,5 @@ PYBIND11_MODULE(_native, m) {
     return py::make_tuple(out, error);
   }, "(devices, error): visible CUDA devices, and why none could be listed when the list is empty.");
 }
+
+}  // namespace ifrt::python

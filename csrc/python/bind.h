@@ -1,0 +1,10 @@
+// Each binding file adds its part of ifrt._native through one of these; module.cpp calls them all.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace ifrt::python {
+
+void bind_build_info(pybind11::module_& m);
+
+}  // namespace ifrt::python
