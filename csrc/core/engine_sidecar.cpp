@@ -1,0 +1,234 @@
+#include "core/engine_sidecar.h"
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "core/common.h"
+#include "core/sha256.h"
+
+#if defined(_WIN32)
+#include <process.h>
+#define ifrt_getpid _getpid
+#else
+#include <unistd.h>
+#define ifrt_getpid getpid
+#endif
+
+namespace ifrt {
+
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string out;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) out += 'x';
+    out += std::to_string(shape[i]);
+  }
+  return out;
+}
+
+Json shape_json(const std::vector<int64_t>& shape) {
+  Json arr = Json::array();
+  for (const int64_t d : shape) arr.push_back(Json(d));
+  return arr;
+}
+
+const Json& member(const Json& obj, const std::string& key, const std::string& where) {
+  const Json* value = obj.find(key);
+  if (!value) fail(ErrorCode::InvalidArgument, "engine sidecar: missing \"" + key + "\"" + where);
+  return *value;
+}
+
+std::string string_member(const Json& obj, const std::string& key) {
+  const Json& value = member(obj, key, "");
+  if (!value.is_string()) fail(ErrorCode::InvalidArgument, "engine sidecar: \"" + key + "\" must be a string");
+  return value.as_string();
+}
+
+std::vector<int64_t> shape_from_json(const Json& value, const std::string& where) {
+  if (!value.is_array()) fail(ErrorCode::InvalidArgument, "engine sidecar: " + where + " must be a list of dims");
+  std::vector<int64_t> shape;
+  for (const auto& d : value.items()) shape.push_back(d.as_int());
+  return shape;
+}
+
+std::string short_hash(const std::string& hex) { return hex.substr(0, 12); }
+
+}  // namespace
+
+std::string profiles_text(const std::vector<OptimizationProfile>& profiles) {
+  std::string out;
+  for (size_t p = 0; p < profiles.size(); ++p) {
+    if (p) out += ';';
+    for (size_t i = 0; i < profiles[p].size(); ++i) {
+      const auto& r = profiles[p][i];
+      if (i) out += ',';
+      out += r.input + ':' + shape_text(r.min) + '/' + shape_text(r.opt) + '/' + shape_text(r.max);
+    }
+  }
+  return out;
+}
+
+std::string engine_cache_key_text(const EngineBuildSpec& spec) {
+  std::ostringstream text;
+  text << "ifrt-engine-cache/1\n"
+       << "onnx_sha256=" << spec.onnx_sha256 << '\n'
+       << "tensorrt_version=" << spec.tensorrt_version << '\n'
+       << "gpu_uuid=" << spec.gpu.uuid << '\n'
+       << "precision=" << spec.precision << '\n'
+       << "profiles=" << profiles_text(spec.profiles) << '\n'
+       << "workspace_bytes=" << spec.workspace_bytes << '\n'
+       << "dla_core=" << spec.dla_core << '\n';
+  return text.str();
+}
+
+std::string engine_cache_key(const EngineBuildSpec& spec) { return sha256_hex(engine_cache_key_text(spec)); }
+
+Json sidecar_to_json(const EngineSidecar& sidecar) {
+  const auto& spec = sidecar.spec;
+  Json j = Json::object();
+  j["format"] = EngineSidecar::kFormat;
+  j["ifrt_version"] = sidecar.ifrt_version;
+  j["tensorrt_version"] = spec.tensorrt_version;
+  Json& gpu = j["gpu"];
+  gpu["name"] = spec.gpu.name;
+  gpu["compute_capability"] = spec.gpu.compute_capability;
+  gpu["uuid"] = spec.gpu.uuid;
+  j["precision"] = spec.precision;
+  j["strongly_typed"] = sidecar.strongly_typed;
+  Json profiles = Json::array();
+  for (const auto& profile : spec.profiles) {
+    Json p = Json::object();
+    for (const auto& r : profile) {
+      Json& range = p[r.input];
+      range["min"] = shape_json(r.min);
+      range["opt"] = shape_json(r.opt);
+      range["max"] = shape_json(r.max);
+    }
+    profiles.push_back(p);
+  }
+  j["profiles"] = profiles;
+  j["workspace_bytes"] = Json(spec.workspace_bytes);
+  j["dla_core"] = Json(spec.dla_core);
+  j["onnx_sha256"] = spec.onnx_sha256;
+  j["engine_sha256"] = sidecar.engine_sha256;
+  j["cache_key"] = sidecar.cache_key;
+  if (!sidecar.metadata.is_null()) j["metadata"] = sidecar.metadata;
+  return j;
+}
+
+EngineSidecar sidecar_from_json(const Json& j) {
+  if (!j.is_object()) fail(ErrorCode::InvalidArgument, "engine sidecar: not a JSON object");
+  const std::string format = string_member(j, "format");
+  if (format != EngineSidecar::kFormat) {
+    fail(ErrorCode::InvalidArgument, "engine sidecar: format \"" + format + "\" is not " + EngineSidecar::kFormat +
+                                         " (written by a newer or different tool)");
+  }
+  EngineSidecar s;
+  s.ifrt_version = string_member(j, "ifrt_version");
+  s.spec.tensorrt_version = string_member(j, "tensorrt_version");
+  const Json& gpu = member(j, "gpu", "");
+  s.spec.gpu.name = string_member(gpu, "name");
+  s.spec.gpu.compute_capability = string_member(gpu, "compute_capability");
+  s.spec.gpu.uuid = string_member(gpu, "uuid");
+  s.spec.precision = string_member(j, "precision");
+  s.strongly_typed = member(j, "strongly_typed", "").as_bool();
+  for (const auto& p : member(j, "profiles", "").items()) {
+    OptimizationProfile profile;
+    for (const auto& [name, range] : p.members()) {
+      TensorRange r;
+      r.input = name;
+      r.min = shape_from_json(member(range, "min", " in profile of " + name), name + ".min");
+      r.opt = shape_from_json(member(range, "opt", " in profile of " + name), name + ".opt");
+      r.max = shape_from_json(member(range, "max", " in profile of " + name), name + ".max");
+      profile.push_back(r);
+    }
+    s.spec.profiles.push_back(profile);
+  }
+  s.spec.workspace_bytes = member(j, "workspace_bytes", "").as_int();
+  s.spec.dla_core = static_cast<int>(member(j, "dla_core", "").as_int());
+  s.spec.onnx_sha256 = string_member(j, "onnx_sha256");
+  s.engine_sha256 = string_member(j, "engine_sha256");
+  s.cache_key = string_member(j, "cache_key");
+  if (const Json* metadata = j.find("metadata")) s.metadata = *metadata;
+  return s;
+}
+
+std::string sidecar_path_for(const std::string& engine_path) { return engine_path + ".json"; }
+
+EngineSidecar read_sidecar(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(ErrorCode::Io, path + ": engine sidecar not found (every engine needs the JSON written beside it)");
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    return sidecar_from_json(Json::parse(text.str()));
+  } catch (const Error& e) {
+    fail(ErrorCode::InvalidArgument, path + ": " + e.what());
+  }
+}
+
+std::vector<std::string> sidecar_mismatches(const EngineSidecar& s, const SidecarExpectation& want) {
+  std::vector<std::string> why;
+  const auto& have = s.spec;
+  if (!want.tensorrt_version.empty() && have.tensorrt_version != want.tensorrt_version) {
+    why.push_back("built with TensorRT " + have.tensorrt_version + ", this is TensorRT " + want.tensorrt_version +
+                  " (an engine loads only in the TensorRT version that built it)");
+  }
+  if (!want.gpu.compute_capability.empty() && have.gpu.compute_capability != want.gpu.compute_capability) {
+    why.push_back("built for compute capability " + have.gpu.compute_capability + " (" + have.gpu.name +
+                  "), this GPU is " + want.gpu.compute_capability + " (" + want.gpu.name + ")");
+  } else if (!want.gpu.name.empty() && have.gpu.name != want.gpu.name) {
+    why.push_back("built on a " + have.gpu.name + ", this GPU is a " + want.gpu.name);
+  } else if (!want.gpu.uuid.empty() && have.gpu.uuid != want.gpu.uuid && !want.allow_same_model_gpu) {
+    why.push_back("built on GPU " + have.gpu.uuid + ", this is GPU " + want.gpu.uuid + " (same model, " + want.gpu.name +
+                  "; allow an engine from an identical GPU to accept it)");
+  }
+  if (!want.onnx_sha256.empty() && have.onnx_sha256 != want.onnx_sha256) {
+    why.push_back("built from ONNX sha256 " + short_hash(have.onnx_sha256) + "..., the ONNX given is " +
+                  short_hash(want.onnx_sha256) + "...");
+  }
+  if (!want.engine_sha256.empty() && s.engine_sha256 != want.engine_sha256) {
+    why.push_back("engine file sha256 " + short_hash(want.engine_sha256) + "... differs from the sidecar's " +
+                  short_hash(s.engine_sha256) + "... (the file changed after it was built, or is corrupt)");
+  }
+  if (!want.precision.empty() && have.precision != want.precision) {
+    why.push_back("built for precision " + have.precision + ", " + want.precision + " was asked for");
+  }
+  if (want.profiles && profiles_text(have.profiles) != profiles_text(*want.profiles)) {
+    why.push_back("built with profiles " + profiles_text(have.profiles) + ", asked for " + profiles_text(*want.profiles));
+  }
+  if (want.workspace_bytes && have.workspace_bytes != *want.workspace_bytes) {
+    why.push_back("built with workspace " + std::to_string(have.workspace_bytes) + " bytes, asked for " +
+                  std::to_string(*want.workspace_bytes));
+  }
+  if (want.dla_core && have.dla_core != *want.dla_core) {
+    why.push_back("built for DLA core " + std::to_string(have.dla_core) + ", asked for " + std::to_string(*want.dla_core) +
+                  " (-1 means GPU only)");
+  }
+  return why;
+}
+
+void write_file_atomic(const std::string& path, const void* data, size_t size) {
+  // pid + counter: unique across processes and across threads of this one.
+  static std::atomic<unsigned> counter{0};
+  const std::string tmp = path + ".tmp." + std::to_string(ifrt_getpid()) + "." + std::to_string(counter++);
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail(ErrorCode::Io, tmp + ": cannot create (is the folder writable?)");
+    out.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      fail(ErrorCode::Io, path + ": write failed (disk full?)");
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    fail(ErrorCode::Io, path + ": cannot replace with the new file");
+  }
+}
+
+}  // namespace ifrt

@@ -1,0 +1,89 @@
+// What makes a TensorRT engine valid, written beside it as a JSON sidecar (`model.engine.json`),
+// and the checks that refuse a stale engine. TensorRT-free, so the rules are tested on any machine;
+// runtime/engine.py implements the same format, key and checks for Python.
+//
+// An engine is valid only for: the ONNX it was built from (sha256), the TensorRT version that built
+// it, the GPU model (name + compute capability; the cache also keys on the GPU's UUID), and the
+// build options (precision, optimization profiles, workspace, DLA core).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+
+namespace ifrt {
+
+// Shapes one dynamic input may take under one optimization profile.
+struct TensorRange {
+  std::string input;
+  std::vector<int64_t> min, opt, max;
+};
+using OptimizationProfile = std::vector<TensorRange>;  // one range per dynamic input
+
+struct GpuIdentity {
+  std::string name;                // "NVIDIA A100-SXM4-80GB", "Orin"
+  std::string compute_capability;  // "8.7"
+  std::string uuid;                // "GPU-..."
+};
+
+struct EngineBuildSpec {
+  std::string onnx_sha256;
+  std::string tensorrt_version;  // "10.3.0.26": engines load only in the TensorRT that built them
+  GpuIdentity gpu;
+  std::string precision = "fp16";  // fp32 | fp16 | int8
+  std::vector<OptimizationProfile> profiles;
+  int64_t workspace_bytes = 0;  // 0: TensorRT's default (the device's memory)
+  int dla_core = -1;            // -1: GPU only
+};
+
+struct EngineSidecar {
+  static constexpr const char* kFormat = "ifrt.engine/1";
+  EngineBuildSpec spec;
+  bool strongly_typed = false;
+  std::string ifrt_version;
+  std::string engine_sha256;
+  std::string cache_key;
+  Json metadata;  // the model's metadata (class names, normalization, ...) when the writer had it
+};
+
+// "image:1x1x256x256/1x1x512x512/4x1x1024x1024" (inputs joined by ",", profiles by ";").
+std::string profiles_text(const std::vector<OptimizationProfile>& profiles);
+
+// The text the cache key hashes, one `name=value` line per field that makes an engine valid.
+std::string engine_cache_key_text(const EngineBuildSpec& spec);
+// sha256 of engine_cache_key_text: the engine cache stores `<stem>-<key[:16]>.engine`.
+std::string engine_cache_key(const EngineBuildSpec& spec);
+
+Json sidecar_to_json(const EngineSidecar& sidecar);
+// Throws ifrt::Error(InvalidArgument) naming the missing or malformed field.
+EngineSidecar sidecar_from_json(const Json& json);
+
+std::string sidecar_path_for(const std::string& engine_path);  // engine path + ".json"
+// Reads and parses; errors name the file.
+EngineSidecar read_sidecar(const std::string& path);
+
+// What the running process has and wants; empty/absent fields are not checked.
+struct SidecarExpectation {
+  std::string tensorrt_version;      // the loaded TensorRT library
+  GpuIdentity gpu;                   // the device the engine will run on
+  bool allow_same_model_gpu = false; // accept another GPU of the same name and compute capability
+  std::string onnx_sha256;           // the ONNX the caller wants an engine for
+  std::string engine_sha256;         // the engine file's actual hash
+  std::string precision;
+  std::optional<std::vector<OptimizationProfile>> profiles;
+  std::optional<int64_t> workspace_bytes;
+  std::optional<int> dla_core;
+};
+
+// Every reason the engine must not be used here, each a full sentence ("built with TensorRT
+// 10.3.0.26, this is TensorRT 10.7.0.23"); empty when it may be loaded.
+std::vector<std::string> sidecar_mismatches(const EngineSidecar& sidecar, const SidecarExpectation& expected);
+
+// Write through a temporary file in the same folder and rename over `path`, so readers never see a
+// half-written engine or sidecar. Throws ifrt::Error(Io) naming the file.
+void write_file_atomic(const std::string& path, const void* data, size_t size);
+
+}  // namespace ifrt

@@ -1,0 +1,130 @@
+// Engine sidecar: the cache key (same vector as tests/test_trt_sidecar.py), JSON round trip, and
+// that every mismatch is refused with a sentence that says why.
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "check.h"
+#include "core/common.h"
+#include "core/engine_sidecar.h"
+
+namespace {
+
+ifrt::EngineSidecar orin_fp16() {
+  ifrt::EngineSidecar s;
+  s.ifrt_version = "0.1.0";
+  for (int i = 0; i < 32; ++i) s.spec.onnx_sha256 += "ab";
+  s.spec.tensorrt_version = "10.3.0.26";
+  s.spec.gpu = {"Orin", "8.7", "GPU-12345678-90ab-cdef-1234-567890abcdef"};
+  s.spec.precision = "fp16";
+  s.spec.profiles = {{{"image", {1, 1, 256, 256}, {1, 1, 512, 512}, {4, 1, 1024, 1024}}}};
+  s.spec.workspace_bytes = 1LL << 30;
+  s.spec.dla_core = -1;
+  s.engine_sha256 = std::string(64, 'e');
+  s.cache_key = ifrt::engine_cache_key(s.spec);
+  return s;
+}
+
+bool contains(const std::vector<std::string>& reasons, const std::string& fragment) {
+  for (const auto& r : reasons) {
+    if (r.find(fragment) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+int main() {
+  const auto s = orin_fp16();
+  CHECK(ifrt::profiles_text(s.spec.profiles) == "image:1x1x256x256/1x1x512x512/4x1x1024x1024");
+  CHECK(s.cache_key == "03f661283a630af39568cd71f9a01d47015c1f9bfb32b65c8c28c53d89efcf66");
+
+  // Each thing that makes an engine valid changes the key.
+  auto other = s.spec;
+  other.gpu.uuid = "GPU-00000000-0000-0000-0000-000000000000";
+  CHECK(ifrt::engine_cache_key(other) != s.cache_key);
+  other = s.spec;
+  other.tensorrt_version = "10.3.0.30";
+  CHECK(ifrt::engine_cache_key(other) != s.cache_key);
+  other = s.spec;
+  other.profiles[0][0].max = {8, 1, 1024, 1024};
+  CHECK(ifrt::engine_cache_key(other) != s.cache_key);
+
+  // JSON round trip keeps every field.
+  const auto back = ifrt::sidecar_from_json(ifrt::Json::parse(ifrt::sidecar_to_json(s).dump()));
+  CHECK(ifrt::engine_cache_key_text(back.spec) == ifrt::engine_cache_key_text(s.spec));
+  CHECK(back.engine_sha256 == s.engine_sha256 && back.cache_key == s.cache_key && back.ifrt_version == "0.1.0");
+  CHECK(back.spec.gpu.name == "Orin" && back.spec.gpu.compute_capability == "8.7");
+
+  // The same machine and request: no mismatch.
+  ifrt::SidecarExpectation here;
+  here.tensorrt_version = "10.3.0.26";
+  here.gpu = s.spec.gpu;
+  here.onnx_sha256 = s.spec.onnx_sha256;
+  here.engine_sha256 = s.engine_sha256;
+  here.precision = "fp16";
+  here.profiles = s.spec.profiles;
+  here.dla_core = -1;
+  CHECK(ifrt::sidecar_mismatches(s, here).empty());
+
+  auto want = here;
+  want.tensorrt_version = "11.1.0.106";
+  auto why = ifrt::sidecar_mismatches(s, want);
+  CHECK(why.size() == 1);
+  CHECK(contains(why, "built with TensorRT 10.3.0.26, this is TensorRT 11.1.0.106"));
+
+  want = here;
+  want.gpu = {"NVIDIA GeForce RTX 4090", "8.9", "GPU-ffffffff-0000-0000-0000-000000000000"};
+  CHECK(contains(ifrt::sidecar_mismatches(s, want), "built for compute capability 8.7 (Orin), this GPU is 8.9"));
+
+  want = here;
+  want.gpu.uuid = "GPU-ffffffff-0000-0000-0000-000000000000";
+  CHECK(contains(ifrt::sidecar_mismatches(s, want), "same model, Orin"));
+  want.allow_same_model_gpu = true;
+  CHECK(ifrt::sidecar_mismatches(s, want).empty());
+
+  want = here;
+  want.onnx_sha256 = std::string(64, 'c');
+  CHECK(contains(ifrt::sidecar_mismatches(s, want), "built from ONNX sha256 abababababab..., the ONNX given is cccccccccccc..."));
+
+  want = here;
+  want.engine_sha256 = std::string(64, 'd');
+  CHECK(contains(ifrt::sidecar_mismatches(s, want), "file changed after it was built"));
+
+  want = here;
+  want.precision = "fp32";
+  want.dla_core = 0;
+  why = ifrt::sidecar_mismatches(s, want);
+  CHECK(why.size() == 2);
+  CHECK(contains(why, "built for precision fp16, fp32 was asked for"));
+  CHECK(contains(why, "built for DLA core -1, asked for 0"));
+
+  // Reading: a missing field and a foreign format are named.
+  auto j = ifrt::sidecar_to_json(s);
+  std::string message;
+  try {
+    ifrt::Json broken = ifrt::Json::parse(j.dump());
+    broken["format"] = "other/2";
+    ifrt::sidecar_from_json(broken);
+  } catch (const ifrt::Error& e) {
+    message = e.what();
+  }
+  CHECK(message.find("format \"other/2\" is not ifrt.engine/1") != std::string::npos);
+
+  // Atomic write, then read back from disk.
+  const std::string path = "test_engine_sidecar.engine.json";
+  const std::string body = j.dump();
+  ifrt::write_file_atomic(path, body.data(), body.size());
+  CHECK(ifrt::read_sidecar(path).cache_key == s.cache_key);
+  std::remove(path.c_str());
+
+  message.clear();
+  try {
+    ifrt::read_sidecar("missing/model.engine.json");
+  } catch (const ifrt::Error& e) {
+    message = e.what();
+  }
+  CHECK(message.find("missing/model.engine.json: engine sidecar not found") == 0);
+  return TEST_MAIN_RESULT();
+}
