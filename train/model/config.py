@@ -1,0 +1,84 @@
+"""The network's configuration: one dataclass, a registry of named sizes, and the metadata that
+travels with the weights (class names, blur levels, normalization, input-size rule)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+VARIANTS = ("st", "flat", "hier")
+
+# The model's input is exactly what `ifrt.normalize.normalize_percentile` produces; training and every
+# runtime backend read this record rather than assuming it.
+DEFAULT_NORMALIZATION = {"kind": "percentile", "p_low": 1.0, "p_high": 99.8, "clip": False}
+INPUT_SIZE_RULE = {"multiple_of": 32, "channels": 1, "layout": "NCHW", "dtype": "float32"}
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a network; saved as JSON next to its safetensors weights."""
+
+    variant: str = "hier"  # st (diagnosis only) | flat (shared encoder, parallel heads) | hier (DeepMT-ND)
+    size: str = "s"
+    # Encoder widths at strides 2, 4, 8, 16, 32 and the number of residual blocks at each stride.
+    widths: tuple[int, ...] = (16, 24, 48, 96, 160)
+    depths: tuple[int, ...] = (1, 1, 2, 2, 2)
+    expansion: int = 2  # inverted-residual expansion ratio
+    decoder_width: int = 16  # deblurring decoder channels at stride 2
+    iqa_width: int = 48
+    head_width: int = 160  # diagnosis feature width at stride 32
+    quality_embedding: int = 32
+    dropout: float = 0.1
+    class_names: list[str] = field(default_factory=lambda: ["IgAN", "MN", "DN", "LN"])
+    blur_levels: int = 5
+    normalization: dict = field(default_factory=lambda: dict(DEFAULT_NORMALIZATION))
+    input_size_rule: dict = field(default_factory=lambda: dict(INPUT_SIZE_RULE))
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"model variant {self.variant!r} is unknown (expected one of {', '.join(VARIANTS)})")
+        self.widths = tuple(int(w) for w in self.widths)
+        self.depths = tuple(int(d) for d in self.depths)
+        if len(self.widths) != 5 or len(self.depths) != 5:
+            raise ValueError("widths and depths need one entry per stride 2, 4, 8, 16, 32")
+        if self.blur_levels < 2:
+            raise ValueError(f"blur_levels={self.blur_levels}: at least 2 (in focus and blurred) are needed")
+        if not self.class_names:
+            raise ValueError("class_names is empty: the diagnosis needs at least one class")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["widths"], d["depths"] = list(self.widths), list(self.depths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"model config has unknown keys {unknown}")
+        return cls(**d)
+
+
+# Named sizes. `s` is the edge model (about 1 GFLOP at 512x512, measured by
+# tests/test_model_flops.py); `m` doubles the widths for desktop GPUs.
+SIZES: dict[str, dict] = {
+    "s": dict(widths=(16, 24, 48, 96, 160), depths=(1, 1, 2, 2, 2), expansion=2, decoder_width=16,
+              iqa_width=48, head_width=160, quality_embedding=32),
+    "m": dict(widths=(24, 48, 96, 192, 320), depths=(1, 2, 3, 3, 2), expansion=3, decoder_width=32,
+              iqa_width=96, head_width=320, quality_embedding=64),
+    # For tests and CI only: trains in seconds on a CPU.
+    "tiny": dict(widths=(8, 8, 16, 16, 32), depths=(1, 1, 1, 1, 1), expansion=1, decoder_width=8,
+                 iqa_width=16, head_width=32, quality_embedding=8),
+}
+
+
+def model_config(size: str = "s", variant: str = "hier", **overrides) -> ModelConfig:
+    """A named size with optional overrides, e.g. `model_config("s", "flat", class_names=[...])`."""
+    if size not in SIZES:
+        raise ValueError(f"model size {size!r} is unknown (expected one of {', '.join(SIZES)})")
+    return ModelConfig(variant=variant, size=size, **{**SIZES[size], **overrides})

@@ -1,0 +1,67 @@
+"""Weights as safetensors plus the model config as JSON: no pickles anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import ModelConfig
+from .network import DeepMTND
+
+WEIGHTS = "model.safetensors"
+CONFIG = "model.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_model(model: DeepMTND, directory: str | Path, extra: dict | None = None) -> Path:
+    """Write `model.safetensors` and `model.json` (config + `extra`, e.g. training metrics) atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tmp = directory / (WEIGHTS + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt", "variant": model.cfg.variant})
+    os.replace(tmp, directory / WEIGHTS)
+    record = {"model": model.cfg.to_dict(), **(extra or {})}
+    atomic_write_text(directory / CONFIG, json.dumps(record, indent=2))
+    return directory
+
+
+def read_model_record(directory: str | Path) -> dict:
+    path = Path(directory) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no model config here (expected {CONFIG} beside {WEIGHTS})")
+    return json.loads(path.read_text())
+
+
+def load_model(directory: str | Path, map_location: str = "cpu") -> DeepMTND:
+    """Rebuild the network from `model.json` and load `model.safetensors`, in eval mode."""
+    directory = Path(directory)
+    cfg = ModelConfig.from_dict(read_model_record(directory)["model"])
+    model = DeepMTND(cfg)
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: weights missing")
+    model.load_state_dict(load_file(str(weights), device=map_location))
+    return model.eval()
+
+
+def count_flops(model: torch.nn.Module, height: int = 512, width: int = 512) -> int:
+    """Floating-point operations of one forward pass on a [1,1,H,W] image (a multiply-add counts 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 1, height, width))
+    model.train(was_training)
+    return int(counter.get_total_flops())

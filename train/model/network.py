@@ -1,0 +1,211 @@
+"""The DeepMT-ND network and its baselines, built from one `ModelConfig`.
+
+    image -> encoder_low (strides 2, 4, 8) -> encoder_deep (strides 16, 32)
+                 |  f2, f4, f8                     | f32
+                 |-> deblur decoder (f8 -> f4 -> f2 -> full res, residual)  -> deblurred
+                 |        `-> restored features r2 ----------.
+                 `-> IQA head on f8 (tiles of 32x32 px)       |     -> blur_logits, quality, quality_map, certainty
+                          `-> quality embedding per tile --.  |
+    diagnosis head: f32 + restored(r2 -> stride 32), FiLM(quality embedding) -> diagnosis_logits
+
+`hier` is the figure above; `flat` keeps the three heads but cuts the two arrows into the diagnosis;
+`st` is encoder + diagnosis head only. All are fully convolutional for H, W multiples of 32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .blocks import FiLM, ConvBNAct, InvertedResidual, UpFuse, normalized_entropy, stage
+from .config import ModelConfig
+
+TILE = 32  # quality_map resolution: one value per 32x32-pixel tile
+
+
+def check_input(image: torch.Tensor) -> None:
+    """Reject inputs that break the I/O contract, naming the shape and the fix."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return
+    if image.dim() != 4 or image.shape[1] != 1:
+        raise ValueError(f"image of shape {tuple(image.shape)}: expected [N, 1, H, W] (one channel)")
+    h, w = image.shape[-2:]
+    if h % TILE or w % TILE:
+        raise ValueError(f"image of size {h}x{w}: height and width must be multiples of {TILE} "
+                         f"(pad or crop to {h // TILE * TILE or TILE}x{w // TILE * TILE or TILE})")
+
+
+class EncoderLow(nn.Module):
+    """Strides 2, 4, 8: the low/mid-level features shared by deblurring, IQA and diagnosis."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w, d, e = cfg.widths, cfg.depths, cfg.expansion
+        self.stem = nn.Sequential(ConvBNAct(1, w[0], 3, 2), stage(w[0], w[0], d[0], 1, e))
+        self.stride4 = stage(w[0], w[1], d[1], 2, e)
+        self.stride8 = stage(w[1], w[2], d[2], 2, e)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        f2 = self.stem(image)
+        f4 = self.stride4(f2)
+        return f2, f4, self.stride8(f4)
+
+
+class EncoderDeep(nn.Module):
+    """Strides 16, 32: the high-level features of the diagnosis."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w, d, e = cfg.widths, cfg.depths, cfg.expansion
+        self.stride16 = stage(w[2], w[3], d[3], 2, e)
+        self.stride32 = stage(w[3], w[4], d[4], 2, e)
+
+    def forward(self, f8: torch.Tensor) -> torch.Tensor:
+        return self.stride32(self.stride16(f8))
+
+
+class DeblurDecoder(nn.Module):
+    """U-Net-style decoder from f8 back to full resolution. Predicts a residual added to the input
+    (blur removes detail; the identity is the right starting point) and exposes its stride-2
+    features as the restored features the diagnosis consumes."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w, c, e = cfg.widths, cfg.decoder_width, cfg.expansion
+        self.up4 = UpFuse(w[2], w[1], 2 * c, e)
+        self.up2 = UpFuse(2 * c, w[0], c, e)
+        self.to_full = nn.Conv2d(c, 4 * 4, 1)  # pixel shuffle: 16 channels at stride 2 -> 4 at full res
+        self.refine = nn.Sequential(nn.Conv2d(4 + 1, 8, 3, padding=1), nn.ReLU(inplace=True),
+                                    nn.Conv2d(8, 1, 3, padding=1))
+        nn.init.zeros_(self.refine[-1].weight)
+        nn.init.zeros_(self.refine[-1].bias)
+
+    def forward(self, image, f2, f4, f8) -> tuple[torch.Tensor, torch.Tensor]:
+        restored = self.up2(self.up4(f8, f4), f2)
+        full = F.pixel_shuffle(self.to_full(restored), 2)
+        residual = self.refine(torch.cat([full, image], dim=1))
+        return image + residual, restored
+
+
+class IQAHead(nn.Module):
+    """Blur level and quality per 32x32 tile from the mid-level features, pooled to the image with
+    learned attention (empty background tiles carry no blur evidence and get little weight)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        c, e = cfg.iqa_width, cfg.expansion
+        self.body = nn.Sequential(ConvBNAct(cfg.widths[2], c, 1), InvertedResidual(c, c, 2, e),
+                                  InvertedResidual(c, c, 2, e))  # stride 8 -> 32
+        self.tile_blur = nn.Conv2d(c, cfg.blur_levels, 1)
+        self.tile_quality = nn.Conv2d(c, 1, 1)
+        self.tile_attention = nn.Conv2d(c, 1, 1)
+
+    def forward(self, f8: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.body(f8)
+        tile_logits = self.tile_blur(features)
+        quality_map = torch.sigmoid(self.tile_quality(features))
+        n = features.shape[0]
+        attention = torch.softmax(self.tile_attention(features).reshape(n, 1, -1), dim=-1)
+        blur_logits = (tile_logits.reshape(n, tile_logits.shape[1], -1) * attention).sum(-1)
+        quality = (quality_map.reshape(n, 1, -1) * attention).sum(-1).squeeze(1)
+        return {"blur_logits": blur_logits, "quality": quality, "quality_map": quality_map,
+                "certainty": 1 - normalized_entropy(tile_logits), "tile_blur_logits": tile_logits,
+                "features": features}
+
+
+class DiagnosisHead(nn.Module):
+    """Deep features -> (optional: + restored features, FiLM by quality) -> pooled -> class logits."""
+
+    def __init__(self, cfg: ModelConfig, hierarchical: bool):
+        super().__init__()
+        w, h, e = cfg.widths, cfg.head_width, cfg.expansion
+        self.hierarchical = hierarchical
+        cin = w[4]
+        if hierarchical:
+            c = cfg.decoder_width
+            # Restored stride-2 features carried down to stride 32 by four strided blocks.
+            self.restored_down = nn.Sequential(
+                InvertedResidual(c, 2 * c, 2, e), InvertedResidual(2 * c, 2 * c, 2, e),
+                InvertedResidual(2 * c, 4 * c, 2, e), InvertedResidual(4 * c, 4 * c, 2, e))
+            cin += 4 * c
+            q = cfg.quality_embedding
+            self.quality_embedding = nn.Sequential(
+                nn.Conv2d(cfg.iqa_width + cfg.blur_levels + 2, q, 1), nn.ReLU(inplace=True), nn.Conv2d(q, q, 1))
+            self.film = FiLM(q, h)
+        self.fuse = ConvBNAct(cin, h, 1)
+        self.refine = InvertedResidual(h, h, 1, e)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.classifier = nn.Linear(h, cfg.num_classes)
+
+    def forward(self, f32, restored=None, iqa=None) -> torch.Tensor:
+        if self.hierarchical:
+            x = self.fuse(torch.cat([f32, self.restored_down(restored)], dim=1))
+            quality_in = torch.cat([iqa["features"], torch.softmax(iqa["tile_blur_logits"], dim=1),
+                                    iqa["quality_map"], iqa["certainty"].to(iqa["quality_map"].dtype)], dim=1)
+            x = self.film(x, self.quality_embedding(quality_in))
+        else:
+            x = self.fuse(f32)
+        x = self.refine(x).mean(dim=(2, 3))
+        return self.classifier(self.dropout(x))
+
+
+CONTRACT_OUTPUTS = ("diagnosis_logits", "blur_logits", "quality", "quality_map", "deblurred", "certainty")
+
+
+class DeepMTND(nn.Module):
+    """The network for all three variants. forward(image [N,1,H,W]) returns a dict with the contract's
+    output names; the single-task `st` variant returns only `diagnosis_logits`."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder_low = EncoderLow(cfg)
+        self.encoder_deep = EncoderDeep(cfg)
+        multitask = cfg.variant != "st"
+        self.deblur = DeblurDecoder(cfg) if multitask else None
+        self.iqa = IQAHead(cfg) if multitask else None
+        self.diagnosis = DiagnosisHead(cfg, hierarchical=cfg.variant == "hier")
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = self.forward_with_tiles(image)
+        return {k: outputs[k] for k in CONTRACT_OUTPUTS if k in outputs}
+
+    def forward_with_tiles(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """forward plus `tile_blur_logits` [N,L,H/32,W/32], which the per-tile blur loss needs."""
+        check_input(image)
+        f2, f4, f8 = self.encoder_low(image)
+        f32 = self.encoder_deep(f8)
+        if self.cfg.variant == "st":
+            return {"diagnosis_logits": self.diagnosis(f32)}
+        deblurred, restored = self.deblur(image, f2, f4, f8)
+        iqa = self.iqa(f8)
+        if self.cfg.variant == "hier":
+            logits = self.diagnosis(f32, restored, iqa)
+        else:
+            logits = self.diagnosis(f32)
+        return {"diagnosis_logits": logits, "blur_logits": iqa["blur_logits"], "quality": iqa["quality"],
+                "quality_map": iqa["quality_map"], "deblurred": deblurred, "certainty": iqa["certainty"],
+                "tile_blur_logits": iqa["tile_blur_logits"]}
+
+    def focus_model(self) -> FocusNet:
+        """The separable live-feedback graph (encoder_low + IQA head), sharing these weights."""
+        if self.iqa is None:
+            raise ValueError("the single-task (st) variant has no IQA head, hence no focus model")
+        return FocusNet(self.encoder_low, self.iqa)
+
+
+class FocusNet(nn.Module):
+    """encoder_low + IQA head: blur_logits, quality, quality_map, certainty. Its state_dict keys are a
+    subset of the full model's, so focus weights load from the same safetensors file."""
+
+    def __init__(self, encoder_low: EncoderLow, iqa: IQAHead):
+        super().__init__()
+        self.encoder_low = encoder_low
+        self.iqa = iqa
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        check_input(image)
+        _, _, f8 = self.encoder_low(image)
+        iqa = self.iqa(f8)
+        return {k: iqa[k] for k in ("blur_logits", "quality", "quality_map", "certainty")}
