@@ -167,12 +167,18 @@ class DeepMTND(nn.Module):
         self.iqa = IQAHead(cfg) if multitask else None
         self.diagnosis = DiagnosisHead(cfg, hierarchical=cfg.variant == "hier")
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        outputs = self.forward_with_tiles(image)
+    def forward(self, image: torch.Tensor, with_tiles: bool = False) -> dict[str, torch.Tensor]:
+        """The contract's outputs; `with_tiles` adds `tile_blur_logits` [N,L,H/32,W/32] for the per-tile
+        blur loss (training only, not part of the exported graph)."""
+        outputs = self._outputs(image)
+        if with_tiles:
+            return outputs
         return {k: outputs[k] for k in CONTRACT_OUTPUTS if k in outputs}
 
     def forward_with_tiles(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """forward plus `tile_blur_logits` [N,L,H/32,W/32], which the per-tile blur loss needs."""
+        return self.forward(image, with_tiles=True)
+
+    def _outputs(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         check_input(image)
         f2, f4, f8 = self.encoder_low(image)
         f32 = self.encoder_deep(f8)

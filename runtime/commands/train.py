@@ -1,0 +1,44 @@
+"""`ifrt train`: train the DeepMT-ND network (or a baseline) on a manifest database.
+
+Multi-GPU / multi-node: `torchrun --nproc_per_node=N -m ifrt train ...` (DistributedDataParallel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train the network on a database (needs ifrt[train])",
+                              description="Train, or resume an interrupted run in the same --out folder.")
+    p.add_argument("--data", required=True, help="database folder holding manifest.csv")
+    p.add_argument("--config", help="YAML config (sections model, data, loss, train); e.g. train/configs/s.yaml")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.csv, TensorBoard logs")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value (YAML syntax), e.g. --set model.variant=st --set data.levels=[0]")
+    p.set_defaults(func=run)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    import yaml
+
+    overrides: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise SystemExit(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. train.epochs=5")
+        overrides.setdefault(section, {})[name] = yaml.safe_load(value)
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from ifrt.train.trainer import load_config, train
+    except ImportError as exc:
+        raise SystemExit(f"ifrt train needs PyTorch: pip install 'ifrt[train]' ({exc})") from exc
+    config = load_config(args.config, parse_overrides(args.set))
+    summary = train(args.data, config, args.out)
+    print(json.dumps({k: v for k, v in summary.items() if k != "model"}, indent=2))
+    return 0

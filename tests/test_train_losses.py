@@ -1,0 +1,75 @@
+"""Task losses: unknown targets are masked out, never imputed."""
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ifrt.train.losses import LossConfig, MultiTaskLoss, charbonnier, masked_mean, psnr  # noqa: E402
+
+
+def _batch(n=2, levels=5, size=64):
+    return {"diagnosis": torch.tensor([1, -1][:n]), "blur_level": torch.tensor([2, -1][:n]),
+            "blur_map": torch.tensor([[[2.0, 2.0], [2.0, 2.0]], [[math.nan] * 2] * 2][:n]),
+            "sharp": torch.rand(n, 1, size, size), "has_sharp": torch.tensor([True, False][:n])}
+
+
+def _outputs(n=2, levels=5, size=64, classes=4):
+    return {"diagnosis_logits": torch.randn(n, classes, requires_grad=True),
+            "blur_logits": torch.randn(n, levels, requires_grad=True),
+            "tile_blur_logits": torch.randn(n, levels, 2, 2, requires_grad=True),
+            "quality": torch.rand(n, requires_grad=True), "quality_map": torch.rand(n, 1, 2, 2, requires_grad=True),
+            "deblurred": torch.rand(n, 1, size, size, requires_grad=True)}
+
+
+def test_masked_mean_ignores_masked_samples():
+    assert float(masked_mean(torch.tensor([1.0, 100.0]), torch.tensor([True, False]))) == 1.0
+
+
+def test_masked_mean_of_nothing_known_is_zero():
+    assert float(masked_mean(torch.tensor([5.0]), torch.tensor([False]))) == 0.0
+
+
+def test_sample_with_unknown_targets_gets_no_gradient():
+    criterion = MultiTaskLoss(LossConfig(), blur_levels=5)
+    out = _outputs()
+    loss, _ = criterion(out, _batch())
+    loss.backward()
+    for name in ("diagnosis_logits", "blur_logits", "quality", "deblurred"):
+        assert float(out[name].grad[1].abs().sum()) == 0.0, name
+        assert float(out[name].grad[0].abs().sum()) > 0.0, name
+    assert float(out["tile_blur_logits"].grad[1].abs().sum()) == 0.0
+
+
+def test_loss_does_not_depend_on_values_behind_a_mask():
+    criterion = MultiTaskLoss(LossConfig(), blur_levels=5)
+    out, batch = _outputs(), _batch()
+    first, _ = criterion(out, batch)
+    batch["sharp"][1] = 1000.0  # an unknown reference: its content must not matter
+    second, _ = criterion(out, batch)
+    assert first.item() == second.item()
+
+
+def test_single_task_criterion_logs_only_the_diagnosis_loss():
+    criterion = MultiTaskLoss(LossConfig(), blur_levels=5, tasks=("diagnosis",))
+    _, logged = criterion(_outputs(), _batch())
+    assert set(logged) == {"loss", "loss_diagnosis"}
+
+
+def test_learned_weights_start_equal_to_fixed_unit_weights():
+    weights = {"diagnosis": 1.0, "blur": 1.0, "quality": 1.0, "deblur": 1.0}
+    out, batch = _outputs(), _batch()
+    fixed, _ = MultiTaskLoss(LossConfig(weights=weights), 5)(out, batch)
+    learned, _ = MultiTaskLoss(LossConfig(weights=weights, learned_weights=True), 5)(out, batch)
+    assert float(fixed) == pytest.approx(float(learned))
+
+
+def test_charbonnier_of_identical_images_is_epsilon():
+    x = torch.rand(1, 1, 8, 8)
+    assert float(charbonnier(x, x, eps=1e-3)[0]) == pytest.approx(1e-3)
+
+
+def test_psnr_of_uniform_error_of_a_tenth_is_20_db():
+    x = torch.zeros(1, 1, 8, 8)
+    assert float(psnr(x + 0.1, x)[0]) == pytest.approx(20.0, abs=1e-4)
