@@ -1,0 +1,102 @@
+"""ONNX export of the `full` and `focus` graphs: named I/O per the contract, dynamic batch and spatial
+dims, metadata in `metadata_props`, full checker, graph simplification, and a sha256 sidecar."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .graphs import INPUT_NAME, graph_module
+from .metadata import model_metadata, write_sidecar
+
+log = logging.getLogger("ifrt.export")
+
+# Opset 18: the newest that both TensorRT 10.x's parser (opsets 9..20) and current onnxruntime
+# implement completely, and the dynamo exporter's native opset (no version conversion pass).
+DEFAULT_OPSET = 18
+# Largest spatial size the dynamic dims admit (in multiples of 32): 8192 px.
+MAX_TILES = 256
+MAX_BATCH = 256
+
+
+@dataclass
+class OnnxExportOptions:
+    opset: int = DEFAULT_OPSET
+    example_size: int = 256  # H = W of the tracing example; any multiple of 32
+    dynamic_batch: bool = True
+    dynamic_spatial: bool = True
+    simplify: bool = True
+
+
+def _dynamic_shapes(options: OnnxExportOptions) -> dict:
+    from torch.export import Dim
+
+    dims: dict[int, object] = {}
+    if options.dynamic_batch:
+        dims[0] = Dim("batch", min=1, max=MAX_BATCH)
+    if options.dynamic_spatial:
+        # H and W are declared as 32 * k so that the exported graph keeps the multiple-of-32 rule.
+        dims[2] = 32 * Dim("height_tiles", min=1, max=MAX_TILES)
+        dims[3] = 32 * Dim("width_tiles", min=1, max=MAX_TILES)
+    return {"image": dims}
+
+
+def _name_dynamic_dims(model, options: OnnxExportOptions) -> None:
+    """Give the input's dynamic dims readable names (`batch`, `height`, `width`) for TensorRT profiles
+    and Triton configs; the exporter names them after its symbols."""
+    names = {0: "batch", 2: "height", 3: "width"}
+    for inp in model.graph.input:
+        if inp.name != INPUT_NAME:
+            continue
+        for index, dim in enumerate(inp.type.tensor_type.shape.dim):
+            if dim.dim_param and index in names:
+                dim.dim_param = names[index]
+
+
+def export_graph(model: torch.nn.Module, record: dict, graph: str, path: str | Path,
+                 options: OnnxExportOptions | None = None) -> Path:
+    """Export one graph of `model` (fp32) to `path` and write `path.json` (sha256 + metadata)."""
+    import onnx
+
+    options = options or OnnxExportOptions()
+    if options.example_size % 32:
+        raise ValueError(f"example_size={options.example_size} must be a multiple of 32")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = graph_module(model, graph)
+    example = torch.rand(2, 1, options.example_size, options.example_size)
+    tmp = path.with_name(path.name + ".tmp.onnx")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=list(module.output_names),
+            opset_version=options.opset, dynamic_shapes=_dynamic_shapes(options), external_data=False,
+            verbose=False, report=False)
+    onnx_model = program.model_proto
+    if options.simplify:
+        import onnxslim
+
+        onnx_model = onnxslim.slim(onnx_model)
+    _name_dynamic_dims(onnx_model, options)
+    metadata = model_metadata(record, graph, "fp32", module.output_names)
+    set_metadata(onnx_model, metadata)
+    onnx.checker.check_model(onnx_model, full_check=True)
+    onnx.save(onnx_model, str(tmp))
+    tmp.replace(path)
+    write_sidecar(path, metadata)
+    log.info("exported %s graph to %s", graph, path)
+    return path
+
+
+def set_metadata(onnx_model, metadata: dict[str, str]) -> None:
+    """Replace this project's metadata_props entries, keeping anyone else's."""
+    keep = [p for p in onnx_model.metadata_props if p.key not in metadata]
+    del onnx_model.metadata_props[:]
+    onnx_model.metadata_props.extend(keep)
+    for key, value in sorted(metadata.items()):
+        entry = onnx_model.metadata_props.add()
+        entry.key, entry.value = key, value
