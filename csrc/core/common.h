@@ -4,6 +4,7 @@
 // CPU tests pin the GPU semantics (one source of truth per computation).
 #pragma once
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -12,6 +13,52 @@
 #else
 #define IFRT_HD inline
 #endif
+
+namespace ifrt {
+
+// Correctly rounded float arithmetic that the compiler may not fuse into an FMA. nvcc contracts
+// a*b+c by default while the host build does not, so shared math goes through these to give
+// bit-identical results on both paths.
+IFRT_HD float fmul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+IFRT_HD float fadd(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+IFRT_HD float fsub(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+IFRT_HD double dmul(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+IFRT_HD double dadd(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+IFRT_HD double dsub(double a, double b) { return dadd(a, -b); }
+// Linear interpolation a + t*(b - a), unfused.
+IFRT_HD float flerp(float a, float b, float t) { return fadd(a, fmul(t, fsub(b, a))); }
+
+}  // namespace ifrt
 
 namespace ifrt {
 

@@ -1,0 +1,121 @@
+#include "core/focus.h"
+
+#include <algorithm>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "core/normalize.h"
+#include "core/parallel.h"
+
+namespace ifrt {
+
+void focus_grid(int64_t height, int64_t width, int64_t* tile_height, int64_t* tile_width, int64_t* tiles_y,
+                int64_t* tiles_x) {
+  if (*tile_height < 0 || *tile_width < 0 || ((*tile_height == 0) != (*tile_width == 0))) {
+    fail(ErrorCode::InvalidArgument, "focus tile size " + std::to_string(*tile_height) + "x" +
+                                         std::to_string(*tile_width) +
+                                         " is invalid (both 0 for the whole image, or both positive)");
+  }
+  if (*tile_height == 0) {
+    *tile_height = height;
+    *tile_width = width;
+  }
+  *tiles_y = (height + *tile_height - 1) / *tile_height;
+  *tiles_x = (width + *tile_width - 1) / *tile_width;
+}
+
+namespace {
+
+// Row r of the image as doubles with one mirrored sample on each side: buf[x + 1] = I(r, x).
+class RowCache {
+ public:
+  RowCache(const ImageView& im, int64_t channel) : im_(im), channel_(channel), tmp_(static_cast<size_t>(im.width)) {
+    for (auto& b : buf_) b.resize(static_cast<size_t>(im.width + 2));
+  }
+  const double* get(int64_t r) {
+    const int slot = static_cast<int>(r % 4);
+    if (tag_[slot] != r) {
+      load_corrected_row(im_, channel_, nullptr, nullptr, r, tmp_.data());
+      double* b = buf_[slot].data();
+      const int64_t w = im_.width;
+      for (int64_t x = 0; x < w; ++x) b[x + 1] = tmp_[x];
+      b[0] = b[reflect101(-1, w) + 1];
+      b[w + 1] = b[reflect101(w, w) + 1];
+      tag_[slot] = r;
+    }
+    return buf_[slot].data();
+  }
+
+ private:
+  const ImageView& im_;
+  int64_t channel_;
+  std::vector<float> tmp_;
+  std::vector<double> buf_[4];
+  int64_t tag_[4] = {-1, -1, -1, -1};
+};
+
+}  // namespace
+
+FocusResult focus(const ImageView& image, int64_t channel, int64_t tile_height, int64_t tile_width) {
+  const ImageView im = checked_input(image);
+  if (channel < 0 || channel >= im.channels) {
+    fail(ErrorCode::InvalidArgument, "channel " + std::to_string(channel) + " is out of range for an image with " +
+                                         std::to_string(im.channels) + " channel(s)");
+  }
+  const int64_t h = im.height, w = im.width;
+  FocusResult result;
+  focus_grid(h, w, &tile_height, &tile_width, &result.tiles_y, &result.tiles_x);
+  const int64_t ntiles = result.tiles_y * result.tiles_x;
+  {
+    float first = 0.0f;
+    std::vector<float> row(static_cast<size_t>(w));
+    load_corrected_row(im, channel, nullptr, nullptr, 0, row.data());
+    first = row[0];
+    result.shift = first;
+  }
+  const double shift = result.shift;
+
+  std::mutex merge;
+  std::vector<std::pair<int64_t, std::vector<FocusSums>>> partials;
+  parallel_for(h, 32, [&](int64_t y0, int64_t y1) {
+    std::vector<FocusSums> sums(static_cast<size_t>(ntiles));
+    RowCache cache(im, channel);
+    for (int64_t y = y0; y < y1; ++y) {
+      // Rows y-1..y+2 occupy distinct slots (r % 4), so the four pointers stay valid together.
+      const double* up = cache.get(reflect101(y - 1, h));
+      const double* cur = cache.get(y);
+      const double* dn = cache.get(reflect101(y + 1, h));
+      const bool has_down2 = y + 2 < h;
+      const double* dn2 = has_down2 ? cache.get(y + 2) : nullptr;
+      FocusSums* tile_row = sums.data() + (y / tile_height) * result.tiles_x;
+      for (int64_t tx = 0; tx < result.tiles_x; ++tx) {
+        const int64_t xa = tx * tile_width, xb = std::min(w, xa + tile_width);
+        FocusSums s;
+        for (int64_t x = xa; x < xb; ++x) {
+          const double n[3][3] = {{up[x], up[x + 1], up[x + 2]}, {cur[x], cur[x + 1], cur[x + 2]},
+                                  {dn[x], dn[x + 1], dn[x + 2]}};
+          const bool has_right2 = x + 2 < w;
+          focus_accumulate(s, n, has_right2 ? cur[x + 3] : 0.0, has_right2, has_down2 ? dn2[x + 1] : 0.0, has_down2,
+                           shift);
+        }
+        focus_merge(tile_row[tx], s);
+      }
+    }
+    std::lock_guard<std::mutex> lock(merge);
+    partials.emplace_back(y0, std::move(sums));
+  });
+  std::sort(partials.begin(), partials.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<FocusSums> tiles(static_cast<size_t>(ntiles));
+  for (const auto& p : partials)
+    for (int64_t t = 0; t < ntiles; ++t) focus_merge(tiles[t], p.second[t]);
+  result.tiles.resize(static_cast<size_t>(ntiles));
+  for (int64_t t = 0; t < ntiles; ++t) {
+    focus_merge(result.global_sums, tiles[t]);
+    result.tiles[t] = focus_metrics(tiles[t], shift);
+  }
+  result.global = focus_metrics(result.global_sums, shift);
+  return result;
+}
+
+}  // namespace ifrt

@@ -1,0 +1,271 @@
+#include "core/normalize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <sstream>
+#include <vector>
+
+#include "core/parallel.h"
+
+namespace ifrt {
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::U8: return "uint8";
+    case DType::U16: return "uint16";
+    case DType::F32: return "float32";
+    case DType::F16: return "float16";
+  }
+  return "unknown";
+}
+
+ImageView checked_input(ImageView image, const char* what) {
+  std::ostringstream msg;
+  msg << what << ": ";
+  if (!image.data) fail(ErrorCode::InvalidArgument, msg.str() + "data pointer is null");
+  if (image.dtype != DType::U8 && image.dtype != DType::U16 && image.dtype != DType::F32) {
+    const int code = static_cast<int>(image.dtype);
+    msg << "dtype code " << code << " is not supported (expected uint8, uint16 or float32)";
+    fail(ErrorCode::InvalidArgument, msg.str());
+  }
+  if (image.height <= 0 || image.width <= 0 || image.channels <= 0) {
+    msg << "size " << image.height << "x" << image.width << "x" << image.channels
+        << " is empty (height, width and channels must be >= 1)";
+    fail(ErrorCode::InvalidArgument, msg.str());
+  }
+  const int64_t es = dtype_size(image.dtype);
+  if (image.pixel_stride == 0) image.pixel_stride = image.channels * es;
+  if (image.row_stride == 0) image.row_stride = image.width * image.pixel_stride;
+  if (image.pixel_stride < image.channels * es || image.pixel_stride % es != 0) {
+    msg << "pixel stride " << image.pixel_stride << " bytes is invalid for " << image.channels << " "
+        << dtype_name(image.dtype) << " channels (must be a multiple of " << es << " and >= " << image.channels * es
+        << ")";
+    fail(ErrorCode::InvalidArgument, msg.str());
+  }
+  if (image.row_stride % es != 0 ||
+      (image.height > 1 && image.row_stride < (image.width - 1) * image.pixel_stride + image.channels * es)) {
+    msg << "row stride " << image.row_stride << " bytes is invalid for width " << image.width << " (must be a multiple of "
+        << es << " and >= " << image.width * image.pixel_stride << ")";
+    fail(ErrorCode::InvalidArgument, msg.str());
+  }
+  if (reinterpret_cast<uintptr_t>(image.data) % static_cast<uintptr_t>(es) != 0) {
+    msg << "data pointer is not aligned to " << es << " bytes for " << dtype_name(image.dtype);
+    fail(ErrorCode::InvalidArgument, msg.str());
+  }
+  return image;
+}
+
+void check_norm_spec(const NormSpec& spec) {
+  std::ostringstream msg;
+  switch (spec.mode) {
+    case NormMode::Percentile:
+      if (!(spec.p_low >= 0.0 && spec.p_low < spec.p_high && spec.p_high <= 100.0)) {
+        msg << "percentiles must satisfy 0 <= p_low < p_high <= 100, got p_low=" << spec.p_low
+            << ", p_high=" << spec.p_high;
+        fail(ErrorCode::InvalidArgument, msg.str());
+      }
+      return;
+    case NormMode::MinMax: return;
+    case NormMode::Fixed:
+      make_range(spec.lo, spec.hi);
+      return;
+  }
+  fail(ErrorCode::InvalidArgument, "unknown normalization mode " + std::to_string(static_cast<int>(spec.mode)));
+}
+
+NormRange make_range(double lo, double hi) {
+  if (!std::isfinite(lo) || !std::isfinite(hi) || hi < lo) {
+    std::ostringstream msg;
+    msg << "normalization range must be finite with hi >= lo, got lo=" << lo << ", hi=" << hi;
+    fail(ErrorCode::InvalidArgument, msg.str());
+  }
+  NormRange r;
+  r.lo = lo;
+  r.hi = hi;
+  r.lo32 = static_cast<float>(lo);
+  r.scale32 = norm_scale(lo, hi);
+  return r;
+}
+
+namespace {
+
+void check_channel(const ImageView& image, int64_t channel) {
+  if (channel < 0 || channel >= image.channels) {
+    fail(ErrorCode::InvalidArgument, "channel " + std::to_string(channel) + " is out of range for an image with " +
+                                         std::to_string(image.channels) + " channel(s)");
+  }
+}
+
+template <typename T>
+void load_row_t(const ImageView& im, int64_t channel, const float* dark, const float* flat, int64_t y, float* out) {
+  const auto* base = static_cast<const unsigned char*>(im.data) + channel * sizeof(T) + y * im.row_stride;
+  const int64_t w = im.width;
+  const int64_t off = y * w;
+  if (im.pixel_stride == static_cast<int64_t>(sizeof(T))) {
+    const T* row = reinterpret_cast<const T*>(base);
+    if (!dark && !flat) {
+      for (int64_t x = 0; x < w; ++x) out[x] = static_cast<float>(row[x]);
+    } else {
+      for (int64_t x = 0; x < w; ++x) out[x] = correct_value(static_cast<float>(row[x]), dark, flat, off + x);
+    }
+  } else {
+    for (int64_t x = 0; x < w; ++x) {
+      const float raw = load_as_float<T>(base, 0, im.pixel_stride, 0, x);
+      out[x] = correct_value(raw, dark, flat, off + x);
+    }
+  }
+}
+
+// Exact order statistics of integer pixels from a histogram.
+template <typename T>
+NormRange percentile_hist(const ImageView& im, int64_t channel, double p_low, double p_high) {
+  constexpr int64_t bins = int64_t(1) << (8 * sizeof(T));
+  std::vector<int64_t> hist(bins, 0);
+  std::mutex merge;
+  parallel_for(im.height, 64, [&](int64_t y0, int64_t y1) {
+    std::vector<int64_t> local(bins, 0);
+    // Four interleaved histograms avoid store-to-load stalls on runs of equal pixels.
+    std::vector<uint32_t> part(static_cast<size_t>(bins) * 4, 0);
+    int64_t pending = 0;
+    for (int64_t y = y0; y < y1; ++y) {
+      const auto* base = static_cast<const unsigned char*>(im.data) + y * im.row_stride + channel * sizeof(T);
+      if (im.pixel_stride == static_cast<int64_t>(sizeof(T))) {
+        const T* row = reinterpret_cast<const T*>(base);
+        int64_t x = 0;
+        for (; x + 4 <= im.width; x += 4) {
+          ++part[row[x] * 4 + 0];
+          ++part[row[x + 1] * 4 + 1];
+          ++part[row[x + 2] * 4 + 2];
+          ++part[row[x + 3] * 4 + 3];
+        }
+        for (; x < im.width; ++x) ++part[row[x] * 4];
+      } else {
+        for (int64_t x = 0; x < im.width; ++x) ++part[*reinterpret_cast<const T*>(base + x * im.pixel_stride) * 4];
+      }
+      pending += im.width;
+      if (pending > (int64_t(1) << 30)) {  // flush before the 32-bit counters could overflow
+        pending = 0;
+        for (int64_t b = 0; b < bins; ++b) {
+          local[b] += int64_t(part[b * 4]) + part[b * 4 + 1] + part[b * 4 + 2] + part[b * 4 + 3];
+        }
+        std::fill(part.begin(), part.end(), 0u);
+      }
+    }
+    for (int64_t b = 0; b < bins; ++b) local[b] += int64_t(part[b * 4]) + part[b * 4 + 1] + part[b * 4 + 2] + part[b * 4 + 3];
+    std::lock_guard<std::mutex> lock(merge);
+    for (int64_t b = 0; b < bins; ++b) hist[b] += local[b];
+  });
+  const int64_t n = im.height * im.width;
+  const PercentileIndex il = percentile_index(n, p_low), ih = percentile_index(n, p_high);
+  int64_t want[4] = {il.prev, il.next, ih.prev, ih.next};
+  T value[4] = {};
+  // Walk the cumulative histogram once: order statistic k is the first value whose cumulative
+  // count exceeds k.
+  int64_t cum = 0, b = 0;
+  for (int i = 0; i < 4; ++i) {
+    while (cum + hist[b] <= want[i]) cum += hist[b++];
+    value[i] = static_cast<T>(b);
+  }
+  return make_range(percentile_lerp<T>(value[0], value[1], il.gamma), percentile_lerp<T>(value[2], value[3], ih.gamma));
+}
+
+NormRange percentile_select(std::vector<float>& v, double p_low, double p_high) {
+  const int64_t n = static_cast<int64_t>(v.size());
+  const PercentileIndex il = percentile_index(n, p_low), ih = percentile_index(n, p_high);
+  auto at = [&](int64_t k) { return v.begin() + k; };
+  std::nth_element(v.begin(), at(ih.prev), v.end());
+  const float hi_prev = v[ih.prev];
+  const float hi_next = ih.next > ih.prev ? *std::min_element(at(ih.prev + 1), v.end()) : hi_prev;
+  std::nth_element(v.begin(), at(il.prev), at(ih.prev));  // elements before ih.prev are <= hi_prev
+  float lo_prev, lo_next;
+  if (il.prev == ih.prev) {
+    lo_prev = hi_prev;
+    lo_next = hi_next;
+  } else {
+    lo_prev = v[il.prev];
+    lo_next = il.next > il.prev ? *std::min_element(at(il.prev + 1), at(ih.prev + 1)) : lo_prev;
+  }
+  return make_range(percentile_lerp<float>(lo_prev, lo_next, il.gamma),
+                    percentile_lerp<float>(hi_prev, hi_next, ih.gamma));
+}
+
+void require_finite(const float* v, int64_t count, int64_t y) {
+  for (int64_t x = 0; x < count; ++x) {
+    if (!std::isfinite(v[x])) {
+      fail(ErrorCode::InvalidArgument, "pixel (" + std::to_string(y) + ", " + std::to_string(x) +
+                                           ") is not finite; normalization needs finite values (after dark/flat "
+                                           "correction)");
+    }
+  }
+}
+
+}  // namespace
+
+void load_corrected_row(const ImageView& im, int64_t channel, const float* dark, const float* flat, int64_t y,
+                        float* out) {
+  switch (im.dtype) {
+    case DType::U8: load_row_t<uint8_t>(im, channel, dark, flat, y, out); return;
+    case DType::U16: load_row_t<uint16_t>(im, channel, dark, flat, y, out); return;
+    case DType::F32: load_row_t<float>(im, channel, dark, flat, y, out); return;
+    default: fail(ErrorCode::InvalidArgument, "unsupported input dtype");
+  }
+}
+
+NormRange percentile_range(const ImageView& image, int64_t channel, double p_low, double p_high, const float* dark,
+                           const float* flat) {
+  const ImageView im = checked_input(image);
+  check_channel(im, channel);
+  NormSpec spec;
+  spec.p_low = p_low;
+  spec.p_high = p_high;
+  check_norm_spec(spec);
+  if (!dark && !flat && im.dtype == DType::U8) return percentile_hist<uint8_t>(im, channel, p_low, p_high);
+  if (!dark && !flat && im.dtype == DType::U16) return percentile_hist<uint16_t>(im, channel, p_low, p_high);
+  std::vector<float> values(static_cast<size_t>(im.height * im.width));
+  parallel_for(im.height, 64, [&](int64_t y0, int64_t y1) {
+    for (int64_t y = y0; y < y1; ++y) {
+      float* row = values.data() + y * im.width;
+      load_corrected_row(im, channel, dark, flat, y, row);
+      require_finite(row, im.width, y);
+    }
+  });
+  return percentile_select(values, p_low, p_high);
+}
+
+NormRange minmax_range(const ImageView& image, int64_t channel, const float* dark, const float* flat) {
+  const ImageView im = checked_input(image);
+  check_channel(im, channel);
+  std::mutex merge;
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+  parallel_for(im.height, 64, [&](int64_t y0, int64_t y1) {
+    std::vector<float> row(static_cast<size_t>(im.width));
+    float l = std::numeric_limits<float>::infinity(), h = -l;
+    for (int64_t y = y0; y < y1; ++y) {
+      load_corrected_row(im, channel, dark, flat, y, row.data());
+      if (im.dtype == DType::F32 || dark || flat) require_finite(row.data(), im.width, y);
+      for (int64_t x = 0; x < im.width; ++x) {
+        l = std::min(l, row[x]);
+        h = std::max(h, row[x]);
+      }
+    }
+    std::lock_guard<std::mutex> lock(merge);
+    lo = std::min(lo, l);
+    hi = std::max(hi, h);
+  });
+  return make_range(lo, hi);
+}
+
+NormRange compute_range(const ImageView& image, int64_t channel, const NormSpec& spec, const float* dark,
+                        const float* flat) {
+  check_norm_spec(spec);
+  switch (spec.mode) {
+    case NormMode::Percentile: return percentile_range(image, channel, spec.p_low, spec.p_high, dark, flat);
+    case NormMode::MinMax: return minmax_range(image, channel, dark, flat);
+    case NormMode::Fixed: return make_range(spec.lo, spec.hi);
+  }
+  fail(ErrorCode::InvalidArgument, "unknown normalization mode");
+}
+
+}  // namespace ifrt

@@ -1,0 +1,131 @@
+#include "core/postprocess.h"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/half.h"
+#include "core/parallel.h"
+
+namespace ifrt {
+
+void softmax(const float* logits, int64_t n, int64_t k, float temperature, float* probs) {
+  if (!logits || !probs) fail(ErrorCode::InvalidArgument, "softmax: logits or output pointer is null");
+  if (n < 0 || k < 1) {
+    fail(ErrorCode::InvalidArgument, "softmax: logits shape [" + std::to_string(n) + ", " + std::to_string(k) +
+                                         "] is invalid (need at least one class)");
+  }
+  if (!(temperature > 0.0f) || !std::isfinite(temperature)) {
+    fail(ErrorCode::InvalidArgument, "softmax: temperature " + std::to_string(temperature) + " must be > 0");
+  }
+  for (int64_t i = 0; i < n; ++i) softmax_row(logits + i * k, probs + i * k, k, temperature);
+}
+
+TileGrid make_tile_grid(int64_t frame_height, int64_t frame_width, int64_t tile_height, int64_t tile_width,
+                        int64_t overlap) {
+  auto text = [](int64_t a, int64_t b) { return std::to_string(a) + "x" + std::to_string(b); };
+  if (frame_height < 1 || frame_width < 1) fail(ErrorCode::InvalidArgument, "frame " + text(frame_height, frame_width) + " is empty");
+  if (tile_height < 1 || tile_width < 1 || tile_height > frame_height || tile_width > frame_width) {
+    fail(ErrorCode::InvalidArgument, "tile " + text(tile_height, tile_width) + " must be non-empty and fit the frame " +
+                                         text(frame_height, frame_width));
+  }
+  // The overlap must leave a positive step on every axis that needs more than one tile.
+  if (overlap < 0 || (frame_height > tile_height && overlap >= tile_height) ||
+      (frame_width > tile_width && overlap >= tile_width)) {
+    fail(ErrorCode::InvalidArgument, "overlap " + std::to_string(overlap) + " must be >= 0 and smaller than the tile " +
+                                         text(tile_height, tile_width));
+  }
+  TileGrid g;
+  g.frame_height = frame_height;
+  g.frame_width = frame_width;
+  g.tile_height = tile_height;
+  g.tile_width = tile_width;
+  g.overlap = overlap;
+  g.tiles_y = tile_count(frame_height, tile_height, overlap);
+  g.tiles_x = tile_count(frame_width, tile_width, overlap);
+  return g;
+}
+
+void blend_tiles(const float* tiles, const TileGrid& grid, float* out, int64_t height, int64_t width) {
+  if (!tiles || !out) fail(ErrorCode::InvalidArgument, "blend_tiles: tiles or output pointer is null");
+  const TileGrid g = make_tile_grid(grid.frame_height, grid.frame_width, grid.tile_height, grid.tile_width, grid.overlap);
+  if (height < 1 || width < 1 || height > g.frame_height || width > g.frame_width) {
+    fail(ErrorCode::InvalidArgument, "blend_tiles: output " + std::to_string(height) + "x" + std::to_string(width) +
+                                         " must be a non-empty crop of the frame");
+  }
+  parallel_for(height, 16, [&](int64_t y0, int64_t y1) {
+    for (int64_t y = y0; y < y1; ++y)
+      for (int64_t x = 0; x < width; ++x) out[y * width + x] = blend_pixel(tiles, g, y, x);
+  });
+}
+
+namespace {
+
+template <typename Out>
+void denormalize_rows(const void* in, DType in_dtype, int64_t in_stride, int64_t height, int64_t width, float lo,
+                      float span, Out* out, float vmin, float vmax, bool integer) {
+  parallel_for(height, 32, [&](int64_t y0, int64_t y1) {
+    for (int64_t y = y0; y < y1; ++y) {
+      for (int64_t x = 0; x < width; ++x) {
+        const float v = in_dtype == DType::F32 ? static_cast<const float*>(in)[y * in_stride + x]
+                                               : half_to_float(static_cast<const uint16_t*>(in)[y * in_stride + x]);
+        const float d = denormalize_value(v, lo, span);
+        out[y * width + x] = static_cast<Out>(integer ? round_clamp(d, vmin, vmax) : d);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_t height, int64_t width, double lo,
+                 double hi, void* out, DType out_dtype) {
+  if (!in || !out) fail(ErrorCode::InvalidArgument, "denormalize: input or output pointer is null");
+  if (in_dtype != DType::F32 && in_dtype != DType::F16) {
+    fail(ErrorCode::InvalidArgument, std::string("denormalize: input dtype ") + dtype_name(in_dtype) +
+                                         " is not supported (expected float32 or float16)");
+  }
+  if (height < 1 || width < 1 || in_stride < width) {
+    fail(ErrorCode::InvalidArgument, "denormalize: size " + std::to_string(height) + "x" + std::to_string(width) +
+                                         " with row stride " + std::to_string(in_stride) + " is invalid");
+  }
+  const NormRange r = make_range(lo, hi);
+  const float lo32 = r.lo32;
+  const float span = static_cast<float>(r.hi - r.lo);
+  switch (out_dtype) {
+    case DType::U8:
+      denormalize_rows(in, in_dtype, in_stride, height, width, lo32, span, static_cast<uint8_t*>(out), 0.0f, 255.0f, true);
+      return;
+    case DType::U16:
+      denormalize_rows(in, in_dtype, in_stride, height, width, lo32, span, static_cast<uint16_t*>(out), 0.0f, 65535.0f,
+                       true);
+      return;
+    case DType::F32:
+      denormalize_rows(in, in_dtype, in_stride, height, width, lo32, span, static_cast<float*>(out), 0.0f, 0.0f, false);
+      return;
+    default:
+      fail(ErrorCode::InvalidArgument, std::string("denormalize: output dtype ") + dtype_name(out_dtype) +
+                                           " is not supported (expected uint8, uint16 or float32)");
+  }
+}
+
+void upsample_quality_map(const float* map, int64_t map_height, int64_t map_width, float* out, int64_t height,
+                          int64_t width) {
+  if (!map || !out) fail(ErrorCode::InvalidArgument, "upsample_quality_map: map or output pointer is null");
+  if (map_height < 1 || map_width < 1 || height < 1 || width < 1) {
+    fail(ErrorCode::InvalidArgument, "upsample_quality_map: sizes must be >= 1, got map " + std::to_string(map_height) +
+                                         "x" + std::to_string(map_width) + ", output " + std::to_string(height) + "x" +
+                                         std::to_string(width));
+  }
+  std::vector<AxisTaps> xt(static_cast<size_t>(width));
+  for (int64_t x = 0; x < width; ++x) xt[x] = axis_taps(ResizeMode::Bilinear, x, map_width, width);
+  auto src = [&](int64_t y, int64_t x) { return map[y * map_width + x]; };
+  parallel_for(height, 32, [&](int64_t y0, int64_t y1) {
+    for (int64_t y = y0; y < y1; ++y) {
+      const AxisTaps ty = axis_taps(ResizeMode::Bilinear, y, map_height, height);
+      for (int64_t x = 0; x < width; ++x) out[y * width + x] = resample_value(src, ty, xt[x]);
+    }
+  });
+}
+
+}  // namespace ifrt

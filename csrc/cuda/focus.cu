@@ -1,0 +1,114 @@
+// CUDA focus metrics: one pass accumulating core/focus.h's per-pixel terms into per-tile sums
+// (block reduction, then one double atomicAdd per field and block), then a finishing kernel.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "cuda/check.h"
+#include "cuda/kernels.h"
+
+namespace ifrt::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kFields = 9;
+
+struct Pixels {
+  const unsigned char* base;  // at the picked channel
+  int64_t row_stride, pixel_stride, h, w;
+};
+
+template <typename T>
+__device__ __forceinline__ double px(const Pixels& p, int64_t y, int64_t x) {
+  return static_cast<double>(load_as_float<T>(p.base, p.row_stride, p.pixel_stride, y, x));
+}
+
+__device__ __forceinline__ double* field(FocusSums& s, int i) { return &s.count + i; }
+
+template <typename T>
+__global__ void focus_kernel(Pixels p, int64_t th, int64_t tw, int64_t tiles_x, FocusSums* tile_sums) {
+  const int64_t tile = blockIdx.y;
+  const int64_t y0 = (tile / tiles_x) * th, x0 = (tile % tiles_x) * tw;
+  const int64_t hh = (p.h - y0 < th ? p.h - y0 : th), ww = (p.w - x0 < tw ? p.w - x0 : tw);
+  const double shift = px<T>(p, 0, 0);
+  FocusSums s;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < hh * ww; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t y = y0 + i / ww, x = x0 + i % ww;
+    double n[3][3];
+    for (int dy = -1; dy <= 1; ++dy)
+      for (int dx = -1; dx <= 1; ++dx) n[dy + 1][dx + 1] = px<T>(p, reflect101(y + dy, p.h), reflect101(x + dx, p.w));
+    const bool r2 = x + 2 < p.w, d2 = y + 2 < p.h;
+    focus_accumulate(s, n, r2 ? px<T>(p, y, x + 2) : 0.0, r2, d2 ? px<T>(p, y + 2, x) : 0.0, d2, shift);
+  }
+  // Block reduction: warp shuffles, then the first warp over the warp totals.
+  __shared__ double warp_sums[kThreads / 32][kFields];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int f = 0; f < kFields; ++f) {
+    double v = *field(s, f);
+    for (int o = 16; o > 0; o /= 2) v += __shfl_down_sync(0xffffffffu, v, o);
+    if (lane == 0) warp_sums[warp][f] = v;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    for (int f = 0; f < kFields; ++f) {
+      double v = lane < kThreads / 32 ? warp_sums[lane][f] : 0.0;
+      for (int o = 16; o > 0; o /= 2) v += __shfl_down_sync(0xffffffffu, v, o);
+      if (lane == 0 && v != 0.0) atomicAdd(field(tile_sums[tile], f), v);
+    }
+  }
+}
+
+template <typename T>
+__global__ void focus_finish_kernel(Pixels p, const FocusSums* tile_sums, int64_t ntiles, FocusMetrics* tile_metrics,
+                                    FocusMetrics* global_metrics) {
+  const double shift = px<T>(p, 0, 0);
+  for (int64_t t = threadIdx.x; t < ntiles; t += blockDim.x) tile_metrics[t] = focus_metrics(tile_sums[t], shift);
+  if (threadIdx.x == 0) {
+    FocusSums total;
+    for (int64_t t = 0; t < ntiles; ++t) focus_merge(total, tile_sums[t]);
+    *global_metrics = focus_metrics(total, shift);
+  }
+}
+
+template <typename T>
+void enqueue(const ImageView& im, int64_t channel, int64_t th, int64_t tw, int64_t tiles_y, int64_t tiles_x,
+             FocusSums* sums, FocusMetrics* tm, FocusMetrics* gm, cudaStream_t st) {
+  Pixels p{static_cast<const unsigned char*>(im.data) + channel * sizeof(T), im.row_stride, im.pixel_stride, im.height,
+           im.width};
+  const int64_t ntiles = tiles_y * tiles_x;
+  IFRT_CUDA_CHECK(cudaMemsetAsync(sums, 0, sizeof(FocusSums) * ntiles, st));
+  // About 2048 blocks in all, at least one per tile.
+  int64_t per_tile = (th * tw + kThreads - 1) / kThreads;
+  const int64_t cap = 2048 / ntiles > 1 ? 2048 / ntiles : 1;
+  per_tile = per_tile < cap ? per_tile : cap;
+  focus_kernel<T><<<dim3(static_cast<unsigned int>(per_tile), static_cast<unsigned int>(ntiles)), kThreads, 0, st>>>(
+      p, th, tw, tiles_x, sums);
+  IFRT_CUDA_CHECK_LAUNCH();
+  focus_finish_kernel<T><<<1, 256, 0, st>>>(p, sums, ntiles, tm, gm);
+  IFRT_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void focus(const ImageView& image, int64_t channel, int64_t tile_height, int64_t tile_width, FocusSums* tile_sums,
+           FocusMetrics* tile_metrics, FocusMetrics* global_metrics, void* stream) {
+  const ImageView im = checked_input(image);
+  if (channel < 0 || channel >= im.channels) {
+    fail(ErrorCode::InvalidArgument, "channel " + std::to_string(channel) + " is out of range for an image with " +
+                                         std::to_string(im.channels) + " channel(s)");
+  }
+  if (!tile_sums || !tile_metrics || !global_metrics) fail(ErrorCode::InvalidArgument, "focus: output pointer is null");
+  int64_t tiles_y = 0, tiles_x = 0;
+  focus_grid(im.height, im.width, &tile_height, &tile_width, &tiles_y, &tiles_x);
+  if (tiles_y * tiles_x > 65535) fail(ErrorCode::InvalidArgument, "focus: more than 65535 tiles; use larger tiles");
+  const cudaStream_t st = as_stream(stream);
+  switch (im.dtype) {
+    case DType::U8: enqueue<uint8_t>(im, channel, tile_height, tile_width, tiles_y, tiles_x, tile_sums, tile_metrics, global_metrics, st); break;
+    case DType::U16: enqueue<uint16_t>(im, channel, tile_height, tile_width, tiles_y, tiles_x, tile_sums, tile_metrics, global_metrics, st); break;
+    case DType::F32: enqueue<float>(im, channel, tile_height, tile_width, tiles_y, tiles_x, tile_sums, tile_metrics, global_metrics, st); break;
+    default: fail(ErrorCode::InvalidArgument, "unsupported input dtype");
+  }
+}
+
+}  // namespace ifrt::cuda

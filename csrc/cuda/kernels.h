@@ -1,0 +1,93 @@
+// CUDA path of the preprocess, postprocess and focus kernels (built when IFRT_WITH_CUDA).
+//
+// Contract for every function in ifrt::cuda:
+//  - pointers to pixels, tiles, logits and outputs are device pointers (or mapped pinned memory);
+//  - the work is enqueued on `stream` (a cudaStream_t; nullptr = the legacy default stream) and the
+//    call returns without synchronizing; results are valid once the stream reaches that point;
+//  - validation of shapes and options happens on the host before anything is enqueued and throws
+//    ifrt::Error (InvalidArgument); launch failures throw ifrt::Error(Cuda).
+// The per-pixel math is the same IFRT_HD functions as the CPU path (core/*.h), so results match the
+// CPU bit for bit except where stated (softmax: expf to 2 ulp; focus: summation order).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/focus.h"
+#include "core/image.h"
+#include "core/normalize.h"
+#include "core/postprocess.h"
+#include "core/preprocess.h"
+
+namespace ifrt::cuda {
+
+// Device scratch for one stream's preprocessing: histograms for the percentile selection and the
+// normalization range the kernels read. Grows with stream-ordered allocation (cudaMallocAsync), so
+// it adds no synchronization; not thread-safe, keep one per stream.
+class Workspace {
+ public:
+  Workspace() = default;
+  ~Workspace();
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+
+  // Range of the last preprocess on this workspace, in device memory (valid after the stream).
+  const NormRange* device_range() const { return range_; }
+  // Device flag set to 1 when the last percentile/min-max pass met a non-finite value.
+  const int* device_error() const { return error_; }
+
+  // Internal: makes sure the buffers exist (stream-ordered).
+  void reserve(void* stream);
+  uint32_t* histogram() { return hist_; }    // 5 x 65536 counters
+  uint32_t* selection() { return select_; }  // 16 words of selection state
+  NormRange* range() { return range_; }
+  int* error() { return error_; }
+
+ private:
+  uint32_t* hist_ = nullptr;
+  uint32_t* select_ = nullptr;
+  NormRange* range_ = nullptr;
+  int* error_ = nullptr;
+  void* stream_ = nullptr;
+};
+
+// Preprocess as core/preprocess.h with image.data, options.dark and options.flat in device memory:
+// range (percentile by exact radix selection on the device, min-max by reduction, or fixed) and
+// output, all enqueued; the range stays on the device in ws.device_range().
+void preprocess(const ImageView& image, const PreprocessOptions& options, void* out, size_t out_bytes,
+                Workspace& ws, void* stream);
+
+void softmax(const float* logits, int64_t n, int64_t k, float temperature, float* probs, void* stream);
+
+void blend_tiles(const float* tiles, const TileGrid& grid, float* out, int64_t height, int64_t width, void* stream);
+
+// Inverse normalization with the range on the device (`device_range`, e.g. ws.device_range()) or,
+// when it is null, the host values lo/hi.
+void denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_t height, int64_t width,
+                 const NormRange* device_range, double lo, double hi, void* out, DType out_dtype, void* stream);
+
+void upsample_quality_map(const float* map, int64_t map_height, int64_t map_width, float* out, int64_t height,
+                          int64_t width, void* stream);
+
+// Focus metrics: tile_metrics receives tiles_y*tiles_x FocusMetrics and global_metrics one, both
+// device memory; tile_sums is device scratch of tiles_y*tiles_x FocusSums (overwritten).
+void focus(const ImageView& image, int64_t channel, int64_t tile_height, int64_t tile_width, FocusSums* tile_sums,
+           FocusMetrics* tile_metrics, FocusMetrics* global_metrics, void* stream);
+
+// ---- host-memory conveniences (copy in, run, copy out, synchronize) for tests and tools ----------
+namespace host {
+
+// image.data, dark/flat and out are host memory. Returns the range computed on the device.
+NormRange preprocess(const ImageView& image, const PreprocessOptions& options, void* out, size_t out_bytes);
+void softmax(const float* logits, int64_t n, int64_t k, float temperature, float* probs);
+void blend_tiles(const float* tiles, const TileGrid& grid, float* out, int64_t height, int64_t width);
+void denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_t height, int64_t width, double lo,
+                 double hi, void* out, DType out_dtype);
+void upsample_quality_map(const float* map, int64_t map_height, int64_t map_width, float* out, int64_t height,
+                          int64_t width);
+FocusResult focus(const ImageView& image, int64_t channel, int64_t tile_height, int64_t tile_width);
+
+}  // namespace host
+
+}  // namespace ifrt::cuda

@@ -1,0 +1,315 @@
+// CUDA preprocess: normalization range on the device (exact percentile selection, min-max) and the
+// per-element preprocess kernel. Math from core/normalize.h, core/resample.h, core/half.h.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "core/half.h"
+#include "cuda/check.h"
+#include "cuda/kernels.h"
+
+namespace ifrt::cuda {
+
+namespace {
+
+constexpr int kBins = 65536;
+
+// Where the pixels are and how to correct them; base already points at the picked channel.
+struct Source {
+  const unsigned char* base;
+  int64_t row_stride, pixel_stride, width;
+  const float* dark;
+  const float* flat;
+};
+
+template <typename T>
+__device__ __forceinline__ float source_value(const Source& s, int64_t y, int64_t x) {
+  return correct_value(load_as_float<T>(s.base, s.row_stride, s.pixel_stride, y, x), s.dark, s.flat, y * s.width + x);
+}
+
+// Order-preserving map of float bits to uint32 (negative values reversed below positive ones).
+__device__ __forceinline__ uint32_t float_key(float v) {
+  const uint32_t u = float_bits(v);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+__device__ __forceinline__ float key_float(uint32_t k) {
+  return bits_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+// kIntKeys: uint8/uint16 without correction, the key is the pixel value (one histogram pass).
+template <typename T, bool kIntKeys>
+__device__ __forceinline__ bool pixel_key(const Source& s, int64_t y, int64_t x, uint32_t* key) {
+  if (kIntKeys) {
+    *key = static_cast<uint32_t>(*reinterpret_cast<const T*>(s.base + y * s.row_stride + x * s.pixel_stride));
+    return true;
+  }
+  const float v = source_value<T>(s, y, x);
+  if (!isfinite(v)) return false;
+  *key = float_key(v);
+  return true;
+}
+
+// pass 1: histogram of key (int keys) or key >> 16; pass 2: for each target t, histogram of the low
+// 16 bits of keys whose high half equals select[t], into hist[(1 + t) * kBins].
+template <typename T, bool kIntKeys, int kPass>
+__global__ void histogram_kernel(Source s, int64_t h, int64_t w, uint32_t* hist, const uint32_t* select,
+                                 int* error) {
+  uint32_t tops[4] = {0, 0, 0, 0};
+  if (kPass == 2)
+    for (int t = 0; t < 4; ++t) tops[t] = select[t];
+  for (int64_t y = blockIdx.y; y < h; y += gridDim.y) {
+    for (int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; x < w; x += int64_t(gridDim.x) * blockDim.x) {
+      uint32_t key;
+      if (!pixel_key<T, kIntKeys>(s, y, x, &key)) {
+        *error = 1;
+        continue;
+      }
+      if (kPass == 1) {
+        atomicAdd(&hist[kIntKeys ? key : (key >> 16)], 1u);
+      } else {
+        for (int t = 0; t < 4; ++t)
+          if ((key >> 16) == tops[t]) atomicAdd(&hist[(1 + t) * kBins + (key & 0xffffu)], 1u);
+      }
+    }
+  }
+}
+
+struct Ranks {
+  unsigned long long r[4];
+};
+
+// One block of 1024 threads per histogram: the bin where the cumulative count first exceeds each
+// rank. Pass 1 (gridDim.x == 1): ranks from the host, results select[t] = bin, select[4+t] = rank
+// left inside the bin. Pass 2 (gridDim.x == 4): block t ranks select[4+t] in histogram 1+t and
+// writes select[8+t].
+__global__ void select_kernel(const uint32_t* hist, uint32_t* select, Ranks ranks, int pass) {
+  __shared__ unsigned long long part[1024];
+  const int t = threadIdx.x;
+  const uint32_t* hb = pass == 1 ? hist : hist + (1 + blockIdx.x) * kBins;
+  constexpr int per = kBins / 1024;
+  unsigned long long own = 0;
+  for (int i = 0; i < per; ++i) own += hb[t * per + i];
+  part[t] = own;
+  __syncthreads();
+  if (t == 0) {
+    unsigned long long c = 0;
+    for (int i = 0; i < 1024; ++i) {
+      const unsigned long long v = part[i];
+      part[i] = c;  // exclusive prefix
+      c += v;
+    }
+  }
+  __syncthreads();
+  const int nranks = pass == 1 ? 4 : 1;
+  for (int k = 0; k < nranks; ++k) {
+    const unsigned long long rank = pass == 1 ? ranks.r[k] : select[4 + blockIdx.x];
+    const unsigned long long begin = part[t];
+    if (rank >= begin && rank < begin + own) {
+      unsigned long long c = begin;
+      for (int i = 0; i < per; ++i) {
+        const unsigned long long v = hb[t * per + i];
+        if (rank < c + v) {
+          if (pass == 1) {
+            select[k] = static_cast<uint32_t>(t * per + i);
+            select[4 + k] = static_cast<uint32_t>(rank - c);
+          } else {
+            select[8 + blockIdx.x] = static_cast<uint32_t>(t * per + i);
+          }
+          break;
+        }
+        c += v;
+      }
+    }
+  }
+}
+
+__device__ void store_range(NormRange* out, double lo, double hi) {
+  out->lo = lo;
+  out->hi = hi;
+  out->lo32 = static_cast<float>(lo);
+  out->scale32 = norm_scale(lo, hi);
+}
+
+template <typename T, bool kIntKeys>
+__global__ void finish_percentile_kernel(const uint32_t* select, double gamma_low, double gamma_high, NormRange* out) {
+  double r[2];
+  for (int i = 0; i < 2; ++i) {
+    const double g = i == 0 ? gamma_low : gamma_high;
+    if (kIntKeys) {
+      r[i] = percentile_lerp<T>(static_cast<T>(select[2 * i]), static_cast<T>(select[2 * i + 1]), g);
+    } else {
+      const float a = key_float((select[2 * i] << 16) | select[8 + 2 * i]);
+      const float b = key_float((select[2 * i + 1] << 16) | select[8 + 2 * i + 1]);
+      r[i] = percentile_lerp<float>(a, b, g);
+    }
+  }
+  store_range(out, r[0], r[1]);
+}
+
+template <typename T, bool kIntKeys>
+__global__ void minmax_kernel(Source s, int64_t h, int64_t w, uint32_t* select, int* error) {
+  uint32_t lo = 0xffffffffu, hi = 0u;
+  for (int64_t y = blockIdx.y; y < h; y += gridDim.y) {
+    for (int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; x < w; x += int64_t(gridDim.x) * blockDim.x) {
+      uint32_t key;
+      if (!pixel_key<T, kIntKeys>(s, y, x, &key)) {
+        *error = 1;
+        continue;
+      }
+      lo = key < lo ? key : lo;
+      hi = key > hi ? key : hi;
+    }
+  }
+  atomicMin(&select[0], lo);
+  atomicMax(&select[1], hi);
+}
+
+template <bool kIntKeys>
+__global__ void finish_minmax_kernel(const uint32_t* select, NormRange* out) {
+  if (kIntKeys) {
+    store_range(out, static_cast<double>(select[0]), static_cast<double>(select[1]));
+  } else {
+    store_range(out, static_cast<double>(key_float(select[0])), static_cast<double>(key_float(select[1])));
+  }
+}
+
+__global__ void fixed_range_kernel(double lo, double hi, NormRange* out) { store_range(out, lo, hi); }
+
+struct Plan {
+  int64_t src_h, src_w, rh, rw, fh, fw, th, tw, overlap, tiles_x, rows;  // rows = batch * th
+  ResizeMode resize;
+  PadMode pad;
+};
+
+template <typename T, typename Out>
+__global__ void preprocess_kernel(Source s, Plan p, const NormRange* range, Out* out) {
+  const int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (x >= p.tw) return;
+  const float lo = range->lo32, scale = range->scale32;
+  for (int64_t row = blockIdx.y * int64_t(blockDim.y) + threadIdx.y; row < p.rows;
+       row += int64_t(gridDim.y) * blockDim.y) {
+    const int64_t n = row / p.th, y = row - n * p.th;
+    const int64_t fy = tile_origin(n / p.tiles_x, p.fh, p.th, p.overlap) + y;
+    const int64_t fx = tile_origin(n % p.tiles_x, p.fw, p.tw, p.overlap) + x;
+    const int64_t ry = pad_index(p.pad, fy, p.rh), rx = pad_index(p.pad, fx, p.rw);
+    float v = 0.0f;
+    if (ry >= 0 && rx >= 0) {
+      float r;
+      if (p.resize == ResizeMode::None) {
+        r = source_value<T>(s, ry, rx);
+      } else {
+        auto src = [&](int64_t sy, int64_t sx) { return source_value<T>(s, sy, sx); };
+        r = resample_value(src, axis_taps(p.resize, ry, p.src_h, p.rh), axis_taps(p.resize, rx, p.src_w, p.rw));
+      }
+      v = normalize_value(r, lo, scale);
+    }
+    store_value(out, row * p.tw + x, v);
+  }
+}
+
+dim3 pixel_grid(int64_t h, int64_t w) {
+  return dim3(blocks_for(w, 256, 64), static_cast<unsigned int>(h < 1024 ? h : 1024));
+}
+
+template <typename T, bool kIntKeys>
+void enqueue_range(const Source& s, int64_t h, int64_t w, const NormSpec& spec, Workspace& ws, cudaStream_t st) {
+  const dim3 grid = pixel_grid(h, w);
+  IFRT_CUDA_CHECK(cudaMemsetAsync(ws.error(), 0, sizeof(int), st));
+  if (spec.mode == NormMode::Fixed) {
+    fixed_range_kernel<<<1, 1, 0, st>>>(spec.lo, spec.hi, ws.range());
+  } else if (spec.mode == NormMode::MinMax) {
+    IFRT_CUDA_CHECK(cudaMemsetAsync(ws.selection(), 0xff, sizeof(uint32_t), st));
+    IFRT_CUDA_CHECK(cudaMemsetAsync(ws.selection() + 1, 0, sizeof(uint32_t), st));
+    minmax_kernel<T, kIntKeys><<<grid, 256, 0, st>>>(s, h, w, ws.selection(), ws.error());
+    IFRT_CUDA_CHECK_LAUNCH();
+    finish_minmax_kernel<kIntKeys><<<1, 1, 0, st>>>(ws.selection(), ws.range());
+  } else {
+    const int64_t n = h * w;
+    const PercentileIndex il = percentile_index(n, spec.p_low), ih = percentile_index(n, spec.p_high);
+    Ranks ranks{{static_cast<unsigned long long>(il.prev), static_cast<unsigned long long>(il.next),
+                 static_cast<unsigned long long>(ih.prev), static_cast<unsigned long long>(ih.next)}};
+    IFRT_CUDA_CHECK(cudaMemsetAsync(ws.histogram(), 0, sizeof(uint32_t) * kBins, st));
+    histogram_kernel<T, kIntKeys, 1><<<grid, 256, 0, st>>>(s, h, w, ws.histogram(), ws.selection(), ws.error());
+    IFRT_CUDA_CHECK_LAUNCH();
+    select_kernel<<<1, 1024, 0, st>>>(ws.histogram(), ws.selection(), ranks, 1);
+    IFRT_CUDA_CHECK_LAUNCH();
+    if (!kIntKeys) {
+      IFRT_CUDA_CHECK(cudaMemsetAsync(ws.histogram() + kBins, 0, sizeof(uint32_t) * 4 * kBins, st));
+      histogram_kernel<T, kIntKeys, 2><<<grid, 256, 0, st>>>(s, h, w, ws.histogram(), ws.selection(), ws.error());
+      IFRT_CUDA_CHECK_LAUNCH();
+      select_kernel<<<4, 1024, 0, st>>>(ws.histogram(), ws.selection(), ranks, 2);
+      IFRT_CUDA_CHECK_LAUNCH();
+    }
+    finish_percentile_kernel<T, kIntKeys><<<1, 1, 0, st>>>(ws.selection(), il.gamma, ih.gamma, ws.range());
+  }
+  IFRT_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
+void enqueue_preprocess(const ImageView& im, const PreprocessOptions& o, const PreprocessPlan& pp, void* out,
+                        Workspace& ws, cudaStream_t st) {
+  Source s{static_cast<const unsigned char*>(im.data) + o.channel * sizeof(T), im.row_stride, im.pixel_stride,
+           im.width, o.dark, o.flat};
+  const bool int_keys = sizeof(T) <= 2 && !o.dark && !o.flat;
+  if (int_keys) {
+    enqueue_range<T, true>(s, im.height, im.width, o.norm, ws, st);
+  } else {
+    enqueue_range<T, false>(s, im.height, im.width, o.norm, ws, st);
+  }
+  Plan p{pp.src_height, pp.src_width, pp.resized_height, pp.resized_width, pp.frame_height, pp.frame_width,
+         pp.tile_height, pp.tile_width, pp.tile_overlap, pp.tiles_x, pp.batch() * pp.tile_height, o.resize, o.pad};
+  const dim3 block(64, 4);
+  const dim3 grid(blocks_for(p.tw, 64), blocks_for(p.rows, 4, 16384));
+  if (o.out_dtype == DType::F32) {
+    preprocess_kernel<T, float><<<grid, block, 0, st>>>(s, p, ws.range(), static_cast<float*>(out));
+  } else {
+    preprocess_kernel<T, uint16_t><<<grid, block, 0, st>>>(s, p, ws.range(), static_cast<uint16_t*>(out));
+  }
+  IFRT_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+Workspace::~Workspace() {
+  // Stream-ordered release: safe even when the last work on the stream is still running.
+  const cudaStream_t st = as_stream(stream_);
+  if (hist_) cudaFreeAsync(hist_, st);
+  if (select_) cudaFreeAsync(select_, st);
+  if (range_) cudaFreeAsync(range_, st);
+  if (error_) cudaFreeAsync(error_, st);
+}
+
+void Workspace::reserve(void* stream) {
+  stream_ = stream;
+  if (hist_) return;
+  const cudaStream_t st = as_stream(stream);
+  IFRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&hist_), sizeof(uint32_t) * 5 * kBins, st));
+  IFRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&select_), sizeof(uint32_t) * 16, st));
+  IFRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&range_), sizeof(NormRange), st));
+  IFRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&error_), sizeof(int), st));
+}
+
+void preprocess(const ImageView& image, const PreprocessOptions& options, void* out, size_t out_bytes, Workspace& ws,
+                void* stream) {
+  const PreprocessPlan plan = plan_preprocess(image, options);
+  const ImageView im = checked_input(image);
+  if (!out) fail(ErrorCode::InvalidArgument, "output pointer is null");
+  const size_t need = preprocess_bytes(plan, options.out_dtype);
+  if (out_bytes < need) {
+    fail(ErrorCode::InvalidArgument,
+         "output buffer has " + std::to_string(out_bytes) + " bytes, needs " + std::to_string(need));
+  }
+  if (im.height * im.width >= (int64_t(1) << 32)) {
+    fail(ErrorCode::InvalidArgument, "the CUDA path handles images below 2^32 pixels");
+  }
+  ws.reserve(stream);
+  const cudaStream_t st = as_stream(stream);
+  switch (im.dtype) {
+    case DType::U8: enqueue_preprocess<uint8_t>(im, options, plan, out, ws, st); break;
+    case DType::U16: enqueue_preprocess<uint16_t>(im, options, plan, out, ws, st); break;
+    case DType::F32: enqueue_preprocess<float>(im, options, plan, out, ws, st); break;
+    default: fail(ErrorCode::InvalidArgument, "unsupported input dtype");
+  }
+}
+
+}  // namespace ifrt::cuda
