@@ -71,6 +71,66 @@ std::string profiles_text(const std::vector<OptimizationProfile>& profiles) {
   return out;
 }
 
+namespace {
+
+std::vector<std::string> split(const std::string& text, char separator) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    const size_t end = text.find(separator, start);
+    parts.push_back(text.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    if (end == std::string::npos) return parts;
+    start = end + 1;
+  }
+}
+
+std::vector<int64_t> parse_shape(const std::string& text, const std::string& whole) {
+  std::vector<int64_t> shape;
+  for (const auto& part : split(text, 'x')) {
+    if (part.empty() || part.find_first_not_of("0123456789") != std::string::npos || part.size() > 12) {
+      fail(ErrorCode::InvalidArgument, "profile '" + whole + "': '" + text +
+                                           "' is not a shape like 1x1x512x512 (positive whole numbers joined by x)");
+    }
+    shape.push_back(std::stoll(part));
+  }
+  return shape;
+}
+
+}  // namespace
+
+std::vector<OptimizationProfile> parse_profiles_text(const std::string& text) {
+  std::vector<OptimizationProfile> profiles;
+  if (text.empty()) return profiles;
+  for (const auto& profile_text : split(text, ';')) {
+    OptimizationProfile profile;
+    for (const auto& range_text : split(profile_text, ',')) {
+      const size_t colon = range_text.rfind(':');
+      const auto shapes = colon == std::string::npos ? std::vector<std::string>{} : split(range_text.substr(colon + 1), '/');
+      if (colon == std::string::npos || colon == 0 || shapes.size() != 3) {
+        fail(ErrorCode::InvalidArgument, "profile '" + range_text + "' is not INPUT:MIN/OPT/MAX "
+                                         "(for example image:1x1x256x256/1x1x512x512/4x1x1024x1024)");
+      }
+      TensorRange range;
+      range.input = range_text.substr(0, colon);
+      range.min = parse_shape(shapes[0], range_text);
+      range.opt = parse_shape(shapes[1], range_text);
+      range.max = parse_shape(shapes[2], range_text);
+      if (range.min.size() != range.opt.size() || range.opt.size() != range.max.size()) {
+        fail(ErrorCode::InvalidArgument, "profile '" + range_text + "': min, opt and max must have the same rank");
+      }
+      for (size_t d = 0; d < range.min.size(); ++d) {
+        if (range.min[d] > range.opt[d] || range.opt[d] > range.max[d]) {
+          fail(ErrorCode::InvalidArgument, "profile '" + range_text + "': dim " + std::to_string(d) +
+                                               " must satisfy min <= opt <= max");
+        }
+      }
+      profile.push_back(range);
+    }
+    profiles.push_back(profile);
+  }
+  return profiles;
+}
+
 std::string engine_cache_key_text(const EngineBuildSpec& spec) {
   std::ostringstream text;
   text << "ifrt-engine-cache/1\n"

@@ -52,6 +52,10 @@ struct EngineSidecar {
 // "image:1x1x256x256/1x1x512x512/4x1x1024x1024" (inputs joined by ",", profiles by ";").
 std::string profiles_text(const std::vector<OptimizationProfile>& profiles);
 
+// The inverse of profiles_text, for command lines and the C ABI; throws ifrt::Error(InvalidArgument)
+// quoting the part it cannot read. "" gives no profiles.
+std::vector<OptimizationProfile> parse_profiles_text(const std::string& text);
+
 // The text the cache key hashes, one `name=value` line per field that makes an engine valid.
 std::string engine_cache_key_text(const EngineBuildSpec& spec);
 // sha256 of engine_cache_key_text: the engine cache stores `<stem>-<key[:16]>.engine`.

@@ -6,5 +6,6 @@
 namespace ifrt::python {
 
 void bind_build_info(pybind11::module_& m);
+void bind_engine(pybind11::module_& m);
 
 }  // namespace ifrt::python

@@ -40,6 +40,25 @@ int main() {
   CHECK(ifrt::profiles_text(s.spec.profiles) == "image:1x1x256x256/1x1x512x512/4x1x1024x1024");
   CHECK(s.cache_key == "03f661283a630af39568cd71f9a01d47015c1f9bfb32b65c8c28c53d89efcf66");
 
+  // The text form reads back, and a bad one is refused with the example of a good one.
+  CHECK(ifrt::profiles_text(ifrt::parse_profiles_text("image:1x1x256x256/1x1x512x512/4x1x1024x1024;image:1x1x32x32/1x1x64x64/1x1x64x64")) ==
+        "image:1x1x256x256/1x1x512x512/4x1x1024x1024;image:1x1x32x32/1x1x64x64/1x1x64x64");
+  CHECK(ifrt::parse_profiles_text("").empty());
+  std::string bad;
+  try {
+    ifrt::parse_profiles_text("image:1x1x512/1x1x256/1x1x1024");
+  } catch (const ifrt::Error& e) {
+    bad = e.what();
+  }
+  CHECK(bad == "profile 'image:1x1x512/1x1x256/1x1x1024': dim 2 must satisfy min <= opt <= max");
+  bad.clear();
+  try {
+    ifrt::parse_profiles_text("image:1x1x-1/1/1");
+  } catch (const ifrt::Error& e) {
+    bad = e.what();
+  }
+  CHECK(bad.find("'1x1x-1' is not a shape like 1x1x512x512") != std::string::npos);
+
   // Each thing that makes an engine valid changes the key.
   auto other = s.spec;
   other.gpu.uuid = "GPU-00000000-0000-0000-0000-000000000000";

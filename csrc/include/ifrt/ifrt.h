@@ -54,4 +54,6 @@ IFRT_API int ifrt_cuda_device_count(void);
 }
 #endif
 
+#include "ifrt/engine.h"
+
 #endif /* IFRT_IFRT_H */

@@ -1,0 +1,104 @@
+/* ifrt C ABI: TensorRT engines (part of libifrt; included by ifrt/ifrt.h).
+ *
+ * An ifrt_engine runs a TensorRT engine built for the model I/O contract (input "image", outputs
+ * "diagnosis_logits", "blur_logits", "quality", "quality_map", "deblurred"), or any other engine.
+ *  - ifrt_engine_create_from_engine loads model.engine after checking model.engine.json against
+ *    this GPU and TensorRT; a mismatch fails with IFRT_ERR_TENSORRT and every reason in
+ *    ifrt_last_error().
+ *  - ifrt_engine_create_from_onnx builds the engine on first use and caches it in a folder, keyed
+ *    by the ONNX sha256, the build options, the TensorRT version and the GPU UUID.
+ *  - Thread safety: ifrt_engine_infer may be called on one engine from several threads at once; up
+ *    to the engine's pool of execution contexts run in parallel, the rest wait. Create and release
+ *    must not overlap other calls on the same engine.
+ *  - Without TensorRT in the build, every ifrt_engine_* call returns IFRT_ERR_UNSUPPORTED and
+ *    ifrt_last_error() says what to install (ifrt_has_tensorrt() tells beforehand).
+ */
+#ifndef IFRT_ENGINE_H
+#define IFRT_ENGINE_H
+
+#include "ifrt/ifrt.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ifrt_engine ifrt_engine;
+
+typedef enum ifrt_engine_dtype {
+  IFRT_ENGINE_FLOAT32 = 0,
+  IFRT_ENGINE_FLOAT16 = 1,
+  IFRT_ENGINE_BFLOAT16 = 2,
+  IFRT_ENGINE_INT8 = 3,
+  IFRT_ENGINE_UINT8 = 4,
+  IFRT_ENGINE_INT32 = 5,
+  IFRT_ENGINE_INT64 = 6,
+  IFRT_ENGINE_BOOL = 7
+} ifrt_engine_dtype;
+
+typedef enum ifrt_engine_memory {
+  IFRT_ENGINE_HOST = 0,  /* ordinary or pinned host memory */
+  IFRT_ENGINE_DEVICE = 1 /* CUDA device memory on the engine's device */
+} ifrt_engine_memory;
+
+#define IFRT_ENGINE_MAX_DIMS 8
+
+/* A dense row-major tensor owned by the caller. Inputs: name, dtype, ndim, shape, data, memory.
+ * Outputs: name, dtype, data, capacity_bytes, memory; infer writes ndim and shape. */
+typedef struct ifrt_engine_tensor {
+  const char* name;
+  ifrt_engine_dtype dtype;
+  int32_t ndim;
+  int64_t shape[IFRT_ENGINE_MAX_DIMS];
+  void* data;
+  size_t capacity_bytes;
+  ifrt_engine_memory memory;
+} ifrt_engine_tensor;
+
+typedef struct ifrt_engine_options {
+  int32_t device;               /* CUDA device index (0) */
+  int32_t contexts;             /* execution contexts for a static-shape engine (2) */
+  int32_t allow_same_model_gpu; /* 1: accept an engine built on another GPU of the same model (0) */
+  /* Used when building from ONNX: */
+  const char* precision;         /* "fp32", "fp16" or "int8" (NULL: "fp16") */
+  const char* profiles;          /* "image:1x1x256x256/1x1x512x512/4x1x1024x1024", profiles joined by ';' (NULL: none) */
+  int32_t concurrency;           /* copies of each profile, i.e. threads per shape range (1) */
+  int64_t workspace_bytes;       /* builder workspace limit, 0: TensorRT's default */
+  const char* timing_cache_path; /* NULL: no timing cache */
+  int32_t dla_core;              /* Jetson DLA core, -1: GPU only */
+} ifrt_engine_options;
+
+/* Fills `options` with the defaults above. */
+IFRT_API void ifrt_engine_options_init(ifrt_engine_options* options);
+
+/* options may be NULL (defaults). On failure *engine is set to NULL. */
+IFRT_API ifrt_status ifrt_engine_create_from_engine(const char* engine_path, const ifrt_engine_options* options,
+                                                    ifrt_engine** engine);
+IFRT_API ifrt_status ifrt_engine_create_from_onnx(const char* onnx_path, const char* cache_dir,
+                                                  const ifrt_engine_options* options, ifrt_engine** engine);
+
+/* I/O tensors: `info` receives name (valid while the engine lives), dtype, ndim and shape (-1 for a
+ * dynamic dim); *is_input is 1 for inputs. */
+IFRT_API ifrt_status ifrt_engine_tensor_count(const ifrt_engine* engine, int32_t* count);
+IFRT_API ifrt_status ifrt_engine_tensor_info(const ifrt_engine* engine, int32_t index, ifrt_engine_tensor* info,
+                                             int32_t* is_input);
+
+/* Runs the engine and returns when the outputs are written. Every input must be given; outputs not
+ * listed are computed and dropped. */
+IFRT_API ifrt_status ifrt_engine_infer(ifrt_engine* engine, const ifrt_engine_tensor* inputs, size_t num_inputs,
+                                       ifrt_engine_tensor* outputs, size_t num_outputs);
+
+/* NULL is allowed. */
+IFRT_API void ifrt_engine_release(ifrt_engine* engine);
+
+/* The ifrt log (TensorRT's messages included): level 0 debug, 1 info, 2 warning (default), 3 error.
+ * A NULL callback restores printing to stderr. The callback may be called from any thread, one
+ * call at a time. */
+typedef void (*ifrt_log_callback)(int32_t level, const char* message, void* user);
+IFRT_API void ifrt_set_log_level(int32_t level);
+IFRT_API void ifrt_set_log_callback(ifrt_log_callback callback, void* user);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IFRT_ENGINE_H */

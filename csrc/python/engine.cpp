@@ -1,0 +1,176 @@
+// ifrt._native: TensorRT engines (ifrt._native.Engine), present when ifrt is built with TensorRT;
+// runtime/engine.py wraps it and explains what to install when it is absent. The GIL is released
+// while an engine builds, loads, waits for a context or runs, so Python threads infer in parallel.
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+
+#include "python/bind.h"
+
+#include "core/common.h"
+#include "core/log.h"
+
+#if IFRT_WITH_TENSORRT
+#include "core/engine_sidecar.h"
+#include "trt/engine.h"
+#endif
+
+namespace py = pybind11;
+
+namespace ifrt::python {
+
+#if IFRT_WITH_TENSORRT
+namespace {
+
+using trt::DType;
+
+py::dtype numpy_dtype(DType dtype) {
+  switch (dtype) {
+    case DType::Float32: return py::dtype("float32");
+    case DType::Float16: return py::dtype("float16");
+    case DType::Int8: return py::dtype("int8");
+    case DType::UInt8: return py::dtype("uint8");
+    case DType::Int32: return py::dtype("int32");
+    case DType::Int64: return py::dtype("int64");
+    case DType::Bool: return py::dtype("bool");
+    default: fail(ErrorCode::Unsupported, std::string("numpy has no ") + trt::dtype_name(dtype) + " arrays");
+  }
+}
+
+DType engine_dtype(const py::array& array, const std::string& name) {
+  const py::dtype d = array.dtype();
+  const char kind = d.kind();
+  const auto size = d.itemsize();
+  if (kind == 'f' && size == 4) return DType::Float32;
+  if (kind == 'f' && size == 2) return DType::Float16;
+  if (kind == 'i' && size == 1) return DType::Int8;
+  if (kind == 'u' && size == 1) return DType::UInt8;
+  if (kind == 'i' && size == 4) return DType::Int32;
+  if (kind == 'i' && size == 8) return DType::Int64;
+  if (kind == 'b') return DType::Bool;
+  fail(ErrorCode::InvalidArgument, name + ": numpy dtype " + std::string(py::str(d)) + " has no TensorRT counterpart");
+}
+
+py::dict tensor_dict(const trt::TensorInfo& t) {
+  py::dict d;
+  d["name"] = t.name;
+  d["is_input"] = t.is_input;
+  d["dtype"] = trt::dtype_name(t.dtype);
+  d["shape"] = t.shape;
+  return d;
+}
+
+py::dict infer(trt::Engine& engine, const py::dict& inputs, const std::optional<std::vector<std::string>>& names) {
+  const py::object ascontiguous = py::module_::import("numpy").attr("ascontiguousarray");
+  std::vector<py::array> keep_alive;
+  std::vector<trt::TensorView> in;
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& [key, value] : inputs) {
+    const std::string name = py::cast<std::string>(key);
+    py::array array = ascontiguous(value);
+    trt::TensorView view;
+    view.name = name;
+    view.dtype = engine_dtype(array, name);
+    view.shape.assign(array.shape(), array.shape() + array.ndim());
+    view.data = const_cast<void*>(array.data());
+    view.capacity_bytes = static_cast<size_t>(array.nbytes());
+    view.memory = trt::Memory::Host;
+    shapes[name] = view.shape;
+    in.push_back(view);
+    keep_alive.push_back(array);
+  }
+  std::map<std::string, std::vector<int64_t>> out_shapes;
+  {
+    py::gil_scoped_release release;
+    out_shapes = engine.output_shapes(shapes);
+  }
+  std::vector<trt::TensorView> out;
+  py::dict result;
+  for (const auto& info : engine.tensors()) {
+    if (info.is_input) continue;
+    if (names && std::find(names->begin(), names->end(), info.name) == names->end()) continue;
+    std::vector<py::ssize_t> shape(out_shapes[info.name].begin(), out_shapes[info.name].end());
+    py::array array(numpy_dtype(info.dtype), shape);
+    trt::TensorView view;
+    view.name = info.name;
+    view.dtype = info.dtype;
+    view.data = array.mutable_data();
+    view.capacity_bytes = static_cast<size_t>(array.nbytes());
+    view.memory = trt::Memory::Host;
+    out.push_back(view);
+    result[py::str(info.name)] = array;
+  }
+  if (names) {
+    for (const auto& name : *names) {
+      if (!result.contains(name)) fail(ErrorCode::InvalidArgument, engine.path() + ": no output named '" + name + "'");
+    }
+  }
+  {
+    py::gil_scoped_release release;
+    engine.infer(in, out);
+  }
+  return result;
+}
+
+}  // namespace
+#endif
+
+void bind_engine(py::module_& m) {
+  m.def("set_log_level", [](const std::string& level) {
+    if (level == "debug") set_log_level(LogLevel::Debug);
+    else if (level == "info") set_log_level(LogLevel::Info);
+    else if (level == "warning") set_log_level(LogLevel::Warning);
+    else if (level == "error") set_log_level(LogLevel::Error);
+    else fail(ErrorCode::InvalidArgument, "log level '" + level + "' is not one of debug, info, warning, error");
+  }, py::arg("level"), "Level of the native ifrt log (TensorRT's messages included), printed to stderr.");
+
+#if IFRT_WITH_TENSORRT
+  py::class_<trt::Engine>(m, "Engine",
+                          "A TensorRT engine with a pool of execution contexts; infer() is thread-safe.")
+      .def_static("load", [](const std::string& path, int device, int contexts, bool allow_same_model_gpu) {
+        trt::EngineOptions options;
+        options.device = device;
+        options.contexts = contexts;
+        options.allow_same_model_gpu = allow_same_model_gpu;
+        py::gil_scoped_release release;
+        return trt::Engine::load(path, options);
+      }, py::arg("path"), py::arg("device") = 0, py::arg("contexts") = 2, py::arg("allow_same_model_gpu") = false,
+         "Load model.engine after checking model.engine.json against this GPU and TensorRT.")
+      .def_static("from_onnx", [](const std::string& onnx, const std::string& cache_dir, const std::string& precision,
+                                  const std::string& profiles, int concurrency, int64_t workspace_bytes,
+                                  const std::string& timing_cache, int dla_core, int device, int contexts) {
+        trt::BuildOptions build;
+        build.precision = precision;
+        build.profiles = parse_profiles_text(profiles);
+        build.concurrency = concurrency;
+        build.workspace_bytes = workspace_bytes;
+        build.timing_cache_path = timing_cache;
+        build.dla_core = dla_core;
+        trt::EngineOptions options;
+        options.device = device;
+        options.contexts = contexts;
+        py::gil_scoped_release release;
+        return trt::Engine::from_onnx(onnx, cache_dir, build, options);
+      }, py::arg("onnx"), py::arg("cache_dir"), py::arg("precision") = "fp16", py::arg("profiles") = "",
+         py::arg("concurrency") = 1, py::arg("workspace_bytes") = 0, py::arg("timing_cache") = "",
+         py::arg("dla_core") = -1, py::arg("device") = 0, py::arg("contexts") = 2,
+         "The cached engine for this ONNX, options, TensorRT and GPU, built (minutes) on first use.")
+      .def_property_readonly("path", &trt::Engine::path)
+      .def_property_readonly("pool_size", &trt::Engine::pool_size)
+      .def_property_readonly("sidecar", [](const trt::Engine& e) {
+        return py::module_::import("json").attr("loads")(sidecar_to_json(e.sidecar()).dump(0));
+      })
+      .def_property_readonly("tensors", [](const trt::Engine& e) {
+        py::list out;
+        for (const auto& t : e.tensors()) out.append(tensor_dict(t));
+        return out;
+      })
+      .def("infer", &infer, py::arg("inputs"), py::arg("outputs") = py::none(),
+           "inputs: {name: numpy array}; returns {name: numpy array} for `outputs` (default: all).");
+#endif
+}
+
+}  // namespace ifrt::python
