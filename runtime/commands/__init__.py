@@ -4,4 +4,5 @@
 # Order is the order of `ifrt --help`.
 COMMAND_MODULES = [
     "ifrt.commands.doctor",
+    "ifrt.commands.data",
 ]

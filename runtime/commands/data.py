@@ -1,0 +1,163 @@
+"""`ifrt data`: synthesize, index, split, check and preview datasets (folder + manifest.csv).
+
+Needs numpy, OpenCV and tifffile only (no torch); the implementations live in `ifrt.train.data` and are
+imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _numbers(text: str) -> list[float]:
+    try:
+        return [float(v) for v in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("data", help="synthesize, index, split, check and preview datasets")
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    s = sub.add_parser("synth", help="write a synthetic IFVB-like database (images + manifest.csv)")
+    s.add_argument("out", help="output folder")
+    s.add_argument("--patients", type=int, default=100, help="number of patients (default 100)")
+    s.add_argument("--images-per-patient", type=int, default=None,
+                   help="images per patient, stains in turn (default: one per stain)")
+    s.add_argument("--size", type=int, default=512, help="image width and height in pixels (default 512)")
+    s.add_argument("--bit-depth", type=int, default=16, help="camera bit depth, 8..16 (default 16)")
+    s.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    s.add_argument("--classes", type=_names, default=None, help="comma-separated classes (default IgAN,MN,DN,LN)")
+    s.add_argument("--proportions", type=_numbers, default=None, help="class proportions, e.g. 0.4,0.2,0.2,0.2")
+    s.add_argument("--stains", type=_names, default=None, help="stain panel (default IgG,IgA,IgM,C3,C1q)")
+    s.add_argument("--blur-levels", type=_numbers, default=None,
+                   help="levels to draw from, e.g. 0,2,4 (default: all)")
+    s.add_argument("--no-degrade", action="store_true", help="write sharp images only (blur level 0)")
+    s.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    s.set_defaults(func=run_synth)
+
+    s = sub.add_parser("index", help="build manifest.csv from ROOT/<diagnosis>/<patient>/<image>")
+    s.add_argument("root", help="dataset folder")
+    s.add_argument("--out", default=None, help="manifest to write (default ROOT/manifest.csv)")
+    s.add_argument("--force", action="store_true", help="replace an existing manifest")
+    s.add_argument("--prefix-patients", action="store_true",
+                   help="patient id = <diagnosis>/<patient> (when folder names repeat across diagnoses)")
+    s.set_defaults(func=run_index)
+
+    s = sub.add_parser("split", help="assign train/val/test by patient, stratified by diagnosis")
+    s.add_argument("dataset", help="dataset folder or manifest CSV")
+    s.add_argument("--by", choices=["patient"], default="patient", help="grouping unit (always patient)")
+    s.add_argument("--fractions", type=_numbers, default=[0.7, 0.15, 0.15], help="train,val,test (default 0.7,0.15,0.15)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default=None, help="manifest to write (default: update the input)")
+    s.set_defaults(func=run_split)
+
+    s = sub.add_parser("check", help="validate a dataset; lists every problem, exit 1 if any")
+    s.add_argument("dataset", help="dataset folder or manifest CSV")
+    s.add_argument("--min-size", type=int, default=64, help="smallest acceptable width/height (default 64)")
+    s.add_argument("--max-pixels", type=int, default=None, help="decompression-bomb limit per image")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.set_defaults(func=run_check)
+
+    s = sub.add_parser("preview", help="contact sheet by class x blur level (PNG)")
+    s.add_argument("dataset", help="dataset folder or manifest CSV")
+    s.add_argument("--out", required=True, help="sheet to write (.png)")
+    s.add_argument("--thumb", type=int, default=192, help="cell size in pixels (default 192)")
+    s.set_defaults(func=run_preview)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from ifrt.train.data import pathology
+    from ifrt.train.data.synth import synthesize_database
+
+    try:
+        manifest = synthesize_database(
+            args.out, patients=args.patients, images_per_patient=args.images_per_patient, size=args.size,
+            bit_depth=args.bit_depth, seed=args.seed, classes=args.classes or pathology.DEFAULT_CLASSES,
+            proportions=args.proportions, stains=args.stains or pathology.DEFAULT_STAINS,
+            blur_levels=[int(v) for v in args.blur_levels] if args.blur_levels else None,
+            degrade=not args.no_degrade, workers=args.workers)
+    except ValueError as exc:
+        return _fail(str(exc))
+    print(f"wrote {manifest}")
+    return 0
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ifrt.train.data.index import index_folder
+    from ifrt.train.data.manifest import MANIFEST_NAME, ManifestError, write_manifest
+
+    out = Path(args.out) if args.out else Path(args.root) / MANIFEST_NAME
+    if out.exists() and not args.force:
+        return _fail(f"{out} exists; pass --force to replace it")
+    try:
+        index = index_folder(args.root, manifest_dir=out.parent, prefix_patients=args.prefix_patients)
+    except ManifestError as exc:
+        return _fail(str(exc))
+    for skipped in index.skipped:
+        print(f"skipped {skipped}: not inside a patient folder (ROOT/<diagnosis>/<patient>/)", file=sys.stderr)
+    write_manifest(out, index.rows)
+    patients = len({r.patient_id for r in index.rows})
+    print(f"wrote {out}: {len(index.rows)} images, {patients} patients")
+    return 0
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from ifrt.train.data.manifest import ManifestError, manifest_path, read_manifest, write_manifest
+    from ifrt.train.data.split import split_rows
+
+    source = manifest_path(args.dataset)
+    out = args.out or source
+    try:
+        rows = split_rows(read_manifest(source), tuple(args.fractions), args.seed)
+    except (ManifestError, ValueError) as exc:
+        return _fail(str(exc))
+    write_manifest(out, rows)
+    patients = Counter(split for _, split in {(r.patient_id, r.split) for r in rows})
+    print(f"wrote {out}: " + ", ".join(f"{name} {patients.get(name, 0)} patients" for name in ("train", "val", "test")))
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from ifrt.imageio import DEFAULT_MAX_PIXELS
+    from ifrt.train.data.check import check_dataset
+
+    report = check_dataset(args.dataset, min_size=args.min_size, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
+    if args.json:
+        print(json.dumps({"manifest": report.manifest, "rows": report.rows, "files": report.files, "ok": report.ok,
+                          "problems": [{"file": p.file, "message": p.message} for p in report.problems]}, indent=2))
+    else:
+        for problem in report.problems:
+            print(problem)
+        verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+        print(f"{report.manifest}: {report.rows} rows, {report.files} files checked, {verdict}",
+              file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    from ifrt.train.data.manifest import ManifestError
+    from ifrt.train.data.preview import preview_sheet
+
+    try:
+        out = preview_sheet(args.dataset, args.out, thumb=args.thumb)
+    except ManifestError as exc:
+        return _fail(str(exc))
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,258 @@
+"""Image files in and out: the one place that decodes and writes pixels for the whole product.
+
+Reading: single-channel microscopy images as 2-D arrays of uint8, uint16 or float32.
+- TIFF (8/16-bit, float, multi-page, OME-TIFF) through tifffile; `page` picks the page of a stack.
+- PNG and JPEG through OpenCV; colour images (pseudo-coloured exports) are reduced to one channel by
+  taking the per-pixel maximum, which keeps the signal of a single-fluorophore image whatever its colour.
+- The format is recognised from the file's first bytes, not its name.
+- Decompression-bomb guard: the width and height are read from the header and checked against
+  `max_pixels` before any pixel is decoded.
+
+Every problem raises `ImageReadError` whose message names the file, the problem and the fix.
+
+Writing: `write_image_atomic`, `write_bytes_atomic`, `write_text_atomic` and `write_json_atomic`
+write a temporary file in the destination folder and `os.replace` it into place, so a reader never
+sees a half-written file and an interrupted run leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+
+# 2**28 pixels (16384 x 16384) is far above any camera frame or stitched glomerulus crop we read,
+# and bounds one decoded uint16 image to 512 MiB.
+DEFAULT_MAX_PIXELS = 1 << 28
+
+SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+class ImageReadError(ValueError):
+    """A file that cannot be read as an ifrt image. `path` is the file, `problem` the reason."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def image_format(path: str | os.PathLike) -> str:
+    """'tiff', 'png' or 'jpeg', from the file's magic bytes."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found (check the path, or the manifest's folder)") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot open: {exc.strerror or exc}") from None
+    if not head:
+        raise ImageReadError(path, "file is empty (0 bytes); the image was not written completely")
+    if head[:4] in _TIFF_MAGIC:
+        return "tiff"
+    if head.startswith(_PNG_MAGIC):
+        return "png"
+    if head.startswith(_JPEG_MAGIC):
+        return "jpeg"
+    raise ImageReadError(path, "not a TIFF, PNG or JPEG file (unrecognised first bytes); "
+                               "convert it to 16-bit TIFF")
+
+
+def image_shape(path: str | os.PathLike, *, page: int = 0) -> tuple[int, int]:
+    """(height, width) of one page, read from the header without decoding pixels."""
+    path = Path(path)
+    fmt = image_format(path)
+    try:
+        if fmt == "tiff":
+            with tifffile.TiffFile(path) as tif:
+                return _tiff_page(path, tif, page).shape[:2]
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 20)
+        return _png_shape(path, head) if fmt == "png" else _jpeg_shape(path, head)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure becomes a named, readable error
+        raise ImageReadError(path, f"cannot read the {fmt.upper()} header: {exc}") from None
+
+
+def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS, page: int = 0) -> np.ndarray:
+    """Decode one single-channel image as a 2-D uint8, uint16 or float32 array.
+
+    float64 TIFFs are converted to float32; other pixel types are refused with the fix in the message.
+    """
+    path = Path(path)
+    fmt = image_format(path)
+    try:
+        if fmt == "tiff":
+            image = _read_tiff(path, page, max_pixels)
+        else:
+            image = _read_opencv(path, fmt, page, max_pixels)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncated or corrupt data from either decoder
+        raise ImageReadError(path, f"cannot decode {fmt.upper()} data ({exc}); the file is damaged or "
+                                   "truncated, export it again") from None
+    return _as_single_channel(path, image)
+
+
+def _check_pixels(path: Path, shape: tuple[int, ...], max_pixels: int) -> None:
+    height, width = int(shape[0]), int(shape[1])
+    if height * width > max_pixels:
+        raise ImageReadError(path, f"{width}x{height} = {height * width} pixels exceeds the limit of "
+                                   f"{max_pixels} (raise max_pixels if the image is genuine)")
+    if height == 0 or width == 0:
+        raise ImageReadError(path, f"image has size {width}x{height}; nothing to read")
+
+
+def _tiff_page(path: Path, tif: tifffile.TiffFile, page: int):
+    count = len(tif.pages)
+    if not -count <= page < count:
+        raise ImageReadError(path, f"page {page} does not exist (the file has {count} page(s))")
+    return tif.pages[page]
+
+
+def _read_tiff(path: Path, page: int, max_pixels: int) -> np.ndarray:
+    with tifffile.TiffFile(path) as tif:
+        tiff_page = _tiff_page(path, tif, page)
+        shape = tiff_page.shape
+        if len(shape) < 2:
+            raise ImageReadError(path, f"page {page} has shape {shape}, not an image")
+        _check_pixels(path, shape, max_pixels)
+        return tiff_page.asarray()
+
+
+def _read_opencv(path: Path, fmt: str, page: int, max_pixels: int) -> np.ndarray:
+    if page != 0:
+        raise ImageReadError(path, f"page {page} does not exist ({fmt.upper()} files have one page)")
+    data = path.read_bytes()
+    shape = _png_shape(path, data) if fmt == "png" else _jpeg_shape(path, data)
+    _check_pixels(path, shape, max_pixels)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageReadError(path, f"OpenCV could not decode the {fmt.upper()} data; the file is damaged "
+                                   "or truncated, export it again")
+    return image
+
+
+def _as_single_channel(path: Path, image: np.ndarray) -> np.ndarray:
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        # Pseudo-coloured export of one fluorophore: the signal is in one channel, the maximum keeps it.
+        image = image[:, :, :3].max(axis=2)
+    if image.ndim != 2:
+        raise ImageReadError(path, f"shape {image.shape} is not a single-channel image; save one channel "
+                                   "per page, or pass page= to pick one")
+    if image.dtype == np.float64:
+        image = image.astype(np.float32)
+    if image.dtype not in SUPPORTED_DTYPES:
+        raise ImageReadError(path, f"{image.dtype} pixels are not supported (expected uint8, uint16 or "
+                                   "float32)")
+    return np.ascontiguousarray(image)
+
+
+def _png_shape(path: Path, data: bytes) -> tuple[int, int]:
+    # IHDR is always the first chunk: 8-byte signature, 4-byte length, b"IHDR", width, height.
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise ImageReadError(path, "PNG header is missing or damaged; export the image again")
+    width, height = struct.unpack(">II", data[16:24])
+    return height, width
+
+
+def _jpeg_shape(path: Path, data: bytes) -> tuple[int, int]:
+    # Walk the marker segments to the first start-of-frame (SOF0..SOF15 except DHT, JPG and DAC).
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            break
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if pos + 9 > len(data):
+                break
+            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
+            return height, width
+        pos += 2 + length
+    raise ImageReadError(path, "JPEG header has no frame size (damaged or truncated); export the image again")
+
+
+# ---- atomic writes -----------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, obj, *, indent: int = 2) -> Path:
+    return write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=True) + "\n")
+
+
+def encode_image(array: np.ndarray, fmt: str, *, compression: str | None = None) -> bytes:
+    """Encode a 2-D image as 'tiff' (uint8/uint16/float32) or 'png' (uint8/uint16) bytes.
+
+    TIFFs carry no timestamp or description, so equal arrays give equal bytes.
+    """
+    array = np.asarray(array)
+    if array.ndim != 2 and not (array.ndim == 3 and array.shape[2] == 3 and fmt == "png"):
+        raise ValueError(f"expected a 2-D image, got shape {array.shape}")
+    if fmt == "tiff":
+        if array.dtype not in SUPPORTED_DTYPES:
+            raise ValueError(f"{array.dtype} pixels are not supported (expected uint8, uint16 or float32)")
+        buffer = io.BytesIO()
+        tifffile.imwrite(buffer, array, photometric="minisblack", metadata=None, compression=compression)
+        return buffer.getvalue()
+    if fmt == "png":
+        if array.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"PNG holds uint8 or uint16 pixels, not {array.dtype}; save float images as TIFF")
+        ok, encoded = cv2.imencode(".png", array)
+        if not ok:
+            raise ValueError("OpenCV could not encode the PNG")
+        return encoded.tobytes()
+    raise ValueError(f"unknown image format {fmt!r} (expected 'tiff' or 'png')")
+
+
+def write_image_atomic(path: str | os.PathLike, array: np.ndarray, *, compression: str | None = None) -> Path:
+    """Write `array` to `path` (.tif/.tiff or .png) atomically; returns the path."""
+    suffix = Path(path).suffix.lower()
+    fmt = {".tif": "tiff", ".tiff": "tiff", ".png": "png"}.get(suffix)
+    if fmt is None:
+        raise ValueError(f"{path}: cannot write {suffix or 'files without a suffix'} (use .tif or .png)")
+    return write_bytes_atomic(path, encode_image(array, fmt, compression=compression))

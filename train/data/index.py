@@ -1,0 +1,65 @@
+"""Build a manifest from the common layout of a lab's own data: ROOT/<diagnosis>/<patient>/<image>.
+
+Images may sit in subfolders of the patient folder (e.g. one per stain); every TIFF, PNG and JPEG is
+listed, in sorted order. A diagnosis folder named "unknown" (any case) gives an empty diagnosis. Stain,
+blur level, sharp reference and split are left empty: unknown, never guessed from names.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ifrt.imageio import IMAGE_SUFFIXES
+from ifrt.train.data.manifest import ManifestError, ManifestRow
+
+UNKNOWN_DIAGNOSIS = "unknown"
+
+
+@dataclass
+class Index:
+    rows: list[ManifestRow]
+    skipped: list[str] = field(default_factory=list)  # images outside a patient folder, relative to ROOT
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def index_folder(root: str | os.PathLike, *, manifest_dir: str | os.PathLike | None = None,
+                 prefix_patients: bool = False) -> Index:
+    """Rows for every image under ROOT/<diagnosis>/<patient>/; paths relative to `manifest_dir` (ROOT).
+
+    A patient folder name must be unique across diagnoses (a patient has one diagnosis); with
+    `prefix_patients` the patient id becomes "<diagnosis>/<patient>" instead.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ManifestError(f"{root}: not a folder (expected ROOT/<diagnosis>/<patient>/<image>.tif)")
+    base = Path(manifest_dir) if manifest_dir is not None else root
+    rows, skipped = [], []
+    owner: dict[str, str] = {}
+    for diagnosis_dir in sorted(p for p in root.iterdir() if p.is_dir() and _visible(p)):
+        diagnosis = None if diagnosis_dir.name.lower() == UNKNOWN_DIAGNOSIS else diagnosis_dir.name
+        for loose in sorted(p for p in diagnosis_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+            skipped.append(loose.relative_to(root).as_posix())
+        for patient_dir in sorted(p for p in diagnosis_dir.iterdir() if p.is_dir() and _visible(p)):
+            patient = f"{diagnosis_dir.name}/{patient_dir.name}" if prefix_patients else patient_dir.name
+            if patient in owner and owner[patient] != diagnosis_dir.name:
+                raise ManifestError(f"{patient_dir}: patient folder '{patient}' also appears under "
+                                    f"'{owner[patient]}'; a patient has one diagnosis. Rename one of them, or "
+                                    "use --prefix-patients if they are different patients")
+            owner[patient] = diagnosis_dir.name
+            for image in _images(patient_dir):
+                relative = Path(os.path.relpath(image, base)).as_posix()
+                rows.append(ManifestRow(path=relative, patient_id=patient, diagnosis=diagnosis))
+    if not rows:
+        raise ManifestError(f"{root}: no images found in ROOT/<diagnosis>/<patient>/ folders "
+                            f"(looked for {', '.join(IMAGE_SUFFIXES)})")
+    return Index(rows=rows, skipped=skipped)

@@ -1,0 +1,170 @@
+"""Synthetic IFVB-like database: patients with a stain panel of glomerulus images, degraded and labelled.
+
+Layout written under `out_dir`:
+    manifest.csv                          one row per observed image (see manifest.py)
+    images/<patient>/<name>.tif           observed image: blurred, photobleached, camera noise, quantized
+    sharp/<patient>/<name>.tif            its in-focus reference: the same scene, noise-free, quantized
+    blur_maps/<patient>/<name>.tif        float32 per-32x32-tile blur severity in level units
+    synth.json                            the generator's parameters
+Every random draw comes from seeds derived from (seed, patient, image), so the bytes do not depend on
+the number of worker processes or the order they finish in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from ifrt.imageio import write_image_atomic, write_json_atomic
+from ifrt.train.data import noise
+from ifrt.train.data.anatomy import build_anatomy
+from ifrt.train.data.degrade import DegradeConfig, blur_level_count, degrade
+from ifrt.train.data.manifest import MANIFEST_NAME, ManifestRow, write_manifest
+from ifrt.train.data.pathology import (
+    DEFAULT_CLASSES,
+    DEFAULT_STAINS,
+    Patient,
+    check_classes,
+    check_stains,
+    sample_patient,
+)
+from ifrt.train.data.split import assign_splits, largest_remainder
+from ifrt.train.data.stain import deposits, expose
+
+_PATIENT_STREAM, _IMAGE_STREAM = 0, 1
+
+
+def render_image(rng: np.random.Generator, patient: Patient, stain: str, size: int = 512) -> np.ndarray:
+    """One glomerulus of `patient` under `stain`: float32 size x size in [0, 1], in focus, noise-free."""
+    anatomy = build_anatomy(rng, size, sclerosis_p=patient.sclerosis_p, nodular=patient.nodular)
+    return expose(rng, anatomy, deposits(rng, anatomy, patient.findings[stain]))
+
+
+def render_glomerulus(rng: np.random.Generator, diagnosis: str, stain: str, size: int = 512) -> np.ndarray:
+    """A sharp image of a new patient's glomerulus (in-memory generation, e.g. for training)."""
+    return render_image(rng, sample_patient(rng, diagnosis, (stain,)), stain, size)
+
+
+def patient_rng(seed: int, patient: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, _PATIENT_STREAM, patient]))
+
+
+def image_rngs(seed: int, patient: int, image: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """(scene, degradation) generators of one image; independent, so a scene does not depend on its blur."""
+    scene, camera = np.random.SeedSequence([seed, _IMAGE_STREAM, patient, image]).spawn(2)
+    return np.random.default_rng(scene), np.random.default_rng(camera)
+
+
+def patient_diagnoses(patients: int, classes, proportions, seed: int) -> list[str]:
+    """Diagnosis of each patient: class counts by proportion (largest remainder), order shuffled by seed."""
+    proportions = proportions or [1.0] * len(classes)
+    if len(proportions) != len(classes) or min(proportions) < 0 or sum(proportions) <= 0:
+        raise ValueError(f"proportions {list(proportions)} must be one non-negative number per class "
+                         f"({', '.join(classes)})")
+    labels = [c for c, n in zip(classes, largest_remainder(patients, tuple(proportions)), strict=True) for _ in range(n)]
+    order = np.random.default_rng(np.random.SeedSequence([seed, 2])).permutation(len(labels))
+    return [labels[i] for i in order]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    out_dir: str
+    seed: int
+    patient: int
+    diagnosis: str
+    images_per_patient: int
+    size: int
+    stains: tuple[str, ...]
+    blur_levels: tuple[int, ...]
+    degrade: bool
+    cfg: DegradeConfig
+
+
+def _patient_id(index: int) -> str:
+    return f"P{index:05d}"
+
+
+def _make_patient(job: _Job) -> list[ManifestRow]:
+    out = Path(job.out_dir)
+    pid = _patient_id(job.patient)
+    patient = sample_patient(patient_rng(job.seed, job.patient), job.diagnosis, job.stains)
+    rows = []
+    for k in range(job.images_per_patient):
+        stain = job.stains[k % len(job.stains)]
+        scene_rng, camera_rng = image_rngs(job.seed, job.patient, k)
+        sharp = render_image(scene_rng, patient, stain, job.size)
+        name = f"{pid}_{k:02d}_{stain}.tif"
+        sharp_rel = f"sharp/{pid}/{name}"
+        write_image_atomic(out / sharp_rel, noise.signal_to_adu(sharp, offset=job.cfg.offset,
+                                                                 bit_depth=job.cfg.bit_depth))
+        extra = {"grade": f"{patient.findings[stain].grade:.2f}"}
+        if job.degrade:
+            level = int(job.blur_levels[camera_rng.integers(len(job.blur_levels))])
+            observed = degrade(sharp, camera_rng, job.cfg, level=level)
+            path = f"images/{pid}/{name}"
+            map_rel = f"blur_maps/{pid}/{name}"
+            write_image_atomic(out / path, observed.adu)
+            write_image_atomic(out / map_rel, observed.blur_map)
+            extra |= {"blur_kind": observed.kind, "severity": f"{observed.severity:.4f}", "blur_map": map_rel}
+        else:
+            path, level = sharp_rel, 0
+        rows.append(ManifestRow(path=path, patient_id=pid, stain=stain, diagnosis=job.diagnosis, blur_level=level,
+                                sharp_path=sharp_rel, extra=extra))
+    return rows
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # parallelism comes from the processes
+
+
+def synthesize_database(out_dir: str | os.PathLike, *, patients: int = 100, images_per_patient: int | None = None,
+                        size: int = 512, bit_depth: int = 16, seed: int = 0, classes=DEFAULT_CLASSES,
+                        proportions=None, stains=DEFAULT_STAINS, blur_levels=None, degrade: bool = True,
+                        degrade_config: DegradeConfig | None = None, split_fractions=(0.7, 0.15, 0.15),
+                        workers: int | None = None) -> Path:
+    """Write a synthetic database (see the module docstring) and return its manifest path.
+
+    images_per_patient defaults to one image per stain; blur_levels (default: every level of the
+    degradation config) is the set each observed image's level is drawn from, uniformly.
+    """
+    classes, stains = tuple(classes), tuple(stains)
+    check_classes(classes)
+    check_stains(stains)
+    if patients < 1:
+        raise ValueError(f"patients must be at least 1, got {patients}")
+    if size < 32:
+        raise ValueError(f"size {size} is too small (at least 32 pixels)")
+    cfg = dataclasses.replace(degrade_config or DegradeConfig(), bit_depth=bit_depth)
+    levels = tuple(range(blur_level_count(cfg))) if blur_levels is None else tuple(int(v) for v in blur_levels)
+    if not levels or not all(0 <= v < blur_level_count(cfg) for v in levels):
+        raise ValueError(f"blur levels {list(levels)} must lie in 0..{blur_level_count(cfg) - 1}")
+    images_per_patient = images_per_patient or len(stains)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    diagnoses = patient_diagnoses(patients, classes, proportions, seed)
+    jobs = [_Job(str(out), seed, p, diagnoses[p], images_per_patient, size, stains, levels, degrade, cfg)
+            for p in range(patients)]
+    workers = max(1, min(workers or os.cpu_count() or 1, patients))
+    if workers == 1:
+        per_patient = [_make_patient(job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
+            per_patient = list(pool.map(_make_patient, jobs, chunksize=max(1, patients // (8 * workers))))
+
+    splits = assign_splits({_patient_id(p): diagnoses[p] for p in range(patients)}, split_fractions, seed)
+    rows = [row for patient_rows in per_patient for row in patient_rows]
+    for row in rows:
+        row.split = splits[row.patient_id]
+    write_json_atomic(out / "synth.json", {
+        "patients": patients, "images_per_patient": images_per_patient, "size": size, "bit_depth": bit_depth,
+        "seed": seed, "classes": list(classes), "proportions": list(proportions) if proportions else None,
+        "stains": list(stains), "blur_levels": list(levels), "degrade": degrade,
+        "degrade_config": dataclasses.asdict(cfg), "split_fractions": list(split_fractions)})
+    return write_manifest(out / MANIFEST_NAME, rows)
