@@ -1,0 +1,79 @@
+"""A Triton Inference Server model repository from exported ifrt graphs:
+
+    REPO/ifrt_full/config.pbtxt   REPO/ifrt_full/1/model.onnx  (or model.plan for a TensorRT engine)
+    REPO/ifrt_focus/config.pbtxt  REPO/ifrt_focus/1/model.onnx
+
+Batch is Triton's (max_batch_size > 0, dynamic batching); H and W stay dynamic (-1). The ifrt
+metadata (class names, blur levels, normalization) is repeated in `parameters` so that clients can
+read it from the model configuration endpoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 7: "TYPE_INT64", 6: "TYPE_INT32"}
+
+
+def _dims_without_batch(value_info) -> list[int]:
+    dims = value_info.type.tensor_type.shape.dim[1:]
+    return [d.dim_value if d.dim_value > 0 else -1 for d in dims]
+
+
+def _tensor_block(value_info) -> str:
+    dims = _dims_without_batch(value_info)
+    dtype = ONNX_TO_TRITON[value_info.type.tensor_type.elem_type]
+    # A per-image scalar ([N] in ONNX) is dims [1] reshaped to [] for Triton's batching.
+    shape = f"dims: [ {', '.join(map(str, dims))} ]" if dims else "dims: [ 1 ]\n    reshape: { shape: [ ] }"
+    return f'  {{\n    name: "{value_info.name}"\n    data_type: {dtype}\n    {shape}\n  }}'
+
+
+def model_config(name: str, onnx_model, platform: str, max_batch_size: int, instance_kind: str,
+                 instances: int, queue_delay_us: int) -> str:
+    """config.pbtxt text for one model."""
+    inputs = ",\n".join(_tensor_block(v) for v in onnx_model.graph.input)
+    outputs = ",\n".join(_tensor_block(v) for v in onnx_model.graph.output)
+    params = "\n".join(
+        f'parameters {{ key: "{p.key}" value {{ string_value: {json.dumps(p.value)} }} }}'
+        for p in sorted(onnx_model.metadata_props, key=lambda p: p.key) if p.key.startswith("ifrt."))
+    return (f'name: "{name}"\nplatform: "{platform}"\nmax_batch_size: {max_batch_size}\n'
+            f"input [\n{inputs}\n]\noutput [\n{outputs}\n]\n"
+            f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}\n"
+            f"instance_group [ {{ kind: {instance_kind} count: {instances} }} ]\n{params}\n")
+
+
+def write_repository(graphs: dict[str, Path], out_dir: str | Path, *, engines: dict[str, Path] | None = None,
+                     max_batch_size: int = 8, instance_kind: str = "KIND_GPU", instances: int = 1,
+                     queue_delay_us: int = 2000, prefix: str = "ifrt_") -> list[Path]:
+    """Write one Triton model per graph (`{'full': full.onnx, 'focus': focus.onnx}`); with `engines`
+    ({'full': model.engine}), that graph is served by TensorRT (`tensorrt_plan`) instead of ONNX Runtime.
+    The ONNX still describes the I/O. Returns the config paths."""
+    import onnx
+
+    from ifrt.imageio import write_text_atomic
+
+    if max_batch_size < 1:
+        raise ValueError(f"max_batch_size={max_batch_size}: must be at least 1")
+    out_dir = Path(out_dir)
+    engines = engines or {}
+    configs = []
+    for graph, onnx_path in graphs.items():
+        model = onnx.load(str(onnx_path), load_external_data=False)
+        name = prefix + graph
+        version_dir = out_dir / name / "1"
+        version_dir.mkdir(parents=True, exist_ok=True)
+        if graph in engines:
+            platform, target = "tensorrt_plan", version_dir / "model.plan"
+            source = Path(engines[graph])
+        else:
+            platform, target = "onnxruntime_onnx", version_dir / "model.onnx"
+            source = Path(onnx_path)
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
+        config = out_dir / name / "config.pbtxt"
+        write_text_atomic(config, model_config(name, model, platform, max_batch_size, instance_kind, instances,
+                                               queue_delay_us))
+        configs.append(config)
+    return configs
