@@ -1,0 +1,99 @@
+"""`ifrt export onnx`: a trained model folder -> full.onnx + focus.onnx (+ fp16 versions), each checked
+against torch on calibration images before it is kept, with a JSON report of the numbers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from . import calibration
+from .fp16 import check_fp16_range, convert_to_fp16
+from .graphs import GRAPHS
+from .onnx_export import OnnxExportOptions, export_graph
+from .parity import compare, onnx_outputs, torch_outputs
+from .trt_ops import unsupported_operators
+
+log = logging.getLogger("ifrt.export")
+
+# Acceptance limits, from the export contract.
+FP32_MAX_ABS_DIFF = 1e-4
+FP16_MIN_DIAGNOSIS_AGREEMENT = 0.995
+FP16_MAX_PSNR_DRIFT_DB = 0.1
+
+
+class ExportCheckError(RuntimeError):
+    """An exported graph disagrees with torch beyond the contract's tolerance; the file is removed."""
+
+
+def _check_fp32(graph: str, report: dict) -> list[str]:
+    problems = [f"{graph}: {name} differs from torch by {diff:.3g} (limit {FP32_MAX_ABS_DIFF:g})"
+                for name, diff in report["max_abs_diff"].items() if diff > FP32_MAX_ABS_DIFF]
+    problems += [f"{graph}: argmax of {name} agrees on only {agree:.2%} of images"
+                 for name, agree in report["argmax_agreement"].items() if agree < 1.0]
+    return problems
+
+
+def _check_fp16(graph: str, report: dict) -> list[str]:
+    problems = []
+    agree = report["argmax_agreement"].get("diagnosis_logits")
+    if agree is not None and agree < FP16_MIN_DIAGNOSIS_AGREEMENT:
+        problems.append(f"{graph} fp16: diagnosis agrees with fp32 on {agree:.2%} of images "
+                        f"(need {FP16_MIN_DIAGNOSIS_AGREEMENT:.1%})")
+    drift = report.get("deblurred_psnr", {}).get("drift_db")
+    if drift is not None and drift > FP16_MAX_PSNR_DRIFT_DB:
+        problems.append(f"{graph} fp16: deblurred PSNR drifts by {drift:.3f} dB (limit {FP16_MAX_PSNR_DRIFT_DB} dB)")
+    return problems
+
+
+def load_calibration(source: str | Path | None, count: int, size: int) -> calibration.CalibrationSet:
+    if source:
+        return calibration.from_files(source, count, size)
+    return calibration.synthetic(count, size)
+
+
+def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = False,
+                calibration_source: str | Path | None = None, calibration_count: int = 16, calibration_size: int = 256,
+                graphs: tuple[str, ...] = GRAPHS, options: OnnxExportOptions | None = None) -> dict:
+    """Export, verify and report. Raises ExportCheckError (after removing the failing file) when a graph
+    breaks the parity contract, Fp16RangeError when FP16 would overflow."""
+    import onnx
+    from ifrt.imageio import write_text_atomic
+    from ifrt.train.model import load_model, read_model_record
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    model, record = load_model(model_dir), read_model_record(model_dir)
+    calib = load_calibration(calibration_source, calibration_count, calibration_size)
+    report: dict = {"model": str(model_dir), "calibration": {"source": calib.source, "images": len(calib.images),
+                                                              "size": calibration_size}, "graphs": {}}
+    activation = check_fp16_range(model, torch.from_numpy(calib.images)) if fp16 else None
+    if activation:
+        report["fp16_largest_activation"] = {"value": activation.largest, "layer": activation.layer}
+    problems: list[str] = []
+    for graph in graphs:
+        path = export_graph(model, record, graph, out_dir / f"{graph}.onnx", options)
+        reference = torch_outputs(model, graph, calib.images)
+        fp32 = compare(reference, onnx_outputs(path, calib.images))
+        entry = {"file": path.name, "fp32_vs_torch": fp32,
+                 "unsupported_by_tensorrt": unsupported_operators(onnx.load(str(path)))}
+        found = _check_fp32(graph, fp32)
+        if fp16 and not found:
+            path16 = convert_to_fp16(path, out_dir / f"{graph}.fp16.onnx", activation)
+            fp16_report = compare(reference, onnx_outputs(path16, calib.images), calib.sharp)
+            entry["fp16_vs_torch"] = fp16_report
+            entry["fp16_file"] = path16.name
+            fp16_problems = _check_fp16(graph, fp16_report)
+            if fp16_problems:
+                path16.unlink(missing_ok=True)
+            found += fp16_problems
+        if found:
+            path.unlink(missing_ok=True)
+        report["graphs"][graph] = entry
+        problems += found
+    report["problems"] = problems
+    write_text_atomic(out_dir / "export_report.json", json.dumps(report, indent=2) + "\n")
+    if problems:
+        raise ExportCheckError("; ".join(problems))
+    return report
