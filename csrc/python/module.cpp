@@ -9,5 +9,8 @@ PYBIND11_MODULE(_native, m) {
   // C++ errors arrive in Python as ifrt._native.NativeError (a RuntimeError) with the message.
   py::register_exception<ifrt::Error>(m, "NativeError", PyExc_RuntimeError);
   ifrt::python::bind_build_info(m);
+  ifrt::python::bind_preprocess(m);
+  ifrt::python::bind_postprocess(m);
+  ifrt::python::bind_focus(m);
   ifrt::python::bind_engine(m);
 }

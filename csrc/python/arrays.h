@@ -1,0 +1,127 @@
+// numpy <-> native views for the kernel bindings: zero-copy where the strides allow it.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "core/common.h"
+#include "core/image.h"
+
+namespace ifrt::python {
+
+namespace py = pybind11;
+
+// An image view over a numpy array, with the array (or the contiguous copy made for it) kept alive.
+struct ImageArg {
+  ImageView view;
+  py::array keep;
+};
+
+inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+inline bool has_dtype(const py::array& a, DType t) {
+  switch (t) {
+    case DType::U8: return a.dtype().is(py::dtype::of<uint8_t>());
+    case DType::U16: return a.dtype().is(py::dtype::of<uint16_t>());
+    case DType::F32: return a.dtype().is(py::dtype::of<float>());
+    case DType::F16: return a.dtype().is(py::dtype("float16"));
+  }
+  return false;
+}
+
+inline DType dtype_from_name(const std::string& name, const char* what) {
+  if (name == "uint8") return DType::U8;
+  if (name == "uint16") return DType::U16;
+  if (name == "float32") return DType::F32;
+  if (name == "float16") return DType::F16;
+  fail(ErrorCode::InvalidArgument, std::string(what) + ": unknown dtype '" + name + "'");
+}
+
+inline py::dtype numpy_dtype(DType t) {
+  switch (t) {
+    case DType::U8: return py::dtype::of<uint8_t>();
+    case DType::U16: return py::dtype::of<uint16_t>();
+    case DType::F32: return py::dtype::of<float>();
+    case DType::F16: return py::dtype("float16");
+  }
+  return py::dtype::of<float>();
+}
+
+// H x W or H x W x C uint8/uint16/float32; rows and pixels may be strided (camera buffers, crops),
+// channels must be adjacent, else a contiguous copy is made.
+inline ImageArg image_arg(const py::array& a, const char* what = "image") {
+  if (a.ndim() != 2 && a.ndim() != 3) {
+    fail(ErrorCode::InvalidArgument, std::string(what) + ": expected an H x W or H x W x C array, got " +
+                                         std::to_string(a.ndim()) + " dimension(s)");
+  }
+  DType t;
+  if (has_dtype(a, DType::U8)) {
+    t = DType::U8;
+  } else if (has_dtype(a, DType::U16)) {
+    t = DType::U16;
+  } else if (has_dtype(a, DType::F32)) {
+    t = DType::F32;
+  } else {
+    fail(ErrorCode::InvalidArgument, std::string(what) + ": " + dtype_str(a) +
+                                         " pixels are not supported (expected uint8, uint16 or float32)");
+  }
+  ImageArg arg;
+  arg.keep = a;
+  const bool channels_adjacent = a.ndim() == 2 || a.shape(2) == 1 || a.strides(2) == a.itemsize();
+  if (a.strides(0) < 0 || a.strides(1) < 0 || !channels_adjacent) {
+    arg.keep = py::array::ensure(a, py::array::c_style);
+  }
+  const py::array& b = arg.keep;
+  ImageView& v = arg.view;
+  v.data = b.data();
+  v.dtype = t;
+  v.height = b.shape(0);
+  v.width = b.shape(1);
+  v.channels = b.ndim() == 3 ? b.shape(2) : 1;
+  v.row_stride = b.strides(0);
+  v.pixel_stride = b.strides(1);
+  // numpy gives arbitrary strides for axes of length 1; normalize them so validation passes.
+  if (v.width == 1) v.pixel_stride = v.channels * dtype_size(t);
+  if (v.height == 1) v.row_stride = v.width * v.pixel_stride;
+  if (v.height == 0 || v.width == 0 || v.channels == 0) {
+    fail(ErrorCode::InvalidArgument, std::string(what) + ": image of shape " + std::to_string(v.height) + "x" +
+                                         std::to_string(v.width) + " is empty");
+  }
+  return arg;
+}
+
+// A C-contiguous float32 array of exactly `count` elements (converted when needed).
+inline py::array_t<float, py::array::c_style> float_plane(const py::object& o, int64_t h, int64_t w, const char* what) {
+  auto a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(o);
+  if (!a) fail(ErrorCode::InvalidArgument, std::string(what) + ": expected a numeric array");
+  if (a.ndim() != 2 || a.shape(0) != h || a.shape(1) != w) {
+    std::string shape;
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) shape += (i ? "x" : "") + std::to_string(a.shape(i));
+    fail(ErrorCode::InvalidArgument, std::string(what) + ": shape " + shape + " does not match the image " +
+                                         std::to_string(h) + "x" + std::to_string(w));
+  }
+  return a;
+}
+
+// Checks a caller-provided output array: C-contiguous, writeable, dtype and shape as expected.
+inline void check_out(const py::array& out, const py::dtype& dt, const std::vector<py::ssize_t>& shape,
+                      const char* what) {
+  std::string want, got;
+  for (size_t i = 0; i < shape.size(); ++i) want += (i ? "x" : "") + std::to_string(shape[i]);
+  for (py::ssize_t i = 0; i < out.ndim(); ++i) got += (i ? "x" : "") + std::to_string(out.shape(i));
+  if (!out.dtype().is(dt)) {
+    fail(ErrorCode::InvalidArgument, std::string(what) + ": output dtype " + dtype_str(out) + " should be " +
+                                         py::str(dt).cast<std::string>());
+  }
+  if (want != got) fail(ErrorCode::InvalidArgument, std::string(what) + ": output shape " + got + " should be " + want);
+  if (!(out.flags() & py::array::c_style)) fail(ErrorCode::InvalidArgument, std::string(what) + ": output must be C-contiguous");
+  if (!out.writeable()) fail(ErrorCode::InvalidArgument, std::string(what) + ": output array is read-only");
+}
+
+inline void check_out(const py::array& out, DType t, const std::vector<py::ssize_t>& shape, const char* what) {
+  check_out(out, numpy_dtype(t), shape, what);
+}
+
+}  // namespace ifrt::python
