@@ -31,7 +31,7 @@ struct GpuIdentity {
 
 struct EngineBuildSpec {
   std::string onnx_sha256;
-  std::string tensorrt_version;  // "10.3.0.26": engines load only in the TensorRT that built them
+  std::string tensorrt_version;  // "10.3.0" (major.minor.patch): engines load only in the TensorRT that built them
   GpuIdentity gpu;
   std::string precision = "fp16";  // fp32 | fp16 | int8
   std::vector<OptimizationProfile> profiles;
@@ -83,7 +83,7 @@ struct SidecarExpectation {
 };
 
 // Every reason the engine must not be used here, each a full sentence ("built with TensorRT
-// 10.3.0.26, this is TensorRT 10.7.0.23"); empty when it may be loaded.
+// 10.3.0, this is TensorRT 10.7.0"); empty when it may be loaded.
 std::vector<std::string> sidecar_mismatches(const EngineSidecar& sidecar, const SidecarExpectation& expected);
 
 // Write through a temporary file in the same folder and rename over `path`, so readers never see a

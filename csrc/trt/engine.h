@@ -86,8 +86,9 @@ class Engine {
   std::map<std::string, std::vector<int64_t>> output_shapes(const std::map<std::string, std::vector<int64_t>>& input_shapes);
 
   // Runs the engine and returns when the outputs are written. Inputs and outputs may be host or
-  // device memory; every engine input must be given; outputs not asked for are computed into
-  // scratch memory and dropped.
+  // device memory (device inputs must already be complete: synchronize the stream that wrote
+  // them); every engine input must be given; outputs not asked for are computed into scratch
+  // memory and dropped. Makes options.device the calling thread's current CUDA device.
   void infer(const std::vector<TensorView>& inputs, std::vector<TensorView>& outputs);
 
   // Asynchronous on `cuda_stream` (a cudaStream_t): device memory only, no synchronization; the

@@ -23,6 +23,7 @@ void Logger::log(Severity severity, const char* message) noexcept {
       case Severity::kINFO: level = LogLevel::Info; break;
       case Severity::kVERBOSE: level = LogLevel::Debug; break;
     }
+    if (level < log_level()) return;  // the builder logs thousands of verbose lines: skip the copy
     ifrt::log(level, std::string("TensorRT: ") + message);
   } catch (...) {
     // Logging must never throw into TensorRT.

@@ -5,4 +5,5 @@
 COMMAND_MODULES = [
     "ifrt.commands.doctor",
     "ifrt.commands.data",
+    "ifrt.commands.export",
 ]
