@@ -80,7 +80,8 @@ def image_shape(path: str | os.PathLike, *, page: int = 0) -> tuple[int, int]:
     try:
         if fmt == "tiff":
             with tifffile.TiffFile(path) as tif:
-                return _tiff_page(path, tif, page).shape[:2]
+                tiff_page = _tiff_page(path, tif, page)
+                return int(tiff_page.imagelength), int(tiff_page.imagewidth)
         with open(path, "rb") as fh:
             head = fh.read(1 << 20)
         return _png_shape(path, head) if fmt == "png" else _jpeg_shape(path, head)
@@ -121,6 +122,8 @@ def _check_pixels(path: Path, shape: tuple[int, ...], max_pixels: int) -> None:
 
 def _tiff_page(path: Path, tif: tifffile.TiffFile, page: int):
     count = len(tif.pages)
+    if count == 0:
+        raise ImageReadError(path, "cannot find an image in the TIFF (damaged or truncated); export it again")
     if not -count <= page < count:
         raise ImageReadError(path, f"page {page} does not exist (the file has {count} page(s))")
     return tif.pages[page]
@@ -129,11 +132,11 @@ def _tiff_page(path: Path, tif: tifffile.TiffFile, page: int):
 def _read_tiff(path: Path, page: int, max_pixels: int) -> np.ndarray:
     with tifffile.TiffFile(path) as tif:
         tiff_page = _tiff_page(path, tif, page)
-        shape = tiff_page.shape
-        if len(shape) < 2:
-            raise ImageReadError(path, f"page {page} has shape {shape}, not an image")
-        _check_pixels(path, shape, max_pixels)
-        return tiff_page.asarray()
+        _check_pixels(path, (tiff_page.imagelength, tiff_page.imagewidth), max_pixels)
+        image = tiff_page.asarray()
+        if image.ndim == 3 and tiff_page.samplesperpixel > 1 and image.shape[0] == tiff_page.samplesperpixel:
+            image = np.moveaxis(image, 0, -1)  # planar (separate) samples -> height x width x samples
+        return image
 
 
 def _read_opencv(path: Path, fmt: str, page: int, max_pixels: int) -> np.ndarray:

@@ -38,9 +38,10 @@ class DegradeConfig:
     na: float = 0.5
     wavelength_um: float = 0.52
     pixel_um: float = 0.5
-    # Camera: signal units per photoelectron (log-uniform range), read noise (e- rms),
+    # Camera: signal units per photoelectron (log-uniform range; 2,000-20,000 e- at full scale, a 16-bit
+    # sCMOS exposed for fixed tissue), read noise (e- rms),
     # dark offset (fraction of the ADC range), ADC bit depth.
-    gain: tuple[float, float] = (1 / 3000, 1 / 300)
+    gain: tuple[float, float] = (1 / 20000, 1 / 2000)
     read_noise: float = 2.0
     offset: float = 100 / 65535
     bit_depth: int = 16

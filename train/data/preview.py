@@ -82,6 +82,7 @@ def preview_sheet(dataset: str | os.PathLike, out: str | os.PathLike, *, thumb: 
                 _text(sheet, "none", (x + thumb // 2 - 18, y + thumb // 2), 0.5, (160, 160, 160))
                 continue
             row, image = picked
+            sheet[y:y + thumb, x:x + thumb] = 0
             sheet[y:y + thumb, x:x + thumb, 1] = _display(image, thumb)
             _text(sheet, f"{row.stain or '?'}  {row.patient_id}", (x + 4, y + thumb - 6), 0.4)
     return write_image_atomic(out, sheet)

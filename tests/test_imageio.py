@@ -1,0 +1,173 @@
+"""Image reading and atomic writing: formats, pixel types, the pixel limit and the error messages."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+from ifrt.imageio import (
+    ImageReadError,
+    atomic_path,
+    image_shape,
+    read_image,
+    write_image_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+
+
+@pytest.fixture
+def ramp16():
+    return (np.arange(48 * 64, dtype=np.uint32) * 20).astype(np.uint16).reshape(48, 64)
+
+
+def test_uint16_tiff_round_trips_bit_exactly(tmp_path, ramp16):
+    path = write_image_atomic(tmp_path / "a.tif", ramp16)
+    image = read_image(path)
+    assert image.dtype == np.uint16
+    np.testing.assert_array_equal(image, ramp16)
+
+
+def test_uint8_png_round_trips_bit_exactly(tmp_path):
+    ramp = np.arange(40 * 30, dtype=np.uint16).reshape(30, 40).astype(np.uint8)
+    image = read_image(write_image_atomic(tmp_path / "a.png", ramp))
+    assert image.dtype == np.uint8
+    np.testing.assert_array_equal(image, ramp)
+
+
+def test_uint16_png_keeps_16_bits(tmp_path, ramp16):
+    np.testing.assert_array_equal(read_image(write_image_atomic(tmp_path / "a.png", ramp16)), ramp16)
+
+
+def test_float32_tiff_is_read_as_float32(tmp_path):
+    data = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    tifffile.imwrite(tmp_path / "f.tif", data)
+    image = read_image(tmp_path / "f.tif")
+    assert image.dtype == np.float32
+    np.testing.assert_array_equal(image, data)
+
+
+def test_jpeg_is_read_as_uint8_with_its_size(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.full((30, 50), 100, np.uint8))
+    image = read_image(tmp_path / "a.jpg")
+    assert image.shape == (30, 50) and image.dtype == np.uint8
+    assert image_shape(tmp_path / "a.jpg") == (30, 50)
+
+
+def test_page_selects_an_image_of_a_multipage_tiff(tmp_path):
+    stack = np.stack([np.full((8, 9), k, np.uint16) for k in range(3)])
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
+    assert read_image(tmp_path / "stack.tif", page=2)[0, 0] == 2
+    assert read_image(tmp_path / "stack.tif").shape == (8, 9)
+
+
+def test_missing_page_names_the_page_count(tmp_path):
+    tifffile.imwrite(tmp_path / "one.tif", np.zeros((8, 8), np.uint16))
+    with pytest.raises(ImageReadError, match=r"page 3 does not exist \(the file has 1 page"):
+        read_image(tmp_path / "one.tif", page=3)
+
+
+def test_ome_tiff_channel_pages_are_read(tmp_path):
+    channels = np.stack([np.full((16, 16), 10 * (k + 1), np.uint16) for k in range(2)])
+    tifffile.imwrite(tmp_path / "x.ome.tif", channels, ome=True, metadata={"axes": "CYX"})
+    assert read_image(tmp_path / "x.ome.tif", page=1)[0, 0] == 20
+
+
+def test_rgb_png_becomes_its_brightest_channel(tmp_path):
+    rgb = np.zeros((10, 12, 3), np.uint8)
+    rgb[..., 1] = 200  # a green FITC export
+    cv2.imwrite(str(tmp_path / "green.png"), rgb)
+    image = read_image(tmp_path / "green.png")
+    assert image.shape == (10, 12) and int(image.max()) == 200
+
+
+def test_planar_rgb_tiff_becomes_its_brightest_channel(tmp_path):
+    planes = np.zeros((3, 8, 9), np.uint16)
+    planes[1] = 700
+    tifffile.imwrite(tmp_path / "rgb.tif", planes, photometric="rgb", planarconfig="separate")
+    image = read_image(tmp_path / "rgb.tif")
+    assert image.shape == (8, 9) and int(image.max()) == 700
+
+
+def test_uint32_pixels_are_refused_with_the_supported_types(tmp_path):
+    tifffile.imwrite(tmp_path / "x.tif", np.zeros((8, 8), np.uint32))
+    with pytest.raises(ImageReadError) as info:
+        read_image(tmp_path / "x.tif")
+    assert str(info.value) == f"{tmp_path / 'x.tif'}: uint32 pixels are not supported (expected uint8, uint16 or float32)"
+    assert info.value.path == str(tmp_path / "x.tif")
+
+
+def test_pixel_limit_refuses_before_decoding(tmp_path, monkeypatch):
+    tifffile.imwrite(tmp_path / "big.tif", np.zeros((100, 200), np.uint16))
+    decoded = []
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", lambda *a, **k: decoded.append(1))
+    with pytest.raises(ImageReadError, match=r"200x100 = 20000 pixels exceeds the limit of 10000"):
+        read_image(tmp_path / "big.tif", max_pixels=10_000)
+    assert decoded == []
+
+
+def test_png_pixel_limit_uses_the_header(tmp_path, monkeypatch):
+    cv2.imwrite(str(tmp_path / "big.png"), np.zeros((100, 200), np.uint8))
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded a PNG over the pixel limit"))
+    with pytest.raises(ImageReadError, match="exceeds the limit"):
+        read_image(tmp_path / "big.png", max_pixels=10_000)
+
+
+def test_empty_file_is_reported_as_empty(tmp_path):
+    (tmp_path / "zero.tif").write_bytes(b"")
+    with pytest.raises(ImageReadError, match=r"zero.tif: file is empty \(0 bytes\)"):
+        read_image(tmp_path / "zero.tif")
+
+
+def test_missing_file_is_reported_as_not_found(tmp_path):
+    with pytest.raises(ImageReadError, match=r"nope.tif: file not found"):
+        read_image(tmp_path / "nope.tif")
+
+
+def test_unknown_format_is_recognised_by_content_not_name(tmp_path):
+    (tmp_path / "notes.tif").write_text("hello, this is text")
+    with pytest.raises(ImageReadError, match="not a TIFF, PNG or JPEG file"):
+        read_image(tmp_path / "notes.tif")
+
+
+def test_truncated_tiff_is_a_named_decode_error(tmp_path, ramp16):
+    data = (write_image_atomic(tmp_path / "full.tif", ramp16)).read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[:200])
+    with pytest.raises(ImageReadError, match=r"cut.tif: cannot"):
+        read_image(tmp_path / "cut.tif")
+
+
+def test_truncated_png_is_a_named_decode_error(tmp_path, ramp16):
+    data = write_image_atomic(tmp_path / "full.png", ramp16).read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[:60])
+    with pytest.raises(ImageReadError, match=r"cut.png: "):
+        read_image(tmp_path / "cut.png")
+
+
+def test_equal_arrays_write_equal_tiff_bytes(tmp_path, ramp16):
+    first = write_image_atomic(tmp_path / "a.tif", ramp16).read_bytes()
+    second = write_image_atomic(tmp_path / "b.tif", ramp16.copy()).read_bytes()
+    assert first == second
+
+
+def test_atomic_write_leaves_no_temporary_file(tmp_path, ramp16):
+    write_image_atomic(tmp_path / "a.tif", ramp16)
+    write_text_atomic(tmp_path / "a.csv", "x\n")
+    write_json_atomic(tmp_path / "a.json", {"b": 1})
+    assert sorted(os.listdir(tmp_path)) == ["a.csv", "a.json", "a.tif"]
+
+
+def test_interrupted_write_keeps_the_previous_file_and_no_temporary(tmp_path):
+    target = write_text_atomic(tmp_path / "m.csv", "old\n")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half of the new")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["m.csv"]
+
+
+def test_unsupported_pixel_type_is_refused_on_write(tmp_path):
+    with pytest.raises(ValueError, match="int64 pixels are not supported"):
+        write_image_atomic(tmp_path / "m.tif", np.zeros((4, 4), np.int64))
+    assert os.listdir(tmp_path) == []
