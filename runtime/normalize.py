@@ -7,8 +7,9 @@ are chosen:
 - ``percentile`` (the default, CSBDeep-style): ``lo, hi = numpy.percentile(img, [p_low, p_high],
   method="linear")`` over all pixels, with ``p_low=1`` and ``p_high=99.8`` unless the model's
   metadata says otherwise. Linear means: sort the ``n`` values into ``v``, take the virtual index
-  ``i = n*q + (1 - q) - 1`` with ``q = p/100``, and return ``v[floor(i)]`` interpolated towards the
-  next value by the fractional part of ``i`` (numpy's ``_lerp``, computed in float64).
+  ``i = (n - 1) * q`` with ``q = p/100`` (float64), and return ``v[floor(i)]`` interpolated towards
+  the next value by ``g``, the fractional part of ``i``: ``v0 + (v1 - v0)*g`` for ``g < 0.5``,
+  else ``v1 - (v1 - v0)*(1 - g)``, with ``v1 - v0`` taken in the pixel dtype (numpy's ``_lerp``).
 - ``minmax``: ``lo, hi = img.min(), img.max()``.
 - ``fixed``: ``lo`` and ``hi`` given by the caller (for example 0 and 65535 for raw 16-bit counts).
 

@@ -161,10 +161,10 @@ NormRange percentile_hist(const ImageView& im, int64_t channel, double p_low, do
   const PercentileIndex il = percentile_index(n, p_low), ih = percentile_index(n, p_high);
   int64_t want[4] = {il.prev, il.next, ih.prev, ih.next};
   T value[4] = {};
-  // Walk the cumulative histogram once: order statistic k is the first value whose cumulative
-  // count exceeds k.
-  int64_t cum = 0, b = 0;
+  // Order statistic k is the first value whose cumulative count exceeds k (the wanted ranks are
+  // not sorted: next of p_low may lie above prev of p_high).
   for (int i = 0; i < 4; ++i) {
+    int64_t cum = 0, b = 0;
     while (cum + hist[b] <= want[i]) cum += hist[b++];
     value[i] = static_cast<T>(b);
   }

@@ -53,7 +53,7 @@ IFRT_HD float round_clamp(float v, float lo, float hi) {
   return r < lo ? lo : (r > hi ? hi : r);
 }
 
-// numpy "linear" percentile: virtual index i = n*q + (1 - q) - 1 with q = p/100, the two order
+// numpy "linear" percentile: virtual index i = (n - 1) * q with q = p/100 (float64), the two order
 // statistics around it (clipped to the last element) and the fractional weight gamma.
 struct PercentileIndex {
   int64_t prev = 0;
@@ -63,7 +63,7 @@ struct PercentileIndex {
 
 IFRT_HD PercentileIndex percentile_index(int64_t n, double p) {
   const double q = p / 100.0;
-  const double v = dsub(dadd(dmul(static_cast<double>(n), q), 1.0 - q), 1.0);
+  const double v = dmul(static_cast<double>(n - 1), q);
   PercentileIndex r;
   const double f = floor(v);
   r.gamma = v - f;

@@ -58,6 +58,14 @@ void test_percentiles_of_0_to_99_histogram_and_select_agree() {
   CHECK(ru.scale32 == static_cast<float>(1.0 / (ru.hi - ru.lo)));
 }
 
+void test_percentiles_of_two_pixels_use_unsorted_ranks() {
+  // p_low = 0 needs ranks 0 and 1, p_high = 51 needs ranks 0 and 1 again: 159 + 0.51 * 53
+  std::vector<uint8_t> u = {212, 159};
+  const NormRange r = percentile_range(view(u, 1, 2, DType::U8), 0, 0.0, 51.0);
+  CHECK(r.lo == 159.0);
+  CHECK_NEAR(r.hi, 186.03, 1e-12);
+}
+
 void test_flat_image_maps_to_zero() {
   std::vector<uint8_t> u(12, 7);
   const NormRange r = percentile_range(view(u, 3, 4, DType::U8), 0, 1.0, 99.8);
@@ -259,6 +267,7 @@ void test_bad_inputs_throw_invalid_argument() {
 int main() {
   test_percentile_index_matches_numpy_linear();
   test_percentiles_of_0_to_99_histogram_and_select_agree();
+  test_percentiles_of_two_pixels_use_unsorted_ranks();
   test_flat_image_maps_to_zero();
   test_half_conversion_rounds_to_nearest_even();
   test_reflect_padding_and_tile_origins();
