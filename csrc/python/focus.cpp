@@ -73,7 +73,8 @@ void bind_focus(py::module_& m) {
   "(global metrics dict, tiles [ty, tx, 5] float64 in FOCUS_METRICS order): see ifrt.focus.");
   m.def("focus_into", [](const py::array& image, const py::array& out, int64_t channel, int64_t tile_height,
                          int64_t tile_width) {
-    return run(image, channel, tile_height, tile_width, out, false)[0];
+    const py::tuple result = run(image, channel, tile_height, tile_width, out, false);
+    return py::object(result[0]);
   }, py::arg("image"), py::arg("out"), py::arg("channel") = 0, py::arg("tile_height") = 0, py::arg("tile_width") = 0,
   "As focus, writing the per-tile metrics into `out`; returns the global metrics.");
 #if IFRT_WITH_CUDA
