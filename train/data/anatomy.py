@@ -196,16 +196,20 @@ def build_anatomy(rng: np.random.Generator, size: int, *, sclerosis_p: float = 0
 
     # Tubules: rounded Voronoi cells (inside both the cell, shrunk by an interstitium, and a circle
     # around the cell's centre), an epithelial band inside each, the basement membrane at the outer edge.
+    # Computed at half resolution (tubules are large) and upsampled.
+    half = (size + 1) // 2
     t_spacing = rng.uniform(42, 70) * u
-    t_dist, t_label, n_tubules = _nearest(_jittered_points(rng, size, t_spacing, jitter=0.3), size)
-    edges = np.zeros((size, size), np.uint8)
+    t_dist, t_label, n_tubules = _nearest(_jittered_points(rng, half, t_spacing / 2, jitter=0.3), half)
+    edges = np.zeros((half, half), np.uint8)
     edges[:, 1:] |= (t_label[:, 1:] != t_label[:, :-1]).astype(np.uint8)
     edges[1:, :] |= (t_label[1:, :] != t_label[:-1, :]).astype(np.uint8)
     to_edge = cv2.distanceTransform(1 - edges, cv2.DIST_L2, 5)
-    gap = f32(rng.uniform(1.5, 4.0) * u)
-    t_radius = (rng.uniform(0.45, 0.6, n_tubules + 1) * t_spacing).astype(f32)[t_label]
-    depth = np.minimum(to_edge - gap, t_radius - t_dist)  # distance inside the tubule's outline
+    t_radius = (rng.uniform(0.45, 0.6, n_tubules + 1) * t_spacing / 2).astype(f32)[t_label]
     epi_width = (rng.uniform(0.25, 0.45, n_tubules + 1) * t_spacing).astype(f32)[t_label]
+    depth = 2 * np.minimum(to_edge, t_radius - t_dist)  # distance inside the cell's outline, full-size px
+    depth = cv2.resize(depth, (size, size), interpolation=cv2.INTER_LINEAR)
+    epi_width = cv2.resize(epi_width, (size, size), interpolation=cv2.INTER_NEAREST)
+    depth -= f32(rng.uniform(1.5, 4.0) * u)  # the interstitium between tubules
     epithelium = np.clip(depth / f32(u), 0, 1) * np.clip((epi_width - depth) / f32(2 * u), 0, 1)
     epithelium *= outside
     tbm = np.exp(-0.5 * (depth / f32(0.8 * u)) ** 2) * outside

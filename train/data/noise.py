@@ -34,12 +34,11 @@ def camera_adu(signal: np.ndarray, rng: np.random.Generator, *, gain: float, rea
     """Raw sensor counts (uint8 for 8-bit, else uint16) for a float signal in [0, 1]."""
     offset_adu, white_adu = adc_range(bit_depth, offset)
     expected = np.clip(signal, 0.0, None).astype(np.float32) / np.float32(gain)
-    shot = rng.standard_normal(signal.shape, dtype=np.float32)
-    read = rng.standard_normal(signal.shape, dtype=np.float32)
-    electrons = expected + np.sqrt(expected) * shot
+    z = rng.standard_normal(signal.shape, dtype=np.float32)
+    # Bright pixels: shot and read noise are both normal, so one draw carries their summed variance.
+    electrons = expected + np.sqrt(expected + np.float32(read_noise ** 2)) * z
     dim = expected < POISSON_EXACT_BELOW
-    electrons[dim] = rng.poisson(expected[dim])
-    electrons += read * np.float32(read_noise)
+    electrons[dim] = rng.poisson(expected[dim]) + np.float32(read_noise) * z[dim]
     adu = np.rint(offset_adu + electrons * np.float32(gain * white_adu))
     dtype = np.uint8 if bit_depth == 8 else np.uint16
     return np.clip(adu, 0, 2 ** bit_depth - 1).astype(dtype)
