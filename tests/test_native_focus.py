@@ -28,11 +28,11 @@ def reference(img, ty=None, tx=None):
     xs = slice(None) if tx is None else tx
     mask = np.zeros((h, w), bool)
     mask[ys, xs] = True
-    bh = np.zeros((h, w)); vh = np.zeros((h, w)); nh = np.zeros((h, w))
+    bh, vh, nh = np.zeros((h, w)), np.zeros((h, w)), np.zeros((h, w))
     bh[:, :-2] = (a[:, 2:] - a[:, :-2]) ** 2 if w > 2 else 0
     vh[:, :-2] = a[:, :-2] * (a[:, 1:-1] - a[:, 2:]) if w > 2 else 0
     nh[:, :-2] = 1
-    bv = np.zeros((h, w)); vv = np.zeros((h, w)); nv = np.zeros((h, w))
+    bv, vv, nv = np.zeros((h, w)), np.zeros((h, w)), np.zeros((h, w))
     bv[:-2, :] = (a[2:, :] - a[:-2, :]) ** 2 if h > 2 else 0
     vv[:-2, :] = a[:-2, :] * (a[1:-1, :] - a[2:, :]) if h > 2 else 0
     nv[:-2, :] = 1
