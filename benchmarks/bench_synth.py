@@ -3,7 +3,8 @@
     python benchmarks/bench_synth.py [--patients 400] [--size 512] [--workers N] [--out DIR]
 
 Prints one JSON object:
-- generation: seconds and images/s to write the database (observed + sharp + blur map per image);
+- generation: seconds and images/s to write the database (observed + sharp + blur map per image), and
+  the CPU seconds it took, which give the wall time on an otherwise idle machine;
 - degrade_ms: one degrade() call per frame size (training-time augmentation cost);
 - intensity_lr_accuracy: logistic regression on a 64-bin histogram + mean/std/percentiles of the sharp
   references, trained on the train+val patients, scored on the test patients (4 classes; chance 0.25);
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -84,6 +86,12 @@ def degrade_ms(size: int, repeats: int = 20) -> dict:
     return out
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the worker processes), user + system."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=400, help="patients (5 images each; default 400 = 2,000 images)")
@@ -95,13 +103,17 @@ def main() -> None:
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="ifrt-bench-synth-"))
     try:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         manifest = synthesize_database(out, patients=args.patients, size=args.size, workers=args.workers)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
+        workers = args.workers or os.cpu_count()
         images = len(read_manifest(manifest))
         report = {
             "generation": {"images": images, "size": args.size, "seconds": round(seconds, 1),
-                           "images_per_s": round(images / seconds, 2), "workers": args.workers or os.cpu_count(),
+                           "images_per_s": round(images / seconds, 2), "workers": workers,
+                           "cpu_seconds": round(cpu, 1), "cpu_ms_per_image": round(cpu / images * 1e3, 1),
+                           # what the wall time would be with the CPUs to ourselves (this machine is shared)
+                           "idle_machine_seconds_estimate": round(cpu / min(workers, os.cpu_count()), 1),
                            "cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
                            "bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file())},
             "degrade_ms": {str(s): degrade_ms(s) for s in (256, 512)},
