@@ -26,8 +26,11 @@ ImageView checked_input(ImageView image, const char* what) {
   msg << what << ": ";
   if (!image.data) fail(ErrorCode::InvalidArgument, msg.str() + "data pointer is null");
   if (image.dtype != DType::U8 && image.dtype != DType::U16 && image.dtype != DType::F32) {
-    const int code = static_cast<int>(image.dtype);
-    msg << "dtype code " << code << " is not supported (expected uint8, uint16 or float32)";
+    if (image.dtype == DType::F16) {
+      msg << "float16 pixels are not supported (expected uint8, uint16 or float32)";
+    } else {
+      msg << "dtype code " << static_cast<int>(image.dtype) << " is not supported (expected uint8, uint16 or float32)";
+    }
     fail(ErrorCode::InvalidArgument, msg.str());
   }
   if (image.height <= 0 || image.width <= 0 || image.channels <= 0) {

@@ -58,6 +58,9 @@ class Workspace {
 void preprocess(const ImageView& image, const PreprocessOptions& options, void* out, size_t out_bytes,
                 Workspace& ws, void* stream);
 
+// Waits for `stream` and copies the workspace's range to the host (the one synchronizing call here).
+NormRange read_range(const Workspace& ws, void* stream);
+
 void softmax(const float* logits, int64_t n, int64_t k, float temperature, float* probs, void* stream);
 
 void blend_tiles(const float* tiles, const TileGrid& grid, float* out, int64_t height, int64_t width, void* stream);

@@ -312,4 +312,15 @@ void preprocess(const ImageView& image, const PreprocessOptions& options, void* 
   }
 }
 
+NormRange read_range(const Workspace& ws, void* stream) {
+  if (!ws.device_range()) fail(ErrorCode::InvalidArgument, "no preprocessing has run on this workspace yet");
+  NormRange r;
+  int error = 0;
+  IFRT_CUDA_CHECK(cudaMemcpyAsync(&r, ws.device_range(), sizeof(r), cudaMemcpyDeviceToHost, as_stream(stream)));
+  IFRT_CUDA_CHECK(cudaMemcpyAsync(&error, ws.device_error(), sizeof(error), cudaMemcpyDeviceToHost, as_stream(stream)));
+  IFRT_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
+  if (error) fail(ErrorCode::InvalidArgument, "image contains non-finite values; normalization needs finite values");
+  return r;
+}
+
 }  // namespace ifrt::cuda

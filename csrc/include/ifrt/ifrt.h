@@ -55,5 +55,8 @@ IFRT_API int ifrt_cuda_device_count(void);
 #endif
 
 #include "ifrt/engine.h"
+#include "ifrt/preprocess.h"
+#include "ifrt/postprocess.h"
+#include "ifrt/focus.h"
 
 #endif /* IFRT_IFRT_H */

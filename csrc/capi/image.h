@@ -1,0 +1,40 @@
+// C ABI descriptors -> core types, with the checks every entry point needs.
+#pragma once
+
+#include <string>
+
+#include "core/image.h"
+#include "ifrt/ifrt.h"
+
+namespace ifrt::capi {
+
+inline void require(const void* p, const char* what) {
+  if (!p) fail(ErrorCode::InvalidArgument, std::string(what) + " is NULL");
+}
+
+inline DType dtype_from(ifrt_dtype t, const char* what) {
+  switch (t) {
+    case IFRT_DTYPE_UINT8: return DType::U8;
+    case IFRT_DTYPE_UINT16: return DType::U16;
+    case IFRT_DTYPE_FLOAT32: return DType::F32;
+    case IFRT_DTYPE_FLOAT16: return DType::F16;
+  }
+  fail(ErrorCode::InvalidArgument, std::string(what) + ": dtype code " + std::to_string(static_cast<int>(t)) +
+                                       " is not an ifrt_dtype");
+}
+
+// An input image (uint8, uint16 or float32), validated.
+inline ImageView image_from(const ifrt_image* image, const char* what = "image") {
+  require(image, what);
+  ImageView v;
+  v.data = image->data;
+  v.dtype = dtype_from(image->dtype, what);
+  v.height = image->height;
+  v.width = image->width;
+  v.channels = image->channels;
+  v.row_stride = image->row_stride;
+  v.pixel_stride = image->pixel_stride;
+  return checked_input(v, what);
+}
+
+}  // namespace ifrt::capi
