@@ -159,6 +159,9 @@ def _attach_timing_cache(config, path: str | None):
         return None
     blob = Path(path).read_bytes() if Path(path).is_file() else b""
     cache = config.create_timing_cache(blob)
+    if cache is None and blob:
+        log.warning("%s: timing cache unreadable, starting a new one", path)
+        cache = config.create_timing_cache(b"")
     if not config.set_timing_cache(cache, ignore_mismatch=False):
         log.warning("%s: timing cache was made by another GPU or TensorRT version, starting a new one", path)
         cache = config.create_timing_cache(b"")
