@@ -1,0 +1,117 @@
+"""Every CUDA kernel against the CPU path (run with `pytest -m gpu` on a machine with a GPU).
+
+The kernels share their per-pixel functions with the CPU loops, so most results must be identical;
+softmax (device expf) and focus metrics (summation order) are compared with stated tolerances.
+"""
+
+import numpy as np
+import pytest
+from ifrt import focus as F
+from ifrt import postprocess as post
+from ifrt import preprocess as pp
+from ifrt.native import load
+
+native = load()
+
+
+def _gpu_available() -> bool:
+    if not native.has_cuda_kernels():
+        return False
+    devices, _ = native.cuda_devices()
+    return bool(devices)
+
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not _gpu_available(), reason="needs a CUDA GPU and a native module built with CUDA"),
+]
+
+DTYPES = [np.uint8, np.uint16, np.float32]
+
+
+def _image(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    if dtype == np.float32:
+        return (rng.standard_normal(shape) * 50 + 10).astype(np.float32)
+    return rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+
+
+def _same(options, image):
+    cpu = pp.preprocess(image, **options)
+    gpu = pp.preprocess(image, device="cuda", **options)
+    assert (gpu.lo, gpu.hi) == (cpu.lo, cpu.hi)
+    np.testing.assert_array_equal(gpu.tensor, cpu.tensor)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 333), (257, 3), (100, 77), (512, 512)])
+@pytest.mark.parametrize("norm", [{}, {"norm": "minmax"}, {"norm": "fixed", "lo": 5.0, "hi": 900.0},
+                                  {"p_low": 0.0, "p_high": 100.0}, {"p_low": 37.5, "p_high": 37.6}])
+def test_cuda_preprocess_equals_cpu_for_dtypes_shapes_and_norms(dtype, shape, norm):
+    _same(norm, _image(shape, dtype))
+
+
+@pytest.mark.parametrize("options", [
+    {"size": (64, 48), "resize": "bilinear"}, {"size": (300, 200), "resize": "bilinear"},
+    {"size": (50, 40), "resize": "area"}, {"size": (33, 77), "resize": "area"},
+    {"pad": "zero"}, {"pad": "edge"}, {"pad_multiple": 1}, {"dtype": "float16"},
+    {"tile": (64, 64), "overlap": 16}, {"tile": (96, 128), "overlap": 8, "size": (150, 260), "resize": "area"},
+])
+def test_cuda_preprocess_equals_cpu_for_geometry_options(options):
+    _same(options, _image((211, 317), np.uint16, seed=1))
+
+
+def test_cuda_preprocess_with_channel_dark_and_flat_equals_cpu():
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 4095, (120, 90, 3)).astype(np.uint16)[:, ::1, :]
+    dark = rng.uniform(0, 50, (120, 90)).astype(np.float32)
+    flat = rng.uniform(0.7, 1.3, (120, 90)).astype(np.float32)
+    _same({"channel": 2, "dark": dark, "flat": flat}, img)
+    _same({"channel": 1, "dark": dark, "norm": "minmax"}, img)
+
+
+def test_cuda_preprocess_rejects_non_finite_pixels():
+    img = np.ones((8, 8), np.float32)
+    img[3, 3] = np.nan
+    with pytest.raises(native.NativeError, match="non-finite"):
+        pp.preprocess(img, device="cuda")
+
+
+def test_cuda_softmax_matches_cpu_to_two_ulp():
+    logits = np.random.default_rng(3).standard_normal((1000, 7)).astype(np.float32) * 4
+    for t in (0.5, 1.0, 2.5):
+        np.testing.assert_allclose(post.softmax(logits, t, device="cuda"), post.softmax(logits, t), rtol=3e-7, atol=1e-9)
+
+
+def test_cuda_blend_equals_cpu():
+    tiles = np.random.default_rng(4).random((12, 1, 64, 64), dtype=np.float32)
+    cpu = post.blend_tiles(tiles, (160, 224), 16, (150, 220))
+    np.testing.assert_array_equal(post.blend_tiles(tiles, (160, 224), 16, (150, 220), device="cuda"), cpu)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_cuda_denormalize_equals_cpu(dtype):
+    y = (np.random.default_rng(5).standard_normal((70, 90)) * 0.7 + 0.4).astype(np.float32)
+    cpu = post.denormalize(y, 12.0, 3000.5, dtype, (64, 80))
+    np.testing.assert_array_equal(post.denormalize(y, 12.0, 3000.5, dtype, (64, 80), device="cuda"), cpu)
+    y16 = y.astype(np.float16)
+    np.testing.assert_array_equal(post.denormalize(y16, 0.0, 255.0, dtype, device="cuda"),
+                                  post.denormalize(y16, 0.0, 255.0, dtype))
+
+
+def test_cuda_quality_map_upsampling_equals_cpu():
+    q = np.random.default_rng(6).random((1, 1, 16, 20), dtype=np.float32)
+    np.testing.assert_array_equal(post.upsample_quality_map(q, (512, 640), device="cuda"),
+                                  post.upsample_quality_map(q, (512, 640)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("shape", "tile"), [((1, 1), None), ((1, 500), 64), ((300, 2), None), ((257, 263), 32),
+                                             ((1024, 768), 128)])
+def test_cuda_focus_matches_cpu(dtype, shape, tile):
+    img = _image(shape, dtype, seed=7)
+    cpu = F.focus(img, tile=tile)
+    gpu = F.focus(img, tile=tile, device="cuda")
+    for name in F.METRICS:
+        assert gpu.metrics[name] == pytest.approx(cpu.metrics[name], rel=1e-9, abs=1e-9), name
+    np.testing.assert_allclose(gpu.tiles, cpu.tiles, rtol=1e-9, atol=1e-9)
