@@ -5,5 +5,7 @@
 COMMAND_MODULES = [
     "ifrt.commands.doctor",
     "ifrt.commands.data",
+    "ifrt.commands.train",
+    "ifrt.commands.eval",
     "ifrt.commands.export",
 ]

@@ -1,0 +1,97 @@
+"""The training dataset: on-the-fly degradation, masks for unknown targets, reproducible draws."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from _train_data import make_tiny_database  # noqa: E402
+from ifrt.train.data.manifest import read_manifest  # noqa: E402
+from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of, random_scene  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory):
+    return make_tiny_database(tmp_path_factory.mktemp("db"))
+
+
+def _dataset(root, rows=None, **kwargs):
+    rows = rows if rows is not None else read_manifest(root / "manifest.csv")
+    cfg = DataConfig(**{"crop": 64, **kwargs.pop("cfg", {})})
+    return ManifestDataset(root, rows, class_names_of(rows), cfg, **{"train": True, **kwargs})
+
+
+def test_row_with_reference_is_degraded_on_the_fly_with_every_target_known(database):
+    sample = _dataset(database, cfg={"content_diversity": 0.0})[0]
+    assert sample["image"].shape == sample["sharp"].shape == (1, 64, 64)
+    assert bool(sample["has_sharp"]) and int(sample["blur_level"]) in range(5) and int(sample["diagnosis"]) >= 0
+    assert sample["blur_map"].shape == (2, 2) and bool(torch.isfinite(sample["blur_map"]).all())
+
+
+def test_input_is_percentile_normalized_and_reference_shares_its_scale(database):
+    sample = _dataset(database, cfg={"content_diversity": 0.0, "levels": [0]})[0]
+    image = sample["image"].numpy().ravel()
+    assert np.percentile(image, 1) == pytest.approx(0.0, abs=1e-5)
+    assert np.percentile(image, 99.8) == pytest.approx(1.0, abs=1e-5)
+    # In focus, input and reference differ only by camera noise, on the same normalized scale.
+    assert np.corrcoef(image, sample["sharp"].numpy().ravel())[0, 1] > 0.9
+
+
+def test_unknown_targets_are_masked_not_imputed(database):
+    rows = [dataclasses.replace(r, diagnosis=None, blur_level=None, sharp_path=None, extra={})
+            for r in read_manifest(database / "manifest.csv")]
+    sample = ManifestDataset(database, rows, ["DN", "IgAN", "LN", "MN"], DataConfig(crop=64), train=True)[0]
+    assert int(sample["diagnosis"]) == -1 and int(sample["blur_level"]) == -1
+    assert not bool(sample["has_sharp"]) and bool(torch.isnan(sample["blur_map"]).all())
+
+
+def test_recorded_row_without_on_the_fly_degradation_keeps_its_label_and_map(database):
+    rows = read_manifest(database / "manifest.csv")
+    ds = _dataset(database, rows, cfg={"on_the_fly": False, "flips": False})
+    sample = ds[0]
+    assert int(sample["blur_level"]) == rows[0].blur_level
+    assert bool(sample["has_sharp"])
+
+
+def test_levels_zero_gives_only_in_focus_samples(database):
+    ds = _dataset(database, cfg={"levels": [0]})
+    assert {int(ds[i]["blur_level"]) for i in range(len(ds))} == {0}
+
+
+def test_fixed_level_degrades_every_image_to_that_level(database):
+    ds = _dataset(database, train=False, level=3)
+    assert {int(ds[i]["blur_level"]) for i in range(len(ds))} == {3}
+
+
+def test_same_epoch_and_index_give_the_same_sample_and_a_new_epoch_a_new_draw(database):
+    ds = _dataset(database)
+    first = ds[1]["image"]
+    assert torch.equal(first, ds[1]["image"])
+    ds.set_epoch(1)
+    assert not torch.equal(first, ds[1]["image"])
+
+
+def test_random_scenes_carry_no_diagnosis(database):
+    sample = _dataset(database, cfg={"content_diversity": 1.0})[0]
+    assert int(sample["diagnosis"]) == -1 and int(sample["blur_level"]) >= 0
+
+
+def test_repeats_multiply_the_epoch_with_distinct_draws(database):
+    ds = _dataset(database, repeats=2)
+    n = len(ds) // 2
+    assert len(ds) == 2 * len(read_manifest(database / "manifest.csv"))
+    assert not torch.equal(ds[0]["image"], ds[n]["image"])
+
+
+def test_random_scene_is_in_focus_content_in_unit_range():
+    scene = random_scene(np.random.default_rng(0), 128)
+    assert scene.shape == (128, 128) and scene.dtype == np.float32
+    assert scene.min() >= 0 and math.isclose(float(scene.max()), 1.0, rel_tol=1e-5)
+
+
+def test_crop_must_be_a_multiple_of_32(database):
+    with pytest.raises(ValueError, match="multiple of 32"):
+        _dataset(database, cfg={"crop": 100})

@@ -1,0 +1,72 @@
+"""`ifrt eval`: one report comparing a single-task and a hierarchical model per blur level."""
+
+import json
+import os
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("skimage")
+
+from _train_data import make_tiny_database  # noqa: E402
+from ifrt.train.trainer import load_config, train  # noqa: E402
+
+TINY = os.path.join(os.path.dirname(__file__), "..", "train", "configs", "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    from conftest import run_ifrt
+
+    root = tmp_path_factory.mktemp("eval")
+    database = make_tiny_database(root / "db")
+    for variant in ("st", "hier"):
+        train(database, load_config(TINY, {"model": {"variant": variant}, "train": {"epochs": 1}}), root / variant)
+    out = root / "report"
+    proc = run_ifrt("eval", "--model", str(root / "st"), "--model", str(root / "hier"), "--data", str(database),
+                    "--out", str(out), "--deblur-images", "2")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(report_dir):
+    return json.loads((report_dir / "report.json").read_text())
+
+
+def test_every_model_gets_diagnosis_accuracy_at_every_blur_level(report):
+    assert list(report["models"]) == ["st", "hier"]
+    for entry in report["models"].values():
+        assert list(entry["diagnosis"]["accuracy_per_level"]) == ["0", "1", "2", "3", "4"]
+        assert 0.0 <= entry["diagnosis"]["accuracy"] <= 1.0
+        assert set(entry["diagnosis"]["auc"]) == {"DN", "IgAN", "LN", "MN"}
+        assert entry["diagnosis"]["temperature"] > 0
+
+
+def test_only_multi_task_models_get_an_iqa_section(report):
+    assert "iqa" not in report["models"]["st"]
+    iqa = report["models"]["hier"]["iqa"]
+    assert set(iqa["blur_accuracy_per_level"]) == {"0", "1", "2", "3", "4"}
+    assert -1.0 <= iqa["quality_srocc"] <= 1.0
+
+
+def test_deblurring_is_compared_with_the_input_and_richardson_lucy_per_level(report):
+    table = report["deblur"]["per_level"]
+    assert list(table) == ["1", "2", "3", "4"]
+    for entry in table.values():
+        assert {"input", "hier", "richardson_lucy"} <= set(entry)
+        assert entry["richardson_lucy"]["iterations"] in (5, 10, 20, 40)
+        assert entry["hier"]["psnr_gain_vs_input"] == pytest.approx(entry["hier"]["psnr"] - entry["input"]["psnr"])
+
+
+def test_quality_on_natural_pictures_is_compared_with_variance_of_laplacian(report):
+    natural = report["natural_images"]
+    assert len(natural["images"]) >= 10
+    assert set(natural["mean"]) == {"variance_of_laplacian", "hier"}
+
+
+def test_markdown_report_and_plots_are_written(report_dir):
+    text = (report_dir / "report.md").read_text()
+    assert "| st (st) |" in text and "| hier (hier) |" in text and "Richardson-Lucy" in text
+    for name in ("accuracy_per_level.png", "quality_per_level.png", "confusion_hier.png", "reliability_st.png"):
+        assert (report_dir / name).stat().st_size > 1000, name

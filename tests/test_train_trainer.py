@@ -1,0 +1,119 @@
+"""`ifrt train`: a tiny config trains end to end, resumes exactly, and runs under torchrun with gloo."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from _train_data import make_tiny_database  # noqa: E402
+from ifrt.train.model import CONTRACT_OUTPUTS, load_model  # noqa: E402
+from ifrt.train.trainer import load_config, train  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+TINY = os.path.join(os.path.dirname(__file__), "..", "train", "configs", "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory):
+    return make_tiny_database(tmp_path_factory.mktemp("db"))
+
+
+@pytest.fixture(scope="module")
+def cli_run(database, tmp_path_factory):
+    """The tiny config trained once from the command line: (run folder, seconds, process)."""
+    from conftest import run_ifrt
+
+    run = tmp_path_factory.mktemp("run")
+    started = time.monotonic()
+    proc = run_ifrt("train", "--data", str(database), "--config", TINY, "--out", str(run))
+    return run, time.monotonic() - started, proc
+
+
+def _metrics(run):
+    with (run / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_config_trains_end_to_end_from_the_command_line_in_under_a_minute(cli_run):
+    run, _, proc = cli_run
+    assert proc.returncode == 0, proc.stderr
+    # The training loop's own clock (data, steps, validation, checkpoints), without interpreter start-up.
+    assert float(_metrics(run)[-1]["seconds"]) < 60
+    for name in ("best/model.safetensors", "best/model.json", "last/optimizer.safetensors", "last/trainer.json",
+                 "config.yaml", "summary.json"):
+        assert (run / name).is_file(), name
+
+
+def test_metrics_go_to_csv_one_row_per_epoch_and_to_tensorboard(cli_run):
+    run, _, _ = cli_run
+    rows = _metrics(run)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {"train_loss", "val_loss", "val_diagnosis_accuracy", "val_blur_accuracy", "val_psnr_gain_db"} <= set(rows[0])
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
+
+
+def test_trained_model_loads_with_class_names_from_the_data(cli_run):
+    run, _, _ = cli_run
+    model = load_model(run / "best")
+    with torch.no_grad():
+        out = model(torch.rand(1, 1, 64, 64))
+    assert set(out) == set(CONTRACT_OUTPUTS)
+    assert model.cfg.class_names == ["DN", "IgAN", "LN", "MN"]  # sorted names found in the manifest
+    assert model.cfg.blur_levels == 5
+
+
+def test_run_folder_holds_no_pickles(cli_run):
+    run, _, _ = cli_run
+    for path in run.rglob("*"):
+        if path.is_file():
+            assert path.suffix in (".safetensors", ".json", ".yaml", ".csv") or "tfevents" in path.name, path
+
+
+def test_best_checkpoint_is_the_epoch_with_the_highest_validation_score(cli_run):
+    run, _, _ = cli_run
+    scores = [float(r["score"]) for r in _metrics(run)]
+    best = json.loads((run / "best" / "model.json").read_text())
+    assert best["epoch"] == 1 + scores.index(max(scores))
+
+
+def test_run_stopped_mid_epoch_resumes_to_the_same_weights_as_an_uninterrupted_run(database, tmp_path):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    config = {"train": {"epochs": 1, "batch_size": 2}}
+    train(database, load_config(TINY, config), straight)
+    train(database, load_config(TINY, {"train": {**config["train"], "stop_after_steps": 1}}), stopped)
+    assert json.loads((stopped / "last" / "trainer.json").read_text())["batches_done"] == 1
+    assert not (stopped / "metrics.csv").exists()  # the epoch did not finish
+    train(database, load_config(TINY, config), stopped)
+    a = load_file(str(straight / "last" / "model.safetensors"))
+    b = load_file(str(stopped / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_single_task_config_trains_only_the_diagnosis(database, tmp_path):
+    summary = train(database, load_config(TINY, {"model": {"variant": "st"}, "train": {"epochs": 1}}), tmp_path)
+    assert summary["model"]["variant"] == "st"
+    header = set(_metrics(tmp_path)[0])
+    assert "train_loss_diagnosis" in header and "train_loss_deblur" not in header
+
+
+def test_unknown_config_key_is_rejected_with_its_name(database, tmp_path):
+    with pytest.raises(ValueError, match="epoks"):
+        train(database, load_config(TINY, {"train": {"epoks": 1}}), tmp_path)
+
+
+def test_two_process_ddp_with_gloo_trains_and_writes_one_run(database, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ifrt",
+           "train", "--data", str(database), "--config", TINY, "--out", str(tmp_path), "--set", "train.epochs=1",
+           "--set", "train.batch_size=2", "--set", "train.threads=1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    assert summary["steps"] == 2  # 8 training images, 2 per batch, split over 2 processes
+    assert (tmp_path / "best" / "model.safetensors").is_file()

@@ -1,0 +1,466 @@
+"""Training loop: one process or many (torchrun + DistributedDataParallel), AMP on CUDA, resumable.
+
+Run directory:
+    config.yaml           the resolved configuration (model, data, loss, train)
+    last/                 model.safetensors + model.json, optimizer.safetensors + trainer.json (resume point)
+    best/                 model.safetensors + model.json of the best validation score so far
+    metrics.csv, tb/      one row per epoch; TensorBoard scalars
+
+No pickles: optimizer state is saved as safetensors tensors plus JSON. A killed run restarts from
+`last/` at the batch where it was checkpointed; batches are a function of (seed, epoch), so the
+resumed run sees the same samples in the same order as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from ifrt.train.data.manifest import read_manifest
+from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of, rows_for_split
+from ifrt.train.losses import LossConfig, MultiTaskLoss, psnr
+from ifrt.train.model import DeepMTND, ModelConfig, model_config, save_model
+from ifrt.train.model.io import atomic_write_text
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    grad_clip: float = 5.0
+    seed: int = 0
+    num_workers: int = 0
+    threads: int = 2  # torch CPU threads per process
+    amp: bool = True  # mixed precision, CUDA only
+    channels_last: bool = False  # measured slower for this network on CPU; try on GPU
+    repeats: int = 1  # passes over the training rows per epoch (each with fresh degradations)
+    checkpoint_minutes: float = 10.0  # also checkpoint `last/` this often within an epoch
+    stop_after_steps: int = 0  # stop (checkpointed, resumable) after this many steps in this process; 0 = off
+    select: str = "composite"  # best checkpoint: composite | diagnosis_accuracy | blur_accuracy | loss
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = dict(d or {})
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"train config has unknown keys {unknown}")
+        return cls(**d)
+
+
+def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
+    """YAML with sections model / data / loss / train; `overrides` like {"train": {"epochs": 1}}."""
+    config = yaml.safe_load(Path(path).read_text()) if path else {}
+    config = config or {}
+    for section, values in (overrides or {}).items():
+        config.setdefault(section, {}).update(values)
+    unknown = sorted(set(config) - {"model", "data", "loss", "train"})
+    if unknown:
+        raise ValueError(f"{path}: unknown sections {unknown} (expected model, data, loss, train)")
+    return config
+
+
+class EpochSampler(Sampler[int]):
+    """Indices for one epoch: a permutation seeded by (seed, epoch), sharded by rank, minus the first
+    `skip` (already trained before a resume)."""
+
+    def __init__(self, n: int, *, seed: int, epoch: int, rank: int, world: int, skip: int = 0):
+        order = np.random.default_rng([seed, epoch, 7]).permutation(n)
+        per_rank = len(order) // world
+        self.indices = order[rank * per_rank:(rank + 1) * per_rank][skip:].tolist()
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 1% of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# ---- optimizer state without pickles ---------------------------------------------------------------
+
+def save_training_state(directory: Path, optimizer: torch.optim.Optimizer, criterion: nn.Module,
+                        state: dict) -> None:
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for pid, values in sd["state"].items():
+        for key, value in values.items():
+            tensors[f"optimizer.{pid}.{key}"] = (value if torch.is_tensor(value) else torch.tensor(value)).detach().cpu().contiguous()
+    for key, value in criterion.state_dict().items():
+        tensors[f"criterion.{key}"] = value.detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    tmp = directory / "optimizer.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, directory / "optimizer.safetensors")
+    atomic_write_text(directory / "trainer.json",
+                      json.dumps({**state, "param_groups": sd["param_groups"]}, indent=2))
+
+
+def load_training_state(directory: Path, optimizer: torch.optim.Optimizer, criterion: nn.Module) -> dict:
+    meta = json.loads((directory / "trainer.json").read_text())
+    tensors = load_file(str(directory / "optimizer.safetensors"))
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta.pop("param_groups")})
+    criterion.load_state_dict({k[len("criterion."):]: v for k, v in tensors.items() if k.startswith("criterion.")})
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    return meta
+
+
+# ---- distributed helpers ---------------------------------------------------------------------------
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> tuple[Dist, torch.device]:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; gloo on CPU, NCCL on GPUs."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    if world == 1:
+        return Dist(), torch.device("cuda" if cuda else "cpu")
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank), \
+        torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+
+
+def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    if channels_last:
+        out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
+    return out
+
+
+# ---- validation ------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def validate(model: DeepMTND, loader: DataLoader, criterion: MultiTaskLoss, device: torch.device,
+             channels_last: bool = False) -> dict[str, float]:
+    """Loss and headline metrics over the validation set (degradations fixed by the seed)."""
+    model.eval()
+    sums: dict[str, float] = {}
+    count = diag_known = diag_correct = blur_known = blur_correct = sharp_known = 0
+    psnr_in = psnr_out = 0.0
+    for batch in loader:
+        batch = to_device(batch, device, channels_last)
+        out = model.forward_with_tiles(batch["image"])
+        _, logged = criterion(out, batch)
+        n = batch["image"].shape[0]
+        count += n
+        for k, v in logged.items():
+            sums[k] = sums.get(k, 0.0) + v * n
+        known = batch["diagnosis"] >= 0
+        diag_known += int(known.sum())
+        diag_correct += int((out["diagnosis_logits"].argmax(1) == batch["diagnosis"])[known].sum())
+        if "blur_logits" in out:
+            known = batch["blur_level"] >= 0
+            blur_known += int(known.sum())
+            blur_correct += int((out["blur_logits"].argmax(1) == batch["blur_level"])[known].sum())
+            has = batch["has_sharp"]
+            sharp_known += int(has.sum())
+            psnr_in += float(psnr(batch["image"], batch["sharp"])[has].sum())
+            psnr_out += float(psnr(out["deblurred"], batch["sharp"])[has].sum())
+    metrics = {f"val_{k}": v / max(count, 1) for k, v in sums.items()}
+    if diag_known:
+        metrics["val_diagnosis_accuracy"] = diag_correct / diag_known
+    if blur_known:
+        metrics["val_blur_accuracy"] = blur_correct / blur_known
+    if sharp_known:
+        metrics["val_psnr_gain_db"] = (psnr_out - psnr_in) / sharp_known
+    model.train()
+    return metrics
+
+
+def selection_score(metrics: dict[str, float], select: str) -> float:
+    """Higher is better. composite = mean of the available accuracies (diagnosis, blur level)."""
+    if select == "loss":
+        return -metrics["val_loss"]
+    if select in ("diagnosis_accuracy", "blur_accuracy"):
+        return metrics.get(f"val_{select}", -metrics["val_loss"])
+    if select != "composite":
+        raise ValueError(f"select={select!r} is unknown (composite, diagnosis_accuracy, blur_accuracy, loss)")
+    accuracies = [metrics[k] for k in ("val_diagnosis_accuracy", "val_blur_accuracy") if k in metrics]
+    return float(np.mean(accuracies)) if accuracies else -metrics["val_loss"]
+
+
+# ---- metrics sinks ---------------------------------------------------------------------------------
+
+class MetricsLog:
+    """metrics.csv (header fixed by the first row; a resumed run appends) and TensorBoard scalars."""
+
+    def __init__(self, run_dir: Path):
+        self.csv_path = run_dir / "metrics.csv"
+        self.fields: list[str] | None = None
+        if self.csv_path.is_file():
+            with self.csv_path.open() as f:
+                self.fields = next(csv.reader(f), None)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run_dir / "tb"))
+        except ImportError:  # tensorboard is in the train extra; CSV still works without it
+            self.tb = None
+
+    def scalar(self, name: str, value: float, step: int) -> None:
+        if self.tb is not None:
+            self.tb.add_scalar(name, value, step)
+
+    def row(self, values: dict[str, float], step: int) -> None:
+        if self.fields is None:
+            self.fields = list(values)
+            with self.csv_path.open("w", newline="") as f:
+                csv.writer(f).writerow(self.fields)
+        with self.csv_path.open("a", newline="") as f:
+            csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(values)
+        for k, v in values.items():
+            if k not in ("epoch", "step"):
+                self.scalar(k, v, step)
+        if self.tb is not None:
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+# ---- the loop --------------------------------------------------------------------------------------
+
+def build_everything(data_dir: Path, config: dict):
+    data_cfg = DataConfig.from_dict(config.get("data"))
+    loss_cfg = LossConfig(**(config.get("loss") or {}))
+    train_cfg = TrainConfig.from_dict(config.get("train"))
+    manifest = data_dir / "manifest.csv"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest}: no manifest (create a database with `ifrt data synth`)")
+    class_names = class_names_of(read_manifest(manifest))
+    model_section = dict(config.get("model") or {})
+    size, variant = model_section.pop("size", "s"), model_section.pop("variant", "hier")
+    probe = ManifestDataset(data_dir, [], class_names, data_cfg, train=True)
+    model_cfg = model_config(size, variant, class_names=class_names, blur_levels=probe.blur_levels,
+                             **model_section)
+    return data_cfg, loss_cfg, train_cfg, model_cfg, manifest
+
+
+def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
+    """Train (or resume) into run_dir; returns the summary written to run_dir/summary.json."""
+    data_dir, run_dir = Path(data_dir), Path(run_dir)
+    dist_info, device = init_distributed()
+    data_cfg, loss_cfg, train_cfg, model_cfg, manifest = build_everything(data_dir, config)
+    torch.set_num_threads(train_cfg.threads)
+    torch.manual_seed(train_cfg.seed)
+
+    train_rows = rows_for_split(manifest, "train")
+    val_rows = rows_for_split(manifest, "val")
+    train_set = ManifestDataset(data_dir, train_rows, model_cfg.class_names, data_cfg, train=True,
+                                seed=train_cfg.seed, repeats=train_cfg.repeats, normalization=model_cfg.normalization)
+    val_set = ManifestDataset(data_dir, val_rows, model_cfg.class_names, data_cfg, train=False,
+                              seed=train_cfg.seed + 1, normalization=model_cfg.normalization)
+
+    model = DeepMTND(model_cfg).to(device)
+    if train_cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    tasks = ("diagnosis",) if model_cfg.variant == "st" else ("diagnosis", "blur", "quality", "deblur")
+    criterion = MultiTaskLoss(loss_cfg, model_cfg.blur_levels, tasks).to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0},
+                                   {"params": list(criterion.parameters()), "weight_decay": 0.0}], lr=train_cfg.lr)
+
+    state = {"epoch": 0, "batches_done": 0, "step": 0, "best_score": -math.inf, "best_epoch": -1}
+    last_dir, best_dir = run_dir / "last", run_dir / "best"
+    if (last_dir / "trainer.json").is_file():
+        from safetensors.torch import load_file as load_weights
+
+        model.load_state_dict(load_weights(str(last_dir / "model.safetensors"), device=str(device)))
+        state = load_training_state(last_dir, optimizer, criterion)
+        if dist_info.main:
+            print(f"resuming {run_dir} at epoch {state['epoch'] + 1}, batch {state['batches_done']}", file=sys.stderr)
+    if dist_info.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(
+            {"model": model_cfg.to_dict(), "data": dataclasses.asdict(data_cfg),
+             "loss": dataclasses.asdict(loss_cfg), "train": dataclasses.asdict(train_cfg)}, sort_keys=False))
+
+    net: nn.Module = model
+    if dist_info.world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[dist_info.local_rank] if device.type == "cuda" else None)
+    use_amp = train_cfg.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    batches_per_epoch = len(train_set) // dist_info.world // train_cfg.batch_size
+    if batches_per_epoch == 0:
+        raise ValueError(f"{len(train_rows)} training rows x {train_cfg.repeats} repeats is less than one batch "
+                         f"of {train_cfg.batch_size} per process; lower train.batch_size")
+    total_steps = batches_per_epoch * train_cfg.epochs
+    log = MetricsLog(run_dir) if dist_info.main else None
+    # Own generators: a DataLoader iterator otherwise draws its base seed from the global torch RNG,
+    # which would make a run resumed mid-epoch see different dropout masks than an uninterrupted one.
+    val_loader = DataLoader(val_set, batch_size=train_cfg.batch_size, num_workers=train_cfg.num_workers,
+                            generator=torch.Generator().manual_seed(train_cfg.seed))
+
+    def checkpoint(epoch_done: int, batches_done: int) -> None:
+        state.update(epoch=epoch_done, batches_done=batches_done)
+        if dist_info.main:
+            last_dir.mkdir(parents=True, exist_ok=True)
+            save_model(model, last_dir, {"epoch": epoch_done, "step": state["step"]})
+            save_training_state(last_dir, optimizer, criterion, state)
+
+    started = time.monotonic()
+    steps_here = 0
+    for epoch in range(state["epoch"], train_cfg.epochs):
+        if train_cfg.stop_after_steps and steps_here >= train_cfg.stop_after_steps:
+            break
+        train_set.set_epoch(epoch)
+        skip = state["batches_done"] * train_cfg.batch_size
+        sampler = EpochSampler(len(train_set), seed=train_cfg.seed, epoch=epoch, rank=dist_info.rank,
+                               world=dist_info.world, skip=skip)
+        loader = DataLoader(train_set, batch_size=train_cfg.batch_size, sampler=sampler,
+                            num_workers=train_cfg.num_workers, drop_last=True,
+                            generator=torch.Generator().manual_seed(train_cfg.seed + epoch))
+        running: dict[str, float] = {}
+        n_batches = 0
+        last_save = time.monotonic()
+        progress = _progress(loader, train_cfg.progress and dist_info.main, f"epoch {epoch + 1}/{train_cfg.epochs}",
+                             initial=state["batches_done"], total=batches_per_epoch)
+        for batch in progress:
+            batch = to_device(batch, device, train_cfg.channels_last)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(state["step"], total_steps, train_cfg)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                out = net(batch["image"], with_tiles=True)
+            loss, logged = criterion(out, batch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if dist_info.world > 1:
+                _allreduce_grads(criterion, dist_info.world)
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            state["step"] += 1
+            state["batches_done"] += 1
+            n_batches += 1
+            for k, v in logged.items():
+                running[k] = running.get(k, 0.0) + v
+            if dist_info.main and train_cfg.progress and hasattr(progress, "set_postfix"):
+                progress.set_postfix(loss=f"{logged['loss']:.3f}")
+            if log is not None and state["step"] % 10 == 0:
+                log.scalar("train/loss_step", logged["loss"], state["step"])
+            if train_cfg.checkpoint_minutes > 0 and time.monotonic() - last_save > 60 * train_cfg.checkpoint_minutes:
+                checkpoint(epoch, state["batches_done"])
+                last_save = time.monotonic()
+            steps_here += 1
+            if train_cfg.stop_after_steps and steps_here >= train_cfg.stop_after_steps:
+                break
+        if train_cfg.stop_after_steps and steps_here >= train_cfg.stop_after_steps and \
+                state["batches_done"] < batches_per_epoch:
+            checkpoint(epoch, state["batches_done"])
+            if dist_info.main:
+                print(f"stopped after {steps_here} steps at epoch {epoch + 1}, batch {state['batches_done']}; "
+                      "run the same command again to resume", file=sys.stderr)
+            break
+        if dist_info.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        if dist_info.main:
+            metrics = validate(model, val_loader, criterion, device, train_cfg.channels_last)
+            score = selection_score(metrics, train_cfg.select)
+            row = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
+                   **{f"train_{k}": v / max(n_batches, 1) for k, v in running.items()}, **metrics,
+                   "score": score, "seconds": time.monotonic() - started}
+            if score > state["best_score"]:
+                state.update(best_score=score, best_epoch=epoch + 1)
+                save_model(model, best_dir, {"epoch": epoch + 1, "metrics": metrics, "score": score})
+            log.row(row, state["step"])
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                  file=sys.stderr, flush=True)
+        state["batches_done"] = 0
+        checkpoint(epoch + 1, 0)
+        if dist_info.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    summary = {"run_dir": str(run_dir), "epochs": train_cfg.epochs, "steps": state["step"],
+               "best_epoch": state["best_epoch"], "best_score": state["best_score"],
+               "world_size": dist_info.world, "model": model_cfg.to_dict()}
+    if dist_info.main:
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+        log.close()
+    if dist_info.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
+
+
+def _allreduce_grads(criterion: nn.Module, world: int) -> None:
+    """The learned task weights live outside the DDP-wrapped model: average their gradients by hand."""
+    import torch.distributed as dist
+
+    for p in criterion.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
+
+
+def _progress(iterable, enabled: bool, desc: str, initial: int, total: int):
+    if not enabled:
+        return iterable
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable
+    # Also when stderr is a log file: a background run's progress is then visible with `tail`.
+    return tqdm(iterable, desc=desc, initial=initial, total=total, leave=False, mininterval=10)
+
+
+__all__ = ["DataConfig", "LossConfig", "ModelConfig", "TrainConfig", "load_config", "train"]
