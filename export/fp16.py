@@ -1,6 +1,6 @@
 """FP16 ONNX: the numerical stand-in for TensorRT FP16 (and, on TensorRT 11, its only FP16 source,
-built strongly typed). Weights and activations in float16; the `image` input and every output stay
-float32 so callers do not change.
+built strongly typed). The network is exported in float16 (weights and activations); the `image` input
+and every output stay float32 so callers do not change (`graphs.Float16Graph`).
 
 Before converting, the largest absolute activation on calibration images is measured in float32; if
 any exceeds FP16_SAFE_MAX the export is refused, because float16 saturates at 65504 and sums inside a
@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-
-from .metadata import decode_metadata, write_sidecar
 
 log = logging.getLogger("ifrt.export")
 
@@ -72,25 +69,7 @@ def check_fp16_range(model: torch.nn.Module, images: torch.Tensor, limit: float 
     return found
 
 
-def convert_to_fp16(fp32_path: str | Path, fp16_path: str | Path, activation: ActivationRange | None = None) -> Path:
-    """Write the float16 version of an fp32 ifrt ONNX (float32 I/O kept) with an updated sidecar."""
-    import onnx
-    from onnxconverter_common import float16
-
-    from .onnx_export import set_metadata
-
-    fp32_path, fp16_path = Path(fp32_path), Path(fp16_path)
-    model = onnx.load(str(fp32_path))
-    converted = float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
-    props = {p.key: p.value for p in converted.metadata_props}
-    props["ifrt.precision"] = "fp16"
-    set_metadata(converted, props)
-    onnx.checker.check_model(converted, full_check=True)
-    tmp = fp16_path.with_name(fp16_path.name + ".tmp.onnx")
-    onnx.save(converted, str(tmp))
-    tmp.replace(fp16_path)
-    extra = {"fp16_check": {"largest_activation": activation.largest, "layer": activation.layer,
-                            "safe_limit": FP16_SAFE_MAX}} if activation else None
-    write_sidecar(fp16_path, decode_metadata(props), extra)
-    log.info("wrote fp16 graph %s", fp16_path)
-    return fp16_path
+def fp16_sidecar(activation: ActivationRange) -> dict:
+    """What the range check measured, for the fp16 file's sidecar."""
+    return {"fp16_check": {"largest_activation": activation.largest, "layer": activation.layer,
+                           "safe_limit": FP16_SAFE_MAX}}

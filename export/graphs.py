@@ -3,6 +3,8 @@ outputs only, for live feedback on a downsampled frame)."""
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -24,6 +26,19 @@ class ContractGraph(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.network(image)
         return tuple(outputs[name] for name in self.output_names)
+
+
+class Float16Graph(nn.Module):
+    """A ContractGraph computing in float16 with float32 input and outputs: the exported graph is natively
+    half precision (what TensorRT 11 builds strongly typed), and callers keep float32 buffers."""
+
+    def __init__(self, graph: ContractGraph):
+        super().__init__()
+        self.inner = copy.deepcopy(graph).half()
+        self.output_names = graph.output_names
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(out.float() for out in self.inner(image.half()))
 
 
 def graph_module(model: nn.Module, graph: str) -> ContractGraph:

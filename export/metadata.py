@@ -58,13 +58,13 @@ def decode_metadata(props: dict[str, str]) -> dict:
     return out
 
 
-def write_sidecar(model_path: str | Path, metadata: dict, extra: dict | None = None) -> Path:
-    """`<file>.json` beside an exported file: its sha256, size and decoded metadata (written atomically)."""
+def write_sidecar(model_path: str | Path, props: dict[str, str], extra: dict | None = None) -> Path:
+    """`<file>.json` beside an exported file: its sha256, size and decoded metadata_props (written atomically)."""
     from ifrt.imageio import write_text_atomic
 
     model_path = Path(model_path)
     sidecar = model_path.with_name(model_path.name + ".json")
     doc = {"file": model_path.name, "sha256": sha256_file(model_path), "bytes": model_path.stat().st_size,
-           "metadata": metadata, **(extra or {})}
+           "metadata": decode_metadata(props), **(extra or {})}
     write_text_atomic(sidecar, json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return sidecar

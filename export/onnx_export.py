@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .graphs import INPUT_NAME, graph_module
+from .graphs import INPUT_NAME, Float16Graph, graph_module
 from .metadata import model_metadata, write_sidecar
 
 log = logging.getLogger("ifrt.export")
@@ -58,8 +58,10 @@ def _name_dynamic_dims(model, options: OnnxExportOptions) -> None:
 
 
 def export_graph(model: torch.nn.Module, record: dict, graph: str, path: str | Path,
-                 options: OnnxExportOptions | None = None) -> Path:
-    """Export one graph of `model` (fp32) to `path` and write `path.json` (sha256 + metadata)."""
+                 options: OnnxExportOptions | None = None, precision: str = "fp32",
+                 sidecar_extra: dict | None = None) -> Path:
+    """Export one graph of `model` to `path` (`precision` fp32, or fp16 inside with float32 I/O) and write
+    `path.json` (sha256 + metadata)."""
     import onnx
 
     options = options or OnnxExportOptions()
@@ -67,7 +69,11 @@ def export_graph(model: torch.nn.Module, record: dict, graph: str, path: str | P
         raise ValueError(f"example_size={options.example_size} must be a multiple of 32")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"precision {precision!r} is unknown (expected fp32 or fp16)")
     module = graph_module(model, graph)
+    if precision == "fp16":
+        module = Float16Graph(module).eval()
     example = torch.rand(2, 1, options.example_size, options.example_size)
     tmp = path.with_name(path.name + ".tmp.onnx")
     with warnings.catch_warnings(), torch.no_grad():
@@ -82,12 +88,12 @@ def export_graph(model: torch.nn.Module, record: dict, graph: str, path: str | P
 
         onnx_model = onnxslim.slim(onnx_model)
     _name_dynamic_dims(onnx_model, options)
-    metadata = model_metadata(record, graph, "fp32", module.output_names)
+    metadata = model_metadata(record, graph, precision, module.output_names)
     set_metadata(onnx_model, metadata)
     onnx.checker.check_model(onnx_model, full_check=True)
     onnx.save(onnx_model, str(tmp))
     tmp.replace(path)
-    write_sidecar(path, metadata)
+    write_sidecar(path, metadata, sidecar_extra)
     log.info("exported %s graph to %s", graph, path)
     return path
 

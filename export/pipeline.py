@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from . import calibration
-from .fp16 import check_fp16_range, convert_to_fp16
+from .fp16 import check_fp16_range, fp16_sidecar
 from .graphs import GRAPHS
 from .onnx_export import OnnxExportOptions, export_graph
 from .parity import compare, onnx_outputs, torch_outputs
@@ -80,7 +80,8 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
                  "unsupported_by_tensorrt": unsupported_operators(onnx.load(str(path)))}
         found = _check_fp32(graph, fp32)
         if fp16 and not found:
-            path16 = convert_to_fp16(path, out_dir / f"{graph}.fp16.onnx", activation)
+            path16 = export_graph(model, record, graph, out_dir / f"{graph}.fp16.onnx", options, "fp16",
+                                  fp16_sidecar(activation))
             fp16_report = compare(reference, onnx_outputs(path16, calib.images), calib.sharp)
             entry["fp16_vs_torch"] = fp16_report
             entry["fp16_file"] = path16.name
