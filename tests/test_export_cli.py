@@ -1,0 +1,35 @@
+"""`ifrt export onnx|triton` as a user runs them."""
+
+import json
+
+import torch
+
+from ifrt.train.model import build_model, model_config, save_model
+
+
+def test_export_onnx_then_triton_from_the_command_line(ifrt_cli, tmp_path):
+    torch.manual_seed(0)
+    save_model(build_model(model_config("tiny", "hier")), tmp_path / "model")
+    proc = ifrt_cli("export", "onnx", str(tmp_path / "model"), "-o", str(tmp_path / "onnx"), "--graphs", "focus",
+                    "--calib-count", "2", "--calib-size", "64")
+    assert proc.returncode == 0, proc.stderr
+    assert "focus: focus.onnx (max |onnx - torch| =" in proc.stdout
+    report = json.loads((tmp_path / "onnx/export_report.json").read_text())
+    assert report["problems"] == [] and report["calibration"]["images"] == 2
+
+    proc = ifrt_cli("export", "triton", str(tmp_path / "onnx"), "-o", str(tmp_path / "repo"), "--max-batch", "4")
+    assert proc.returncode == 0, proc.stderr
+    config = (tmp_path / "repo/ifrt_focus/config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in config and "max_batch_size: 4" in config
+
+
+def test_export_onnx_of_a_missing_model_folder_exits_2_naming_it(ifrt_cli, tmp_path):
+    proc = ifrt_cli("export", "onnx", str(tmp_path / "nowhere"), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert "nowhere" in proc.stderr and "model.json" in proc.stderr
+
+
+def test_export_triton_without_onnx_files_exits_2(ifrt_cli, tmp_path):
+    proc = ifrt_cli("export", "triton", str(tmp_path), "-o", str(tmp_path / "repo"))
+    assert proc.returncode == 2
+    assert "run `ifrt export onnx` first" in proc.stderr
