@@ -146,6 +146,38 @@ std::string engine_cache_key_text(const EngineBuildSpec& spec) {
 
 std::string engine_cache_key(const EngineBuildSpec& spec) { return sha256_hex(engine_cache_key_text(spec)); }
 
+Json profiles_to_json(const std::vector<OptimizationProfile>& profiles) {
+  Json out = Json::array();
+  for (const auto& profile : profiles) {
+    Json p = Json::object();
+    for (const auto& r : profile) {
+      Json& range = p[r.input];
+      range["min"] = shape_json(r.min);
+      range["opt"] = shape_json(r.opt);
+      range["max"] = shape_json(r.max);
+    }
+    out.push_back(p);
+  }
+  return out;
+}
+
+std::vector<OptimizationProfile> profiles_from_json(const Json& json) {
+  std::vector<OptimizationProfile> profiles;
+  for (const auto& p : json.items()) {
+    OptimizationProfile profile;
+    for (const auto& [name, range] : p.members()) {
+      TensorRange r;
+      r.input = name;
+      r.min = shape_from_json(member(range, "min", " in profile of " + name), name + ".min");
+      r.opt = shape_from_json(member(range, "opt", " in profile of " + name), name + ".opt");
+      r.max = shape_from_json(member(range, "max", " in profile of " + name), name + ".max");
+      profile.push_back(r);
+    }
+    profiles.push_back(profile);
+  }
+  return profiles;
+}
+
 Json sidecar_to_json(const EngineSidecar& sidecar) {
   const auto& spec = sidecar.spec;
   Json j = Json::object();
@@ -158,18 +190,7 @@ Json sidecar_to_json(const EngineSidecar& sidecar) {
   gpu["uuid"] = spec.gpu.uuid;
   j["precision"] = spec.precision;
   j["strongly_typed"] = sidecar.strongly_typed;
-  Json profiles = Json::array();
-  for (const auto& profile : spec.profiles) {
-    Json p = Json::object();
-    for (const auto& r : profile) {
-      Json& range = p[r.input];
-      range["min"] = shape_json(r.min);
-      range["opt"] = shape_json(r.opt);
-      range["max"] = shape_json(r.max);
-    }
-    profiles.push_back(p);
-  }
-  j["profiles"] = profiles;
+  j["profiles"] = profiles_to_json(spec.profiles);
   j["workspace_bytes"] = Json(spec.workspace_bytes);
   j["dla_core"] = Json(spec.dla_core);
   j["onnx_sha256"] = spec.onnx_sha256;
@@ -195,18 +216,7 @@ EngineSidecar sidecar_from_json(const Json& j) {
   s.spec.gpu.uuid = string_member(gpu, "uuid");
   s.spec.precision = string_member(j, "precision");
   s.strongly_typed = member(j, "strongly_typed", "").as_bool();
-  for (const auto& p : member(j, "profiles", "").items()) {
-    OptimizationProfile profile;
-    for (const auto& [name, range] : p.members()) {
-      TensorRange r;
-      r.input = name;
-      r.min = shape_from_json(member(range, "min", " in profile of " + name), name + ".min");
-      r.opt = shape_from_json(member(range, "opt", " in profile of " + name), name + ".opt");
-      r.max = shape_from_json(member(range, "max", " in profile of " + name), name + ".max");
-      profile.push_back(r);
-    }
-    s.spec.profiles.push_back(profile);
-  }
+  s.spec.profiles = profiles_from_json(member(j, "profiles", ""));
   s.spec.workspace_bytes = member(j, "workspace_bytes", "").as_int();
   s.spec.dla_core = static_cast<int>(member(j, "dla_core", "").as_int());
   s.spec.onnx_sha256 = string_member(j, "onnx_sha256");

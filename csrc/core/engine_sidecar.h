@@ -62,6 +62,9 @@ std::string engine_cache_key_text(const EngineBuildSpec& spec);
 std::string engine_cache_key(const EngineBuildSpec& spec);
 
 Json sidecar_to_json(const EngineSidecar& sidecar);
+// Profiles as the sidecar stores them: [{"image": {"min": [...], "opt": [...], "max": [...]}}, ...].
+Json profiles_to_json(const std::vector<OptimizationProfile>& profiles);
+std::vector<OptimizationProfile> profiles_from_json(const Json& json);
 // Throws ifrt::Error(InvalidArgument) naming the missing or malformed field.
 EngineSidecar sidecar_from_json(const Json& json);
 

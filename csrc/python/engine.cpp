@@ -13,8 +13,10 @@
 #include "core/common.h"
 #include "core/log.h"
 
-#if IFRT_WITH_TENSORRT
 #include "core/engine_sidecar.h"
+#include "core/json.h"
+
+#if IFRT_WITH_TENSORRT
 #include "trt/engine.h"
 #endif
 
@@ -118,7 +120,40 @@ py::dict infer(trt::Engine& engine, const py::dict& inputs, const std::optional<
 }  // namespace
 #endif
 
+namespace {
+
+// The C++ sidecar rules, callable from Python so tests can hold them to runtime/engine.py.
+std::vector<std::string> native_sidecar_mismatches(const std::string& sidecar_json, const std::string& expectation_json) {
+  const EngineSidecar sidecar = sidecar_from_json(Json::parse(sidecar_json));
+  const Json want_json = Json::parse(expectation_json);
+  SidecarExpectation want;
+  auto text = [&](const char* key) -> std::string {
+    const Json* v = want_json.find(key);
+    return v && !v->is_null() ? v->as_string() : std::string();
+  };
+  want.tensorrt_version = text("tensorrt_version");
+  if (const Json* gpu = want_json.find("gpu"); gpu && !gpu->is_null()) {
+    want.gpu = {gpu->find("name")->as_string(), gpu->find("compute_capability")->as_string(), gpu->find("uuid")->as_string()};
+  }
+  if (const Json* v = want_json.find("allow_same_model_gpu")) want.allow_same_model_gpu = v->as_bool();
+  want.onnx_sha256 = text("onnx_sha256");
+  want.engine_sha256 = text("engine_sha256");
+  want.precision = text("precision");
+  if (const Json* v = want_json.find("profiles"); v && !v->is_null()) want.profiles = profiles_from_json(*v);
+  if (const Json* v = want_json.find("workspace_bytes"); v && !v->is_null()) want.workspace_bytes = v->as_int();
+  if (const Json* v = want_json.find("dla_core"); v && !v->is_null()) want.dla_core = static_cast<int>(v->as_int());
+  return sidecar_mismatches(sidecar, want);
+}
+
+}  // namespace
+
 void bind_engine(py::module_& m) {
+  m.def("sidecar_mismatches", &native_sidecar_mismatches, py::arg("sidecar_json"), py::arg("expectation_json"),
+        "The C++ engine-sidecar check (core/engine_sidecar.h) on JSON texts; same rules as ifrt.engine.");
+  m.def("engine_cache_key", [](const std::string& sidecar_json) {
+    return engine_cache_key(sidecar_from_json(Json::parse(sidecar_json)).spec);
+  }, py::arg("sidecar_json"), "The C++ engine-cache key of the build spec recorded in a sidecar.");
+
   m.def("set_log_level", [](const std::string& level) {
     if (level == "debug") set_log_level(LogLevel::Debug);
     else if (level == "info") set_log_level(LogLevel::Info);

@@ -1,0 +1,73 @@
+"""The engine-sidecar rules exist twice, in C++ (core/engine_sidecar.*, used by the native executor and
+the C ABI) and in Python (ifrt.engine, used by `ifrt export trt`). They must agree on every engine:
+same cache key, same mismatches, same sentences."""
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ifrt.engine import EngineBuildSpec, GpuIdentity, cache_key, make_sidecar, sidecar_mismatches
+from ifrt.native import load
+
+native = load()
+
+GPUS = [GpuIdentity("Orin", "8.7", "GPU-12345678-90ab-cdef-1234-567890abcdef"),
+        GpuIdentity("Orin", "8.7", "GPU-ffffffff-0000-0000-0000-000000000000"),
+        GpuIdentity("NVIDIA GeForce RTX 4090", "8.9", "GPU-aaaaaaaa-0000-0000-0000-000000000000"),
+        GpuIdentity("NVIDIA A10", "8.6", "GPU-bbbbbbbb-0000-0000-0000-000000000000"),
+        GpuIdentity("NVIDIA GeForce RTX 3090", "8.6", "GPU-cccccccc-0000-0000-0000-000000000000")]
+
+dims = st.lists(st.integers(1, 4096), min_size=4, max_size=4)
+
+
+@st.composite
+def profiles(draw):
+    out = []
+    for _ in range(draw(st.integers(0, 3))):
+        a, b, c = sorted(draw(dims)), sorted(draw(dims)), sorted(draw(dims))
+        lo = [min(x) for x in zip(a, b, c, strict=True)]
+        hi = [max(x) for x in zip(a, b, c, strict=True)]
+        out.append({draw(st.sampled_from(["image", "frame"])): {"min": lo, "opt": lo, "max": hi}})
+    return out
+
+
+specs = st.builds(
+    EngineBuildSpec,
+    onnx_sha256=st.sampled_from(["ab" * 32, "cd" * 32]),
+    tensorrt_version=st.sampled_from(["10.3.0", "10.7.0", "11.1.0"]),
+    gpu=st.sampled_from(GPUS),
+    precision=st.sampled_from(["fp32", "fp16", "int8"]),
+    profiles=profiles(),
+    workspace_bytes=st.sampled_from([0, 1 << 30, 6 << 30]),
+    dla_core=st.sampled_from([-1, 0, 1]),
+)
+
+
+def sidecar_of(spec: EngineBuildSpec) -> dict:
+    return make_sidecar(spec, engine_sha256="e" * 64, strongly_typed=spec.precision != "fp32",
+                        ifrt_version="0.1.0", metadata={"class_names": "IgAN,MN,DN,LN", "note": "µm \u2713"})
+
+
+@settings(max_examples=200, deadline=None)
+@given(specs)
+def test_cpp_and_python_compute_the_same_cache_key(spec):
+    assert native.engine_cache_key(json.dumps(sidecar_of(spec))) == cache_key(spec)
+
+
+@settings(max_examples=300, deadline=None)
+@given(built=specs, asked=specs, allow=st.booleans(), engine_sha=st.sampled_from(["e" * 64, "d" * 64]))
+def test_cpp_and_python_give_the_same_mismatches(built, asked, allow, engine_sha):
+    sidecar = sidecar_of(built)
+    want = dict(tensorrt_version=asked.tensorrt_version, gpu=asked.gpu, allow_same_model_gpu=allow,
+                onnx_sha256=asked.onnx_sha256, engine_sha256=engine_sha, precision=asked.precision,
+                profiles=asked.profiles, workspace_bytes=asked.workspace_bytes, dla_core=asked.dla_core)
+    want_json = dict(want, gpu=vars(asked.gpu))
+    assert native.sidecar_mismatches(json.dumps(sidecar), json.dumps(want_json)) == sidecar_mismatches(sidecar, **want)
+
+
+def test_cpp_reads_what_python_writes_including_non_ascii_metadata():
+    spec = EngineBuildSpec(onnx_sha256="ab" * 32, tensorrt_version="10.3.0", gpu=GPUS[0])
+    text = json.dumps(sidecar_of(spec), indent=2)  # escapes non-ASCII as \\u sequences
+    assert native.sidecar_mismatches(text, json.dumps({"tensorrt_version": "10.3.0"})) == []
+    assert native.sidecar_mismatches(text, json.dumps({"tensorrt_version": "11.1.0"})) == [
+        "built with TensorRT 10.3.0, this is TensorRT 11.1.0 (an engine loads only in the TensorRT version that built it)"]
