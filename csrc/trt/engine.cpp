@@ -222,6 +222,12 @@ void Engine::Impl::run(const std::vector<TensorView>& inputs, std::vector<Tensor
   for (const auto& info : tensors) {
     if (info.is_input) continue;
     const std::vector<int64_t> shape = to_shape(context.getTensorShape(info.name.c_str()));
+    for (const int64_t d : shape) {
+      if (d < 0) {
+        fail(ErrorCode::Unsupported, path + ": output '" + info.name + "' has a data-dependent shape (" +
+                                         shape_string(shape) + "); the executor needs output shapes that follow from the inputs");
+      }
+    }
     const size_t bytes = element_count(shape) * dtype_size(info.dtype);
     TensorView* view = nullptr;
     for (auto& v : outputs) {
