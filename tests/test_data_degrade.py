@@ -41,7 +41,7 @@ def test_output_is_float32_of_the_input_shape(scene):
 
 def test_level_zero_is_in_focus_with_a_zero_blur_map(scene):
     result = degrade(scene, np.random.default_rng(0), level=0, kind="spatial")
-    assert result.severity == 0.0
+    assert result.severity == 0.0 and result.kind == "gaussian"  # a zero-sigma Gaussian: no blur
     assert result.blur_map.shape == (8, 8) and not result.blur_map.any()
     # Only camera noise separates it from the scene: the same sharpness.
     lap = [cv2.Laplacian(img, cv2.CV_32F).var() for img in (scene, result.image / result.photobleach)]

@@ -63,7 +63,7 @@ class Degraded:
     blur_level: int          # the label: index into DegradeConfig.sigmas
     severity: float          # Gaussian-equivalent sigma in pixels (frame mean for "spatial")
     blur_map: np.ndarray     # float32 [H//32, W//32], per-tile severity in level units
-    kind: str                # "gaussian" | "defocus" | "spatial"
+    kind: str                # "gaussian" | "defocus" | "spatial" (always "gaussian" at level 0)
     adu: np.ndarray = field(repr=False)  # the raw sensor counts (uint8/uint16) behind `image`
     photobleach: float = 1.0
     gain: float = 0.0
@@ -100,8 +100,8 @@ def degrade(sharp: np.ndarray, rng: np.random.Generator, cfg: DegradeConfig = De
 
     sigma = cfg.sigmas[level] * (1 + rng.uniform(-cfg.sigma_jitter, cfg.sigma_jitter))
     tiles = (max(sharp.shape[0] // TILE, 1), max(sharp.shape[1] // TILE, 1))
-    if level == 0:
-        blurred, severity = sharp, 0.0
+    if level == 0:  # in focus: no blur of any kind (the kind drawn above still consumes its random draw)
+        kind, blurred, severity = "gaussian", sharp, 0.0
         blur_map = np.zeros(tiles, np.float32)
     elif kind == "gaussian":
         blurred, severity = blur.gaussian_blur(sharp, sigma), sigma

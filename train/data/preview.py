@@ -2,7 +2,8 @@
 in alphabetical order).
 
 Each cell shows one image of that class and level, chosen deterministically among the first few
-candidates as the one with the most contrast (so deposits, not a negative stain, are what one sees),
+candidates: a positive stain when the manifest has ifrt's `grade` column, then the one with the most
+contrast (so deposits, not a negative stain's autofluorescence, are what one sees),
 scaled by its own percentiles (1, 99.8) and shown in green as an FITC image would be. The stain and
 patient are written in the cell's corner; an empty cell says "none".
 """
@@ -42,7 +43,12 @@ def _pick(manifest: Path, rows: list[ManifestRow]) -> tuple[ManifestRow, np.ndar
             image = read_image(resolve(manifest, row.path))
         except ImageReadError:
             continue
-        score = _contrast(image)
+        # ifrt's own databases record each image's stain grade: show a positive stain when there is one.
+        try:
+            grade = float(row.extra.get("grade") or 0.0)
+        except ValueError:
+            grade = 0.0
+        score = (grade > 0, _contrast(image))
         if best is None or score > best[0]:
             best = (score, row, image)
     return None if best is None else (best[1], best[2])

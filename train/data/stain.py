@@ -79,9 +79,12 @@ def deposits(rng: np.random.Generator, anatomy: Anatomy, finding: Finding) -> np
             count = int(float(density.sum()) / u ** 2 * rng.uniform(0.02, 0.08))
             out += _granules(rng, density, count, rng.uniform(0.9, 1.5) * u, a * 0.8)
         elif pattern == "insudative":
+            # Smudgy, uneven staining of hyaline nodules and scars, brightest at their rims.
             smudge = np.maximum(anatomy.sclerosis, anatomy.nodules)
-            texture = np.clip(1 + 0.3 * smooth_noise(rng, anatomy.size, 40), 0.3, 1.7)
-            out += cv2.GaussianBlur(smudge * texture, (0, 0), 2.0 * u) * np.float32(a * rng.uniform(0.4, 0.8))
+            rim = np.clip(smudge - cv2.GaussianBlur(smudge, (0, 0), 4.0 * u), 0, 1)
+            texture = np.clip(1 + 0.25 * smooth_noise(rng, anatomy.size, 96), 0.5, 1.5)
+            stained = (0.7 * smudge + 0.8 * rim) * texture
+            out += cv2.GaussianBlur(stained, (0, 0), 1.5 * u) * np.float32(a * rng.uniform(0.25, 0.6))
         elif pattern == "vascular":
             out += cv2.GaussianBlur(anatomy.vessel, (0, 0), 1.0 * u) * np.float32(a * rng.uniform(0.6, 1.0))
     return out
