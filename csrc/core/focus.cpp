@@ -55,6 +55,45 @@ class RowCache {
   int64_t tag_[4] = {-1, -1, -1, -1};
 };
 
+// Columns [xa, xb) of one row; rows are buffers with one mirrored sample each side (buf[x + 1]).
+// The pixels with a right-hand pair partner (x + 2 < w) run in their own branch-free loop.
+template <bool kDown2>
+void add_segment(const double* up, const double* cur, const double* dn, const double* dn2, int64_t xa, int64_t xb,
+                 int64_t w, double shift, FocusSums& out) {
+  double lap = 0, lap2 = 0, grad2 = 0, sum = 0, sum2 = 0, brenner = 0, vollath = 0;
+  auto add = [&](const FocusTerms& t, double c) {
+    lap += t.lap;
+    lap2 += t.lap * t.lap;
+    grad2 += t.grad2;
+    const double d = c - shift;
+    sum += d;
+    sum2 += d * d;
+    brenner += t.brenner;
+    vollath += t.vollath;
+  };
+  const int64_t xr = std::max(xa, std::min(xb, w - 2));
+  for (int64_t x = xa; x < xr; ++x) {
+    add(focus_terms<true, kDown2>(up[x], up[x + 1], up[x + 2], cur[x], cur[x + 1], cur[x + 2], dn[x], dn[x + 1],
+                                  dn[x + 2], cur[x + 3], kDown2 ? dn2[x + 1] : 0.0),
+        cur[x + 1]);
+  }
+  for (int64_t x = xr; x < xb; ++x) {
+    add(focus_terms<false, kDown2>(up[x], up[x + 1], up[x + 2], cur[x], cur[x + 1], cur[x + 2], dn[x], dn[x + 1],
+                                   dn[x + 2], 0.0, kDown2 ? dn2[x + 1] : 0.0),
+        cur[x + 1]);
+  }
+  const double n = static_cast<double>(xb - xa);
+  out.count += n;
+  out.pairs += static_cast<double>(xr - xa) + (kDown2 ? n : 0.0);
+  out.lap += lap;
+  out.lap2 += lap2;
+  out.grad2 += grad2;
+  out.sum += sum;
+  out.sum2 += sum2;
+  out.brenner += brenner;
+  out.vollath += vollath;
+}
+
 }  // namespace
 
 FocusResult focus(const ImageView& image, int64_t channel, int64_t tile_height, int64_t tile_width) {
@@ -91,15 +130,11 @@ FocusResult focus(const ImageView& image, int64_t channel, int64_t tile_height, 
       FocusSums* tile_row = sums.data() + (y / tile_height) * result.tiles_x;
       for (int64_t tx = 0; tx < result.tiles_x; ++tx) {
         const int64_t xa = tx * tile_width, xb = std::min(w, xa + tile_width);
-        FocusSums s;
-        for (int64_t x = xa; x < xb; ++x) {
-          const double n[3][3] = {{up[x], up[x + 1], up[x + 2]}, {cur[x], cur[x + 1], cur[x + 2]},
-                                  {dn[x], dn[x + 1], dn[x + 2]}};
-          const bool has_right2 = x + 2 < w;
-          focus_accumulate(s, n, has_right2 ? cur[x + 3] : 0.0, has_right2, has_down2 ? dn2[x + 1] : 0.0, has_down2,
-                           shift);
+        if (has_down2) {
+          add_segment<true>(up, cur, dn, dn2, xa, xb, w, shift, tile_row[tx]);
+        } else {
+          add_segment<false>(up, cur, dn, dn2, xa, xb, w, shift, tile_row[tx]);
         }
-        focus_merge(tile_row[tx], s);
       }
     }
     std::lock_guard<std::mutex> lock(merge);

@@ -51,33 +51,56 @@ IFRT_HD int64_t reflect101(int64_t i, int64_t n) {
   return i;
 }
 
-// Adds one pixel's terms. n[dy+1][dx+1] is the 3x3 neighbourhood (reflected at the borders);
-// right2/down2: I(y,x+2) and I(y+2,x) when inside the image (has_right2/has_down2).
+// One pixel's terms from its 3x3 neighbourhood n[row][col] (reflected at the borders) and, when
+// inside the image, I(y, x+2) = right2 and I(y+2, x) = down2.
+struct FocusTerms {
+  double lap = 0, grad2 = 0, brenner = 0, vollath = 0;
+};
+
+template <bool kRight2, bool kDown2>
+IFRT_HD FocusTerms focus_terms(double n00, double n01, double n02, double n10, double n11, double n12, double n20,
+                               double n21, double n22, double right2, double down2) {
+  FocusTerms t;
+  t.lap = n01 + n21 + n10 + n12 - 4.0 * n11;
+  const double gx = (n02 + 2.0 * n12 + n22) - (n00 + 2.0 * n10 + n20);
+  const double gy = (n20 + 2.0 * n21 + n22) - (n00 + 2.0 * n01 + n02);
+  t.grad2 = gx * gx + gy * gy;
+  if (kRight2) {
+    const double b = right2 - n11;
+    t.brenner += b * b;
+    t.vollath += n11 * (n12 - right2);
+  }
+  if (kDown2) {
+    const double b = down2 - n11;
+    t.brenner += b * b;
+    t.vollath += n11 * (n21 - down2);
+  }
+  return t;
+}
+
+// Adds one pixel's terms (n[dy+1][dx+1] its neighbourhood) to the sums.
 IFRT_HD void focus_accumulate(FocusSums& s, const double n[3][3], double right2, bool has_right2, double down2,
                               bool has_down2, double shift) {
-  const double c = n[1][1];
-  const double lap = n[0][1] + n[2][1] + n[1][0] + n[1][2] - 4.0 * c;
-  const double gx = (n[0][2] + 2.0 * n[1][2] + n[2][2]) - (n[0][0] + 2.0 * n[1][0] + n[2][0]);
-  const double gy = (n[2][0] + 2.0 * n[2][1] + n[2][2]) - (n[0][0] + 2.0 * n[0][1] + n[0][2]);
-  const double d = c - shift;
+  FocusTerms t;
+  if (has_right2 && has_down2) {
+    t = focus_terms<true, true>(n[0][0], n[0][1], n[0][2], n[1][0], n[1][1], n[1][2], n[2][0], n[2][1], n[2][2], right2, down2);
+  } else if (has_right2) {
+    t = focus_terms<true, false>(n[0][0], n[0][1], n[0][2], n[1][0], n[1][1], n[1][2], n[2][0], n[2][1], n[2][2], right2, down2);
+  } else if (has_down2) {
+    t = focus_terms<false, true>(n[0][0], n[0][1], n[0][2], n[1][0], n[1][1], n[1][2], n[2][0], n[2][1], n[2][2], right2, down2);
+  } else {
+    t = focus_terms<false, false>(n[0][0], n[0][1], n[0][2], n[1][0], n[1][1], n[1][2], n[2][0], n[2][1], n[2][2], right2, down2);
+  }
+  const double d = n[1][1] - shift;
   s.count += 1.0;
-  s.lap += lap;
-  s.lap2 += lap * lap;
-  s.grad2 += gx * gx + gy * gy;
+  s.lap += t.lap;
+  s.lap2 += t.lap * t.lap;
+  s.grad2 += t.grad2;
   s.sum += d;
   s.sum2 += d * d;
-  if (has_right2) {
-    const double b = right2 - c;
-    s.pairs += 1.0;
-    s.brenner += b * b;
-    s.vollath += c * (n[1][2] - right2);
-  }
-  if (has_down2) {
-    const double b = down2 - c;
-    s.pairs += 1.0;
-    s.brenner += b * b;
-    s.vollath += c * (n[2][1] - down2);
-  }
+  s.pairs += (has_right2 ? 1.0 : 0.0) + (has_down2 ? 1.0 : 0.0);
+  s.brenner += t.brenner;
+  s.vollath += t.vollath;
 }
 
 IFRT_HD void focus_merge(FocusSums& a, const FocusSums& b) {

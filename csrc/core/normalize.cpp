@@ -5,6 +5,8 @@
 #include <limits>
 #include <mutex>
 #include <sstream>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "core/parallel.h"
@@ -121,56 +123,78 @@ void load_row_t(const ImageView& im, int64_t channel, const float* dark, const f
   }
 }
 
-// Exact order statistics of integer pixels from a histogram.
+// Counts of pixel values over rows [y0, y1), added to 64-bit totals.
 template <typename T>
-NormRange percentile_hist(const ImageView& im, int64_t channel, double p_low, double p_high) {
-  constexpr int64_t bins = int64_t(1) << (8 * sizeof(T));
-  std::vector<int64_t> hist(bins, 0);
+void count_rows(const ImageView& im, int64_t channel, int64_t y0, int64_t y1, int64_t bins, int64_t* totals) {
+  // 32-bit counters, flushed into the totals before they could overflow. For 256 bins, four
+  // interleaved tables keep runs of equal values from serializing on one counter; 65536 bins use
+  // one table (256 KiB) so that it stays in L2.
+  const int lanes = bins <= 4096 ? 4 : 1;
+  std::vector<uint32_t> part(static_cast<size_t>(bins * lanes), 0);
+  int64_t pending = 0;
+  auto flush = [&] {
+    for (int l = 0; l < lanes; ++l)
+      for (int64_t b = 0; b < bins; ++b) totals[b] += part[l * bins + b];
+    std::fill(part.begin(), part.end(), 0u);
+    pending = 0;
+  };
+  uint32_t* lane[4] = {part.data(), part.data() + (lanes > 1 ? bins : 0), part.data() + (lanes > 1 ? 2 * bins : 0),
+                       part.data() + (lanes > 1 ? 3 * bins : 0)};
+  for (int64_t y = y0; y < y1; ++y) {
+    const auto* base = static_cast<const unsigned char*>(im.data) + y * im.row_stride + channel * sizeof(T);
+    if (pending + im.width > (int64_t(1) << 31)) flush();
+    pending += im.width;
+    const T* row = reinterpret_cast<const T*>(base);
+    const int64_t w = im.width;
+    if (im.pixel_stride != static_cast<int64_t>(sizeof(T))) {
+      for (int64_t x = 0; x < w; ++x) ++lane[x & 3][*reinterpret_cast<const T*>(base + x * im.pixel_stride)];
+    } else if (lanes == 1) {
+      for (int64_t x = 0; x < w; ++x) ++lane[0][row[x]];
+    } else {
+      int64_t x = 0;
+      for (; x + 4 <= w; x += 4) {
+        ++lane[0][row[x]];
+        ++lane[1][row[x + 1]];
+        ++lane[2][row[x + 2]];
+        ++lane[3][row[x + 3]];
+      }
+      for (; x < w; ++x) ++lane[0][row[x]];
+    }
+  }
+  flush();
+}
+
+template <typename T>
+std::vector<int64_t> histogram(const ImageView& im, int64_t channel, int64_t bins) {
+  std::vector<int64_t> hist(static_cast<size_t>(bins), 0);
   std::mutex merge;
   parallel_for(im.height, 64, [&](int64_t y0, int64_t y1) {
-    std::vector<int64_t> local(bins, 0);
-    // Four interleaved histograms avoid store-to-load stalls on runs of equal pixels.
-    std::vector<uint32_t> part(static_cast<size_t>(bins) * 4, 0);
-    int64_t pending = 0;
-    for (int64_t y = y0; y < y1; ++y) {
-      const auto* base = static_cast<const unsigned char*>(im.data) + y * im.row_stride + channel * sizeof(T);
-      if (im.pixel_stride == static_cast<int64_t>(sizeof(T))) {
-        const T* row = reinterpret_cast<const T*>(base);
-        int64_t x = 0;
-        for (; x + 4 <= im.width; x += 4) {
-          ++part[row[x] * 4 + 0];
-          ++part[row[x + 1] * 4 + 1];
-          ++part[row[x + 2] * 4 + 2];
-          ++part[row[x + 3] * 4 + 3];
-        }
-        for (; x < im.width; ++x) ++part[row[x] * 4];
-      } else {
-        for (int64_t x = 0; x < im.width; ++x) ++part[*reinterpret_cast<const T*>(base + x * im.pixel_stride) * 4];
-      }
-      pending += im.width;
-      if (pending > (int64_t(1) << 30)) {  // flush before the 32-bit counters could overflow
-        pending = 0;
-        for (int64_t b = 0; b < bins; ++b) {
-          local[b] += int64_t(part[b * 4]) + part[b * 4 + 1] + part[b * 4 + 2] + part[b * 4 + 3];
-        }
-        std::fill(part.begin(), part.end(), 0u);
-      }
-    }
-    for (int64_t b = 0; b < bins; ++b) local[b] += int64_t(part[b * 4]) + part[b * 4 + 1] + part[b * 4 + 2] + part[b * 4 + 3];
+    std::vector<int64_t> local(static_cast<size_t>(bins), 0);
+    count_rows<T>(im, channel, y0, y1, bins, local.data());
     std::lock_guard<std::mutex> lock(merge);
     for (int64_t b = 0; b < bins; ++b) hist[b] += local[b];
   });
+  return hist;
+}
+
+// The bin holding order statistic k and k's rank inside it.
+std::pair<int64_t, int64_t> find_rank(const int64_t* hist, int64_t k) {
+  int64_t cum = 0, b = 0;
+  while (cum + hist[b] <= k) cum += hist[b++];
+  return {b, k - cum};
+}
+
+// Exact order statistics of integer pixels from one histogram pass (256 or 65536 bins). A radix
+// selection (high byte, then low byte) keeps the tables in L1 but reads the image twice, which
+// measured slower on 2048x2048 frames.
+template <typename T>
+NormRange percentile_hist(const ImageView& im, int64_t channel, double p_low, double p_high) {
   const int64_t n = im.height * im.width;
   const PercentileIndex il = percentile_index(n, p_low), ih = percentile_index(n, p_high);
-  int64_t want[4] = {il.prev, il.next, ih.prev, ih.next};
+  const int64_t want[4] = {il.prev, il.next, ih.prev, ih.next};
   T value[4] = {};
-  // Order statistic k is the first value whose cumulative count exceeds k (the wanted ranks are
-  // not sorted: next of p_low may lie above prev of p_high).
-  for (int i = 0; i < 4; ++i) {
-    int64_t cum = 0, b = 0;
-    while (cum + hist[b] <= want[i]) cum += hist[b++];
-    value[i] = static_cast<T>(b);
-  }
+  const std::vector<int64_t> hist = histogram<T>(im, channel, int64_t(1) << (8 * sizeof(T)));
+  for (int i = 0; i < 4; ++i) value[i] = static_cast<T>(find_rank(hist.data(), want[i]).first);
   return make_range(percentile_lerp<T>(value[0], value[1], il.gamma), percentile_lerp<T>(value[2], value[3], ih.gamma));
 }
 

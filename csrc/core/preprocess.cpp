@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <type_traits>
 #include <vector>
 
 #include "core/half.h"
@@ -100,17 +101,21 @@ void run_preprocess(const ImageView& im, const PreprocessOptions& o, const Prepr
   }
   const int64_t plane = p.tile_height * p.tile_width;
 
+  // One tile of float32: frame rows are computed in place in the output.
+  constexpr bool kFloatOut = std::is_same<Out, float>::value;
+  const bool direct = kFloatOut && p.batch() == 1;
+
   parallel_for(p.frame_height, 16, [&](int64_t fy0, int64_t fy1) {
-    std::vector<float> resized(static_cast<size_t>(p.resized_width));
-    std::vector<float> frame_row(static_cast<size_t>(p.frame_width));
+    std::vector<float> frame_buffer(direct ? 0 : static_cast<size_t>(p.frame_width));
     std::vector<std::vector<float>> src_rows;
     for (int64_t fy = fy0; fy < fy1; ++fy) {
+      float* frame_row = direct ? reinterpret_cast<float*>(out) + fy * p.frame_width : frame_buffer.data();
       const int64_t ry = pad_index(o.pad, fy, p.resized_height);
       if (ry < 0) {
-        std::fill(frame_row.begin(), frame_row.end(), 0.0f);
+        std::fill(frame_row, frame_row + p.frame_width, 0.0f);
       } else {
         if (!resize) {
-          load_corrected_row(im, o.channel, o.dark, o.flat, ry, resized.data());
+          load_corrected_row(im, o.channel, o.dark, o.flat, ry, frame_row);
         } else {
           const AxisTaps ty = axis_taps(o.resize, ry, p.src_height, p.resized_height);
           if (src_rows.size() < static_cast<size_t>(ty.count)) src_rows.resize(ty.count);
@@ -131,14 +136,17 @@ void run_preprocess(const ImageView& im, const PreprocessOptions& o, const Prepr
               for (int i = 0; i < tx.count; ++i) row = fadd(row, fmul(wx[i], s[i]));
               acc = fadd(acc, fmul(j < 64 ? wy[j] : axis_weight(ty, j), row));
             }
-            resized[rx] = acc;
+            frame_row[rx] = acc;
           }
         }
-        for (int64_t fx = 0; fx < p.frame_width; ++fx) {
+        const float lo = r.lo32, scale = r.scale32;
+        for (int64_t x = 0; x < p.resized_width; ++x) frame_row[x] = normalize_value(frame_row[x], lo, scale);
+        for (int64_t fx = p.resized_width; fx < p.frame_width; ++fx) {
           const int64_t rx = col_src[fx];
-          frame_row[fx] = rx < 0 ? 0.0f : normalize_value(resized[rx], r.lo32, r.scale32);
+          frame_row[fx] = rx < 0 ? 0.0f : frame_row[rx];
         }
       }
+      if (direct) continue;
       // Scatter this frame row into every tile that covers it.
       for (int64_t ty = 0; ty < p.tiles_y; ++ty) {
         const int64_t oy = tile_origin(ty, p.frame_height, p.tile_height, p.tile_overlap);

@@ -8,4 +8,5 @@ COMMAND_MODULES = [
     "ifrt.commands.train",
     "ifrt.commands.eval",
     "ifrt.commands.export",
+    "ifrt.commands.bench",
 ]
