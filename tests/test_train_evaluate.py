@@ -24,7 +24,7 @@ def report_dir(tmp_path_factory):
         train(database, load_config(TINY, {"model": {"variant": variant}, "train": {"epochs": 1}}), root / variant)
     out = root / "report"
     proc = run_ifrt("eval", "--model", str(root / "st"), "--model", str(root / "hier"), "--data", str(database),
-                    "--out", str(out), "--deblur-images", "2")
+                    "--out", str(out), "--deblur-images", "2", "--natural-draws", "1")
     assert proc.returncode == 0, proc.stderr
     return out
 

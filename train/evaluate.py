@@ -277,7 +277,7 @@ def natural_image_quality(models: dict[str, DeepMTND], cfg: DegradeConfig, seed:
 
 def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str | Path, *, split: str = "test",
              seed: int = 1234, batch_size: int = 8, max_images: int | None = None, deblur_images: int = 16,
-             calibrate: bool = True, natural: bool = True, threads: int = 2) -> dict:
+             calibrate: bool = True, natural: bool = True, natural_draws: int = 3, threads: int = 2) -> dict:
     torch.set_num_threads(threads)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     dirs = [resolve_model_dir(p) for p in model_paths]
@@ -327,7 +327,7 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
         report["deblur"] = deblur_comparison(models, data_dir, rows[:deblur_images], cfg, seed)
     if natural and any(m.cfg.variant != "st" for m in models.values()):
         try:
-            report["natural_images"] = natural_image_quality(models, cfg, seed)
+            report["natural_images"] = natural_image_quality(models, cfg, seed, draws=natural_draws)
         except ImportError as exc:
             report["natural_images"] = {"skipped": f"scikit-image is needed ({exc})"}
     write_report(report, out_dir)

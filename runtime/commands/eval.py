@@ -18,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-images", type=int, help="evaluate at most this many images (quick look)")
     p.add_argument("--deblur-images", type=int, default=16,
                    help="images for the deblurring comparison against Richardson-Lucy (0 = skip)")
+    p.add_argument("--natural-draws", type=int, default=3,
+                   help="noise/blur-kind draws per level and picture in the non-glomerulus quality check")
     p.add_argument("--no-calibration", action="store_true", help="skip temperature scaling on the val split")
     p.add_argument("--no-natural-images", action="store_true",
                    help="skip the quality check on scikit-image's non-glomerulus pictures")
@@ -31,6 +33,6 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"ifrt eval needs PyTorch: pip install 'ifrt[train]' ({exc})") from exc
     report = evaluate(args.model, args.data, args.out, split=args.split, seed=args.seed, max_images=args.max_images,
                       deblur_images=args.deblur_images, calibrate=not args.no_calibration,
-                      natural=not args.no_natural_images)
+                      natural=not args.no_natural_images, natural_draws=args.natural_draws)
     print(markdown(report))
     return 0
