@@ -32,10 +32,12 @@ from ifrt.engine import (
     TensorRTUnavailableError,
     cache_engine_name,
     cuda_runtime,
+    default_image_profile,
     expand_profiles,
     gpu_identity,
     import_tensorrt,
     make_sidecar,
+    profiles_text,
     read_sidecar,
     sha256_file,
     sidecar_mismatches,
@@ -131,15 +133,23 @@ def _network_types(trt, network) -> tuple[bool, bool]:
     return has_half, has_qdq
 
 
-def _add_profiles(trt, builder, network, config, profiles: Sequence[Profile], onnx_path: Path) -> None:
+def _add_profiles(trt, builder, network, config, profiles: Sequence[Profile], concurrency: int,
+                  onnx_path: Path) -> list[Profile]:
+    """Adds `profiles`, or the default profile (`concurrency` times) for a dynamic `image` input when
+    none is given; returns the profiles added."""
     inputs = {network.get_input(i).name: tuple(network.get_input(i).shape) for i in range(network.num_inputs)}
-    dynamic = [f"{name} ({'x'.join(map(str, shape))})" for name, shape in inputs.items() if any(d < 0 for d in shape)]
+    dynamic = {name: shape for name, shape in inputs.items() if any(d < 0 for d in shape)}
+    profiles = list(profiles)
     if not profiles:
-        if dynamic:
+        if not dynamic:
+            return []
+        if list(dynamic) != ["image"] or len(dynamic["image"]) != 4:
+            listed = ", ".join(f"{n} ({'x'.join(map(str, s))})" for n, s in dynamic.items())
             raise EngineBuildError(
-                f"{onnx_path}: inputs with dynamic dims need an optimization profile: {', '.join(dynamic)}; "
+                f"{onnx_path}: inputs with dynamic dims need an optimization profile: {listed}; "
                 "give one with --profile, e.g. --profile image:1x1x256x256/1x1x512x512/4x1x1024x1024")
-        return
+        profiles = [default_image_profile(dynamic["image"])] * max(1, concurrency)
+        log.info("%s: no optimization profile given, using %s", onnx_path, profiles_text(profiles[:1]))
     for index, ranges in enumerate(profiles):
         profile = builder.create_optimization_profile()
         for name, r in ranges.items():
@@ -152,6 +162,7 @@ def _add_profiles(trt, builder, network, config, profiles: Sequence[Profile], on
             profile.set_shape(name, r["min"], r["opt"], r["max"])
         if config.add_optimization_profile(profile) < 0:
             raise EngineBuildError(f"{onnx_path}: optimization profile {index} is invalid or misses a dynamic input")
+    return profiles
 
 
 def _attach_timing_cache(config, path: str | None):
@@ -169,8 +180,10 @@ def _attach_timing_cache(config, path: str | None):
     return cache
 
 
-def build_plan(onnx_path: Path, cfg: TrtBuildConfig, profiles: Sequence[Profile]) -> tuple[bytes, bool]:
-    """Serialized engine and whether it was built strongly typed. Needs TensorRT and a GPU."""
+def build_plan(onnx_path: Path, cfg: TrtBuildConfig,
+               profiles: Sequence[Profile]) -> tuple[bytes, bool, list[Profile]]:
+    """Serialized engine, whether it was built strongly typed, and the profiles it was built with.
+    Needs TensorRT and a GPU."""
     trt = import_tensorrt()
     major = tensorrt_major(trt.__version__)
     logger = _logger(trt)
@@ -210,7 +223,7 @@ def build_plan(onnx_path: Path, cfg: TrtBuildConfig, profiles: Sequence[Profile]
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = cfg.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run go to the GPU
-    _add_profiles(trt, builder, network, config, profiles, onnx_path)
+    built_profiles = _add_profiles(trt, builder, network, config, profiles, cfg.concurrency, onnx_path)
     timing_cache = _attach_timing_cache(config, cfg.timing_cache)
 
     serialized = builder.build_serialized_network(network, config)
@@ -219,7 +232,7 @@ def build_plan(onnx_path: Path, cfg: TrtBuildConfig, profiles: Sequence[Profile]
     if timing_cache is not None and cfg.timing_cache:
         Path(cfg.timing_cache).parent.mkdir(parents=True, exist_ok=True)
         write_atomic(cfg.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
-    return bytes(memoryview(serialized)), strongly_typed
+    return bytes(memoryview(serialized)), strongly_typed, built_profiles
 
 
 def build_spec(onnx_path: Path, cfg: TrtBuildConfig, tensorrt_version: str) -> EngineBuildSpec:
@@ -231,6 +244,7 @@ def build_spec(onnx_path: Path, cfg: TrtBuildConfig, tensorrt_version: str) -> E
         gpu=gpu_identity(cfg.device),
         precision=cfg.precision,
         profiles=expand_profiles(cfg.profiles, cfg.concurrency),
+        concurrency=cfg.concurrency,
         workspace_bytes=cfg.workspace_bytes,
         dla_core=cfg.dla_core,
     )
@@ -259,7 +273,9 @@ def export_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike |
             reasons = sidecar_mismatches(
                 read_sidecar(side), tensorrt_version=spec.tensorrt_version, gpu=spec.gpu,
                 onnx_sha256=spec.onnx_sha256, engine_sha256=sha256_file(engine_path), precision=spec.precision,
-                profiles=spec.profiles, workspace_bytes=spec.workspace_bytes, dla_core=spec.dla_core)
+                # none asked for: the default for this ONNX, which the ONNX sha256 already pins
+                profiles=spec.profiles or None, concurrency=spec.concurrency,
+                workspace_bytes=spec.workspace_bytes, dla_core=spec.dla_core)
         except ValueError as exc:
             reasons = [str(exc)]
         if not reasons:
@@ -269,9 +285,10 @@ def export_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike |
 
     log.warning("%s: building a TensorRT %s %s engine on %s (minutes)", onnx_path, trt.__version__,
                 cfg.precision, spec.gpu.name)
-    plan, strongly_typed = build_plan(onnx_path, cfg, spec.profiles)
+    plan, strongly_typed, built_profiles = build_plan(onnx_path, cfg, spec.profiles)
     sidecar = make_sidecar(spec, engine_sha256=hashlib.sha256(plan).hexdigest(), strongly_typed=strongly_typed,
-                           ifrt_version=__version__, metadata=onnx_metadata(onnx_path))
+                           ifrt_version=__version__, metadata=onnx_metadata(onnx_path),
+                           built_profiles=built_profiles)
     if verify:
         verify_plan(plan, cfg.device)
     engine_path.parent.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,8 @@ class EngineBuildSpec:
     tensorrt_version: str  # "10.3.0": major.minor.patch of the TensorRT that builds/loads it
     gpu: GpuIdentity
     precision: str = "fp16"
-    profiles: list[Profile] = field(default_factory=list)
+    profiles: list[Profile] = field(default_factory=list)  # as built: each requested profile `concurrency` times
+    concurrency: int = 1  # contexts that may run one shape range at once (matters when no profile is given)
     workspace_bytes: int = 0
     dla_core: int = -1
 
@@ -111,6 +112,22 @@ def parse_profiles(text: str) -> list[Profile]:
     return [parse_profile(p) for p in text.split(";")] if text else []
 
 
+# The profile used when none is given and the contract's input `image` ([N,C,H,W]) has dynamic dims:
+# N 1/1/4, H and W 32/512/1024 (min/opt/max); larger frames are tiled. Same as trt/builder.h.
+DEFAULT_MAX_BATCH, DEFAULT_MIN_SIDE, DEFAULT_OPT_SIDE, DEFAULT_MAX_SIDE = 4, 32, 512, 1024
+
+
+def default_image_profile(dims: Sequence[int]) -> Profile:
+    """The default profile for input `image` with `dims` (-1 where dynamic); static dims are kept."""
+    lo, opt, hi = list(dims), list(dims), list(dims)
+    for i, d in enumerate(dims):
+        if d >= 0:
+            continue
+        lo[i], opt[i], hi[i] = (1, 1, DEFAULT_MAX_BATCH) if i == 0 else (DEFAULT_MIN_SIDE, DEFAULT_OPT_SIDE,
+                                                                         DEFAULT_MAX_SIDE)
+    return {"image": {"min": lo, "opt": opt, "max": hi}}
+
+
 def expand_profiles(profiles: Sequence[Profile], concurrency: int) -> list[Profile]:
     """Each profile repeated `concurrency` times: TensorRT runs execution contexts concurrently only
     on distinct profiles, so this is how many threads may infer one shape range at once."""
@@ -143,6 +160,7 @@ def cache_key_text(spec: EngineBuildSpec) -> str:
         f"gpu_uuid={spec.gpu.uuid}\n"
         f"precision={spec.precision}\n"
         f"profiles={profiles_text(spec.profiles)}\n"
+        f"concurrency={spec.concurrency}\n"
         f"workspace_bytes={spec.workspace_bytes}\n"
         f"dla_core={spec.dla_core}\n"
     )
@@ -174,8 +192,11 @@ def sidecar_path(engine_path: str | os.PathLike) -> Path:
 
 
 def make_sidecar(spec: EngineBuildSpec, *, engine_sha256: str, strongly_typed: bool, ifrt_version: str,
-                 metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The sidecar dictionary, fields in the order the C++ writer uses."""
+                 metadata: Mapping[str, Any] | None = None,
+                 built_profiles: Sequence[Profile] | None = None) -> dict[str, Any]:
+    """The sidecar dictionary, fields in the order the C++ writer uses. `built_profiles`: the profiles
+    the engine was built with when they differ from the request (the default profile filled in);
+    the cache key stays that of the request."""
     sidecar: dict[str, Any] = {
         "format": SIDECAR_FORMAT,
         "ifrt_version": ifrt_version,
@@ -183,7 +204,8 @@ def make_sidecar(spec: EngineBuildSpec, *, engine_sha256: str, strongly_typed: b
         "gpu": {"name": spec.gpu.name, "compute_capability": spec.gpu.compute_capability, "uuid": spec.gpu.uuid},
         "precision": spec.precision,
         "strongly_typed": strongly_typed,
-        "profiles": [dict(p) for p in spec.profiles],
+        "profiles": [dict(p) for p in (spec.profiles if built_profiles is None else built_profiles)],
+        "concurrency": spec.concurrency,
         "workspace_bytes": spec.workspace_bytes,
         "dla_core": spec.dla_core,
         "onnx_sha256": spec.onnx_sha256,
@@ -196,7 +218,7 @@ def make_sidecar(spec: EngineBuildSpec, *, engine_sha256: str, strongly_typed: b
 
 
 _REQUIRED = {"format": str, "ifrt_version": str, "tensorrt_version": str, "gpu": dict, "precision": str,
-             "strongly_typed": bool, "profiles": list, "workspace_bytes": int, "dla_core": int,
+             "strongly_typed": bool, "profiles": list, "concurrency": int, "workspace_bytes": int, "dla_core": int,
              "onnx_sha256": str, "engine_sha256": str, "cache_key": str}
 
 
@@ -260,6 +282,7 @@ def sidecar_mismatches(
     engine_sha256: str | None = None,
     precision: str | None = None,
     profiles: Sequence[Profile] | None = None,
+    concurrency: int | None = None,
     workspace_bytes: int | None = None,
     dla_core: int | None = None,
 ) -> list[str]:
@@ -289,6 +312,8 @@ def sidecar_mismatches(
         why.append(f"built for precision {sidecar['precision']}, {precision} was asked for")
     if profiles is not None and profiles_text(sidecar["profiles"]) != profiles_text(profiles):
         why.append(f"built with profiles {profiles_text(sidecar['profiles'])}, asked for {profiles_text(profiles)}")
+    if concurrency is not None and sidecar["concurrency"] != concurrency:
+        why.append(f"built for {sidecar['concurrency']} concurrent context(s) per profile, asked for {concurrency}")
     if workspace_bytes is not None and sidecar["workspace_bytes"] != workspace_bytes:
         why.append(f"built with workspace {sidecar['workspace_bytes']} bytes, asked for {workspace_bytes}")
     if dla_core is not None and sidecar["dla_core"] != dla_core:

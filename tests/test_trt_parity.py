@@ -38,6 +38,7 @@ specs = st.builds(
     gpu=st.sampled_from(GPUS),
     precision=st.sampled_from(["fp32", "fp16", "int8"]),
     profiles=profiles(),
+    concurrency=st.integers(1, 3),
     workspace_bytes=st.sampled_from([0, 1 << 30, 6 << 30]),
     dla_core=st.sampled_from([-1, 0, 1]),
 )
@@ -60,7 +61,8 @@ def test_cpp_and_python_give_the_same_mismatches(built, asked, allow, engine_sha
     sidecar = sidecar_of(built)
     want = dict(tensorrt_version=asked.tensorrt_version, gpu=asked.gpu, allow_same_model_gpu=allow,
                 onnx_sha256=asked.onnx_sha256, engine_sha256=engine_sha, precision=asked.precision,
-                profiles=asked.profiles, workspace_bytes=asked.workspace_bytes, dla_core=asked.dla_core)
+                profiles=asked.profiles, concurrency=asked.concurrency, workspace_bytes=asked.workspace_bytes,
+                dla_core=asked.dla_core)
     want_json = dict(want, gpu=vars(asked.gpu))
     assert native.sidecar_mismatches(json.dumps(sidecar), json.dumps(want_json)) == sidecar_mismatches(sidecar, **want)
 

@@ -12,6 +12,7 @@ from ifrt.engine import (
     cache_engine_name,
     cache_key,
     cache_key_text,
+    default_image_profile,
     expand_profiles,
     make_sidecar,
     parse_profile,
@@ -58,10 +59,11 @@ def test_cache_key_matches_the_cpp_vector():
         "gpu_uuid=GPU-12345678-90ab-cdef-1234-567890abcdef",
         "precision=fp16",
         "profiles=image:1x1x256x256/1x1x512x512/4x1x1024x1024",
+        "concurrency=1",
         "workspace_bytes=1073741824",
         "dla_core=-1",
     ]
-    assert cache_key(orin_spec()) == "8ef94b06f935ca5bbdc94bba8cc4714f7fe649b94d231de12ab92d6324d431ef"
+    assert cache_key(orin_spec()) == "b91780faa6e977a1e04bf259e68f4d96b1faf22be2dc431b2b70f6464b9f6364"
 
 
 @pytest.mark.parametrize("change", [
@@ -70,6 +72,7 @@ def test_cache_key_matches_the_cpp_vector():
     {"gpu": GpuIdentity("Orin", "8.7", "GPU-00000000-0000-0000-0000-000000000000")},
     {"precision": "fp32"},
     {"profiles": [{"image": {**PROFILE["image"], "max": [8, 1, 1024, 1024]}}]},
+    {"concurrency": 2},
     {"workspace_bytes": 2 << 30},
     {"dla_core": 0},
 ])
@@ -79,6 +82,21 @@ def test_every_field_that_makes_an_engine_valid_changes_the_cache_key(change):
 
 def test_gpu_name_alone_does_not_change_the_cache_key_because_the_uuid_already_names_the_device():
     assert cache_key(orin_spec(gpu=GpuIdentity("Jetson AGX Orin", "8.7", ORIN.uuid))) == cache_key(orin_spec())
+
+
+def test_default_image_profile_fills_dynamic_dims_and_keeps_static_ones():
+    assert default_image_profile([-1, 1, -1, -1]) == {
+        "image": {"min": [1, 1, 32, 32], "opt": [1, 1, 512, 512], "max": [4, 1, 1024, 1024]}}
+    assert default_image_profile([1, 1, 256, -1])["image"]["max"] == [1, 1, 256, 1024]
+
+
+def test_sidecar_records_built_profiles_while_the_key_stays_that_of_the_request():
+    spec = orin_spec(profiles=[])
+    built = [default_image_profile([-1, 1, -1, -1])]
+    sidecar = make_sidecar(spec, engine_sha256="e" * 64, strongly_typed=False, ifrt_version="0.1.0",
+                           built_profiles=built)
+    assert sidecar["profiles"] == built
+    assert sidecar["cache_key"] == cache_key(spec)
 
 
 def test_cached_engine_name_is_onnx_stem_and_16_key_digits():
@@ -151,12 +169,13 @@ def test_changed_onnx_and_changed_engine_file_are_refused():
 
 def test_build_option_mismatches_each_give_a_reason():
     reasons = sidecar_mismatches(orin_sidecar(), **here(precision="fp32", dla_core=0, workspace_bytes=0,
-                                                        profiles=expand_profiles([PROFILE], 2)))
+                                                        profiles=expand_profiles([PROFILE], 2), concurrency=2))
     assert "built for precision fp16, fp32 was asked for" in reasons
     assert "built for DLA core -1, asked for 0 (-1 means GPU only)" in reasons
     assert "built with workspace 1073741824 bytes, asked for 0" in reasons
     assert any(r.startswith("built with profiles image:1x1x256x256/") for r in reasons)
-    assert len(reasons) == 4
+    assert "built for 1 concurrent context(s) per profile, asked for 2" in reasons
+    assert len(reasons) == 5
 
 
 def test_unchecked_fields_are_ignored():
@@ -170,7 +189,7 @@ def test_sidecar_json_round_trip_through_disk(tmp_path):
     write_atomic(sidecar_path(engine), json.dumps(sidecar, indent=2).encode())
     assert read_sidecar(sidecar_path(engine)) == sidecar
     assert list(sidecar) == ["format", "ifrt_version", "tensorrt_version", "gpu", "precision", "strongly_typed",
-                             "profiles", "workspace_bytes", "dla_core", "onnx_sha256", "engine_sha256", "cache_key"]
+                             "profiles", "concurrency", "workspace_bytes", "dla_core", "onnx_sha256", "engine_sha256", "cache_key"]
     assert [p.name for p in tmp_path.iterdir()] == ["full.engine.json"]  # no temporary file left behind
 
 

@@ -139,6 +139,7 @@ std::string engine_cache_key_text(const EngineBuildSpec& spec) {
        << "gpu_uuid=" << spec.gpu.uuid << '\n'
        << "precision=" << spec.precision << '\n'
        << "profiles=" << profiles_text(spec.profiles) << '\n'
+       << "concurrency=" << spec.concurrency << '\n'
        << "workspace_bytes=" << spec.workspace_bytes << '\n'
        << "dla_core=" << spec.dla_core << '\n';
   return text.str();
@@ -191,6 +192,7 @@ Json sidecar_to_json(const EngineSidecar& sidecar) {
   j["precision"] = spec.precision;
   j["strongly_typed"] = sidecar.strongly_typed;
   j["profiles"] = profiles_to_json(spec.profiles);
+  j["concurrency"] = Json(spec.concurrency);
   j["workspace_bytes"] = Json(spec.workspace_bytes);
   j["dla_core"] = Json(spec.dla_core);
   j["onnx_sha256"] = spec.onnx_sha256;
@@ -217,6 +219,7 @@ EngineSidecar sidecar_from_json(const Json& j) {
   s.spec.precision = string_member(j, "precision");
   s.strongly_typed = member(j, "strongly_typed", "").as_bool();
   s.spec.profiles = profiles_from_json(member(j, "profiles", ""));
+  s.spec.concurrency = static_cast<int>(member(j, "concurrency", "").as_int());
   s.spec.workspace_bytes = member(j, "workspace_bytes", "").as_int();
   s.spec.dla_core = static_cast<int>(member(j, "dla_core", "").as_int());
   s.spec.onnx_sha256 = string_member(j, "onnx_sha256");
@@ -269,6 +272,10 @@ std::vector<std::string> sidecar_mismatches(const EngineSidecar& s, const Sideca
   }
   if (want.profiles && profiles_text(have.profiles) != profiles_text(*want.profiles)) {
     why.push_back("built with profiles " + profiles_text(have.profiles) + ", asked for " + profiles_text(*want.profiles));
+  }
+  if (want.concurrency && have.concurrency != *want.concurrency) {
+    why.push_back("built for " + std::to_string(have.concurrency) + " concurrent context(s) per profile, asked for " +
+                  std::to_string(*want.concurrency));
   }
   if (want.workspace_bytes && have.workspace_bytes != *want.workspace_bytes) {
     why.push_back("built with workspace " + std::to_string(have.workspace_bytes) + " bytes, asked for " +

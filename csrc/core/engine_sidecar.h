@@ -34,7 +34,8 @@ struct EngineBuildSpec {
   std::string tensorrt_version;  // "10.3.0" (major.minor.patch): engines load only in the TensorRT that built them
   GpuIdentity gpu;
   std::string precision = "fp16";  // fp32 | fp16 | int8
-  std::vector<OptimizationProfile> profiles;
+  std::vector<OptimizationProfile> profiles;  // as built: each requested profile `concurrency` times
+  int concurrency = 1;  // contexts that may run one shape range at once (matters when no profile is given)
   int64_t workspace_bytes = 0;  // 0: TensorRT's default (the device's memory)
   int dla_core = -1;            // -1: GPU only
 };
@@ -81,6 +82,7 @@ struct SidecarExpectation {
   std::string engine_sha256;         // the engine file's actual hash
   std::string precision;
   std::optional<std::vector<OptimizationProfile>> profiles;
+  std::optional<int> concurrency;
   std::optional<int64_t> workspace_bytes;
   std::optional<int> dla_core;
 };

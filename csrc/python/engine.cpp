@@ -140,6 +140,7 @@ std::vector<std::string> native_sidecar_mismatches(const std::string& sidecar_js
   want.engine_sha256 = text("engine_sha256");
   want.precision = text("precision");
   if (const Json* v = want_json.find("profiles"); v && !v->is_null()) want.profiles = profiles_from_json(*v);
+  if (const Json* v = want_json.find("concurrency"); v && !v->is_null()) want.concurrency = static_cast<int>(v->as_int());
   if (const Json* v = want_json.find("workspace_bytes"); v && !v->is_null()) want.workspace_bytes = v->as_int();
   if (const Json* v = want_json.find("dla_core"); v && !v->is_null()) want.dla_core = static_cast<int>(v->as_int());
   return sidecar_mismatches(sidecar, want);

@@ -38,7 +38,7 @@ bool contains(const std::vector<std::string>& reasons, const std::string& fragme
 int main() {
   const auto s = orin_fp16();
   CHECK(ifrt::profiles_text(s.spec.profiles) == "image:1x1x256x256/1x1x512x512/4x1x1024x1024");
-  CHECK(s.cache_key == "8ef94b06f935ca5bbdc94bba8cc4714f7fe649b94d231de12ab92d6324d431ef");
+  CHECK(s.cache_key == "b91780faa6e977a1e04bf259e68f4d96b1faf22be2dc431b2b70f6464b9f6364");
 
   // The text form reads back, and a bad one is refused with the example of a good one.
   CHECK(ifrt::profiles_text(ifrt::parse_profiles_text("image:1x1x256x256/1x1x512x512/4x1x1024x1024;image:1x1x32x32/1x1x64x64/1x1x64x64")) ==
@@ -69,12 +69,15 @@ int main() {
   other = s.spec;
   other.profiles[0][0].max = {8, 1, 1024, 1024};
   CHECK(ifrt::engine_cache_key(other) != s.cache_key);
+  other = s.spec;
+  other.concurrency = 2;
+  CHECK(ifrt::engine_cache_key(other) != s.cache_key);
 
   // JSON round trip keeps every field.
   const auto back = ifrt::sidecar_from_json(ifrt::Json::parse(ifrt::sidecar_to_json(s).dump()));
   CHECK(ifrt::engine_cache_key_text(back.spec) == ifrt::engine_cache_key_text(s.spec));
   CHECK(back.engine_sha256 == s.engine_sha256 && back.cache_key == s.cache_key && back.ifrt_version == "0.1.0");
-  CHECK(back.spec.gpu.name == "Orin" && back.spec.gpu.compute_capability == "8.7");
+  CHECK(back.spec.gpu.name == "Orin" && back.spec.gpu.compute_capability == "8.7" && back.spec.concurrency == 1);
 
   // The same machine and request: no mismatch.
   ifrt::SidecarExpectation here;
@@ -114,8 +117,10 @@ int main() {
   want = here;
   want.precision = "fp32";
   want.dla_core = 0;
+  want.concurrency = 2;
   why = ifrt::sidecar_mismatches(s, want);
-  CHECK(why.size() == 2);
+  CHECK(why.size() == 3);
+  CHECK(contains(why, "built for 1 concurrent context(s) per profile, asked for 2"));
   CHECK(contains(why, "built for precision fp16, fp32 was asked for"));
   CHECK(contains(why, "built for DLA core -1, asked for 0"));
 

@@ -3,6 +3,7 @@
 #include <NvInfer.h>
 #include <NvOnnxParser.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -71,26 +72,35 @@ ParsedNetwork parse(nvinfer1::IBuilder& builder, const std::string& onnx_path, b
   return parsed;
 }
 
-void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::INetworkDefinition& network, nvinfer1::IBuilderConfig& config,
-                  const std::vector<OptimizationProfile>& profiles, const std::string& onnx_path) {
+// Adds `profiles` (or the default one, `concurrency` times, when none is given) to `config`;
+// returns the profiles added.
+std::vector<OptimizationProfile> add_profiles(nvinfer1::IBuilder& builder, nvinfer1::INetworkDefinition& network,
+                                              nvinfer1::IBuilderConfig& config, std::vector<OptimizationProfile> profiles,
+                                              int concurrency, const std::string& onnx_path) {
   std::vector<std::string> dynamic_inputs;
   std::string input_names;
+  const nvinfer1::ITensor* image = nullptr;
   for (int32_t i = 0; i < network.getNbInputs(); ++i) {
     const nvinfer1::ITensor* input = network.getInput(i);
     input_names += std::string(i ? ", " : "") + input->getName();
-    for (const int64_t d : to_shape(input->getDimensions())) {
-      if (d < 0) {
-        dynamic_inputs.push_back(std::string(input->getName()) + " (" + shape_string(to_shape(input->getDimensions())) + ")");
-        break;
-      }
+    const auto dims = to_shape(input->getDimensions());
+    if (std::any_of(dims.begin(), dims.end(), [](int64_t d) { return d < 0; })) {
+      dynamic_inputs.push_back(std::string(input->getName()) + " (" + shape_string(dims) + ")");
+      if (std::string(input->getName()) == "image" && dims.size() == 4) image = input;
     }
   }
   if (profiles.empty()) {
-    if (dynamic_inputs.empty()) return;
-    std::string names;
-    for (const auto& n : dynamic_inputs) names += (names.empty() ? "" : ", ") + n;
-    fail(ErrorCode::InvalidArgument, onnx_path + ": inputs with dynamic dims need an optimization profile "
-                                     "(min/opt/max shapes): " + names);
+    if (dynamic_inputs.empty()) return profiles;
+    if (dynamic_inputs.size() != 1 || !image) {
+      std::string names;
+      for (const auto& n : dynamic_inputs) names += (names.empty() ? "" : ", ") + n;
+      fail(ErrorCode::InvalidArgument, onnx_path + ": inputs with dynamic dims need an optimization profile "
+                                       "(min/opt/max shapes, e.g. image:1x1x256x256/1x1x512x512/4x1x1024x1024): " + names);
+    }
+    const TensorRange range = default_image_range(to_shape(image->getDimensions()));
+    log(LogLevel::Info, onnx_path + ": no optimization profile given, using image " + shape_string(range.min) + " .. " +
+                            shape_string(range.max) + " (opt " + shape_string(range.opt) + ")");
+    profiles.assign(static_cast<size_t>(std::max(1, concurrency)), OptimizationProfile{range});
   }
   for (size_t p = 0; p < profiles.size(); ++p) {
     nvinfer1::IOptimizationProfile* profile = builder.createOptimizationProfile();
@@ -118,6 +128,7 @@ void add_profiles(nvinfer1::IBuilder& builder, nvinfer1::INetworkDefinition& net
                                            " does not cover every dynamic input" + tensorrt_says());
     }
   }
+  return profiles;
 }
 
 std::vector<char> read_file_if_present(const std::string& path) {
@@ -157,6 +168,18 @@ void save_timing_cache(const nvinfer1::IBuilderConfig& config, const std::string
 }
 
 }  // namespace
+
+TensorRange default_image_range(const std::vector<int64_t>& dims) {
+  TensorRange range{"image", dims, dims, dims};
+  for (size_t d = 0; d < dims.size(); ++d) {
+    if (dims[d] >= 0) continue;
+    const bool batch = d == 0;
+    range.min[d] = batch ? 1 : kDefaultMinSide;
+    range.opt[d] = batch ? 1 : kDefaultOptSide;
+    range.max[d] = batch ? kDefaultMaxBatch : kDefaultMaxSide;
+  }
+  return range;
+}
 
 std::vector<OptimizationProfile> expanded_profiles(const BuildOptions& options) {
   if (options.concurrency < 1) {
@@ -227,7 +250,7 @@ BuiltPlan build_plan(const std::string& onnx_path, const BuildOptions& options,
     config->setDLACore(options.dla_core);
     config->setFlag(BuilderFlag::kGPU_FALLBACK);  // layers DLA cannot run go to the GPU
   }
-  add_profiles(*builder, *parsed.network, *config, profiles, onnx_path);
+  plan.profiles = add_profiles(*builder, *parsed.network, *config, profiles, options.concurrency, onnx_path);
   const TrtPtr<nvinfer1::ITimingCache> timing_cache = attach_timing_cache(*config, options.timing_cache_path);
 
   TrtPtr<nvinfer1::IHostMemory> serialized(builder->buildSerializedNetwork(*parsed.network, *config));

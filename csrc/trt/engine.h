@@ -47,7 +47,8 @@ struct TensorView {
 
 struct BuildOptions {
   std::string precision = "fp16";  // fp32 | fp16 | int8 (int8 needs a Q/DQ-quantized ONNX)
-  // One entry per optimization profile; empty is fine for an ONNX with static shapes.
+  // One entry per optimization profile. Empty: none for an ONNX with static shapes, or the default
+  // profile for the contract's dynamic `image` input (trt/builder.h: N 1..4, H and W 32..1024).
   std::vector<OptimizationProfile> profiles;
   int concurrency = 1;           // copies of each profile: how many threads may run one shape range at once
   int64_t workspace_bytes = 0;   // 0: TensorRT's default

@@ -31,6 +31,7 @@ std::unique_ptr<Engine> Engine::from_onnx(const std::string& onnx_path, const st
   spec.gpu = want.gpu;
   spec.precision = build.precision;
   spec.profiles = expanded_profiles(build);
+  spec.concurrency = build.concurrency;
   spec.workspace_bytes = build.workspace_bytes;
   spec.dla_core = build.dla_core;
   sidecar.cache_key = engine_cache_key(spec);
@@ -49,7 +50,9 @@ std::unique_ptr<Engine> Engine::from_onnx(const std::string& onnx_path, const st
       want.onnx_sha256 = spec.onnx_sha256;
       want.engine_sha256 = sha256_hex(plan.data(), plan.size());
       want.precision = spec.precision;
-      want.profiles = spec.profiles;
+      // No profiles asked for means the builder's default for this ONNX, which the key already pins.
+      if (!spec.profiles.empty()) want.profiles = spec.profiles;
+      want.concurrency = spec.concurrency;
       want.workspace_bytes = spec.workspace_bytes;
       want.dla_core = spec.dla_core;
       want.allow_same_model_gpu = false;  // the cache is per GPU
@@ -72,6 +75,7 @@ std::unique_ptr<Engine> Engine::from_onnx(const std::string& onnx_path, const st
   check_cuda(cudaSetDevice(options.device), onnx_path + ": selecting CUDA device " + std::to_string(options.device));
   const BuiltPlan plan = build_plan(onnx_path, build, spec.profiles);
   sidecar.strongly_typed = plan.strongly_typed;
+  spec.profiles = plan.profiles;  // the sidecar records what was built; cache_key stays that of the request
   sidecar.engine_sha256 = sha256_hex(plan.bytes.data(), plan.bytes.size());
 
   fs::create_directories(cache_dir);
