@@ -50,6 +50,16 @@ def test_prefix_patients_keeps_repeated_folder_names_apart(lab):
     assert patients == {"IgAN/pat1", "MN/pat1", "MN/pat2", "unknown/pat3"}
 
 
+def test_a_manifest_above_the_root_gets_paths_through_the_root(lab):
+    rows = index_folder(lab, manifest_dir=lab.parent).rows
+    assert rows[0].path == f"{lab.name}/IgAN/pat1/IgG/b.png"
+
+
+def test_a_manifest_outside_the_dataset_is_refused(lab, tmp_path_factory):
+    with pytest.raises(ManifestError, match="the manifest must sit in"):
+        index_folder(lab, manifest_dir=tmp_path_factory.mktemp("elsewhere"))
+
+
 def test_command_writes_a_manifest_that_passes_check(lab, ifrt_cli):
     proc = ifrt_cli("data", "index", str(lab))
     assert proc.returncode == 0, proc.stderr

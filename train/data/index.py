@@ -43,6 +43,9 @@ def index_folder(root: str | os.PathLike, *, manifest_dir: str | os.PathLike | N
     if not root.is_dir():
         raise ManifestError(f"{root}: not a folder (expected ROOT/<diagnosis>/<patient>/<image>.tif)")
     base = Path(manifest_dir) if manifest_dir is not None else root
+    if base.resolve() not in (root.resolve(), *root.resolve().parents):
+        raise ManifestError(f"{base}: the manifest must sit in {root} or a folder above it (a dataset is a folder "
+                            "with its manifest; image paths are relative to the manifest and stay inside)")
     rows, skipped = [], []
     owner: dict[str, str] = {}
     for diagnosis_dir in sorted(p for p in root.iterdir() if p.is_dir() and _visible(p)):
