@@ -58,6 +58,18 @@ std::string short_hash(const std::string& hex) { return hex.substr(0, 12); }
 
 }  // namespace
 
+TensorRange default_image_range(const std::vector<int64_t>& dims) {
+  TensorRange range{"image", dims, dims, dims};
+  for (size_t d = 0; d < dims.size(); ++d) {
+    if (dims[d] >= 0) continue;
+    const bool batch = d == 0;
+    range.min[d] = batch ? 1 : kDefaultMinSide;
+    range.opt[d] = batch ? 1 : kDefaultOptSide;
+    range.max[d] = batch ? kDefaultMaxBatch : kDefaultMaxSide;
+  }
+  return range;
+}
+
 std::string profiles_text(const std::vector<OptimizationProfile>& profiles) {
   std::string out;
   for (size_t p = 0; p < profiles.size(); ++p) {

@@ -50,6 +50,12 @@ struct EngineSidecar {
   Json metadata;  // the model's metadata (class names, normalization, ...) when the writer had it
 };
 
+// The profile used when none is given and the model's input `image` ([N,C,H,W], the ifrt model
+// contract) has dynamic dims (-1 in `dims`): N 1/1/4, H and W 32/512/1024 (min/opt/max), static
+// dims kept. Larger frames are tiled by the runtime. Same as default_image_profile in Python.
+constexpr int64_t kDefaultMaxBatch = 4, kDefaultMinSide = 32, kDefaultOptSide = 512, kDefaultMaxSide = 1024;
+TensorRange default_image_range(const std::vector<int64_t>& dims);
+
 // "image:1x1x256x256/1x1x512x512/4x1x1024x1024" (inputs joined by ",", profiles by ";").
 std::string profiles_text(const std::vector<OptimizationProfile>& profiles);
 

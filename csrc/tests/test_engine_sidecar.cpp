@@ -59,6 +59,10 @@ int main() {
   }
   CHECK(bad.find("'1x1x-1' is not a shape like 1x1x512x512") != std::string::npos);
 
+  // Default profile for the contract's dynamic image input: same numbers as Python's.
+  CHECK(ifrt::profiles_text({{ifrt::default_image_range({-1, 1, -1, -1})}}) == "image:1x1x32x32/1x1x512x512/4x1x1024x1024");
+  CHECK(ifrt::profiles_text({{ifrt::default_image_range({1, 1, 256, -1})}}) == "image:1x1x256x32/1x1x256x512/1x1x256x1024");
+
   // Each thing that makes an engine valid changes the key.
   auto other = s.spec;
   other.gpu.uuid = "GPU-00000000-0000-0000-0000-000000000000";

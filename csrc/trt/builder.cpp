@@ -169,18 +169,6 @@ void save_timing_cache(const nvinfer1::IBuilderConfig& config, const std::string
 
 }  // namespace
 
-TensorRange default_image_range(const std::vector<int64_t>& dims) {
-  TensorRange range{"image", dims, dims, dims};
-  for (size_t d = 0; d < dims.size(); ++d) {
-    if (dims[d] >= 0) continue;
-    const bool batch = d == 0;
-    range.min[d] = batch ? 1 : kDefaultMinSide;
-    range.opt[d] = batch ? 1 : kDefaultOptSide;
-    range.max[d] = batch ? kDefaultMaxBatch : kDefaultMaxSide;
-  }
-  return range;
-}
-
 std::vector<OptimizationProfile> expanded_profiles(const BuildOptions& options) {
   if (options.concurrency < 1) {
     fail(ErrorCode::InvalidArgument, "concurrency must be >= 1, got " + std::to_string(options.concurrency));

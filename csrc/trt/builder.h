@@ -18,19 +18,12 @@ struct BuiltPlan {
   std::vector<OptimizationProfile> profiles;  // as built: the default one filled in when none was given
 };
 
-// The profile used when none is given and the model's input `image` ([N,C,H,W], the ifrt model
-// contract) has dynamic dims: N 1/1/4, H and W 32/512/1024 (min/opt/max), static dims kept. Larger
-// frames are tiled by the runtime. Any other dynamic input needs an explicit profile.
-constexpr int64_t kDefaultMaxBatch = 4, kDefaultMinSide = 32, kDefaultOptSide = 512, kDefaultMaxSide = 1024;
-
 // `profiles` are the expanded profiles (BuildOptions::profiles repeated `concurrency` times); when
-// empty, the default profile above is used, `concurrency` times. Throws ifrt::Error naming the ONNX
+// empty and the only dynamic input is the contract's `image`, default_image_range()
+// (core/engine_sidecar.h) is used, `concurrency` times. Throws ifrt::Error naming the ONNX
 // and what to change.
 BuiltPlan build_plan(const std::string& onnx_path, const BuildOptions& options,
                      const std::vector<OptimizationProfile>& profiles);
-
-// The default profile for input `image` with dims `dims` (-1 = dynamic).
-TensorRange default_image_range(const std::vector<int64_t>& dims);
 
 // BuildOptions::profiles repeated BuildOptions::concurrency times: what the engine is built with.
 std::vector<OptimizationProfile> expanded_profiles(const BuildOptions& options);
