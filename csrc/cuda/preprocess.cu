@@ -160,8 +160,16 @@ __global__ void minmax_kernel(Source s, int64_t h, int64_t w, uint32_t* select, 
       hi = key > hi ? key : hi;
     }
   }
-  atomicMin(&select[0], lo);
-  atomicMax(&select[1], hi);
+  // Warp reduction first: one pair of atomics per warp instead of per thread.
+  for (int o = 16; o > 0; o /= 2) {
+    const uint32_t l = __shfl_down_sync(0xffffffffu, lo, o), h = __shfl_down_sync(0xffffffffu, hi, o);
+    lo = l < lo ? l : lo;
+    hi = h > hi ? h : hi;
+  }
+  if ((threadIdx.x & 31) == 0) {
+    atomicMin(&select[0], lo);
+    atomicMax(&select[1], hi);
+  }
 }
 
 template <bool kIntKeys>
