@@ -201,8 +201,8 @@ def build_plan(onnx_path: Path, cfg: TrtBuildConfig,
         network, parser = _parse(trt, builder, logger, onnx_path, strongly_typed=True)
         strongly_typed = True
     if cfg.precision == "int8" and not has_qdq:
-        raise EngineBuildError(f"{onnx_path}: int8 needs a Q/DQ-quantized ONNX (`ifrt export onnx --int8 "
-                               "--calibration DATASET`); TensorRT 11 has no INT8 calibrator")
+        raise EngineBuildError(f"{onnx_path}: int8 needs a Q/DQ-quantized ONNX (QuantizeLinear/DequantizeLinear "
+                               "nodes calibrated offline); TensorRT 11 has no INT8 calibrator")
     if cfg.precision == "fp32" and has_half:
         raise EngineBuildError(f"{onnx_path}: is an FP16 model; ask for --fp16, or build from the fp32 ONNX")
 

@@ -209,8 +209,8 @@ BuiltPlan build_plan(const std::string& onnx_path, const BuildOptions& options,
   }
 #endif
   if (precision == "int8" && !types.has_qdq) {
-    fail(ErrorCode::InvalidArgument, onnx_path + ": int8 needs a Q/DQ-quantized ONNX (`ifrt export onnx --int8 "
-                                     "--calibration DATASET`); TensorRT 11 has no INT8 calibrator");
+    fail(ErrorCode::InvalidArgument, onnx_path + ": int8 needs a Q/DQ-quantized ONNX (QuantizeLinear/DequantizeLinear "
+                                     "nodes calibrated offline); TensorRT 11 has no INT8 calibrator");
   }
   if (precision == "fp32" && types.has_half) {
     fail(ErrorCode::InvalidArgument, onnx_path + ": is an FP16 model; ask for precision fp16, or build from the fp32 ONNX");
