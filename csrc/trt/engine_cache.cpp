@@ -62,7 +62,12 @@ std::unique_ptr<Engine> Engine::from_onnx(const std::string& onnx_path, const st
     }
     if (reasons.empty()) {
       log(LogLevel::Info, engine_path + ": cached engine matches, loading");
-      return std::unique_ptr<Engine>(new Engine(Impl::open(engine_path, plan, cached, options)));
+      try {
+        return std::unique_ptr<Engine>(new Engine(Impl::open(engine_path, plan, cached, options)));
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::TensorRT) throw;  // out of memory, bad device: rebuilding would not help
+        reasons.push_back(e.what());                   // e.g. a TensorRT build the sidecar cannot tell apart
+      }
     }
     std::string message = engine_path + ": rebuilding the cached engine: ";
     for (size_t i = 0; i < reasons.size(); ++i) message += (i ? "; " : "") + reasons[i];
