@@ -158,7 +158,8 @@ def build_anatomy(rng: np.random.Generator, size: int, *, sclerosis_p: float = 0
     per_pixel_r = loop_r[nearest]
     wall = _ring(dist, per_pixel_r, wall_width) * tuft
     between = np.clip((dist - per_pixel_r - wall_width) / (2 * wall_width), 0, 1) * tuft
-    mesangium = np.clip(stalks + 0.7 * cv2.GaussianBlur(between, (0, 0), 1.0 * u), 0, 1)
+    # Most mesangium sits in the angles between loops and at lobule centres; the stalks link them.
+    mesangium = np.clip(0.6 * stalks + cv2.GaussianBlur(between, (0, 0), 1.0 * u), 0, 1)
 
     # Wire-loop candidates: the walls of a random fifth of the loops.
     loop_walls = []
