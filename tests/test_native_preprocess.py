@@ -170,3 +170,16 @@ def test_property_native_equals_numpy_pipeline_for_odd_shapes(dtype, shape, pad,
     ph, pw = -shape[0] % 32, -shape[1] % 32
     ref = np.pad(normalize.normalize_percentile(img), ((0, ph), (0, pw)), mode=pad)
     np.testing.assert_array_equal(out.tensor[0, 0], ref)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    src=st.tuples(st.integers(1, 90), st.integers(1, 90)),
+    dst=st.tuples(st.integers(1, 120), st.integers(1, 120)),
+    seed=st.integers(0, 2**16),
+)
+def test_property_bilinear_resize_matches_opencv_for_any_sizes(src, dst, seed):
+    img = np.random.default_rng(seed).random(src, dtype=np.float32)
+    out = pp.preprocess(img, size=dst, resize="bilinear", pad_multiple=1, **IDENTITY).tensor[0, 0]
+    ref = cv2.resize(img, (dst[1], dst[0]), interpolation=cv2.INTER_LINEAR).reshape(dst)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5)
