@@ -2,8 +2,25 @@
 
 `import ifrt` is the deployable runtime: it never imports torch, onnx or tensorrt. Training lives in
 `ifrt.train` (extra `ifrt[train]`), export in `ifrt.export` (extra `ifrt[export]`).
+
+    session = ifrt.Session()                 # the bundled default model, fastest backend available
+    result = session.predict("glomerulus.tif")
+    result.label, result.quality, result.quality_map
+    ifrt.aggregate(results, by="patient")    # patient-level diagnosis over a stain panel
 """
 
 from ifrt._version import __version__
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "Session", "Result", "FocusResult", "aggregate"]
+
+_LAZY = {"Session": "ifrt.session", "Result": "ifrt.result", "FocusResult": "ifrt.result",
+         "aggregate": "ifrt.patients"}
+
+
+def __getattr__(name: str):
+    # Loaded on first use so that `import ifrt` stays light (no native module or onnxruntime import).
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ifrt' has no attribute {name!r}")

@@ -15,3 +15,21 @@ def run_ifrt(*args: str, check: bool = False, timeout: float = 300, **kwargs) ->
 @pytest.fixture
 def ifrt_cli():
     return run_ifrt
+
+
+@pytest.fixture(scope="session")
+def tiny_package(tmp_path_factory):
+    """A complete model package from an untrained tiny DeepMT-ND: weights + config, full/focus ONNX in fp32
+    and fp16 with sidecars, and export_report.json. Exported once per test run (about 30 s)."""
+    torch = pytest.importorskip("torch")
+    from ifrt.export import pipeline
+    from ifrt.export.onnx_export import OnnxExportOptions
+    from ifrt.train.model import build_model, model_config, save_model
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("tiny_package")
+    model = build_model(model_config("tiny", "hier", class_names=["IgAN", "MN", "DN", "LN"]))
+    save_model(model, root, extra={"train": {"epochs": 0}})
+    pipeline.export_onnx(root, root, fp16=True, calibration_count=8, calibration_size=64,
+                         options=OnnxExportOptions(example_size=64))
+    return root

@@ -11,22 +11,16 @@ from ifrt.export import fp16, pipeline, trt_ops
 from ifrt.export.graphs import FOCUS_OUTPUTS, FULL_OUTPUTS
 from ifrt.export.metadata import decode_metadata, sha256_file
 from ifrt.export.onnx_export import OnnxExportOptions
-from ifrt.train.model import build_model, model_config, save_model
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model(model_config("tiny", "hier", class_names=["IgAN", "MN", "DN", "LN"]))
-    return save_model(model, tmp_path_factory.mktemp("model"), extra={"train": {"epochs": 0}})
+def model_dir(tiny_package):
+    return tiny_package
 
 
 @pytest.fixture(scope="module")
-def exported(model_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("onnx")
-    report = pipeline.export_onnx(model_dir, out, fp16=True, calibration_count=8, calibration_size=64,
-                                  options=OnnxExportOptions(example_size=64))
-    return out, report
+def exported(tiny_package):
+    return tiny_package, json.loads((tiny_package / "export_report.json").read_text())
 
 
 def test_full_graph_has_contract_names_and_dynamic_dims(exported):

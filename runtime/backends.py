@@ -1,0 +1,136 @@
+"""Inference backends behind one interface: `run(graph, image_tensor) -> {output name: array}`.
+
+- `trt`: the native TensorRT executor; engines built from the package's ONNX on first use and cached
+  per GPU/TensorRT/options (`ifrt.engine`).
+- `ort`: onnxruntime, CUDA provider when present, else CPU.
+- `torch`: the training weights run by PyTorch (the reference; only when torch is installed).
+
+`auto` takes the first available in that order (fastest first)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+from ifrt.model_package import ModelPackage
+
+BACKENDS = ("trt", "ort", "torch")
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested backend cannot run here; the message says what to install."""
+
+
+class OrtBackend:
+    name = "ort"
+
+    def __init__(self, package: ModelPackage, precision: str = "fp32", threads: int | None = None):
+        import onnxruntime as ort
+
+        self.package, self.precision = package, precision
+        available = ort.get_available_providers()
+        self.providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        self._options = ort.SessionOptions()
+        self._options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._options.intra_op_num_threads = threads or os.cpu_count() or 1
+        self._sessions: dict = {}
+        self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+
+    def _session(self, graph: str):
+        if graph not in self._sessions:
+            import onnxruntime as ort
+
+            path = self.package.graph(graph, self.precision)
+            self._sessions[graph] = ort.InferenceSession(str(path), self._options, providers=self.providers)
+        return self._sessions[graph]
+
+    def run(self, graph: str, image: np.ndarray) -> dict[str, np.ndarray]:
+        session = self._session(graph)
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(names, {"image": np.ascontiguousarray(image, np.float32)}), strict=True))
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, package: ModelPackage, device: str | None = None):
+        if importlib.util.find_spec("torch") is None:
+            raise BackendUnavailableError("the torch backend needs PyTorch: pip install 'ifrt[train]'")
+        if package.weights is None:
+            raise BackendUnavailableError(f"{package.root}: no model.safetensors here, so the torch backend cannot "
+                                          "run this model (use the ort backend)")
+        import torch
+        from ifrt.train.model import load_model
+
+        self.torch = torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = load_model(package.root, map_location="cpu").to(self.device)
+        self._focus = self.model.focus_model() if self.model.cfg.variant != "st" else None
+
+    def run(self, graph: str, image: np.ndarray) -> dict[str, np.ndarray]:
+        module = self.model if graph == "full" else self._focus
+        if module is None:
+            raise BackendUnavailableError("this model has no focus graph (single-task variant)")
+        with self.torch.no_grad():
+            outputs = module(self.torch.from_numpy(np.ascontiguousarray(image, np.float32)).to(self.device))
+        return {k: v.float().cpu().numpy() for k, v in outputs.items()}
+
+
+class TrtBackend:
+    name = "trt"
+
+    def __init__(self, package: ModelPackage, precision: str = "fp16", cache_dir: str | Path | None = None,
+                 device: int = 0):
+        from ifrt.engine import TensorRTEngine, TensorRTUnavailableError
+
+        self.package, self.device = package, "cuda"
+        cache = Path(cache_dir or os.environ.get("IFRT_ENGINE_CACHE", Path.home() / ".cache" / "ifrt" / "engines"))
+        # TensorRT 11 takes FP16 only from the graph's own types: prefer the fp16 ONNX when it exists.
+        onnx_precision = "fp16" if precision == "fp16" and f"full.{precision}" in package.graphs else "fp32"
+        self._engines = {}
+        try:
+            for graph in ("full", "focus"):
+                if graph in package.graphs:
+                    self._engines[graph] = TensorRTEngine.from_onnx(
+                        package.graph(graph, onnx_precision), cache, precision=precision, device=device)
+        except TensorRTUnavailableError as exc:
+            raise BackendUnavailableError(str(exc)) from exc
+
+    def run(self, graph: str, image: np.ndarray) -> dict[str, np.ndarray]:
+        return self._engines[graph].infer({"image": np.ascontiguousarray(image, np.float32)})
+
+
+def available_backends() -> list[str]:
+    """Backends that can be constructed here, fastest first (without loading a model)."""
+    found = []
+    try:
+        from ifrt import native
+
+        if native.load().build_info()["with_tensorrt"] and native.load().cuda_devices()[0]:
+            found.append("trt")
+    except ImportError:
+        pass
+    if importlib.util.find_spec("onnxruntime") is not None:
+        found.append("ort")
+    if importlib.util.find_spec("torch") is not None:
+        found.append("torch")
+    return found
+
+
+def create_backend(package: ModelPackage, backend: str = "auto", **options):
+    """Construct `backend` for `package`; `auto` tries trt, ort, torch in order and keeps the first that loads."""
+    if backend not in ("auto", *BACKENDS):
+        raise ValueError(f"backend {backend!r} is unknown (expected auto, {', '.join(BACKENDS)})")
+    candidates = available_backends() if backend == "auto" else [backend]
+    errors = []
+    for name in candidates:
+        cls = {"trt": TrtBackend, "ort": OrtBackend, "torch": TorchBackend}[name]
+        try:
+            return cls(package, **options)
+        except (BackendUnavailableError, ImportError) as exc:
+            if backend != "auto":
+                raise BackendUnavailableError(str(exc)) from exc
+            errors.append(f"{name}: {exc}")
+    raise BackendUnavailableError("no inference backend could load this model: " + "; ".join(errors))

@@ -1,0 +1,79 @@
+"""What one prediction returns, and its JSON form (one line per image in `ifrt infer`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Result:
+    source: str  # file path, or "array[i]" for in-memory input
+    shape: tuple[int, int]
+    dtype: str
+    class_names: list[str]
+    probabilities: np.ndarray  # [K], sums to 1
+    quality: float  # 0..1, 1 = in focus
+    blur_level: int  # 0 = sharp .. L-1 = severe
+    blur_probabilities: np.ndarray  # [L]
+    quality_map: np.ndarray  # [H/32, W/32] (of the padded frame), 1 = in focus
+    certainty: np.ndarray  # [H/32, W/32], 1 - normalized entropy of the tile's blur-level estimate
+    reliable: bool  # False when the quality gate marks the diagnosis unreliable
+    backend: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    deblurred: np.ndarray | None = None  # [H, W] in the input's dtype and units, when requested
+    patient_id: str | None = None
+    tiles: int = 1
+
+    @property
+    def label(self) -> str:
+        return self.class_names[int(np.argmax(self.probabilities))]
+
+    def to_dict(self, maps: bool = True) -> dict:
+        """JSON-able summary; `maps` adds the quality and certainty maps as nested lists (3 decimals)."""
+        d = {
+            "source": self.source,
+            "patient_id": self.patient_id,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "diagnosis": self.label,
+            "reliable": self.reliable,
+            "probabilities": {c: round(float(p), 6) for c, p in zip(self.class_names, self.probabilities, strict=True)},
+            "quality": round(self.quality, 6),
+            "blur_level": self.blur_level,
+            "blur_probabilities": [round(float(p), 6) for p in self.blur_probabilities],
+            "tiles": self.tiles,
+            "backend": self.backend,
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            "warnings": list(self.warnings),
+        }
+        if maps:
+            d["quality_map"] = np.round(self.quality_map, 3).tolist()
+            d["certainty"] = np.round(self.certainty, 3).tolist()
+        return d
+
+
+@dataclass
+class FocusResult:
+    """The live path: learned IQA on a downsampled frame plus classical metrics on the full frame."""
+
+    quality: float
+    blur_level: int
+    blur_probabilities: np.ndarray
+    quality_map: np.ndarray
+    certainty: np.ndarray
+    metrics: dict[str, float]  # classical focus metrics (var_laplacian, tenengrad, ...)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self, maps: bool = True) -> dict:
+        d = {"quality": round(self.quality, 6), "blur_level": self.blur_level,
+             "blur_probabilities": [round(float(p), 6) for p in self.blur_probabilities],
+             "certainty_mean": round(float(np.mean(self.certainty)), 6),
+             "metrics": {k: float(v) for k, v in self.metrics.items()},
+             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
+        if maps:
+            d["quality_map"] = np.round(self.quality_map, 3).tolist()
+            d["certainty"] = np.round(self.certainty, 3).tolist()
+        return d

@@ -1,0 +1,188 @@
+"""`ifrt.Session`: load a model package once, then `predict` (diagnosis, quality, deblurring) and
+`focus` (the fast live path). Normalization, tiling and blending are hidden; the knobs are keywords.
+
+Data flows one way: decode -> native preprocess -> backend -> native postprocess -> Result."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from ifrt import focus as focus_metrics
+from ifrt import postprocess
+from ifrt.backends import create_backend
+from ifrt.imageio import DEFAULT_MAX_PIXELS, read_image
+from ifrt.model_package import ModelPackage, open_model
+from ifrt.preprocess import PreprocessOptions, preprocess
+from ifrt.result import FocusResult, Result
+
+log = logging.getLogger("ifrt")
+
+TILE_GRID = 32  # quality maps have one cell per 32x32 input pixels
+SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32)
+
+
+class InputError(ValueError):
+    """An image cannot be used; the message names the source and the problem."""
+
+
+def _prepare_array(image: np.ndarray, source: str) -> np.ndarray:
+    image = np.asarray(image)
+    if image.size == 0:
+        raise InputError(f"{source}: image is empty (shape {image.shape})")
+    if image.ndim not in (2, 3):
+        raise InputError(f"{source}: expected an H x W or H x W x C image, got shape {image.shape}")
+    if image.dtype == np.float64:
+        image = image.astype(np.float32)
+    if image.dtype.type not in SUPPORTED_DTYPES:
+        raise InputError(f"{source}: {image.dtype} pixels are not supported (expected uint8, uint16 or float32)")
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        bad = int(np.size(image) - np.isfinite(image).sum())
+        raise InputError(f"{source}: {bad} pixels are NaN or infinite; fix the file or mask them before inference")
+    return image
+
+
+class Session:
+    """A loaded model and backend.
+
+    model: a model folder (see `ifrt.model_package`), or None for the bundled default model.
+    backend: "auto" (fastest available: trt, ort, torch), or one of them.
+    precision: "fp32" or "fp16" (uses the package's fp16 graphs; TensorRT builds FP16 either way).
+    tile, overlap: frames whose longer side exceeds `max_untiled` are cut into `tile` x `tile` tiles
+    sharing `overlap` pixels and blended back seamlessly.
+    quality_threshold: below it the diagnosis is marked unreliable (advice: re-acquire in focus).
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, backend: str = "auto", *, precision: str = "fp32",
+                 tile: int = 512, overlap: int = 64, max_untiled: int = 1024, batch_size: int = 4,
+                 quality_threshold: float = 0.5, max_pixels: int = DEFAULT_MAX_PIXELS, **backend_options):
+        if tile % TILE_GRID or overlap % TILE_GRID or overlap >= tile:
+            raise ValueError(f"tile={tile}, overlap={overlap}: both must be multiples of {TILE_GRID} and overlap < tile")
+        self.package: ModelPackage = open_model(model)
+        options = dict(backend_options)
+        if backend in ("ort", "auto") and precision != "fp32":
+            options.setdefault("precision", precision)
+        self.backend = create_backend(self.package, backend, **options)
+        self.tile, self.overlap, self.max_untiled = tile, overlap, max_untiled
+        self.batch_size, self.quality_threshold, self.max_pixels = batch_size, quality_threshold, max_pixels
+        norm = self.package.normalization
+        self._norm = {"norm": norm.get("kind", "percentile"), "p_low": norm.get("p_low", 1.0),
+                      "p_high": norm.get("p_high", 99.8)}
+        log.info("ifrt session: model %s, backend %s (%s)", self.package.root, self.backend.name,
+                 getattr(self.backend, "device", "?"))
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.package.class_names
+
+    # ---- predict -----------------------------------------------------------------------------------
+
+    def predict(self, source, *, deblur: bool = False, channel: int = 0, patient_id: str | None = None):
+        """Predict one image (array or path) -> Result, or a list/tuple of them -> list[Result]."""
+        if isinstance(source, (list, tuple)):
+            return [self.predict(s, deblur=deblur, channel=channel, patient_id=patient_id) for s in source]
+        start = time.perf_counter()
+        if isinstance(source, (str, os.PathLike)):
+            name = str(source)
+            image = read_image(Path(source), max_pixels=self.max_pixels)
+        else:
+            name = "array"
+            image = source
+        image = _prepare_array(image, name)
+        read_ms = (time.perf_counter() - start) * 1e3
+        result = self._predict_array(image, name, deblur=deblur, channel=channel)
+        result.timings_ms = {"read": read_ms, **result.timings_ms}
+        result.timings_ms["total"] = (time.perf_counter() - start) * 1e3
+        result.patient_id = patient_id
+        return result
+
+    def _run(self, graph: str, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        chunks = [self.backend.run(graph, tensor[i:i + self.batch_size]) for i in range(0, len(tensor), self.batch_size)]
+        return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+    def _predict_array(self, image: np.ndarray, name: str, *, deblur: bool, channel: int) -> Result:
+        t0 = time.perf_counter()
+        h, w = image.shape[:2]
+        tiled = max(h, w) > self.max_untiled
+        options = PreprocessOptions(channel=channel, tile=(self.tile, self.tile) if tiled else None,
+                                    overlap=self.overlap if tiled else 0, **self._norm)
+        try:
+            pre = preprocess(image, options)
+        except (ValueError, RuntimeError) as exc:
+            raise InputError(f"{name}: {exc}") from exc
+        t1 = time.perf_counter()
+        out = self._run("full", pre.tensor)
+        t2 = time.perf_counter()
+
+        plan = pre.plan
+        frame = (plan["frame_height"], plan["frame_width"])
+        overlap = plan["overlap"]
+        probs = postprocess.softmax(out["diagnosis_logits"])
+        blur_probs = postprocess.softmax(out["blur_logits"]).mean(axis=0)
+        quality_tiles = np.asarray(out["quality"], np.float32).reshape(-1)
+        # Tiles vote for the diagnosis in proportion to how well focused they are.
+        weights = np.clip(quality_tiles, 1e-3, None)
+        probabilities = (probs * weights[:, None]).sum(0) / weights.sum()
+        grid = (frame[0] // TILE_GRID, frame[1] // TILE_GRID)
+        quality_map = self._stitch(out["quality_map"], grid, overlap // TILE_GRID)
+        certainty = self._stitch(out["certainty"], grid, overlap // TILE_GRID) if "certainty" in out \
+            else np.ones_like(quality_map)
+        deblurred = None
+        if deblur:
+            restored = postprocess.blend_tiles(out["deblurred"], frame, overlap, (h, w)) if len(out["deblurred"]) > 1 \
+                else out["deblurred"][0, 0, :h, :w]
+            deblurred = postprocess.denormalize(np.ascontiguousarray(restored), pre.lo, pre.hi, image.dtype)
+        quality = float(quality_tiles.mean())
+        reliable = quality >= self.quality_threshold
+        warnings = [] if reliable else [
+            f"image quality {quality:.2f} is below {self.quality_threshold:.2f} (blur level "
+            f"{int(np.argmax(blur_probs))}): the diagnosis is unreliable; re-acquire the image in focus"]
+        t3 = time.perf_counter()
+        return Result(source=name, shape=(h, w), dtype=image.dtype.name, class_names=self.class_names,
+                      probabilities=probabilities.astype(np.float32), quality=quality,
+                      blur_level=int(np.argmax(blur_probs)), blur_probabilities=blur_probs.astype(np.float32),
+                      quality_map=quality_map, certainty=certainty, reliable=reliable, backend=self.backend.name,
+                      timings_ms={"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
+                                  "postprocess": (t3 - t2) * 1e3},
+                      warnings=warnings, deblurred=deblurred, tiles=len(pre.tensor))
+
+    @staticmethod
+    def _stitch(maps: np.ndarray, grid: tuple[int, int], overlap: int) -> np.ndarray:
+        maps = np.ascontiguousarray(maps, np.float32).reshape(len(maps), 1, *maps.shape[-2:])
+        if len(maps) == 1:
+            return maps[0, 0]
+        return postprocess.blend_tiles(maps, grid, overlap)
+
+    # ---- focus -------------------------------------------------------------------------------------
+
+    def focus(self, frame: np.ndarray, *, size: int = 512, channel: int = 0, metrics: bool = True,
+              metric_tile: int | None = 256) -> FocusResult:
+        """Live focus feedback: the focus graph on `frame` downsampled so its longer side is `size`
+        (area interpolation), plus classical focus metrics on the full frame."""
+        t0 = time.perf_counter()
+        frame = _prepare_array(frame, "frame")
+        h, w = frame.shape[:2]
+        scale = min(1.0, size / max(h, w))
+        target = (max(int(round(h * scale)), 1), max(int(round(w * scale)), 1))
+        options = PreprocessOptions(channel=channel, size=target if scale < 1.0 else None, resize="area", **self._norm)
+        pre = preprocess(frame, options)
+        t1 = time.perf_counter()
+        out = self.backend.run("focus", pre.tensor)
+        t2 = time.perf_counter()
+        blur_probs = postprocess.softmax(out["blur_logits"])[0]
+        classical = focus_metrics.focus(frame, tile=metric_tile, channel=channel).metrics if metrics else {}
+        t3 = time.perf_counter()
+        return FocusResult(quality=float(np.asarray(out["quality"]).reshape(-1)[0]),
+                           blur_level=int(np.argmax(blur_probs)), blur_probabilities=blur_probs,
+                           quality_map=np.asarray(out["quality_map"])[0, 0], certainty=np.asarray(out["certainty"])[0, 0],
+                           metrics=classical,
+                           timings_ms={"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
+                                       "metrics": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3})
+

@@ -1,0 +1,143 @@
+"""ifrt.Session: backends agree, tiling, the quality gate, deblurred output, bad input, model checks."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+import ifrt
+from ifrt.imageio import ImageReadError
+from ifrt.model_package import ModelPackageError, open_model
+from ifrt.session import InputError
+
+
+def _glomeruli(count=3, size=128, seed=0):
+    from ifrt.train.data.degrade import degrade
+    from ifrt.train.data.synth import render_glomerulus
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(count):
+        sharp = render_glomerulus(rng, ("IgAN", "MN", "DN", "LN")[i % 4], "IgG", size)
+        images.append(np.round(degrade(sharp, rng, level=i % 5).image * 4095).astype(np.uint16))
+    return images
+
+
+@pytest.fixture(scope="module")
+def ort_session(tiny_package):
+    return ifrt.Session(tiny_package, backend="ort")
+
+
+def test_ort_and_torch_backends_agree_on_synthetic_glomeruli(tiny_package, ort_session):
+    torch_session = ifrt.Session(tiny_package, backend="torch")
+    for image in _glomeruli():
+        a = ort_session.predict(image, deblur=True)
+        b = torch_session.predict(image, deblur=True)
+        assert a.backend == "ort" and b.backend == "torch"
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-4)
+        assert a.label == b.label and a.blur_level == b.blur_level
+        assert abs(a.quality - b.quality) <= 1e-4
+        np.testing.assert_allclose(a.quality_map, b.quality_map, atol=1e-4)
+        assert np.abs(a.deblurred.astype(np.int32) - b.deblurred.astype(np.int32)).max() <= 1
+
+
+def test_result_has_probabilities_maps_and_timings(ort_session):
+    result = ort_session.predict(_glomeruli(1, size=160)[0])
+    assert result.probabilities.shape == (4,) and abs(float(result.probabilities.sum()) - 1) < 1e-5
+    assert result.blur_probabilities.shape == (5,)
+    assert result.quality_map.shape == (5, 5) and result.certainty.shape == (5, 5)
+    assert 0 <= result.quality <= 1 and ((0 <= result.certainty) & (result.certainty <= 1)).all()
+    assert set(result.timings_ms) >= {"read", "preprocess", "infer", "postprocess", "total"}
+    assert result.to_dict()["diagnosis"] in ("IgAN", "MN", "DN", "LN")
+
+
+def test_deblurred_output_keeps_input_dtype_and_shape(ort_session):
+    image = _glomeruli(1, size=100)[0]  # not a multiple of 32: padded inside, cropped back
+    result = ort_session.predict(image, deblur=True)
+    assert result.deblurred.dtype == np.uint16 and result.deblurred.shape == (100, 100)
+    assert result.quality_map.shape == (4, 4)
+
+
+def test_large_frames_are_tiled_and_blended_to_full_size(tiny_package):
+    session = ifrt.Session(tiny_package, backend="ort", tile=128, overlap=32, max_untiled=128)
+    image = np.tile(_glomeruli(1, size=128)[0], (2, 3))[:250, :370]
+    result = session.predict(image, deblur=True)
+    assert result.tiles == 3 * 4  # 256 x 384 padded frame, 128 tiles stepping by 96
+    assert result.deblurred.shape == (250, 370)
+    assert result.quality_map.shape == (8, 12)
+
+
+def test_low_quality_marks_the_diagnosis_unreliable_with_advice(tiny_package):
+    strict = ifrt.Session(tiny_package, backend="ort", quality_threshold=1.01)
+    result = strict.predict(_glomeruli(1)[0])
+    assert not result.reliable
+    assert "re-acquire the image in focus" in result.warnings[0]
+    lenient = ifrt.Session(tiny_package, backend="ort", quality_threshold=0.0)
+    assert lenient.predict(_glomeruli(1)[0]).warnings == []
+
+
+def test_predict_a_list_returns_one_result_per_item(ort_session, tmp_path):
+    import tifffile
+
+    image = _glomeruli(1)[0]
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    results = ort_session.predict([image, tmp_path / "a.tif"])
+    assert [r.source for r in results] == ["array", str(tmp_path / "a.tif")]
+    np.testing.assert_allclose(results[0].probabilities, results[1].probabilities, atol=1e-6)
+
+
+def test_focus_path_returns_quality_and_classical_metrics(ort_session):
+    frame = np.tile(_glomeruli(1, size=128)[0], (8, 8))  # 1024 x 1024
+    result = ort_session.focus(frame, size=256)
+    assert result.quality_map.shape == (8, 8)
+    assert set(result.metrics) == {"var_laplacian", "tenengrad", "brenner", "normalized_variance", "vollath_f4"}
+    assert 0 <= result.blur_level < 5
+
+
+@pytest.mark.parametrize(("image", "message"), [
+    (np.full((64, 64), np.nan, np.float32), "array: 4096 pixels are NaN or infinite"),
+    (np.zeros((0, 64), np.uint16), "array: image is empty"),
+    (np.zeros((64, 64), np.uint32), "array: uint32 pixels are not supported (expected uint8, uint16 or float32)"),
+    (np.zeros((2, 64, 64, 1), np.uint16), "array: expected an H x W or H x W x C image"),
+])
+def test_bad_arrays_raise_input_error_naming_the_problem(ort_session, image, message):
+    with pytest.raises(InputError) as info:
+        ort_session.predict(image)
+    assert message in str(info.value)
+
+
+def test_missing_file_error_names_the_file(ort_session, tmp_path):
+    with pytest.raises(ImageReadError, match="missing.tif"):
+        ort_session.predict(tmp_path / "missing.tif")
+
+
+def test_a_modified_onnx_is_refused(tiny_package, tmp_path):
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_package, copy)
+    data = bytearray((copy / "full.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (copy / "full.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelPackageError, match=r"full.onnx: sha256 .* does not match its sidecar"):
+        open_model(copy)
+
+
+def test_unknown_backend_is_rejected(tiny_package):
+    with pytest.raises(ValueError, match="backend 'cuda' is unknown"):
+        ifrt.Session(tiny_package, backend="cuda")
+
+
+def test_aggregate_weights_images_by_quality():
+    from ifrt.result import Result
+
+    def result(patient, probs, quality):
+        return Result(source="x", shape=(32, 32), dtype="uint16", class_names=["A", "B"],
+                      probabilities=np.array(probs), quality=quality, blur_level=0,
+                      blur_probabilities=np.ones(5) / 5, quality_map=np.ones((1, 1)), certainty=np.ones((1, 1)),
+                      reliable=quality >= 0.5, backend="ort", patient_id=patient)
+
+    reports = ifrt.aggregate([result("p1", [1.0, 0.0], 0.9), result("p1", [0.0, 1.0], 0.1),
+                              result("p2", [0.2, 0.8], 0.7), result(None, [1.0, 0.0], 1.0)])
+    assert [r.patient_id for r in reports] == ["p1", "p2"]
+    np.testing.assert_allclose(reports[0].probabilities, [0.9, 0.1])
+    assert reports[0].label == "A" and reports[0].images == 2 and reports[0].unreliable_images == 1
+    assert reports[1].label == "B"
