@@ -114,6 +114,13 @@ def test_png_pixel_limit_uses_the_header(tmp_path, monkeypatch):
         read_image(tmp_path / "big.png", max_pixels=10_000)
 
 
+def test_jpeg_pixel_limit_uses_the_frame_header(tmp_path, monkeypatch):
+    cv2.imwrite(str(tmp_path / "big.jpg"), np.zeros((100, 200), np.uint8))
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded a JPEG over the pixel limit"))
+    with pytest.raises(ImageReadError, match=r"200x100 = 20000 pixels exceeds the limit"):
+        read_image(tmp_path / "big.jpg", max_pixels=10_000)
+
+
 def test_empty_file_is_reported_as_empty(tmp_path):
     (tmp_path / "zero.tif").write_bytes(b"")
     with pytest.raises(ImageReadError, match=r"zero.tif: file is empty \(0 bytes\)"):
