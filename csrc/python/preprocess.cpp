@@ -10,6 +10,7 @@
 #include "python/arrays.h"
 #include "python/bind.h"
 #if IFRT_WITH_CUDA
+#include "cuda/bench.h"
 #include "cuda/kernels.h"
 #endif
 
@@ -186,6 +187,26 @@ void bind_preprocess(py::module_& m) {
   m.def("cuda_preprocess", [](const py::array& image, const py::dict& options) {
     return run(image, options, py::none(), true);
   }, py::arg("image"), py::arg("options"), "The CUDA path of preprocess, host arrays in and out (for tests).");
+
+  m.def("cuda_bench", [](const py::array_t<uint16_t, py::array::c_style | py::array::forcecast>& frame, int repeat) {
+    if (frame.ndim() != 2) fail(ErrorCode::InvalidArgument, "cuda_bench: expected an H x W uint16 frame");
+    cuda::KernelTimes t;
+    {
+      py::gil_scoped_release release;
+      t = cuda::bench_kernels(frame.data(), frame.shape(0), frame.shape(1), repeat);
+    }
+    py::dict d;
+    d["memcpy_ms"] = t.memcpy_ms;
+    d["memcpy_gbps"] = t.memcpy_bytes / (t.memcpy_ms * 1e-3) / 1e9;
+    d["preprocess_ms"] = t.preprocess_ms;
+    d["preprocess_gbps"] = t.preprocess_bytes / (t.preprocess_ms * 1e-3) / 1e9;
+    d["normalize_only_ms"] = t.normalize_only_ms;
+    d["normalize_only_gbps"] = t.preprocess_bytes / (t.normalize_only_ms * 1e-3) / 1e9;
+    d["focus_ms"] = t.focus_ms;
+    d["focus_gbps"] = t.focus_bytes / (t.focus_ms * 1e-3) / 1e9;
+    return d;
+  }, py::arg("frame"), py::arg("repeat") = 20,
+  "Device timings (CUDA events) of preprocess and focus on a uint16 frame, with a device copy's bandwidth.");
 #endif
 }
 

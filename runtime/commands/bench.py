@@ -107,6 +107,14 @@ def bench_native(args: argparse.Namespace) -> dict:
         mean, std = cv2.meanStdDev(cv2.Laplacian(frame, cv2.CV_64F))
         return float(std[0, 0]) ** 2
 
+    cuda = None
+    if n.has_cuda_kernels() and n.cuda_devices()[0]:
+        # Device timings: kernel bandwidth as a fraction of a device-to-device copy in the same run.
+        c = n.cuda_bench(frame, repeat)
+        cuda = {key: round(value, 4) for key, value in c.items()}
+        for key in ("preprocess", "normalize_only", "focus"):
+            cuda[f"{key}_fraction_of_memcpy"] = round(c[f"{key}_gbps"] / c["memcpy_gbps"], 3)
+
     t_focus = _median_ms(native_focus, repeat)
     t_focus_tiles = _median_ms(native_focus_tiles, repeat)
     t_opencv_focus = _median_ms(opencv_focus, repeat)
@@ -135,6 +143,7 @@ def bench_native(args: argparse.Namespace) -> dict:
             "native_over_opencv": round(t_focus / t_opencv_focus, 2),
             "target_native_over_opencv": 1.5,
         },
+        "cuda": cuda if cuda is not None else "no CUDA device (or a build without CUDA kernels)",
     }
 
 
