@@ -4,7 +4,7 @@ A glomerulus-centred field of view (IFVB-style crop); lengths scale with the ima
 - tuft: 4-8 lobules around a hilum (vascular pole); each lobule a cluster of capillary loops (round lumina
   outlined by their walls / basement membranes), mesangial stalks running from the hilum into every lobule;
 - Bowman's capsule: a thin elliptical ring outside the tuft, the urinary space between them;
-- tubules: packed polygonal cross-sections (epithelium, basement membrane, lumen) filling the rest;
+- tubules: packed, rounded cross-sections (epithelium, basement membrane, lumen) filling the rest;
 - optional: an arteriole near the hilum, segmental or global sclerosis, nodular mesangial expansion.
 """
 
@@ -86,6 +86,15 @@ def _nearest(points: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, int
     return dist, labels, count
 
 
+def _on_ellipse(cy, cx, theta, aspect, radius, angle) -> tuple[list[float], list[float]]:
+    """Points at elliptical radius `radius` and polar `angle` in the frame of the glomerulus' ellipse
+    (major axis along `theta`, minor axis scaled by `aspect`), as (ys, xs) image coordinates."""
+    along, across = radius * np.cos(angle), radius * np.sin(angle) * aspect
+    xs = cx + along * np.cos(theta) - across * np.sin(theta)
+    ys = cy + along * np.sin(theta) + across * np.cos(theta)
+    return ys.tolist(), xs.tolist()
+
+
 def _ring(distance: np.ndarray, radius, width: float) -> np.ndarray:
     return np.exp(-0.5 * ((distance - radius) / width) ** 2).astype(np.float32)
 
@@ -115,8 +124,7 @@ def build_anatomy(rng: np.random.Generator, size: int, *, sclerosis_p: float = 0
     angles += rng.uniform(-0.25, 0.25, n_lobules) * 2 * np.pi / n_lobules
     lobule_dist = rng.uniform(0.42, 0.62, n_lobules) * radius
     lobule_r = (rng.uniform(0.36, 0.50, n_lobules) * radius).tolist()
-    lob_y = (cy + lobule_dist * np.sin(angles) * aspect).tolist()
-    lob_x = (cx + lobule_dist * np.cos(angles)).tolist()
+    lob_y, lob_x = _on_ellipse(cy, cx, theta, aspect, lobule_dist, angles)
     lobes = list(zip(lob_y, lob_x, lobule_r, strict=True))
     centre_dist = [coarse.distance(ly, lx) for ly, lx, _ in lobes]
     sdf = np.minimum.reduce([d - f32(lr) for d, (_, _, lr) in zip(centre_dist, lobes, strict=True)]
@@ -125,8 +133,7 @@ def build_anatomy(rng: np.random.Generator, size: int, *, sclerosis_p: float = 0
     tuft = _sigmoid(coarse.up(sdf), 1.2 * u)
 
     # Mesangial stalks: hilum -> each lobule centre -> a few branches, as gently bent polylines.
-    hy = cy + radius * 0.95 * np.sin(hilum_angle) * aspect
-    hx = cx + radius * 0.95 * np.cos(hilum_angle)
+    (hy,), (hx,) = _on_ellipse(cy, cx, theta, aspect, np.array([0.95 * radius]), np.array([hilum_angle]))
     stalk_canvas = np.zeros((size, size), f32)
     thickness = max(1, int(round(rng.uniform(1.5, 3.5) * u)))
 
@@ -219,8 +226,8 @@ def build_anatomy(rng: np.random.Generator, size: int, *, sclerosis_p: float = 0
     vessel = np.zeros((size, size), f32)
     if rng.random() < 0.4:
         vr = rng.uniform(10, 18) * u
-        vy = cy + (capsule_r + vr + 6 * u) * np.sin(hilum_angle) * aspect
-        vx = cx + (capsule_r + vr + 6 * u) * np.cos(hilum_angle)
+        (vy,), (vx,) = _on_ellipse(cy, cx, theta, aspect, np.array([capsule_r + vr / aspect + 6 * u]),
+                                   np.array([hilum_angle]))
         vdist = coarse.up(coarse.distance(vy, vx))
         vessel = _sigmoid(f32(0.45 * vr) - vdist, u) * _sigmoid(vdist - f32(vr), u)
         clear = np.clip((vdist - f32(vr + 3 * u)) / f32(3 * u), 0, 1)
