@@ -4,6 +4,7 @@
 # Order is the order of `ifrt --help`.
 COMMAND_MODULES = [
     "ifrt.commands.doctor",
+    "ifrt.commands.infer",
     "ifrt.commands.data",
     "ifrt.commands.train",
     "ifrt.commands.eval",

@@ -1,0 +1,126 @@
+"""`ifrt infer`: outputs, bad files recorded while the run continues, reruns skip finished work,
+interrupts keep finished results, patient reports."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+import ifrt
+from ifrt.infer import read_records, run_infer
+from ifrt.sources import SourceError, expand_sources
+
+
+def _frame(seed, size=96):
+    rng = np.random.default_rng(seed)
+    return (rng.random((size, size)) * 3000 + 500).astype(np.uint16)
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        tifffile.imwrite(folder / f"P{i % 2}_img{i}.tif", _frame(i), description="stain=IgG",
+                         resolution=(2.0, 2.0))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def session(tiny_package):
+    return ifrt.Session(tiny_package, backend="ort")
+
+
+def _plant_bad_files(folder):
+    (folder / "empty.tif").write_bytes(b"")
+    (folder / "truncated.tif").write_bytes((folder / "P0_img0.tif").read_bytes()[:200])
+    tifffile.imwrite(folder / "nan.tif", np.full((64, 64), np.nan, np.float32))
+    tifffile.imwrite(folder / "int32.tif", np.zeros((64, 64), np.int32))
+    tifffile.imwrite(folder / "huge.tif", np.zeros((300, 300), np.uint8))
+
+
+def test_infer_cli_writes_jsonl_summary_deblurred_and_overlays(ifrt_cli, tiny_package, images, tmp_path):
+    out = tmp_path / "out"
+    proc = ifrt_cli("infer", str(images), "-o", str(out), "--model", str(tiny_package), "--backend", "ort",
+                    "--deblur", "--overlay", "--patient-from", r"(P\d)_", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    records = read_records(out)
+    assert len(records) == 3 and all(r["status"] == "ok" for r in records)
+    assert set(records[0]) >= {"diagnosis", "probabilities", "quality", "blur_level", "quality_map", "timings_ms"}
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert summary[0].startswith("source,status,patient_id,diagnosis") and len(summary) == 4
+    deblurred = out / records[0]["deblurred_path"]
+    with tifffile.TiffFile(deblurred) as tif:
+        assert tif.pages[0].dtype == np.uint16 and tif.pages[0].shape == (96, 96)
+        assert tif.pages[0].description == "stain=IgG"
+        assert tif.pages[0].tags["XResolution"].value == (2, 1)
+    assert (out / records[0]["overlay_path"]).stat().st_size > 0
+    patients = json.loads((out / "patients.json").read_text())
+    assert [p["patient_id"] for p in patients] == ["P0", "P1"] and patients[0]["images"] == 2
+
+
+def test_bad_files_are_recorded_with_reasons_and_the_run_continues(session, images, tmp_path):
+    _plant_bad_files(images)
+    session.max_pixels = 256 * 256
+    try:
+        report = run_infer(session, expand_sources([str(images)]), tmp_path / "out")
+    finally:
+        session.max_pixels = 1 << 28
+    assert report.done == 3
+    reasons = dict(report.failed)
+    assert "file is empty (0 bytes)" in reasons[str(images / "empty.tif")]
+    assert "truncated.tif" in reasons[str(images / "truncated.tif")]
+    assert "NaN or infinite" in reasons[str(images / "nan.tif")]
+    assert "int32 pixels are not supported" in reasons[str(images / "int32.tif")]
+    assert "pixel" in reasons[str(images / "huge.tif")] and "90000" in reasons[str(images / "huge.tif")]
+    assert report.exit_code == 1
+
+
+def test_cli_exit_code_is_1_when_a_file_failed(ifrt_cli, tiny_package, images, tmp_path):
+    (images / "empty.tif").write_bytes(b"")
+    proc = ifrt_cli("infer", str(images), "-o", str(tmp_path / "out"), "--model", str(tiny_package),
+                    "--backend", "ort", "--quiet")
+    assert proc.returncode == 1
+    assert "empty.tif" in proc.stderr and "3 done" in proc.stderr and "1 failed" in proc.stderr
+
+
+def test_rerun_skips_finished_images_unless_overwrite(session, images, tmp_path):
+    sources = expand_sources([str(images)])
+    first = run_infer(session, sources, tmp_path / "out")
+    second = run_infer(session, sources, tmp_path / "out")
+    assert (first.done, second.done, second.skipped) == (3, 0, 3)
+    third = run_infer(session, sources, tmp_path / "out", overwrite=True)
+    assert third.done == 3 and len(read_records(tmp_path / "out")) == 3
+
+
+def test_interrupt_keeps_finished_results_and_rerun_completes(session, images, tmp_path):
+    sources = expand_sources([str(images)])
+
+    def interrupt_at_third(index, total, source):
+        if index == 2:
+            raise KeyboardInterrupt
+
+    report = run_infer(session, sources, tmp_path / "out", progress=interrupt_at_third)
+    assert report.interrupted and report.exit_code == 130 and report.done == 2
+    assert len((tmp_path / "out/summary.csv").read_text().splitlines()) == 3  # header + 2 finished
+    rerun = run_infer(session, sources, tmp_path / "out")
+    assert (rerun.done, rerun.skipped) == (1, 2)
+
+
+def test_torn_last_line_from_a_kill_is_ignored(session, images, tmp_path):
+    out = tmp_path / "out"
+    run_infer(session, expand_sources([str(images)])[:1], out)
+    with open(out / "results.jsonl", "a") as f:
+        f.write('{"source": "half-writ')
+    assert len(read_records(out)) == 1
+    assert run_infer(session, expand_sources([str(images)]), out).done == 2
+
+
+def test_sources_expand_globs_and_list_files(images, tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text("# two images\nimages/P0_img0.tif\n\nimages/P1_img1.tif\n")
+    assert [p.name for p in expand_sources([f"@{listing}"])] == ["P0_img0.tif", "P1_img1.tif"]
+    assert len(expand_sources([str(images / "P0_*.tif"), str(images / "P0_img0.tif")])) == 2
+    with pytest.raises(SourceError, match="matches no files"):
+        expand_sources([str(images / "*.png")])
