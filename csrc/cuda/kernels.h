@@ -23,8 +23,8 @@
 namespace ifrt::cuda {
 
 // Device scratch for one stream's preprocessing: histograms for the percentile selection and the
-// normalization range the kernels read. Grows with stream-ordered allocation (cudaMallocAsync), so
-// it adds no synchronization; not thread-safe, keep one per stream.
+// normalization range the kernels read. Allocated once, stream-ordered (cudaMallocAsync), so it adds
+// no synchronization; freed with cudaFree on destruction. Not thread-safe: keep one per stream.
 class Workspace {
  public:
   Workspace() = default;
@@ -49,7 +49,6 @@ class Workspace {
   uint32_t* select_ = nullptr;
   NormRange* range_ = nullptr;
   int* error_ = nullptr;
-  void* stream_ = nullptr;
 };
 
 // Preprocess as core/preprocess.h with image.data, options.dark and options.flat in device memory:

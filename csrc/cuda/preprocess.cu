@@ -279,16 +279,15 @@ void enqueue_preprocess(const ImageView& im, const PreprocessOptions& o, const P
 }  // namespace
 
 Workspace::~Workspace() {
-  // Stream-ordered release: safe even when the last work on the stream is still running.
-  const cudaStream_t st = as_stream(stream_);
-  if (hist_) cudaFreeAsync(hist_, st);
-  if (select_) cudaFreeAsync(select_, st);
-  if (range_) cudaFreeAsync(range_, st);
-  if (error_) cudaFreeAsync(error_, st);
+  // cudaFree waits for outstanding work, so this is safe after the stream is gone (thread-exit
+  // destruction in the C ABI); a workspace is released rarely, never per frame.
+  if (hist_) cudaFree(hist_);
+  if (select_) cudaFree(select_);
+  if (range_) cudaFree(range_);
+  if (error_) cudaFree(error_);
 }
 
 void Workspace::reserve(void* stream) {
-  stream_ = stream;
   if (hist_) return;
   const cudaStream_t st = as_stream(stream);
   IFRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&hist_), sizeof(uint32_t) * 5 * kBins, st));
