@@ -44,6 +44,13 @@ cuda::Workspace& workspace(void* stream) {
   if (!ws) ws = std::make_unique<cuda::Workspace>();
   return *ws;
 }
+
+cuda::Staging& staging(void* stream) {
+  thread_local std::map<void*, std::unique_ptr<cuda::Staging>> buffers;
+  auto& st = buffers[stream];
+  if (!st) st = std::make_unique<cuda::Staging>();
+  return *st;
+}
 #endif
 
 }  // namespace
@@ -113,6 +120,23 @@ IFRT_API ifrt_status ifrt_preprocess_cuda(const ifrt_image* image, const ifrt_pr
 #if IFRT_WITH_CUDA
     require(out, "out");
     cuda::preprocess(image_from(image), options_from(options), out, out_bytes, workspace(cuda_stream), cuda_stream);
+#else
+    (void)image, (void)options, (void)out, (void)out_bytes, (void)cuda_stream;
+    fail(ErrorCode::Unsupported, "ifrt was built without CUDA kernels; use ifrt_preprocess (CPU)");
+#endif
+  });
+}
+
+IFRT_API ifrt_status ifrt_preprocess_cuda_host(const ifrt_image* image, const ifrt_preprocess_options* options,
+                                               void* out, size_t out_bytes, void* cuda_stream) {
+  return guarded([&] {
+#if IFRT_WITH_CUDA
+    require(out, "out");
+    const PreprocessOptions o = options_from(options);
+    const ImageView host = image_from(image);
+    plan_preprocess(host, o);  // validate before uploading
+    const ImageView device = staging(cuda_stream).upload(host, cuda_stream);
+    cuda::preprocess(device, o, out, out_bytes, workspace(cuda_stream), cuda_stream);
 #else
     (void)image, (void)options, (void)out, (void)out_bytes, (void)cuda_stream;
     fail(ErrorCode::Unsupported, "ifrt was built without CUDA kernels; use ifrt_preprocess (CPU)");

@@ -65,15 +65,13 @@ NormRange preprocess(const ImageView& image, const PreprocessOptions& options, v
   const size_t need = preprocess_bytes(plan, options.out_dtype);
   if (!out || out_bytes < need) fail(ErrorCode::InvalidArgument, "output buffer is null or too small");
   Stream s;
-  const size_t extent = image_extent(im);
-  DeviceBuffer d_image(extent), d_out(need);
+  DeviceBuffer d_out(need);
   const size_t plane = sizeof(float) * static_cast<size_t>(im.height * im.width);
   DeviceBuffer d_dark(options.dark ? plane : 0), d_flat(options.flat ? plane : 0);
-  upload(d_image.get(), im.data, extent, s);
+  Staging staging;  // the frame goes through pinned memory, as a camera frame would
+  const ImageView dim = staging.upload(im, s.get());
   if (options.dark) upload(d_dark.get(), options.dark, plane, s);
   if (options.flat) upload(d_flat.get(), options.flat, plane, s);
-  ImageView dim = im;
-  dim.data = d_image.get();
   PreprocessOptions dopt = options;
   dopt.dark = options.dark ? d_dark.get<float>() : nullptr;
   dopt.flat = options.flat ? d_flat.get<float>() : nullptr;

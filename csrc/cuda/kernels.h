@@ -51,6 +51,25 @@ class Workspace {
   int* error_ = nullptr;
 };
 
+// Pinned staging for frames that live in host memory (camera buffers): upload() copies the frame into
+// page-locked memory (a CPU memcpy), starts an asynchronous copy to the device on `stream` and
+// returns the device view (same strides). The only wait is explicit and local: reusing the buffer
+// waits for this buffer's previous upload to finish. One stream per Staging; not thread-safe.
+class Staging {
+ public:
+  Staging() = default;
+  ~Staging();
+  Staging(const Staging&) = delete;
+  Staging& operator=(const Staging&) = delete;
+  ImageView upload(const ImageView& host_image, void* stream);
+
+ private:
+  void* pinned_ = nullptr;
+  void* device_ = nullptr;
+  size_t capacity_ = 0;
+  void* uploaded_ = nullptr;  // cudaEvent_t recorded after the last upload
+};
+
 // Preprocess as core/preprocess.h with image.data, options.dark and options.flat in device memory:
 // range (percentile by exact radix selection on the device, min-max by reduction, or fixed) and
 // output, all enqueued; the range stays on the device in ws.device_range().

@@ -70,6 +70,13 @@ IFRT_API ifrt_status ifrt_preprocess_cuda(const ifrt_image* image, const ifrt_pr
                                           size_t out_bytes, void* cuda_stream);
 IFRT_API ifrt_status ifrt_preprocess_cuda_range(void* cuda_stream, double* lo, double* hi);
 
+/* As ifrt_preprocess_cuda for a frame in host memory (a camera buffer): the frame is copied into a
+ * pinned staging buffer kept per thread and stream, uploaded asynchronously, then preprocessed on
+ * the stream. The call returns once the frame has been copied out of `image` (the caller may reuse
+ * it); it waits only when the previous upload from the same staging buffer is still in flight. */
+IFRT_API ifrt_status ifrt_preprocess_cuda_host(const ifrt_image* image, const ifrt_preprocess_options* options,
+                                               void* out, size_t out_bytes, void* cuda_stream);
+
 #ifdef __cplusplus
 }
 #endif
