@@ -62,3 +62,16 @@ def test_an_engine_is_served_as_a_tensorrt_plan(graphs, tmp_path):
 def test_zero_batch_size_is_rejected(graphs, tmp_path):
     with pytest.raises(ValueError, match="max_batch_size=0"):
         write_repository(graphs, tmp_path / "repo", max_batch_size=0)
+
+
+def test_config_of_exported_graphs_matches_the_onnx_names_and_shapes(tiny_package, tmp_path):
+    graphs = {"full": tiny_package / "full.onnx", "focus": tiny_package / "focus.onnx"}
+    write_repository(graphs, tmp_path / "repo", max_batch_size=4)
+    for graph, path in graphs.items():
+        model = onnx.load(str(path))
+        config = _parse(tmp_path / f"repo/ifrt_{graph}/config.pbtxt")
+        expected = {v.name: [d.dim_value or -1 for d in v.type.tensor_type.shape.dim[1:]] or [1]
+                    for v in list(model.graph.output)}
+        assert {o.name: list(o.dims) for o in config.output} == expected
+        assert [i.name for i in config.input] == ["image"] and list(config.input[0].dims) == [1, -1, -1]
+        assert config.parameters["ifrt.graph"].string_value == graph

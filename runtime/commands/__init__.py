@@ -3,6 +3,7 @@
 
 # Order is the order of `ifrt --help`.
 COMMAND_MODULES = [
+    "ifrt.commands.demo",
     "ifrt.commands.doctor",
     "ifrt.commands.infer",
     "ifrt.commands.data",
@@ -10,4 +11,5 @@ COMMAND_MODULES = [
     "ifrt.commands.eval",
     "ifrt.commands.export",
     "ifrt.commands.bench",
+    "ifrt.commands.live",
 ]
