@@ -1,7 +1,9 @@
 """`ifrt bench`: speed measured against a baseline in the same run, printed as JSON.
 
 Targets register in TARGETS; `ifrt bench native` times the native kernels on a 2048x2048 uint16
-frame against the equivalent numpy + OpenCV code and against memcpy bandwidth.
+frame against the equivalent numpy + OpenCV code and against memcpy bandwidth; `ifrt bench live` runs
+the live loop on 2048x2048 uint16 frames against the focus path called in a plain loop; `ifrt bench
+infer` times the full graph per backend, size and batch against torch eager on the same model.
 """
 
 from __future__ import annotations
@@ -147,7 +149,62 @@ def bench_native(args: argparse.Namespace) -> dict:
     }
 
 
-TARGETS: dict[str, Callable[[argparse.Namespace], dict]] = {"native": bench_native}
+def bench_live(args: argparse.Namespace) -> dict:
+    """The live loop on synthetic 2048x2048 uint16 frames (see `ifrt.live.benchmark`)."""
+    import importlib.util
+
+    from ifrt.live import benchmark
+    from ifrt.model_package import ModelPackageError
+    from ifrt.session import Session
+
+    try:
+        session = Session(args.model, backend=args.backend)
+    except (ModelPackageError, RuntimeError) as exc:
+        raise SystemExit(f"ifrt bench live: {exc} (give a model folder with --model)") from None
+    baseline = None
+    if session.backend_name != "torch" and session.package.weights and importlib.util.find_spec("torch"):
+        baseline = Session(args.model, backend="torch")  # torch eager on the same model, in the same run
+    return benchmark(session, size=args.size, frames=args.frames, fps=args.fps, baseline_session=baseline)
+
+
+def bench_infer(args: argparse.Namespace) -> dict:
+    """Full-graph latency and throughput per backend, input size and batch, with torch eager on the same
+    model as the baseline (`speedup_vs_torch` = torch ms / backend ms, same size and batch)."""
+    from ifrt.backends import BackendUnavailableError, available_backends, create_backend
+    from ifrt.model_package import open_model
+
+    package = open_model(args.model)
+    names = [b for b in (args.backends.split(",") if args.backends else available_backends())]
+    backends = {}
+    for name in names:
+        try:
+            backends[name] = create_backend(package, name)
+        except BackendUnavailableError as exc:
+            backends[name] = str(exc)
+    sizes = [int(v) for v in args.sizes.split(",")]
+    batches = [int(v) for v in args.batches.split(",")]
+    rng = np.random.default_rng(0)
+    rows = []
+    for size in sizes:
+        for batch in batches:
+            image = rng.random((batch, 1, size, size), dtype=np.float32)
+            for name, backend in backends.items():
+                if isinstance(backend, str):
+                    continue
+                ms = _median_ms(lambda b=backend, x=image: b.run("full", x), args.repeat)
+                rows.append({"backend": name, "size": size, "batch": batch, "latency_ms": round(ms, 3),
+                             "images_per_s": round(batch / (ms * 1e-3), 2)})
+    torch_ms = {(r["size"], r["batch"]): r["latency_ms"] for r in rows if r["backend"] == "torch"}
+    for r in rows:
+        base = torch_ms.get((r["size"], r["batch"]))
+        r["speedup_vs_torch"] = round(base / r["latency_ms"], 3) if base else None
+    return {"target": "infer", "model": str(package.root), "graph": "full", "repeat": args.repeat,
+            "unavailable": {k: v for k, v in backends.items() if isinstance(v, str)}, "results": rows,
+            "target_ort_over_torch_at_512": 1.5}
+
+
+TARGETS: dict[str, Callable[[argparse.Namespace], dict]] = {"native": bench_native, "live": bench_live,
+                                                             "infer": bench_infer}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -156,6 +213,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=2048, help="frame height and width (2048)")
     p.add_argument("--repeat", type=int, default=15, help="timed runs per measurement; the median is reported")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the native kernels (0: all cores)")
+    p.add_argument("--model", help="live, infer: model folder (default: the bundled model)")
+    p.add_argument("--backend", default="auto", help="live: inference backend (auto, trt, ort, torch)")
+    p.add_argument("--frames", type=int, default=150, help="live: frames per run (150)")
+    p.add_argument("--fps", type=float, default=30.0, help="live: camera frame rate of the paced run (30)")
+    p.add_argument("--backends", help="infer: comma-separated backends (default: all available)")
+    p.add_argument("--sizes", default="256,512", help="infer: input sizes (default 256,512)")
+    p.add_argument("--batches", default="1,4", help="infer: batch sizes (default 1,4)")
     p.set_defaults(func=run)
 
 
