@@ -115,3 +115,18 @@ def test_cuda_focus_matches_cpu(dtype, shape, tile):
     for name in F.METRICS:
         assert gpu.metrics[name] == pytest.approx(cpu.metrics[name], rel=1e-9, abs=1e-9), name
     np.testing.assert_allclose(gpu.tiles, cpu.tiles, rtol=1e-9, atol=1e-9)
+
+
+def test_cuda_dlpack_tensors_are_preprocessed_in_place_on_the_stream():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch without CUDA")
+    img = _image((300, 200), np.float32, seed=8)
+    expected = pp.preprocess(img, tile=(128, 128), overlap=32)
+    device_img = torch.from_numpy(img).cuda()
+    out = torch.empty(expected.tensor.shape, dtype=torch.float32, device="cuda")
+    stream = torch.cuda.current_stream().cuda_stream
+    assert native.preprocess_dlpack(device_img, out, {"tile_height": 128, "tile_width": 128, "overlap": 32},
+                                    stream) is None
+    assert native.cuda_last_range(stream) == (expected.lo, expected.hi)
+    np.testing.assert_array_equal(out.cpu().numpy(), expected.tensor)

@@ -9,6 +9,7 @@ void bind_build_info(pybind11::module_& m);
 void bind_preprocess(pybind11::module_& m);
 void bind_postprocess(pybind11::module_& m);
 void bind_focus(pybind11::module_& m);
+void bind_dlpack(pybind11::module_& m);
 void bind_engine(pybind11::module_& m);
 
 }  // namespace ifrt::python

@@ -12,5 +12,6 @@ PYBIND11_MODULE(_native, m) {
   ifrt::python::bind_preprocess(m);
   ifrt::python::bind_postprocess(m);
   ifrt::python::bind_focus(m);
+  ifrt::python::bind_dlpack(m);
   ifrt::python::bind_engine(m);
 }

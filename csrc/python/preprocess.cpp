@@ -143,6 +143,13 @@ py::tuple run(const py::array& image, const py::dict& options, py::object out, b
 
 }  // namespace
 
+PreprocessOptions preprocess_options_from(const py::dict& options, const ImageView& image, py::list& keep_alive) {
+  ParsedOptions po = parse_options(options, image);
+  if (po.dark) keep_alive.append(po.dark);
+  if (po.flat) keep_alive.append(po.flat);
+  return po.options;
+}
+
 void bind_preprocess(py::module_& m) {
   m.def("percentile_range", [](const py::array& image, double p_low, double p_high, int64_t channel) {
     const ImageArg img = image_arg(image);
