@@ -1,0 +1,115 @@
+"""`ifrt live SOURCE`: focus feedback while acquiring. SOURCE is a camera index (0), a video file, a folder
+watched for new image files, or `-` with `--raw WxH:TYPE` for raw frames on stdin. JSON lines on stdout
+(one per frame), progress and messages on stderr; `--show` opens an overlay window instead of printing
+frames. Exit status: 0 when the source ended or a limit was reached, 1 when the source was lost (camera
+gone, folder removed), 2 for a usage error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "live", help="focus feedback on a camera, video, watched folder or raw stream (JSON lines or a window)",
+        description="Analyse frames as they arrive: learned focus quality, blur level, certainty, per-tile quality "
+                    "map and classical focus metrics, with end-to-end latency. A reader thread hands frames to "
+                    "the analysis through a one-frame queue: for a camera or a pipe the latest frame wins and "
+                    "replaced frames are counted as dropped; files are all analysed.")
+    p.add_argument("source", nargs="?", default=None,
+                   help="camera index (0, 1, ...), video file, folder to watch, or - for stdin (with --raw)")
+    p.add_argument("--raw", metavar="WxH:TYPE",
+                   help="raw headerless frames on stdin, e.g. 2048x2048:uint16 (TYPE: uint8, uint16, float32)")
+    p.add_argument("--model", help="model folder (default: the bundled model)")
+    p.add_argument("--backend", default="auto", choices=["auto", "trt", "ort", "torch"], help="inference backend")
+    p.add_argument("--size", type=int, default=512, help="longer side the frame is downsampled to for the focus "
+                                                         "graph (default 512)")
+    p.add_argument("--channel", type=int, default=0, help="channel of a multi-channel frame (default 0)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many analysed frames")
+    p.add_argument("--sweep", action="store_true",
+                   help="Z sweep: report the best-focused frame (highest learned quality; the classical metric "
+                        "breaks ties within --sweep-tolerance)")
+    p.add_argument("--sweep-tolerance", type=float, default=0.02,
+                   help="quality difference under which frames count as tied (default 0.02)")
+    p.add_argument("--sweep-metric", default="normalized_variance",
+                   choices=["var_laplacian", "tenengrad", "brenner", "normalized_variance", "vollath_f4"],
+                   help="classical metric that breaks ties (default normalized_variance)")
+    p.add_argument("--no-maps", dest="maps", action="store_false", help="leave the per-tile maps out of the JSON")
+    p.add_argument("--show", action="store_true", help="overlay window (needs OpenCV with GUI: opencv-python)")
+    p.add_argument("--stats-every", type=float, default=5.0, help="seconds between progress lines on stderr "
+                                                                   "(0: none; default 5)")
+    p.add_argument("--any-size", action="store_true",
+                   help="accept frames of any size (default: frames must match the stream's first frame)")
+    p.add_argument("--existing", action="store_true", help="folder: also analyse the files already there")
+    p.add_argument("--reconnect", type=int, default=5, help="camera: reconnect attempts before stopping (default 5)")
+    p.add_argument("--backoff", type=float, default=0.5,
+                   help="camera: first wait before reconnecting, doubled each attempt up to 8 s (default 0.5)")
+    p.set_defaults(func=run)
+
+
+def open_source(args: argparse.Namespace):
+    from ifrt import live
+
+    source = args.source
+    if args.raw:
+        if source not in (None, "-"):
+            raise ValueError(f"--raw reads frames from stdin; give - as the source, not {source!r}")
+        width, height, dtype = live.parse_raw_format(args.raw)
+        return live.RawStreamSource(sys.stdin.buffer, width, height, dtype)
+    if source is None:
+        raise ValueError("give a source: a camera index, a video file, a folder, or - with --raw WxH:TYPE")
+    if source == "-":
+        raise ValueError("stdin needs the frame format: --raw WIDTHxHEIGHT:TYPE, e.g. --raw 2048x2048:uint16")
+    if source.isdigit():
+        return live.camera_source(int(source), reconnect=args.reconnect, backoff=args.backoff)
+    path = Path(source)
+    if path.is_dir():
+        return live.FolderSource(path, existing=args.existing)
+    if path.is_file():
+        return live.video_source(path)
+    raise ValueError(f"{source}: no such camera index, file or folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ifrt import live
+    from ifrt.model_package import ModelPackageError
+    from ifrt.session import Session
+
+    try:
+        source = open_source(args)
+    except (ValueError, live.SourceLost) as exc:
+        print(f"ifrt live: {exc}", file=sys.stderr)
+        return 2
+    viewer = None
+    if args.show:
+        try:
+            viewer = live.OverlayWindow(f"ifrt live: {source.name}", size=args.size)
+        except RuntimeError as exc:
+            print(f"ifrt live: {exc}", file=sys.stderr)
+            return 2
+    try:
+        session = Session(args.model, backend=args.backend)
+    except (ModelPackageError, RuntimeError, ValueError) as exc:
+        print(f"ifrt live: {exc}", file=sys.stderr)
+        return 2
+    options = live.LiveOptions(size=args.size, channel=args.channel, max_frames=args.max_frames, maps=args.maps,
+                               sweep=args.sweep, sweep_tolerance=args.sweep_tolerance,
+                               sweep_metric=args.sweep_metric, stats_every=args.stats_every, any_size=args.any_size)
+    sink = live.json_lines()
+    if viewer is not None:
+        # With a window, stdout keeps the events and the summary; per-frame lines would flood a terminal.
+        write = sink
+        sink = lambda record: write(record) if record["event"] != "frame" else None  # noqa: E731
+    live.stderr_log(f"{source.name} -> model {session.package.root}, backend {session.backend_name}")
+    try:
+        summary = live.run_live(session, source, sink, options, viewer=viewer)
+    finally:
+        if viewer is not None:
+            viewer.close()
+    live.stderr_log(live.format_summary(summary))
+    if summary.error:
+        live.stderr_log(summary.error)
+        return 1
+    return 0

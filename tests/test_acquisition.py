@@ -1,0 +1,93 @@
+"""`ifrt.acquisition.focus_hook`: a pycromanager image processor, driven here with synthetic frames and
+metadata dicts shaped like pycromanager's (no pycromanager needed)."""
+
+import json
+
+import numpy as np
+import pytest
+from ifrt import live
+from ifrt.acquisition import focus_hook
+
+
+@pytest.fixture(scope="module")
+def session(tiny_package):
+    import ifrt
+
+    return ifrt.Session(tiny_package, backend="ort")
+
+
+@pytest.fixture(scope="module")
+def stack():
+    return live.sweep_frames(size=128, count=5)
+
+
+def pycromanager_metadata(z: int, time: int = 0) -> dict:
+    return {"Axes": {"z": z, "time": time}, "ZPosition_um_Intended": -1.0 + 0.5 * z, "PixelType": "GRAY16",
+            "Width": 128, "Height": 128}
+
+
+def test_hook_returns_the_image_untouched_and_the_metadata_with_focus_results(session, stack):
+    hook = focus_hook(session)
+    image = stack[2]
+    before = image.copy()
+    metadata = pycromanager_metadata(2)
+    out_image, out_metadata = hook(image, metadata)
+    assert out_image is image and np.array_equal(image, before)
+    assert out_metadata is metadata
+    expected = session.focus(image)
+    assert out_metadata["ifrt_quality"] == pytest.approx(expected.quality, abs=1e-6)
+    assert out_metadata["ifrt_blur_level"] == expected.blur_level
+    assert out_metadata["ifrt_certainty"] == pytest.approx(float(np.mean(expected.certainty)), abs=1e-6)
+    assert out_metadata["ifrt_var_laplacian"] == pytest.approx(expected.metrics["var_laplacian"])
+    assert out_metadata["ifrt_backend"] == "ort"
+    assert out_metadata["ifrt_latency_ms"] > 0
+    assert out_metadata["Axes"] == {"z": 2, "time": 0}  # pycromanager's own keys are kept
+
+
+def test_hook_metadata_is_plain_json(session, stack):
+    _, metadata = focus_hook(session, maps=True)(stack[0], pycromanager_metadata(0))
+    assert json.loads(json.dumps(metadata)) == metadata
+    assert np.asarray(metadata["ifrt_quality_map"]).shape == (4, 4)
+
+
+def test_every_added_key_has_the_prefix(session, stack):
+    original = pycromanager_metadata(1)
+    _, metadata = focus_hook(session, prefix="focus.")(stack[1], dict(original))
+    added = set(metadata) - set(original)
+    assert added and all(key.startswith("focus.") for key in added)
+
+
+def test_bad_frame_gets_an_error_key_and_the_acquisition_goes_on(session):
+    hook = focus_hook(session)
+    image = np.zeros((64, 64), np.int32)
+    out_image, metadata = hook(image, pycromanager_metadata(0))
+    assert out_image is image
+    assert metadata["ifrt_error"] == "int32 pixels are not supported (expected uint8, uint16 or float32)"
+    assert "ifrt_quality" not in metadata
+    assert (hook.images, hook.errors) == (0, 1)
+
+
+def test_sweep_marks_the_best_image_of_each_stack(session, stack):
+    hook = focus_hook(session, sweep=True)
+    records = {}
+    for time_point in (0, 1):
+        for z, image in enumerate(stack if time_point == 0 else stack[::-1]):
+            _, metadata = hook(image, pycromanager_metadata(z, time_point))
+            records[(time_point, z)] = metadata
+    assert len(hook.stacks) == 2
+    for time_point in (0, 1):
+        expected = live.SweepTracker()
+        for z in range(5):
+            m = records[(time_point, z)]
+            expected.add(z, f"z={z}", m["ifrt_quality"], {"normalized_variance": m["ifrt_normalized_variance"]})
+        best = hook.best(time=time_point)
+        assert best["quality"] == expected.best()["quality"]
+        assert best["label"] == f"z={expected.best()['frame']}, time={time_point}"
+        assert best["z_um"] == -1.0 + 0.5 * expected.best()["frame"]
+        assert records[(time_point, 4)]["ifrt_sweep_best_image"] == best["label"]
+
+
+def test_metadata_that_is_not_a_dict_passes_through(session, stack):
+    hook = focus_hook(session)
+    assert hook(stack[0], None) == (stack[0], None)
+    assert hook.errors == 1

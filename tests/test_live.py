@@ -1,0 +1,439 @@
+"""`ifrt.live`: the hand-over queue, the sources, frame checks, the sweep rule and the live loop."""
+
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+from ifrt import live
+from ifrt.imageio import write_image_atomic
+
+
+def frame(index: int, shape=(64, 64), dtype=np.uint16) -> live.Frame:
+    return live.Frame(np.full(shape, index, dtype), index, f"frame {index}", 0.0)
+
+
+def drain(source, stop=None) -> list:
+    return list(source.frames(stop or threading.Event()))
+
+
+def structured(shape=(64, 64), seed=0, dtype=np.uint16) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (1000 + 20000 * rng.random(shape)).astype(dtype)
+
+
+@pytest.fixture(scope="module")
+def session(tiny_package):
+    import ifrt
+
+    return ifrt.Session(tiny_package, backend="ort")
+
+
+# ---- FrameQueue --------------------------------------------------------------------------------------------
+
+
+def test_latest_frame_wins_when_the_loop_is_behind():
+    frames = live.FrameQueue(capacity=1, drop=True)
+    for i in range(3):
+        frames.put(frame(i))
+    assert frames.get(timeout=0).index == 2
+    assert frames.dropped == 2
+
+
+def test_queue_holds_at_most_its_capacity():
+    frames = live.FrameQueue(capacity=2, drop=True)
+    for i in range(100):
+        frames.put(frame(i))
+    assert len(frames) == 2
+    assert [frames.get(timeout=0).index for _ in range(2)] == [98, 99]
+    assert frames.dropped == 98
+
+
+def test_waiting_queue_loses_no_frame():
+    frames = live.FrameQueue(capacity=1, drop=False)
+    stop = threading.Event()
+
+    def produce():
+        for i in range(20):
+            frames.put(frame(i), stop)
+        frames.close()
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    received = []
+    while (item := frames.get(timeout=5)) is not None:
+        received.append(item.index)
+    producer.join()
+    assert received == list(range(20))
+    assert frames.dropped == 0
+
+
+def test_notices_are_not_dropped_with_frames():
+    frames = live.FrameQueue(capacity=1, drop=True)
+    frames.put(frame(0))
+    frames.put(live.Notice("reconnecting", "camera 0: reconnect attempt 1 of 5 failed"))
+    frames.put(frame(1))
+    assert isinstance(frames.get(timeout=0), live.Notice)
+    assert frames.get(timeout=0).index == 1
+
+
+def test_closed_queue_drains_then_returns_none():
+    frames = live.FrameQueue()
+    frames.put(frame(7))
+    frames.close()
+    assert frames.get(timeout=0).index == 7
+    assert frames.get(timeout=0) is None
+
+
+# ---- raw frames on a stream --------------------------------------------------------------------------------
+
+
+def test_raw_format_parses_width_height_and_type():
+    assert live.parse_raw_format("2048x1536:uint16") == (2048, 1536, np.dtype(np.uint16))
+    assert live.parse_raw_format("64X32:float32") == (64, 32, np.dtype(np.float32))
+
+
+def test_raw_format_error_shows_the_expected_form():
+    with pytest.raises(ValueError, match=r"expected WIDTHxHEIGHT:TYPE .*uint8, uint16, float32"):
+        live.parse_raw_format("2048x2048:int32")
+
+
+def test_raw_stream_yields_frames_and_reports_a_truncated_last_frame():
+    frames = [structured((4, 6), seed=i) for i in range(3)]
+    data = b"".join(f.tobytes() for f in frames) + b"\x00" * 5
+    items = drain(live.RawStreamSource(io.BytesIO(data), 6, 4, np.uint16))
+    assert [i.image.tolist() for i in items[:3]] == [f.tolist() for f in frames]
+    assert isinstance(items[3], live.Notice) and items[3].kind == "skipped"
+    assert "ended 5 bytes into frame 3, which needs 48 (6x4 uint16)" in items[3].message
+
+
+# ---- frame checks ------------------------------------------------------------------------------------------
+
+
+def test_first_frame_fixes_the_stream_size():
+    check = live.FrameCheck()
+    assert check.problem(np.zeros((64, 64), np.uint16)) is None
+    reason = check.problem(np.zeros((32, 48), np.uint16))
+    assert reason.startswith("48x32 frame, but this stream is 64x64")
+
+
+def test_unsupported_pixel_type_is_named():
+    assert live.FrameCheck().problem(np.zeros((8, 8), np.int32)) == \
+        "int32 pixels are not supported (expected uint8, uint16 or float32)"
+
+
+def test_bit_depth_change_mid_stream_is_a_problem():
+    check = live.FrameCheck()
+    check.problem(np.zeros((8, 8), np.uint16))
+    assert check.problem(np.zeros((8, 8), np.uint8)).startswith("uint8 pixels, but this stream is uint16")
+
+
+def test_any_size_accepts_a_new_size():
+    check = live.FrameCheck(any_size=True)
+    check.problem(np.zeros((64, 64), np.uint16))
+    assert check.problem(np.zeros((32, 32), np.uint16)) is None
+
+
+def test_colour_camera_frame_becomes_single_channel():
+    bgr = np.zeros((4, 4, 3), np.uint8)
+    bgr[..., 1] = 200
+    assert live.single_channel(bgr).tolist() == [[200] * 4] * 4
+
+
+# ---- sweep rule --------------------------------------------------------------------------------------------
+
+
+def test_sweep_best_is_the_highest_quality_when_alone_in_its_band():
+    sweep = live.SweepTracker(tolerance=0.02, metric="normalized_variance")
+    for i, q in enumerate([0.2, 0.5, 0.9, 0.6]):
+        sweep.add(i, f"z{i}", q, {"normalized_variance": 10.0 - i})
+    best = sweep.best()
+    assert (best["frame"], best["decided_by"]) == (2, "quality")
+
+
+def test_sweep_ties_in_quality_are_broken_by_the_classical_metric():
+    sweep = live.SweepTracker(tolerance=0.02, metric="normalized_variance")
+    sweep.add(0, "z0", 0.90, {"normalized_variance": 5.0})
+    sweep.add(1, "z1", 0.91, {"normalized_variance": 7.0})
+    sweep.add(2, "z2", 0.895, {"normalized_variance": 6.0})
+    sweep.add(3, "z3", 0.70, {"normalized_variance": 99.0})
+    best = sweep.best()
+    assert best["frame"] == 1
+    assert best["tied"] == 3
+    assert best["decided_by"].startswith("normalized_variance")
+
+
+def test_sweep_forgets_frames_that_fall_out_of_the_band():
+    sweep = live.SweepTracker(tolerance=0.02)
+    sweep.add(0, "z0", 0.5, {"normalized_variance": 100.0})
+    assert sweep.add(1, "z1", 0.9, {"normalized_variance": 1.0}) is True
+    assert sweep.best()["frame"] == 1
+    assert sweep.best()["tied"] == 1
+
+
+# ---- camera: disconnect, reconnect, give up ----------------------------------------------------------------
+
+
+class FakeCapture:
+    """A capture that delivers `frames` frames and then fails reads, like an unplugged camera;
+    `frames=None` is a device that cannot be opened."""
+
+    def __init__(self, frames, shape=(64, 64)):
+        self.left, self.shape, self.released = frames, shape, False
+
+    def isOpened(self):  # noqa: N802 - OpenCV's name
+        return self.left is not None and not self.released
+
+    def read(self):
+        if not self.isOpened() or self.left == 0:
+            return False, None
+        self.left -= 1
+        return True, structured(self.shape, seed=self.left)
+
+    def release(self):
+        self.released = True
+
+
+class FakeCameraDriver:
+    """Connection i delivers `connections[i]` frames; between connections `failed_opens` opens fail;
+    after the last connection the camera never comes back."""
+
+    def __init__(self, connections, failed_opens=0):
+        self.pending, self.failed_opens = list(connections), failed_opens
+        self.captures: list[FakeCapture] = []
+        self._to_fail = 0
+
+    def open(self):
+        if self._to_fail or not self.pending:
+            self._to_fail = max(self._to_fail - 1, 0)
+            capture = FakeCapture(None)
+        else:
+            capture = FakeCapture(self.pending.pop(0))
+            self._to_fail = self.failed_opens
+        self.captures.append(capture)
+        return capture
+
+
+def test_camera_reconnects_after_a_disconnect_and_continues():
+    driver = FakeCameraDriver([3, 2], failed_opens=2)
+    source = live.CaptureSource(driver.open, "camera 0", camera=True, reconnect=5, backoff=0.001)
+    items = []
+    with pytest.raises(live.SourceLost):
+        for item in source.frames(threading.Event()):
+            items.append(item)
+    frames = [i for i in items if isinstance(i, live.Frame)]
+    kinds = [i.kind for i in items if isinstance(i, live.Notice)]
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4]
+    assert kinds[:4] == ["disconnected", "reconnecting", "reconnecting", "reconnected"]
+
+
+def test_camera_that_does_not_come_back_stops_with_a_message():
+    driver = FakeCameraDriver([2])
+    source = live.CaptureSource(driver.open, "camera 0", camera=True, reconnect=3, backoff=0.001)
+    with pytest.raises(live.SourceLost, match=r"camera 0: disconnected after 2 frames and did not come back "
+                                              r"\(3 reconnect attempts"):
+        drain(source)
+    assert all(c.released for c in driver.captures)
+
+
+def test_camera_that_cannot_be_opened_says_so():
+    source = live.CaptureSource(lambda: FakeCapture(None), "camera 3", camera=True)
+    with pytest.raises(live.SourceLost, match="camera 3: cannot open"):
+        drain(source)
+
+
+def test_video_file_ends_without_reconnecting():
+    driver = FakeCameraDriver([4])
+    items = drain(live.CaptureSource(driver.open, "clip.avi", camera=False))
+    assert len(items) == 4 and all(isinstance(i, live.Frame) for i in items)
+    assert len(driver.captures) == 1 and driver.captures[0].released
+
+
+# ---- watched folder ----------------------------------------------------------------------------------------
+
+
+def folder_stream(folder, **options):
+    """Run a FolderSource in a thread, collecting items; returns (items, stop, thread, errors)."""
+    source = live.FolderSource(folder, poll=0.01, settle=0.05, **options)
+    items, errors, stop = [], [], threading.Event()
+
+    def run():
+        try:
+            for item in source.frames(stop):
+                items.append(item)
+        except live.SourceLost as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return items, stop, thread, errors
+
+
+def wait_for(condition, timeout=10.0):
+    done = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return True
+        done.wait(0.01)
+    return condition()
+
+
+def test_folder_reads_a_file_only_once_it_is_complete(tmp_path):
+    image = structured((64, 64))
+    (tmp_path / "old.tif").write_bytes(b"")  # present at start: ignored
+    items, stop, thread, _ = folder_stream(tmp_path)
+    encoded = io.BytesIO()
+    import tifffile
+
+    tifffile.imwrite(encoded, image)
+    data = encoded.getvalue()
+    path = tmp_path / "new.tif"
+    with open(path, "wb") as fh:  # a writer that pauses half-way through the file
+        fh.write(data[: len(data) // 2])
+        fh.flush()
+        threading.Event().wait(0.3)
+        fh.write(data[len(data) // 2:])
+    assert wait_for(lambda: items)
+    stop.set()
+    thread.join(5)
+    assert len(items) == 1
+    assert items[0].label == "new.tif"
+    assert np.array_equal(items[0].image, image)
+
+
+def test_folder_skips_an_unreadable_file_with_the_reason(tmp_path):
+    items, stop, thread, _ = folder_stream(tmp_path, give_up=0.2)
+    (tmp_path / "broken.png").write_bytes(b"not an image at all")
+    write_image_atomic(tmp_path / "good.tif", structured())
+    assert wait_for(lambda: len(items) == 2)
+    stop.set()
+    thread.join(5)
+    skipped = [i for i in items if isinstance(i, live.Notice)]
+    assert len(skipped) == 1 and skipped[0].label == "broken.png"
+    assert "not a TIFF, PNG or JPEG file" in skipped[0].message
+    assert [i.label for i in items if isinstance(i, live.Frame)] == ["good.tif"]
+
+
+def test_folder_that_disappears_ends_the_stream_with_a_message(tmp_path):
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    items, stop, thread, errors = folder_stream(watched)
+    write_image_atomic(watched / "a.tif", structured())
+    assert wait_for(lambda: items)
+    (watched / "a.tif").unlink()
+    watched.rmdir()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert len(errors) == 1
+    assert str(errors[0]) == f"{watched}: the watched folder disappeared (deleted, renamed or unmounted) after " \
+                             "1 frames; stopping"
+
+
+def test_a_file_path_is_not_a_folder_to_watch(tmp_path):
+    (tmp_path / "x.tif").write_bytes(b"")
+    with pytest.raises(live.SourceLost, match="not a folder"):
+        live.FolderSource(tmp_path / "x.tif")
+
+
+# ---- latency ring ------------------------------------------------------------------------------------------
+
+
+def test_latency_recorder_keeps_only_the_latest_values():
+    recorder = live.LatencyRecorder(capacity=4)
+    for ms in range(10):
+        recorder.add(float(ms))
+    assert recorder.last().tolist() == [6.0, 7.0, 8.0, 9.0]
+    assert recorder.last(2).tolist() == [8.0, 9.0]
+    assert recorder.count == 10
+
+
+# ---- the loop, with the tiny model -------------------------------------------------------------------------
+
+
+def run(session, source, **options):
+    records = []
+    summary = live.run_live(session, source, records.append, live.LiveOptions(stats_every=0, **options),
+                            log=lambda message: None)
+    json.dumps(records)  # every record is JSON
+    return records, summary
+
+
+def test_every_frame_is_analysed_or_counted_as_dropped(session):
+    images = [structured(seed=i) for i in range(3)]
+    records, summary = run(session, live.ArraySource(images, count=40, live=True))
+    analysed = [r for r in records if r["event"] == "frame"]
+    assert summary.frames == len(analysed)
+    assert summary.frames + summary.dropped == 40
+    assert records[-1]["event"] == "summary" and records[-1]["frames"] == summary.frames
+
+
+def test_frame_record_has_scores_map_metrics_and_latency(session):
+    records, summary = run(session, live.ArraySource([structured((128, 96))], count=1))
+    record = records[0]
+    assert record["event"] == "frame"
+    assert 0.0 <= record["quality"] <= 1.0
+    assert len(record["blur_probabilities"]) == session.package.blur_levels
+    assert np.asarray(record["quality_map"]).shape == (4, 3)
+    assert set(record["metrics"]) == {"var_laplacian", "tenengrad", "brenner", "normalized_variance", "vollath_f4"}
+    assert record["timings_ms"]["latency"] > 0
+    assert summary.latency_ms["p50"] is not None and summary.latency_ms["p99"] >= summary.latency_ms["p50"]
+
+
+def test_wrong_size_and_dtype_frames_are_skipped_and_the_loop_continues(session):
+    images = [structured(), structured((32, 32)), structured(dtype=np.float32).astype(np.int32), structured(seed=2)]
+    records, summary = run(session, live.ArraySource(images, count=4, live=False))
+    assert [r["frame"] for r in records if r["event"] == "frame"] == [0, 3]
+    skipped = [r for r in records if r["event"] == "skipped"]
+    assert [r["frame"] for r in skipped] == [1, 2]
+    assert skipped[0]["reason"].startswith("32x32 frame, but this stream is 64x64")
+    assert skipped[1]["reason"] == "int32 pixels are not supported (expected uint8, uint16 or float32)"
+    assert summary.skipped == 2 and summary.frames == 2
+
+
+def test_frame_with_nan_pixels_is_skipped(session):
+    bad = structured(dtype=np.float32).astype(np.float32)
+    bad[3, 3] = np.nan
+    records, summary = run(session, live.ArraySource([structured(dtype=np.float32).astype(np.float32), bad],
+                                                     count=2, live=False))
+    skipped = [r for r in records if r["event"] == "skipped"]
+    assert summary.frames == 1 and len(skipped) == 1
+    assert skipped[0]["reason"].startswith("1 pixels are NaN or infinite")
+
+
+def test_max_frames_stops_the_loop(session):
+    records, summary = run(session, live.ArraySource([structured()], count=1000, live=False), max_frames=3)
+    assert summary.frames == 3
+    assert summary.stop == "--max-frames 3 reached"
+
+
+def test_lost_camera_stops_the_loop_cleanly_with_the_reason(session):
+    driver = FakeCameraDriver([3, 2], failed_opens=1)
+    source = live.CaptureSource(driver.open, "camera 0", camera=True, reconnect=2, backoff=0.001)
+    records, summary = run(session, source)
+    assert summary.frames + summary.dropped == 5
+    assert summary.stop == "source lost"
+    assert summary.error.startswith("camera 0: disconnected after 5 frames and did not come back")
+    notices = [r["kind"] for r in records if r["event"] == "notice"]
+    assert notices[:3] == ["disconnected", "reconnecting", "reconnected"]
+    assert records[-1]["error"] == summary.error
+
+
+def test_sweep_reports_the_frame_the_rule_picks(session):
+    images = live.sweep_frames(size=128, count=5)
+    records, summary = run(session, live.ArraySource(images, count=5, live=False), sweep=True)
+    analysed = [r for r in records if r["event"] == "frame"]
+    expected = live.SweepTracker()
+    for r in analysed:
+        expected.add(r["frame"], r["label"], r["quality"], r["metrics"])
+    best = [r for r in records if r["event"] == "sweep_best"]
+    assert len(best) == 1
+    assert best[0]["frame"] == expected.best()["frame"] == summary.sweep_best["frame"]
+    assert analysed[-1]["sweep_best_frame"] == best[0]["frame"]
+
+
+def test_overlay_is_a_colour_image_of_the_display_size(session):
+    image = structured((256, 128))
+    result = session.focus(image)
+    canvas = live.render_overlay(image, result, "12 frames", display=128)
+    assert canvas.shape == (128, 64, 3) and canvas.dtype == np.uint8
