@@ -35,7 +35,7 @@ def _segments(rng: np.random.Generator, anatomy: Anatomy, involved: float) -> np
         return np.ones_like(anatomy.tuft)
     field = smooth_noise(rng, anatomy.size, 4)
     threshold = np.quantile(field[anatomy.tuft > 0.5], 1 - involved) if (anatomy.tuft > 0.5).any() else 0.0
-    return np.clip((field - threshold) * 3 + 0.5, 0, 1).astype(np.float32)
+    return np.clip((field - threshold) * 1.5 + 0.5, 0, 1).astype(np.float32)  # soft edges: lesions fade out
 
 
 def deposits(rng: np.random.Generator, anatomy: Anatomy, finding: Finding) -> np.ndarray:
