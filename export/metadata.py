@@ -8,16 +8,9 @@ import json
 from pathlib import Path
 
 from ifrt._version import __version__
+from ifrt.model_package import sha256_file
 
 PREFIX = "ifrt."
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def config_hash(record: dict) -> str:
