@@ -33,8 +33,9 @@ def test_labels_the_layout_does_not_give_stay_unknown(lab):
 
 def test_images_outside_patient_folders_are_skipped_and_listed(lab):
     _touch(lab / "MN" / "loose.tif")
+    _touch(lab / "top.tif")
     index = index_folder(lab)
-    assert index.skipped == ["MN/loose.tif"]
+    assert index.skipped == ["top.tif", "MN/loose.tif"]
     assert "MN/loose.tif" not in [r.path for r in index.rows]
 
 

@@ -48,6 +48,7 @@ def index_folder(root: str | os.PathLike, *, manifest_dir: str | os.PathLike | N
                             "with its manifest; image paths are relative to the manifest and stay inside)")
     rows, skipped = [], []
     owner: dict[str, str] = {}
+    skipped += [p.name for p in sorted(root.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     for diagnosis_dir in sorted(p for p in root.iterdir() if p.is_dir() and _visible(p)):
         diagnosis = None if diagnosis_dir.name.lower() == UNKNOWN_DIAGNOSIS else diagnosis_dir.name
         for loose in sorted(p for p in diagnosis_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
