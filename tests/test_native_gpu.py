@@ -130,3 +130,12 @@ def test_cuda_dlpack_tensors_are_preprocessed_in_place_on_the_stream():
                                     stream) is None
     assert native.cuda_last_range(stream) == (expected.lo, expected.hi)
     np.testing.assert_array_equal(out.cpu().numpy(), expected.tensor)
+
+
+@pytest.mark.parametrize("options", [{}, {"norm": "minmax", "dtype": "float16"}, {"tile": (64, 64), "overlap": 16}])
+def test_cuda_graph_replays_give_the_direct_result(options):
+    img = _image((150, 130), np.float32, seed=9)
+    expected = pp.preprocess(img, **options)
+    tensor, lo, hi = native.cuda_preprocess_graph(img, pp.PreprocessOptions(**options).to_native(), 3)
+    assert (lo, hi) == (expected.lo, expected.hi)
+    np.testing.assert_array_equal(tensor, expected.tensor)

@@ -93,6 +93,35 @@ NormRange preprocess(const ImageView& image, const PreprocessOptions& options, v
   return range;
 }
 
+NormRange preprocess_graph(const ImageView& image, const PreprocessOptions& options, void* out, size_t out_bytes,
+                           int replays) {
+  if (options.dark || options.flat) fail(ErrorCode::InvalidArgument, "preprocess_graph: dark/flat not supported here");
+  if (replays < 1) fail(ErrorCode::InvalidArgument, "preprocess_graph: replays must be >= 1");
+  const PreprocessPlan plan = plan_preprocess(image, options);
+  const ImageView im = checked_input(image);
+  const size_t need = preprocess_bytes(plan, options.out_dtype);
+  if (!out || out_bytes < need) fail(ErrorCode::InvalidArgument, "output buffer is null or too small");
+  Stream s;
+  const size_t extent = image_extent(im);
+  DeviceBuffer d_image(extent), d_out(need);
+  ImageView dim = im;
+  dim.data = d_image.get();
+  NormRange range;
+  {
+    Workspace ws;
+    PreprocessGraph graph(dim, options, d_out.get(), need, ws, s.get());
+    for (int i = 0; i < replays; ++i) {
+      IFRT_CUDA_CHECK(cudaMemsetAsync(d_out.get(), 0, need, s.get()));  // each replay must write it all again
+      upload(d_image.get(), im.data, extent, s);
+      graph.launch(s.get());
+    }
+    download(out, d_out.get(), need, s);
+    download(&range, ws.device_range(), sizeof(range), s);
+    s.sync();
+  }
+  return range;
+}
+
 void softmax(const float* logits, int64_t n, int64_t k, float temperature, float* probs) {
   if (!logits || !probs) fail(ErrorCode::InvalidArgument, "softmax: logits or output pointer is null");
   if (n < 0 || k < 1) fail(ErrorCode::InvalidArgument, "softmax: logits shape is invalid (need at least one class)");

@@ -79,6 +79,26 @@ void preprocess(const ImageView& image, const PreprocessOptions& options, void* 
 // Waits for `stream` and copies the workspace's range to the host (the one synchronizing call here).
 NormRange read_range(const Workspace& ws, void* stream);
 
+// Preprocessing recorded once into a CUDA graph for fixed shapes and buffers (the live-view loop:
+// same camera buffer, same output). launch() replays it: new pixels in the same device buffer give
+// the new tensor, with one launch instead of the handful of kernels and memsets. The kernels above
+// are capture-safe once the workspace exists (the constructor makes sure of that); the same
+// capture can be extended by the caller around an engine's enqueue. `stream` must not be the
+// legacy default stream.
+class PreprocessGraph {
+ public:
+  PreprocessGraph(const ImageView& image, const PreprocessOptions& options, void* out, size_t out_bytes,
+                  Workspace& ws, void* stream);
+  ~PreprocessGraph();
+  PreprocessGraph(const PreprocessGraph&) = delete;
+  PreprocessGraph& operator=(const PreprocessGraph&) = delete;
+  void launch(void* stream);
+
+ private:
+  void* graph_ = nullptr;  // cudaGraph_t
+  void* exec_ = nullptr;   // cudaGraphExec_t
+};
+
 void softmax(const float* logits, int64_t n, int64_t k, float temperature, float* probs, void* stream);
 
 void blend_tiles(const float* tiles, const TileGrid& grid, float* out, int64_t height, int64_t width, void* stream);
@@ -101,6 +121,10 @@ namespace host {
 
 // image.data, dark/flat and out are host memory. Returns the range computed on the device.
 NormRange preprocess(const ImageView& image, const PreprocessOptions& options, void* out, size_t out_bytes);
+// The same through a PreprocessGraph replayed `replays` times (the frame is re-uploaded before each
+// replay); the output is the last replay's.
+NormRange preprocess_graph(const ImageView& image, const PreprocessOptions& options, void* out, size_t out_bytes,
+                           int replays);
 void softmax(const float* logits, int64_t n, int64_t k, float temperature, float* probs);
 void blend_tiles(const float* tiles, const TileGrid& grid, float* out, int64_t height, int64_t width);
 void denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_t height, int64_t width, double lo,

@@ -195,6 +195,22 @@ void bind_preprocess(py::module_& m) {
     return run(image, options, py::none(), true);
   }, py::arg("image"), py::arg("options"), "The CUDA path of preprocess, host arrays in and out (for tests).");
 
+  m.def("cuda_preprocess_graph", [](const py::array& image, const py::dict& options, int replays) {
+    const ImageArg img = image_arg(image);
+    const ParsedOptions po = parse_options(options, img.view);
+    const PreprocessPlan plan = plan_preprocess(img.view, po.options);
+    py::array result(numpy_dtype(po.options.out_dtype), out_shape(plan));
+    void* dst = result.mutable_data();
+    const size_t bytes = preprocess_bytes(plan, po.options.out_dtype);
+    NormRange range;
+    {
+      py::gil_scoped_release release;
+      range = cuda::host::preprocess_graph(img.view, po.options, dst, bytes, replays);
+    }
+    return py::make_tuple(result, range.lo, range.hi);
+  }, py::arg("image"), py::arg("options"), py::arg("replays") = 3,
+  "preprocess through a captured CUDA graph replayed `replays` times, host arrays in and out (for tests).");
+
   m.def("cuda_bench", [](const py::array_t<uint16_t, py::array::c_style | py::array::forcecast>& frame, int repeat) {
     if (frame.ndim() != 2) fail(ErrorCode::InvalidArgument, "cuda_bench: expected an H x W uint16 frame");
     cuda::KernelTimes t;
