@@ -7,6 +7,7 @@ normalized variance and Vollath F4. Larger means sharper for all of them.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +31,8 @@ class FocusReport:
 def _tile_args(tile: int | tuple[int, int] | None) -> tuple[int, int]:
     if tile is None:
         return 0, 0
-    if isinstance(tile, int):
-        return tile, tile
+    if isinstance(tile, numbers.Integral):
+        return int(tile), int(tile)
     return int(tile[0]), int(tile[1])
 
 
