@@ -43,6 +43,12 @@ def test_every_model_gets_diagnosis_accuracy_at_every_blur_level(report):
         assert entry["diagnosis"]["temperature"] > 0
 
 
+def test_accuracy_is_also_reported_without_stain_negative_images(report):
+    assert 0 < report["stain_positive_images"] <= report["images"]
+    for entry in report["models"].values():
+        assert list(entry["diagnosis"]["stain_positive_accuracy_per_level"]) == ["0", "1", "2", "3", "4"]
+
+
 def test_only_multi_task_models_get_an_iqa_section(report):
     assert "iqa" not in report["models"]["st"]
     iqa = report["models"]["hier"]["iqa"]

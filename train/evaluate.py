@@ -76,7 +76,8 @@ def _run(models: dict[str, DeepMTND], dataset: ManifestDataset, batch_size: int)
 
 
 def _diagnosis_section(logits_by_level: dict[int, np.ndarray], targets_by_level: dict[int, np.ndarray],
-                       patients: list[str], class_names: list[str], temperature: float) -> dict:
+                       patients: list[str], class_names: list[str], temperature: float,
+                       stain_positive: np.ndarray | None = None) -> dict:
     levels = sorted(logits_by_level)
     all_logits = np.concatenate([logits_by_level[lv] for lv in levels])
     all_targets = np.concatenate([targets_by_level[lv] for lv in levels])
@@ -101,6 +102,14 @@ def _diagnosis_section(logits_by_level: dict[int, np.ndarray], targets_by_level:
         hits = [int(pr[idx].mean(0).argmax() == t[idx[0]]) for idx in votes.values()]
         per_level_patient[str(lv)] = float(np.mean(hits)) if hits else float("nan")
     blurred = [lv for lv in levels if lv > 0]
+    # Images whose stain is negative for this patient (manifest `grade` 0) show no deposits at all: their
+    # diagnosis can only be guessed from a single image, so accuracy is also given without them.
+    positive_per_level = {}
+    if stain_positive is not None:
+        for lv in levels:
+            t = targets_by_level[lv]
+            ok = (t >= 0) & stain_positive
+            positive_per_level[str(lv)] = M.accuracy(logits_by_level[lv].argmax(1)[ok], t[ok])
     return {
         "accuracy": M.accuracy(pred, target),
         "accuracy_blurred": float(np.mean([per_level[str(lv)] for lv in blurred])) if blurred else float("nan"),
@@ -109,6 +118,7 @@ def _diagnosis_section(logits_by_level: dict[int, np.ndarray], targets_by_level:
         "confusion": confusion.tolist(),
         "accuracy_per_level": per_level,
         "patient_accuracy_per_level": per_level_patient,
+        "stain_positive_accuracy_per_level": positive_per_level,
         "ece": ece, "reliability": bins, "temperature": temperature, "ece_temperature_scaled": ece_t,
         "reliability_temperature_scaled": bins_t,
     }
@@ -298,6 +308,8 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
     levels = list(range(blur_level_count(cfg)))
     rows = _focus_rows(rows_for_split(data_dir / "manifest.csv", split), max_images)
     patients = [r.patient_id for r in rows]
+    grades = [r.extra.get("grade") for r in rows]
+    stain_positive = np.array([float(g) > 0 for g in grades]) if all(g not in (None, "") for g in grades) else None
 
     outputs_by_level: dict[int, dict] = {}
     for lv in levels:
@@ -309,6 +321,7 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
                     if calibrate else {name: 1.0 for name in models})
 
     report: dict = {"split": split, "images": len(rows), "patients": len(set(patients)), "levels": levels,
+                    "stain_positive_images": None if stain_positive is None else int(stain_positive.sum()),
                     "sigmas": list(cfg.sigmas), "class_names": class_names, "seed": seed, "models": {}}
     for name, model in models.items():
         entry: dict = {"variant": model.cfg.variant, "size": model.cfg.size,
@@ -316,7 +329,7 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
         entry["diagnosis"] = _diagnosis_section(
             {lv: outputs_by_level[lv][name]["diagnosis_logits"] for lv in levels},
             {lv: outputs_by_level[lv]["_targets"]["diagnosis"] for lv in levels}, patients, class_names,
-            temperatures[name])
+            temperatures[name], stain_positive)
         if model.cfg.variant != "st":
             cat = {k: np.concatenate([outputs_by_level[lv][name][k] for lv in levels]) for k in ("blur_logits", "quality")}
             tgt = {k: np.concatenate([outputs_by_level[lv]["_targets"][k] for lv in levels])
@@ -343,8 +356,8 @@ def _fmt(v) -> str:
 def markdown(report: dict) -> str:
     levels = report["levels"]
     lines = [f"# ifrt evaluation — split `{report['split']}`", "",
-             f"{report['images']} in-focus images of {report['patients']} patients, each degraded at every blur "
-             f"level (Gaussian-equivalent sigma {report['sigmas']} px), seed {report['seed']}.", "",
+             f"{report['images']} test images of {report['patients']} patients: each in-focus reference degraded at "
+             f"every blur level (Gaussian-equivalent sigma {report['sigmas']} px), seed {report['seed']}.", "",
              "## Diagnosis accuracy per blur level", "",
              "| model | " + " | ".join(f"level {lv}" for lv in levels) + " | blurred mean | macro-F1 | ECE (T-scaled) |",
              "|---|" + "---|" * (len(levels) + 3)]
@@ -352,6 +365,13 @@ def markdown(report: dict) -> str:
         d = m["diagnosis"]
         lines.append(f"| {name} ({m['variant']}) | " + " | ".join(_fmt(d["accuracy_per_level"][str(lv)]) for lv in levels)
                      + f" | {_fmt(d['accuracy_blurred'])} | {_fmt(d['macro_f1'])} | {_fmt(d['ece'])} ({_fmt(d['ece_temperature_scaled'])}) |")
+    if report.get("stain_positive_images") is not None:
+        lines += ["", f"Stain-positive images only ({report['stain_positive_images']} of {report['images']}; the others "
+                  "show no deposits, so one image alone cannot tell the class):", "",
+                  "| model | " + " | ".join(f"level {lv}" for lv in levels) + " |", "|---|" + "---|" * len(levels)]
+        for name, m in report["models"].items():
+            d = m["diagnosis"]["stain_positive_accuracy_per_level"]
+            lines.append(f"| {name} | " + " | ".join(_fmt(d.get(str(lv))) for lv in levels) + " |")
     lines += ["", "Patient level (mean probabilities over a patient's images):", "",
               "| model | " + " | ".join(f"level {lv}" for lv in levels) + " |", "|---|" + "---|" * len(levels)]
     for name, m in report["models"].items():
