@@ -183,3 +183,17 @@ def test_property_bilinear_resize_matches_opencv_for_any_sizes(src, dst, seed):
     out = pp.preprocess(img, size=dst, resize="bilinear", pad_multiple=1, **IDENTITY).tensor[0, 0]
     ref = cv2.resize(img, (dst[1], dst[0]), interpolation=cv2.INTER_LINEAR).reshape(dst)
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    src=st.tuples(st.integers(2, 120), st.integers(2, 120)),
+    frac=st.tuples(st.floats(0.01, 1.0), st.floats(0.01, 1.0)),
+    seed=st.integers(0, 2**16),
+)
+def test_property_area_shrink_matches_opencv_for_any_sizes(src, frac, seed):
+    dst = (max(1, int(src[0] * frac[0])), max(1, int(src[1] * frac[1])))
+    img = np.random.default_rng(seed).random(src, dtype=np.float32)
+    out = pp.preprocess(img, size=dst, resize="area", pad_multiple=1, **IDENTITY).tensor[0, 0]
+    ref = cv2.resize(img, (dst[1], dst[0]), interpolation=cv2.INTER_AREA).reshape(dst)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5)
