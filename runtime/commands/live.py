@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                                    "(0: none; default 5)")
     p.add_argument("--any-size", action="store_true",
                    help="accept frames of any size (default: frames must match the stream's first frame)")
+    p.add_argument("--every-frame", action="store_true",
+                   help="camera, stdin: analyse every frame, the reader waiting for the analysis instead of "
+                        "replacing waiting frames (for recorded streams; a live camera would fall behind)")
     p.add_argument("--existing", action="store_true", help="folder: also analyse the files already there")
     p.add_argument("--reconnect", type=int, default=5, help="camera: reconnect attempts before stopping (default 5)")
     p.add_argument("--backoff", type=float, default=0.5,
@@ -96,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     options = live.LiveOptions(size=args.size, channel=args.channel, max_frames=args.max_frames, maps=args.maps,
                                sweep=args.sweep, sweep_tolerance=args.sweep_tolerance,
-                               sweep_metric=args.sweep_metric, stats_every=args.stats_every, any_size=args.any_size)
+                               sweep_metric=args.sweep_metric, stats_every=args.stats_every, any_size=args.any_size,
+                               drop=False if args.every_frame else None)
     sink = live.json_lines()
     if viewer is not None:
         # With a window, stdout keeps the events and the summary; per-frame lines would flood a terminal.

@@ -1,0 +1,116 @@
+"""`ifrt live` and `ifrt bench live` from the command line, as a user runs them."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from ifrt.imageio import write_image_atomic
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def frames_of(size=(48, 64), count=3) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [(500 + 30000 * rng.random(size)).astype(np.uint16) for _ in range(count)]
+
+
+def test_raw_frames_on_stdin_with_every_frame_give_one_json_line_each(ifrt_cli, tiny_package):
+    data = b"".join(f.tobytes() for f in frames_of()) + b"\x01\x02\x03"
+    proc = ifrt_cli("live", "-", "--raw", "64x48:uint16", "--every-frame", "--model", str(tiny_package),
+                    "--backend", "ort", "--stats-every", "0", input=data.decode("latin-1"), encoding="latin-1")
+    assert proc.returncode == 0, proc.stderr
+    records = json_lines(proc.stdout)
+    assert [r["frame"] for r in records if r["event"] == "frame"] == [0, 1, 2]
+    skipped = [r for r in records if r["event"] == "skipped"]
+    assert len(skipped) == 1 and "ended 3 bytes into frame 3" in skipped[0]["reason"]
+    summary = records[-1]
+    assert (summary["event"], summary["frames"], summary["skipped"]) == ("summary", 3, 1)
+    assert summary["latency_ms"]["p99"] >= summary["latency_ms"]["p50"] > 0
+    assert "latency p50" in proc.stderr
+
+
+def test_video_file_with_max_frames_and_sweep(ifrt_cli, tiny_package, tmp_path):
+    import cv2
+
+    path = tmp_path / "sweep.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64), isColor=False)
+    if not writer.isOpened():
+        pytest.skip("this OpenCV build cannot write MJPG video")
+    for f in frames_of((64, 64), count=5):
+        writer.write((f >> 8).astype(np.uint8))
+    writer.release()
+    proc = ifrt_cli("live", str(path), "--max-frames", "4", "--sweep", "--no-maps", "--model", str(tiny_package),
+                    "--backend", "ort", "--stats-every", "0")
+    assert proc.returncode == 0, proc.stderr
+    records = json_lines(proc.stdout)
+    analysed = [r for r in records if r["event"] == "frame"]
+    assert len(analysed) == 4 and "quality_map" not in analysed[0]
+    best = [r for r in records if r["event"] == "sweep_best"]
+    assert len(best) == 1 and best[0]["frame"] == analysed[-1]["sweep_best_frame"]
+    assert records[-1]["stop"] == "--max-frames 4 reached"
+    assert "best focus: frame" in proc.stderr
+
+
+def test_watched_folder_that_disappears_stops_with_exit_1(tiny_package, tmp_path):
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "ifrt", "live", str(watched), "--model", str(tiny_package),
+                             "--backend", "ort", "--stats-every", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+
+    def collect():
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=collect, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        # The model loads before watching starts; a file written too early would count as already there.
+        while not any(line.startswith('{"event":"frame"') for line in lines) and time.monotonic() < deadline:
+            write_image_atomic(watched / f"f{int(time.monotonic() * 1000)}.tif", frames_of(count=1)[0])
+            time.sleep(0.5)
+        for path in watched.iterdir():
+            path.unlink()
+        watched.rmdir()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(5)
+    stderr = proc.stderr.read()
+    assert proc.returncode == 1, stderr
+    assert f"{watched}: the watched folder disappeared" in stderr
+    summary = json.loads(lines[-1])
+    assert summary["stop"] == "source lost" and summary["frames"] >= 1
+
+
+def test_missing_source_is_a_usage_error(ifrt_cli):
+    proc = ifrt_cli("live")
+    assert proc.returncode == 2
+    assert "give a source: a camera index, a video file, a folder, or - with --raw" in proc.stderr
+
+
+def test_stdin_without_a_frame_format_is_a_usage_error(ifrt_cli):
+    proc = ifrt_cli("live", "-")
+    assert proc.returncode == 2
+    assert "--raw WIDTHxHEIGHT:TYPE" in proc.stderr
+
+
+def test_bench_live_reports_rates_and_latency_as_json(ifrt_cli, tiny_package):
+    proc = ifrt_cli("bench", "live", "--model", str(tiny_package), "--backend", "ort", "--size", "256",
+                    "--frames", "8", "--fps", "100")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["target"] == "live" and report["frame"]["shape"] == [256, 256]
+    assert report["pipeline"]["frames"] == 8 and report["pipeline"]["dropped"] == 0
+    assert report["camera"]["frames"] + report["camera"]["dropped"] == 8
+    assert report["pipeline"]["latency_ms"]["p99"] >= report["pipeline"]["latency_ms"]["p50"] > 0
+    assert report["sequential"]["frames_per_s"] > 0
