@@ -82,9 +82,7 @@ def test_c_abi_library_matches_python_package_version():
     lib_path = next(lib_dir.glob("libifrt.so*"))
     lib = ctypes.CDLL(str(lib_path))
     lib.ifrt_version.restype = ctypes.c_char_p
-    lib.ifrt_last_error.restype = ctypes.c_char_p
     assert lib.ifrt_version().decode() == ifrt.__version__
-    assert lib.ifrt_last_error() == b""
     from ifrt.native import load
 
     assert lib.ifrt_has_cuda() == int(load().build_info()["with_cuda"])
