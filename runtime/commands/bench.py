@@ -57,6 +57,7 @@ def bench_native(args: argparse.Namespace) -> dict:
     n = native.load()
     if args.threads:
         n.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)  # the same core budget for the OpenCV baseline
     frame = synthetic_frame(args.size)
     p_low, p_high = 1.0, 99.8
     out = np.empty(pp.plan(frame)["shape"], np.float32)
