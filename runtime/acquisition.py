@@ -89,9 +89,10 @@ class FocusHook:
         if self.sweep:
             tracker = self.stacks.setdefault(self._stack(metadata),
                                              SweepTracker(self.sweep_tolerance, self.sweep_metric))
-            label = self._label(metadata, index)
-            extra = {"z_um": self._z_position(metadata)} if self._z_position(metadata) is not None else {}
-            metadata[f"{p}sweep_best"] = bool(tracker.add(index, label, result.quality, result.metrics, **extra))
+            z_um = self._z_position(metadata)
+            extra = {"z_um": z_um} if z_um is not None else {}
+            is_best = tracker.add(index, self._label(metadata, index), result.quality, result.metrics, **extra)
+            metadata[f"{p}sweep_best"] = bool(is_best)
             metadata[f"{p}sweep_best_image"] = tracker.best()["label"]
         metadata[f"{p}backend"] = str(self.session.backend_name)
         metadata[f"{p}latency_ms"] = round((time.perf_counter() - start) * 1e3, 3)

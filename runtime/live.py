@@ -12,7 +12,7 @@
 - `run_live` checks each frame (size and pixel type against the stream's first frame), runs the focus path
   and emits one record per frame or event; a bad frame is skipped with its reason and the loop continues.
 - End-to-end latency runs from the moment a frame is available to ifrt (the camera read returned, the file
-  was found complete, the pipe delivered the last byte) to the moment its record has been written.
+  was found complete, the pipe delivered the last byte) to the moment its record goes to the output.
 - `SweepTracker` picks the best-focused frame of a Z sweep: the highest learned quality, with the classical
   metric breaking ties between frames whose quality is within `tolerance` of the best.
 
@@ -537,10 +537,11 @@ class SweepTracker:
             raise KeyError(f"sweep metric {self.metric!r} missing from the frame's metrics "
                            f"({', '.join(metrics) or 'none computed'})")
         self.frames += 1
-        entry = {"frame": index, "label": label, "quality": float(quality), self.metric: float(metrics[self.metric]),
-                 **extra}
+        quality = round(float(quality), 6)  # as reported in the frame's record, so the pick can be re-derived
+        entry = {"frame": index, "label": label, "quality": quality,
+                 self.metric: float(metrics[self.metric]), **extra}
         if quality > self.top_quality:
-            self.top_quality = float(quality)
+            self.top_quality = quality
             self._band = [e for e in self._band if e["quality"] >= self.top_quality - self.tolerance]
         if quality >= self.top_quality - self.tolerance:
             self._band.append(entry)
@@ -573,6 +574,7 @@ class LiveOptions:
     drop: bool | None = None  # None: latest frame wins for live sources, waiting for file sources
     expect_shape: tuple[int, int] | None = None
     any_size: bool = False
+    warmup: bool = True  # one run of the focus graph on a blank size x size frame before reading starts
 
 
 @dataclass
@@ -644,6 +646,9 @@ def run_live(session, source: FrameSource, sink: Callable[[dict], None], options
     start = time.perf_counter()
     last_report, frames_at_report = start, 0
     first_acquired = None
+    if options.warmup:
+        # The backend's first run allocates and plans for the shape; do it before the first real frame's clock.
+        session.focus(np.zeros((options.size, options.size), np.uint16), size=options.size, metrics=False)
     reader = start_reader(source, frames, stop)
 
     def skip(index, label, reason: str) -> None:
@@ -691,10 +696,10 @@ def run_live(session, source: FrameSource, sink: Callable[[dict], None], options
                 if sweep is not None:
                     record["sweep_best"] = sweep.add(item.index, item.label, result.quality, result.metrics)
                     record["sweep_best_frame"] = sweep.best()["frame"]
-                done = time.perf_counter()
-                record["timings_ms"]["latency"] = round((done - item.acquired) * 1e3, 3)
+                latency_ms = (time.perf_counter() - item.acquired) * 1e3
+                record["timings_ms"]["latency"] = round(latency_ms, 3)
                 sink(record)
-                latencies.add((time.perf_counter() - item.acquired) * 1e3)
+                latencies.add(latency_ms)
                 summary.frames += 1
                 if first_acquired is None:
                     first_acquired = item.acquired
@@ -863,21 +868,29 @@ def benchmark(session, *, size: int = 2048, frames: int = 150, fps: float = 30.0
     def encode(record: dict) -> None:
         json.dumps(record, separators=(",", ":"))
 
+    def cpu_ms(cpu_s: float, n: int) -> float:
+        return round(cpu_s / max(n, 1) * 1e3, 2)
+
     def sequential(s, n: int) -> dict:
         s.focus(images[0], size=focus_size)  # warm-up: graph load, allocations
         times = []
+        cpu = time.process_time()
         for i in range(n):
             frame = images[i % len(images)].copy()
             t0 = time.perf_counter()
             encode(s.focus(frame, size=focus_size).to_dict())
             times.append((time.perf_counter() - t0) * 1e3)
         p = LatencyRecorder.percentiles(np.asarray(times))
-        return {"frames": n, "frames_per_s": round(1e3 / float(np.median(times)), 2), "latency_ms": p}
+        return {"frames": n, "frames_per_s": round(1e3 / float(np.median(times)), 2), "latency_ms": p,
+                "cpu_ms_per_frame": cpu_ms(time.process_time() - cpu, n)}
 
     def live_run(source) -> dict:
+        cpu = time.process_time()
         s = run_live(session, source, encode, options, log=lambda message: None)
         return {"frames": s.frames, "frames_per_s": round(s.frames_per_s, 2), "dropped": s.dropped,
-                "latency_ms": s.latency_ms}
+                "latency_ms": s.latency_ms, "cpu_ms_per_frame": cpu_ms(time.process_time() - cpu, s.frames)}
+
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
     baseline = sequential(session, min(frames, 30))
     pipeline = live_run(ArraySource(images, count=frames, live=False))
@@ -895,6 +908,11 @@ def benchmark(session, *, size: int = 2048, frames: int = 150, fps: float = 30.0
         "pipeline_over_sequential": round(pipeline["frames_per_s"] / baseline["frames_per_s"], 2),
         "target_frames_per_s": 15,
         "meets_target": pipeline["frames_per_s"] >= 15,
+        # On a shared machine frames/s says as much about the neighbours as about ifrt: the process's CPU
+        # time per frame and the load average (runnable processes, against `cpus`) say which it was.
+        "cpus": os.cpu_count(),
+        "load_average_1min": {"before": load_before,
+                              "after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
     }
     if baseline_session is not None:
         report[f"sequential_{baseline_session.backend_name}"] = sequential(baseline_session, min(frames, 10))
