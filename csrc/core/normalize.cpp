@@ -168,7 +168,9 @@ template <typename T>
 std::vector<int64_t> histogram(const ImageView& im, int64_t channel, int64_t bins) {
   std::vector<int64_t> hist(static_cast<size_t>(bins), 0);
   std::mutex merge;
-  parallel_for(im.height, 64, [&](int64_t y0, int64_t y1) {
+  // One chunk per thread: every chunk pays for clearing and merging a table.
+  const int64_t per_thread = (im.height + num_threads() - 1) / num_threads();
+  parallel_for(im.height, std::max<int64_t>(64, per_thread), [&](int64_t y0, int64_t y1) {
     std::vector<int64_t> local(static_cast<size_t>(bins), 0);
     count_rows<T>(im, channel, y0, y1, bins, local.data());
     std::lock_guard<std::mutex> lock(merge);

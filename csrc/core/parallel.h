@@ -1,7 +1,10 @@
 // A small parallel-for over index ranges (image rows) for the CPU kernels.
 //
-// Work below `grain` items per thread runs inline: thread start-up (~20 us) would cost more than it
-// saves on small images. Exceptions thrown by the body are rethrown on the calling thread.
+// Persistent worker threads help the calling thread, which claims chunks itself too, so a worker
+// that the OS schedules late (a busy machine) never holds a call up. Chunks hold at least `grain`
+// items (less work runs inline); their boundaries depend only on the count, the grain and the
+// thread count. Calls from inside a body run inline. Exceptions thrown by the body are rethrown on
+// the calling thread.
 #pragma once
 
 #include <cstdint>
