@@ -1,6 +1,8 @@
 // CPU kernels against hand-computed values and naive references: percentiles, half conversion,
 // preprocess geometry, blending, inverse normalization, softmax, focus metrics.
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <cstring>
 #include <vector>
 
@@ -225,6 +227,26 @@ void test_focus_is_deterministic_across_thread_counts() {
   check_focus_close(a.global, b.global);
 }
 
+void test_parallel_for_covers_every_index_once_and_rethrows() {
+  set_num_threads(2);
+  std::vector<int> hits(1000, 0);
+  parallel_for(1000, 7, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; ++i) ++hits[i];
+    parallel_for(10, 1, [&](int64_t, int64_t) {});  // nested calls run inline
+  });
+  CHECK(std::count(hits.begin(), hits.end(), 1) == 1000);
+  bool rethrown = false;
+  try {
+    parallel_for(100, 1, [](int64_t a, int64_t) {
+      if (a == 0) fail(ErrorCode::Internal, "chunk 0 failed");
+    });
+  } catch (const Error& e) {
+    rethrown = std::string(e.what()) == "chunk 0 failed";
+  }
+  CHECK(rethrown);
+  set_num_threads(0);
+}
+
 void test_bad_inputs_throw_invalid_argument() {
   CHECK(throws_invalid([] {
     ImageView im;  // null data
@@ -278,6 +300,7 @@ int main() {
   test_softmax_with_temperature();
   test_focus_matches_naive_reference_globally_and_per_tile();
   test_focus_is_deterministic_across_thread_counts();
+  test_parallel_for_covers_every_index_once_and_rethrows();
   test_bad_inputs_throw_invalid_argument();
   return TEST_MAIN_RESULT();
 }
