@@ -16,11 +16,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ifrt.model_package import sha256_file
 
 SIDECAR_FORMAT = "ifrt.engine/1"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -178,14 +179,6 @@ def cache_engine_name(onnx_path: str | os.PathLike, spec: EngineBuildSpec) -> st
 # ---- sidecar ---------------------------------------------------------------------------------------
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def sidecar_path(engine_path: str | os.PathLike) -> Path:
     """`model.engine` -> `model.engine.json`."""
     return Path(f"{os.fspath(engine_path)}.json")
@@ -251,21 +244,6 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise SidecarError(f"{path}: invalid JSON ({exc})") from None
     return validate_sidecar(data, str(path))
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename over `path`: never a torn file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _short(digest: str) -> str:
