@@ -39,13 +39,13 @@ from ifrt.engine import (
     make_sidecar,
     profiles_text,
     read_sidecar,
-    sha256_file,
     sidecar_mismatches,
     sidecar_path,
     tensorrt_major,
     tensorrt_version_triple,
-    write_atomic,
 )
+from ifrt.imageio import write_bytes_atomic as write_atomic
+from ifrt.model_package import sha256_file
 
 log = logging.getLogger("ifrt.export.trt")
 

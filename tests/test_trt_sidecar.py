@@ -24,8 +24,8 @@ from ifrt.engine import (
     tensorrt_major,
     tensorrt_version_triple,
     validate_sidecar,
-    write_atomic,
 )
+from ifrt.imageio import write_bytes_atomic as write_atomic
 
 ORIN = GpuIdentity("Orin", "8.7", "GPU-12345678-90ab-cdef-1234-567890abcdef")
 PROFILE = {"image": {"min": [1, 1, 256, 256], "opt": [1, 1, 512, 512], "max": [4, 1, 1024, 1024]}}
