@@ -1,6 +1,7 @@
 """`ifrt live` and `ifrt bench live` from the command line, as a user runs them."""
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -114,3 +115,20 @@ def test_bench_live_reports_rates_and_latency_as_json(ifrt_cli, tiny_package):
     assert report["camera"]["frames"] + report["camera"]["dropped"] == 8
     assert report["pipeline"]["latency_ms"]["p99"] >= report["pipeline"]["latency_ms"]["p50"] > 0
     assert report["sequential"]["frames_per_s"] > 0
+
+
+def test_camera_that_cannot_be_opened_stops_with_exit_1(ifrt_cli, tiny_package):
+    proc = ifrt_cli("live", "97", "--model", str(tiny_package), "--backend", "ort")
+    assert proc.returncode == 1
+    assert "camera 97: cannot open (is it connected, and not in use by another program?)" in proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["stop"] == "source lost"
+
+
+def test_show_without_a_gui_build_of_opencv_says_what_to_install(ifrt_cli):
+    import cv2
+
+    if not re.search(r"GUI:\s+NONE", cv2.getBuildInformation()):
+        pytest.skip("this OpenCV has a GUI")
+    proc = ifrt_cli("live", "0", "--show")
+    assert proc.returncode == 2
+    assert "--show needs OpenCV with GUI support" in proc.stderr and "pip install opencv-python" in proc.stderr
