@@ -7,7 +7,8 @@ Layout written under `out_dir`:
     blur_maps/<patient>/<name>.tif        float32 per-32x32-tile blur severity in level units
     synth.json                            the generator's parameters
 Every random draw comes from seeds derived from (seed, patient, image), so the bytes do not depend on
-the number of worker processes or the order they finish in.
+the number of worker processes or the order they finish in. Same seed, same bytes holds for one platform
+and set of library versions; OpenCV's vectorised filters may round differently on another CPU.
 """
 
 from __future__ import annotations
