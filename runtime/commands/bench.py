@@ -154,12 +154,12 @@ def bench_live(args: argparse.Namespace) -> dict:
     """The live loop on synthetic 2048x2048 uint16 frames (see `ifrt.live.benchmark`)."""
     import importlib.util
 
-    from ifrt.live import benchmark
+    from ifrt.live import benchmark, open_session
     from ifrt.model_package import ModelPackageError
     from ifrt.session import Session
 
     try:
-        session = Session(args.model, backend=args.backend)
+        session = open_session(args.model, backend=args.backend)  # as `ifrt live` opens it
     except (ModelPackageError, RuntimeError) as exc:
         raise SystemExit(f"ifrt bench live: {exc} (give a model folder with --model)") from None
     baseline = None

@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="raw headerless frames on stdin, e.g. 2048x2048:uint16 (TYPE: uint8, uint16, float32)")
     p.add_argument("--model", help="model folder (default: the bundled model)")
     p.add_argument("--backend", default="auto", choices=["auto", "trt", "ort", "torch"], help="inference backend")
+    p.add_argument("--threads", type=int, default=1,
+                   help="onnxruntime inference threads (default 1: preprocessing and metrics use every core; "
+                        "0: one per core)")
     p.add_argument("--size", type=int, default=512, help="longer side the frame is downsampled to for the focus "
                                                          "graph (default 512)")
     p.add_argument("--channel", type=int, default=0, help="channel of a multi-channel frame (default 0)")
@@ -78,7 +81,6 @@ def open_source(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ifrt import live
     from ifrt.model_package import ModelPackageError
-    from ifrt.session import Session
 
     try:
         source = open_source(args)
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"ifrt live: {exc}", file=sys.stderr)
             return 2
     try:
-        session = Session(args.model, backend=args.backend)
+        session = live.open_session(args.model, backend=args.backend, threads=args.threads)
     except (ModelPackageError, RuntimeError, ValueError) as exc:
         print(f"ifrt live: {exc}", file=sys.stderr)
         return 2
