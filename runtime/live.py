@@ -278,7 +278,7 @@ class FolderSource:
                 try:
                     image = read_image(self.folder / name, max_pixels=self.max_pixels)
                 except ImageReadError as exc:
-                    pending[name].failed = str(exc)
+                    pending[name].failed = exc.problem  # the record's label names the file
                     continue
                 done.add(name)
                 del pending[name]
@@ -323,8 +323,8 @@ class RawStreamSource:
             if got == 0:
                 return
             if got < self.frame_bytes:
-                yield Notice("skipped", f"{self.name}: the stream ended {got} bytes into frame {index}, which "
-                                        f"needs {self.frame_bytes} ({self.width}x{self.height} {self.dtype.name}); "
+                yield Notice("skipped", f"the stream ended {got} bytes into frame {index}, which needs "
+                                        f"{self.frame_bytes} ({self.width}x{self.height} {self.dtype.name}); "
                                         f"the partial frame is ignored", index, f"frame {index}")
                 return
             image = np.frombuffer(buffer, self.dtype).reshape(self.height, self.width)
@@ -628,9 +628,8 @@ class LiveSummary:
 
 
 def _reason_key(reason: str) -> str:
-    """Group skip reasons for the summary: the reason without numbers and file names."""
-    reason = reason.split(": ", 1)[1] if re.match(r"^\S+: ", reason) and "/" in reason.split(": ", 1)[0] else reason
-    return re.sub(r"\d+", "N", reason)[:120]
+    """Skip reasons grouped for the summary: sizes and counts replaced by N."""
+    return re.sub(r"\d+", "N", reason)[:160]
 
 
 def stderr_log(message: str) -> None:

@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import threading
 
 import numpy as np
@@ -311,7 +312,7 @@ def test_folder_skips_an_unreadable_file_with_the_reason(tmp_path):
     thread.join(5)
     skipped = [i for i in items if isinstance(i, live.Notice)]
     assert len(skipped) == 1 and skipped[0].label == "broken.png"
-    assert "not a TIFF, PNG or JPEG file" in skipped[0].message
+    assert skipped[0].message.startswith("not a TIFF, PNG or JPEG file")
     assert [i.label for i in items if isinstance(i, live.Frame)] == ["good.tif"]
 
 
@@ -389,6 +390,10 @@ def test_wrong_size_and_dtype_frames_are_skipped_and_the_loop_continues(session)
     assert skipped[0]["reason"].startswith("32x32 frame, but this stream is 64x64")
     assert skipped[1]["reason"] == "int32 pixels are not supported (expected uint8, uint16 or float32)"
     assert summary.skipped == 2 and summary.frames == 2
+    assert summary.skipped_reasons == {
+        "NxN frame, but this stream is NxN; did the ROI or binning change? Restart ifrt live after changing "
+        "camera settings (or use --any-size)": 1,
+        "intN pixels are not supported (expected uintN, uintN or floatN)": 1}
 
 
 def test_frame_with_nan_pixels_is_skipped(session):
@@ -399,6 +404,15 @@ def test_frame_with_nan_pixels_is_skipped(session):
     skipped = [r for r in records if r["event"] == "skipped"]
     assert summary.frames == 1 and len(skipped) == 1
     assert skipped[0]["reason"].startswith("1 pixels are NaN or infinite")
+
+
+def test_progress_lines_report_rate_drops_and_latency(session):
+    messages = []
+    live.run_live(session, live.ArraySource([structured()], count=3, live=False), lambda record: None,
+                  live.LiveOptions(stats_every=1e-9), log=messages.append)
+    assert len(messages) >= 1
+    assert all(re.fullmatch(r"\d+ frames, [\d.]+ frames/s, 0 dropped, 0 skipped, "
+                            r"(latency p50 [\d.]+ ms p99 [\d.]+ ms|no latency yet)", m) for m in messages)
 
 
 def test_max_frames_stops_the_loop(session):
