@@ -182,7 +182,12 @@ class CaptureSource:
 def camera_source(index: int, **options) -> CaptureSource:
     import cv2
 
-    return CaptureSource(lambda: cv2.VideoCapture(index), f"camera {index}", camera=True, **options)
+    def open_camera():
+        capture = cv2.VideoCapture(index)
+        capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # where the driver allows it, it too keeps only the newest frame
+        return capture
+
+    return CaptureSource(open_camera, f"camera {index}", camera=True, **options)
 
 
 def video_source(path: str | os.PathLike, **options) -> CaptureSource:

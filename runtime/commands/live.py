@@ -1,8 +1,8 @@
 """`ifrt live SOURCE`: focus feedback while acquiring. SOURCE is a camera index (0), a video file, a folder
-watched for new image files, or `-` with `--raw WxH:TYPE` for raw frames on stdin. JSON lines on stdout
-(one per frame), progress and messages on stderr; `--show` opens an overlay window instead of printing
-frames. Exit status: 0 when the source ended or a limit was reached, 1 when the source was lost (camera
-gone, folder removed), 2 for a usage error."""
+watched for new image files, or `-` with `--raw WxH:TYPE` for raw frames on stdin (an image file gives one frame). JSON lines on
+stdout (one per frame), progress and messages on stderr; `--show` opens an overlay window instead of
+printing frames. Exit status: 0 when the source ended or a limit was reached, 1 when the source was lost
+(camera gone, folder removed), 2 for a usage error, 130 after Ctrl-C."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the analysis through a one-frame queue: for a camera or a pipe the latest frame wins and "
                     "replaced frames are counted as dropped; files are all analysed.")
     p.add_argument("source", nargs="?", default=None,
-                   help="camera index (0, 1, ...), video file, folder to watch, or - for stdin (with --raw)")
+                   help="camera index (0, 1, ...), video file, folder to watch, image file (one frame), "
+                        "or - for stdin (with --raw)")
     p.add_argument("--raw", metavar="WxH:TYPE",
                    help="raw headerless frames on stdin, e.g. 2048x2048:uint16 (TYPE: uint8, uint16, float32)")
     p.add_argument("--model", help="model folder (default: the bundled model)")
@@ -57,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def open_source(args: argparse.Namespace):
     from ifrt import live
+    from ifrt.imageio import IMAGE_SUFFIXES, read_image
 
     source = args.source
     if args.raw:
@@ -73,6 +75,8 @@ def open_source(args: argparse.Namespace):
     path = Path(source)
     if path.is_dir():
         return live.FolderSource(path, existing=args.existing)
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        return live.ArraySource([read_image(path)], count=1, name=str(path))  # one frame; errors name the file
     if path.is_file():
         return live.video_source(path)
     raise ValueError(f"{source}: no such camera index, file or folder")
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         source = open_source(args)
-    except (ValueError, live.SourceLost) as exc:
+    except (ValueError, live.SourceLost) as exc:  # ImageReadError is a ValueError
         print(f"ifrt live: {exc}", file=sys.stderr)
         return 2
     viewer = None
@@ -103,11 +107,12 @@ def run(args: argparse.Namespace) -> int:
                                sweep=args.sweep, sweep_tolerance=args.sweep_tolerance,
                                sweep_metric=args.sweep_metric, stats_every=args.stats_every, any_size=args.any_size,
                                drop=False if args.every_frame else None)
-    sink = live.json_lines()
+    sink = write = live.json_lines()
     if viewer is not None:
         # With a window, stdout keeps the events and the summary; per-frame lines would flood a terminal.
-        write = sink
-        sink = lambda record: write(record) if record["event"] != "frame" else None  # noqa: E731
+        def sink(record: dict) -> None:
+            if record["event"] != "frame":
+                write(record)
     live.stderr_log(f"{source.name} -> model {session.package.root}, backend {session.backend_name}")
     try:
         summary = live.run_live(session, source, sink, options, viewer=viewer)
@@ -118,4 +123,4 @@ def run(args: argparse.Namespace) -> int:
     if summary.error:
         live.stderr_log(summary.error)
         return 1
-    return 0
+    return 130 if summary.stop == "interrupted" else 0
