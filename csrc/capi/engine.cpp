@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "capi/guard.h"
+#include "capi/image.h"
 #include "core/log.h"
 
 #if IFRT_WITH_TENSORRT
@@ -23,6 +24,7 @@ namespace {
 
 using ifrt::ErrorCode;
 using ifrt::fail;
+using ifrt::capi::enum_code;
 
 #if IFRT_WITH_TENSORRT
 
@@ -45,7 +47,8 @@ ifrt::trt::BuildOptions build_options(const ifrt_engine_options& o) {
   return options;
 }
 
-ifrt::trt::DType to_dtype(ifrt_engine_dtype dtype, const std::string& tensor) {
+ifrt::trt::DType to_dtype(const ifrt_engine_dtype& field, const std::string& tensor) {
+  const int dtype = enum_code(field);  // any int a C caller stored, without loading it as the enum
   switch (dtype) {
     case IFRT_ENGINE_FLOAT32: return ifrt::trt::DType::Float32;
     case IFRT_ENGINE_FLOAT16: return ifrt::trt::DType::Float16;
@@ -56,7 +59,7 @@ ifrt::trt::DType to_dtype(ifrt_engine_dtype dtype, const std::string& tensor) {
     case IFRT_ENGINE_INT64: return ifrt::trt::DType::Int64;
     case IFRT_ENGINE_BOOL: return ifrt::trt::DType::Bool;
   }
-  fail(ErrorCode::InvalidArgument, tensor + ": dtype " + std::to_string(static_cast<int>(dtype)) + " is not an ifrt_engine_dtype");
+  fail(ErrorCode::InvalidArgument, tensor + ": dtype " + std::to_string(dtype) + " is not an ifrt_engine_dtype");
 }
 
 ifrt_engine_dtype from_dtype(ifrt::trt::DType dtype) {
@@ -79,7 +82,8 @@ ifrt::trt::TensorView to_view(const ifrt_engine_tensor& t, const char* role, siz
     fail(ErrorCode::InvalidArgument, name + ": ndim " + std::to_string(t.ndim) + " is outside 0.." +
                                          std::to_string(IFRT_ENGINE_MAX_DIMS));
   }
-  if (t.memory != IFRT_ENGINE_HOST && t.memory != IFRT_ENGINE_DEVICE) {
+  const int memory = enum_code(t.memory);
+  if (memory != IFRT_ENGINE_HOST && memory != IFRT_ENGINE_DEVICE) {
     fail(ErrorCode::InvalidArgument, name + ": memory must be IFRT_ENGINE_HOST or IFRT_ENGINE_DEVICE");
   }
   ifrt::trt::TensorView view;
@@ -91,7 +95,7 @@ ifrt::trt::TensorView to_view(const ifrt_engine_tensor& t, const char* role, siz
   }
   view.data = t.data;
   view.capacity_bytes = t.capacity_bytes;
-  view.memory = t.memory == IFRT_ENGINE_DEVICE ? ifrt::trt::Memory::Device : ifrt::trt::Memory::Host;
+  view.memory = memory == IFRT_ENGINE_DEVICE ? ifrt::trt::Memory::Device : ifrt::trt::Memory::Host;
   return view;
 }
 

@@ -32,8 +32,14 @@ IFRT_API ifrt_status ifrt_denormalize(const ifrt_image* y, double lo, double hi,
     if (y->channels != 1 || (y->pixel_stride != 0 && y->pixel_stride != dtype_size(in))) {
       fail(ErrorCode::InvalidArgument, "y: must be one channel with adjacent pixels");
     }
-    const int64_t row_stride = y->row_stride ? y->row_stride : y->width * dtype_size(in);
-    if (row_stride % dtype_size(in) != 0) fail(ErrorCode::InvalidArgument, "y: row stride is not a multiple of the element size");
+    // Sizes, strides and byte extent checked as for any input image (float16 has uint16's layout).
+    ImageView geometry;
+    geometry.data = y->data;
+    geometry.dtype = in == DType::F16 ? DType::U16 : DType::F32;
+    geometry.height = y->height;
+    geometry.width = y->width;
+    geometry.row_stride = y->row_stride;
+    const int64_t row_stride = checked_input(geometry, "y").row_stride;
     denormalize(y->data, in, row_stride / dtype_size(in), y->height, y->width, lo, hi, out, dtype_from(out_dtype, "out_dtype"));
   });
 }

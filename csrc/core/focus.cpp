@@ -21,8 +21,9 @@ void focus_grid(int64_t height, int64_t width, int64_t* tile_height, int64_t* ti
     *tile_height = height;
     *tile_width = width;
   }
-  *tiles_y = (height + *tile_height - 1) / *tile_height;
-  *tiles_x = (width + *tile_width - 1) / *tile_width;
+  // Rounded-up division that cannot overflow for sizes and tiles up to INT64_MAX.
+  *tiles_y = height / *tile_height + (height % *tile_height != 0);
+  *tiles_x = width / *tile_width + (width % *tile_width != 0);
 }
 
 namespace {

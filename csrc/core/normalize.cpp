@@ -41,18 +41,37 @@ ImageView checked_input(ImageView image, const char* what) {
     fail(ErrorCode::InvalidArgument, msg.str());
   }
   const int64_t es = dtype_size(image.dtype);
+  // Every offset below and in the kernels is int64_t: a descriptor whose pixels span more than 2^63
+  // bytes describes no real buffer and would overflow them, so it is refused first.
+  const int64_t max = std::numeric_limits<int64_t>::max();
+  const auto fits = [max](int64_t a, int64_t b) { return b == 0 || a <= max / b; };  // a * b, both >= 0
+  const auto too_large = [&] {
+    msg << "size " << image.height << "x" << image.width << "x" << image.channels << " with pixel stride "
+        << image.pixel_stride << " and row stride " << image.row_stride << " bytes spans more than 2^63 bytes";
+    fail(ErrorCode::InvalidArgument, msg.str());
+  };
+  if (!fits(image.channels, es)) too_large();
   if (image.pixel_stride == 0) image.pixel_stride = image.channels * es;
-  if (image.row_stride == 0) image.row_stride = image.width * image.pixel_stride;
   if (image.pixel_stride < image.channels * es || image.pixel_stride % es != 0) {
     msg << "pixel stride " << image.pixel_stride << " bytes is invalid for " << image.channels << " "
         << dtype_name(image.dtype) << " channels (must be a multiple of " << es << " and >= " << image.channels * es
         << ")";
     fail(ErrorCode::InvalidArgument, msg.str());
   }
-  if (image.row_stride % es != 0 ||
-      (image.height > 1 && image.row_stride < (image.width - 1) * image.pixel_stride + image.channels * es)) {
+  if (image.row_stride == 0 && !fits(image.width, image.pixel_stride)) too_large();
+  if (image.row_stride == 0) image.row_stride = image.width * image.pixel_stride;
+  // One row's bytes, then all rows': both must be representable.
+  if (!fits(image.width - 1, image.pixel_stride) || (image.width - 1) * image.pixel_stride > max - image.channels * es) {
+    too_large();
+  }
+  const int64_t row_bytes = (image.width - 1) * image.pixel_stride + image.channels * es;
+  if (image.height > 1 && image.row_stride > 0 &&
+      (!fits(image.height - 1, image.row_stride) || (image.height - 1) * image.row_stride > max - row_bytes)) {
+    too_large();
+  }
+  if (image.row_stride % es != 0 || (image.height > 1 && image.row_stride < row_bytes)) {
     msg << "row stride " << image.row_stride << " bytes is invalid for width " << image.width << " (must be a multiple of "
-        << es << " and >= " << image.width * image.pixel_stride << ")";
+        << es << " and >= " << row_bytes << ")";
     fail(ErrorCode::InvalidArgument, msg.str());
   }
   if (reinterpret_cast<uintptr_t>(image.data) % static_cast<uintptr_t>(es) != 0) {

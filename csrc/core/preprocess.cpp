@@ -46,6 +46,12 @@ PreprocessPlan plan_preprocess(const ImageView& image, const PreprocessOptions& 
                " but resize is off (choose bilinear or area)");
   }
   if (o.pad_multiple < 1) bad_option("pad_multiple must be >= 1, got " + std::to_string(o.pad_multiple));
+  // Bounded before any arithmetic on them, so that padding and tiling cannot overflow int64_t.
+  constexpr int64_t kMaxSide = int64_t(1) << 24;
+  if (p.resized_height > kMaxSide || p.resized_width > kMaxSide || o.pad_multiple > kMaxSide) {
+    bad_option("output size " + std::to_string(p.resized_height) + "x" + std::to_string(p.resized_width) +
+               " or pad_multiple " + std::to_string(o.pad_multiple) + " is too large (at most 16777216)");
+  }
   p.frame_height = (p.resized_height + o.pad_multiple - 1) / o.pad_multiple * o.pad_multiple;
   p.frame_width = (p.resized_width + o.pad_multiple - 1) / o.pad_multiple * o.pad_multiple;
   if ((o.tile_height == 0) != (o.tile_width == 0) || o.tile_height < 0 || o.tile_width < 0) {
@@ -68,8 +74,13 @@ PreprocessPlan plan_preprocess(const ImageView& image, const PreprocessOptions& 
     p.tiles_y = tile_count(p.frame_height, p.tile_height, o.tile_overlap);
     p.tiles_x = tile_count(p.frame_width, p.tile_width, o.tile_overlap);
   }
-  if (p.frame_height > (int64_t(1) << 24) || p.frame_width > (int64_t(1) << 24) || p.elements() > (int64_t(1) << 36)) {
-    bad_option("output of " + std::to_string(p.elements()) + " elements is too large");
+  // elements = (tiles_y * tile_height) * (tiles_x * tile_width); each factor is below 2^50 here.
+  constexpr int64_t kMaxElements = int64_t(1) << 36;
+  const int64_t rows = p.tiles_y * p.tile_height, cols = p.tiles_x * p.tile_width;
+  if (p.frame_height > kMaxSide || p.frame_width > kMaxSide || rows > kMaxElements || cols > kMaxElements ||
+      rows > kMaxElements / cols) {
+    bad_option("output of " + std::to_string(p.tiles_y * p.tiles_x) + " tiles of " + std::to_string(p.tile_height) +
+               "x" + std::to_string(p.tile_width) + " is too large (at most 2^36 elements)");
   }
   return p;
 }
