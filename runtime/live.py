@@ -31,7 +31,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -161,7 +161,7 @@ class CaptureSource:
             if capture is not None:
                 capture.release()
 
-    def _reconnect(self, stop: threading.Event, index: int) -> Iterator[Notice]:
+    def _reconnect(self, stop: threading.Event, index: int) -> Generator[Notice, None, Capture | None]:
         waited = 0.0
         for attempt in range(1, self.reconnect + 1):
             delay = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
@@ -601,6 +601,7 @@ class LiveOptions:
     expect_shape: tuple[int, int] | None = None
     any_size: bool = False
     warmup: bool = True  # one run of the focus graph on a blank size x size frame before reading starts
+    stall_warning: float = 10.0  # live sources: say so when no frame came for this long (0: never)
 
 
 @dataclass
@@ -670,6 +671,7 @@ def run_live(session, source: FrameSource, sink: Callable[[dict], None], options
     stop = threading.Event()
     start = time.perf_counter()
     last_report, frames_at_report = start, 0
+    last_item, stalled = start, False
     first_acquired = None
     if options.warmup:
         # The backend's first run allocates and plans for the shape; do it before the first real frame's clock.
@@ -699,6 +701,15 @@ def run_live(session, source: FrameSource, sink: Callable[[dict], None], options
                 item = False  # nothing yet; fall through to the periodic report
             if item is None:
                 break
+            now = time.perf_counter()
+            if item is not False:
+                last_item, stalled = now, False
+            elif source.live and options.stall_warning and not stalled and now - last_item >= options.stall_warning:
+                # A camera whose read hangs in the driver never fails; the operator must still hear of it.
+                stalled = True
+                message = f"{source.name}: no frame for {now - last_item:.0f} s"
+                log(message)
+                sink({"event": "notice", "kind": "stalled", "message": message})
             if isinstance(item, Notice):
                 if item.kind == "skipped":
                     skip(item.index, item.label, item.message)

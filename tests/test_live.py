@@ -4,6 +4,7 @@ import io
 import json
 import re
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -413,6 +414,26 @@ def test_progress_lines_report_rate_drops_and_latency(session):
     assert len(messages) >= 1
     assert all(re.fullmatch(r"\d+ frames, [\d.]+ frames/s, 0 dropped, 0 skipped, "
                             r"(latency p50 [\d.]+ ms p99 [\d.]+ ms|no latency yet)", m) for m in messages)
+
+
+class PausingCamera:
+    """A live source that delivers a frame, goes silent for `pause` seconds, then delivers another."""
+
+    name, live = "camera 0", True
+
+    def __init__(self, pause):
+        self.pause = pause
+
+    def frames(self, stop):
+        yield live.Frame(structured(), 0, "frame 0", time.perf_counter())
+        stop.wait(self.pause)
+        yield live.Frame(structured(), 1, "frame 1", time.perf_counter())
+
+
+def test_a_silent_camera_is_reported_as_stalled(session):
+    records, summary = run(session, PausingCamera(pause=1.5), stall_warning=0.3)
+    assert [r["event"] for r in records] == ["frame", "notice", "frame", "summary"]
+    assert records[1]["kind"] == "stalled" and records[1]["message"].startswith("camera 0: no frame for ")
 
 
 def test_max_frames_stops_the_loop(session):
