@@ -133,6 +133,11 @@ def _read_tiff(path: Path, page: int, max_pixels: int) -> np.ndarray:
     with tifffile.TiffFile(path) as tif:
         tiff_page = _tiff_page(path, tif, page)
         _check_pixels(path, (tiff_page.imagelength, tiff_page.imagewidth), max_pixels)
+        # Samples and depth multiply the decoded size too: a header may claim thousands per pixel.
+        samples, depth = int(tiff_page.samplesperpixel), int(getattr(tiff_page, "imagedepth", 1) or 1)
+        if samples > 4 or depth > 1:
+            raise ImageReadError(path, f"{samples} samples per pixel and depth {depth} is not a single-channel "
+                                       "image; save one channel per page")
         image = tiff_page.asarray()
         if image.ndim == 3 and tiff_page.samplesperpixel > 1 and image.shape[0] == tiff_page.samplesperpixel:
             image = np.moveaxis(image, 0, -1)  # planar (separate) samples -> height x width x samples

@@ -5,7 +5,10 @@ report. Robust by construction:
 - a bad file is recorded with its reason and the run goes on; the exit code says whether any failed;
 - every output file is written atomically; `results.jsonl` grows by whole lines, so an interrupt
   (Ctrl-C, kill) leaves every finished image recorded;
-- a rerun skips images already recorded as done (unless `overwrite`), and retries failed ones."""
+- a rerun skips images already recorded as done (unless `overwrite`), and retries failed ones; it first
+  cuts a torn last line and removes temporary files that a killed run left behind;
+- a write error (a full disk) stops the run with the error: the finished images stay recorded.
+"""
 
 from __future__ import annotations
 
@@ -54,6 +57,27 @@ def read_records(out_dir: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def repair_results(path: Path) -> None:
+    """Cut a torn last line (a write interrupted by a full disk or a kill) so that the next record
+    starts on a line of its own instead of being glued to the fragment."""
+    if not path.is_file():
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def remove_stale_temporaries(out_dir: Path) -> None:
+    """Temporary files that a killed run left behind (atomic writes name them `.NAME.*.tmp`)."""
+    for folder in (out_dir, out_dir / "deblurred", out_dir / "overlays"):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
 
 
 def output_stem(source: Path) -> str:
@@ -150,6 +174,8 @@ def run_infer(session, sources: list[Path], out_dir: Path, *, deblur: bool = Fal
     results_path = out_dir / RESULTS
     if overwrite:
         results_path.unlink(missing_ok=True)
+    repair_results(results_path)
+    remove_stale_temporaries(out_dir)
     previous = read_records(out_dir)
     done = {r["source"] for r in latest_records(previous) if r.get("status") == "ok"}
     pattern = re.compile(patient_pattern) if patient_pattern else None

@@ -1,7 +1,8 @@
 """A model package: the folder a Session loads. It holds the exported graphs with their sidecars
 (`full.onnx` + `full.onnx.json`, `focus.onnx`, optional `*.fp16.onnx`), and optionally the training
 weights (`model.safetensors` + `model.json`) for the torch backend. Every ONNX is checked against the
-sha256 its sidecar records before anything loads it."""
+sha256 its sidecar records, and its external-data locations are checked to stay inside the folder,
+before anything loads it."""
 
 from __future__ import annotations
 
@@ -69,6 +70,86 @@ def _verified_sidecar(onnx_path: Path) -> dict:
     return sidecar
 
 
+# ---- ONNX external data ------------------------------------------------------------------------------
+# An ONNX may keep tensors in other files, named by `location` entries (StringStringEntryProto: field 1
+# key, field 2 value) that onnxruntime opens relative to the model. A hostile model could point them at
+# any file on the machine ("../../etc/shadow", "/dev/zero"), so every location must stay inside the
+# model folder. The runtime does not depend on the onnx package, so the entries are found in the raw
+# protobuf bytes: the key field is always the 10 bytes 0A 08 "location", and its value field (tag 0x12,
+# varint length) sits right after it or, in a hand-made file, right before it. Every candidate value in
+# either position is checked, so a file cannot hide a location from this scan; at worst a stray byte
+# pattern in weights is also checked, and only a value that escapes the folder refuses the model.
+_LOCATION_KEY = b"\x0a\x08location"
+_MAX_LOCATION = 4096
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int] | None:
+    value = shift = 0
+    while pos < len(data) and shift < 64:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    return None
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+def external_data_locations(data: bytes) -> list[bytes]:
+    """Every `location` value in a serialized ONNX (see above), as raw bytes."""
+    found = []
+    start = data.find(_LOCATION_KEY)
+    while start >= 0:
+        after = start + len(_LOCATION_KEY)
+        if after < len(data) and data[after] == 0x12:  # key, then value: what every writer produces
+            parsed = _varint(data, after + 1)
+            if parsed is not None:
+                length, pos = parsed
+                found.append(data[pos:pos + length])
+        for length in range(min(start, _MAX_LOCATION)):  # value, then key
+            prefix = b"\x12" + _encode_varint(length)
+            at = start - length - len(prefix)
+            if at >= 0 and data[at:start - length] == prefix:
+                found.append(data[start - length:start])
+        start = data.find(_LOCATION_KEY, after)
+    return found
+
+
+def escaping_location(root: Path, location: bytes) -> str | None:
+    """Why `location` (relative to the model folder `root`) is not a file inside it, or None."""
+    text = location.decode("utf-8", errors="replace")
+    parts = text.replace("\\", "/").split("/")
+    if not text or "\x00" in text:
+        return f"external data location {text!r} is empty or holds a NUL byte"
+    if text.startswith(("/", "\\")) or (len(text) > 1 and text[1] == ":"):
+        return f"external data location {text!r} is an absolute path"
+    if ".." in parts:
+        return f"external data location {text!r} climbs out of the model folder"
+    resolved = (root / text).resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        return f"external data location {text!r} resolves to {resolved}, outside the model folder (a symlink?)"
+    return None
+
+
+def check_external_data(onnx_path: Path) -> None:
+    """Refuse an ONNX whose external-data files are not inside its own folder."""
+    data = onnx_path.read_bytes()
+    for location in external_data_locations(data):
+        reason = escaping_location(onnx_path.parent, location)
+        if reason:
+            raise ModelPackageError(f"{onnx_path}: {reason}; refusing to load it (a model's tensors must "
+                                    "live in files beside it)")
+
+
 def open_model(model: str | Path | None = None) -> ModelPackage:
     """Open and verify a model folder (None: the bundled default model)."""
     root = Path(model) if model is not None else DEFAULT_MODEL_DIR
@@ -82,6 +163,7 @@ def open_model(model: str | Path | None = None) -> ModelPackage:
             path = root / filename
             if path.is_file():
                 sidecar = _verified_sidecar(path)
+                check_external_data(path)
                 graphs[name if precision == "fp32" else f"{name}.{precision}"] = path
                 if name == "full" and precision == "fp32":
                     metadata = sidecar["metadata"]

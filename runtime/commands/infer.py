@@ -88,9 +88,15 @@ def run(args: argparse.Namespace) -> int:
         def progress(index: int, total: int, _source: str) -> None:
             bar.update(task, completed=index)
 
-        report = run_infer(session, sources, Path(args.out), deblur=args.deblur, overlay=args.overlay,
-                           overwrite=args.overwrite, patient_pattern=patient_pattern,
-                           patient_manifest=patient_manifest, maps=args.maps, progress=progress)
+        try:
+            report = run_infer(session, sources, Path(args.out), deblur=args.deblur, overlay=args.overlay,
+                               overwrite=args.overwrite, patient_pattern=patient_pattern,
+                               patient_manifest=patient_manifest, maps=args.maps, progress=progress)
+        except OSError as exc:  # the output folder, not an image: a full disk, a lost mount, no permission
+            bar.stop()
+            console.print(f"ifrt infer: cannot write results in {args.out}: {exc}; the images finished so far "
+                          "are recorded, free space (or fix the folder) and rerun to finish", markup=False)
+            return 1
     for _source, reason in report.failed:
         console.print(f"failed: {reason}", markup=False)
     console.print(f"ifrt infer: {report.done} done, {report.skipped} already done, {len(report.failed)} failed"
