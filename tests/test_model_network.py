@@ -6,8 +6,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ifrt.train.model import (CONTRACT_OUTPUTS, DeepMTND, ModelConfig, count_flops, load_model,  # noqa: E402
-                              model_config, save_model)
+from ifrt.train.model import (  # noqa: E402
+    CONTRACT_OUTPUTS,
+    DeepMTND,
+    ModelConfig,
+    count_flops,
+    load_model,
+    model_config,
+    save_model,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .blocks import FiLM, ConvBNAct, InvertedResidual, UpFuse, normalized_entropy, stage
+from .blocks import ConvBNAct, FiLM, InvertedResidual, UpFuse, normalized_entropy, stage
 from .config import ModelConfig
 
 TILE = 32  # quality_map resolution: one value per 32x32-pixel tile
