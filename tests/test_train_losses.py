@@ -62,7 +62,7 @@ def test_learned_weights_start_equal_to_fixed_unit_weights():
     out, batch = _outputs(), _batch()
     fixed, _ = MultiTaskLoss(LossConfig(weights=weights), 5)(out, batch)
     learned, _ = MultiTaskLoss(LossConfig(weights=weights, learned_weights=True), 5)(out, batch)
-    assert float(fixed) == pytest.approx(float(learned))
+    assert fixed.item() == pytest.approx(learned.item())
 
 
 def test_charbonnier_of_identical_images_is_epsilon():
