@@ -150,6 +150,8 @@ def _read_opencv(path: Path, fmt: str, page: int, max_pixels: int) -> np.ndarray
     data = path.read_bytes()
     shape = _png_shape(path, data) if fmt == "png" else _jpeg_shape(path, data)
     _check_pixels(path, shape, max_pixels)
+    if fmt == "png":
+        _check_png_chunks(path, data)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageReadError(path, f"OpenCV could not decode the {fmt.upper()} data; the file is damaged "
@@ -178,6 +180,21 @@ def _png_shape(path: Path, data: bytes) -> tuple[int, int]:
         raise ImageReadError(path, "PNG header is missing or damaged; export the image again")
     width, height = struct.unpack(">II", data[16:24])
     return height, width
+
+
+def _check_png_chunks(path: Path, data: bytes) -> None:
+    # OpenCV allocates what a chunk's length field claims before reading it, so a few hundred bytes
+    # claiming a 2.8 GB chunk cost 2.8 GB: every length must fit in the bytes that follow it.
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I", data[pos:pos + 4])[0], data[pos + 4:pos + 8]
+        if length > len(data) - pos - 12:
+            raise ImageReadError(path, f"PNG chunk {kind!r} at byte {pos} claims {length} bytes, more than the "
+                                       f"{max(len(data) - pos - 12, 0)} left in the file; the file is damaged or "
+                                       "truncated, export it again")
+        if kind == b"IEND":
+            return
+        pos += 12 + length
 
 
 def _jpeg_shape(path: Path, data: bytes) -> tuple[int, int]:

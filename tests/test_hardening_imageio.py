@@ -79,3 +79,10 @@ def test_every_seed_variant_is_read_or_refused_cleanly(tmp_path):
                 "deflate.tif", "tiled.tif", "planar_rgb.tif", "rgb.tif", "u8.png", "u16.png", "rgb.png",
                 "grey.jpg", "rgb.jpg"}
     assert {n for n, o in outcomes.items() if o == "read"} == readable
+
+
+def test_png_chunk_claiming_more_bytes_than_the_file_has_is_refused_before_decoding(tmp_path, no_decoding):
+    # Found by fuzzing: OpenCV allocated the 2.8 GB this 572-byte file's IDAT length claims.
+    path = REGRESSIONS / "png-chunk-length-oom.png"
+    with pytest.raises(ImageReadError, match=r"PNG chunk b'IDAT' at byte 33 claims 2852127235 bytes, more than the 527 left"):
+        read_image(path)
