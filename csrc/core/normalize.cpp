@@ -43,8 +43,8 @@ ImageView checked_input(ImageView image, const char* what) {
   const int64_t es = dtype_size(image.dtype);
   // Every offset below and in the kernels is int64_t: a descriptor whose pixels span more than 2^63
   // bytes describes no real buffer and would overflow them, so it is refused first.
-  const int64_t max = std::numeric_limits<int64_t>::max();
-  const auto fits = [max](int64_t a, int64_t b) { return b == 0 || a <= max / b; };  // a * b, both >= 0
+  constexpr int64_t max = std::numeric_limits<int64_t>::max();
+  const auto fits = [](int64_t a, int64_t b) { return b == 0 || a <= max / b; };  // a * b, both >= 0
   const auto too_large = [&] {
     msg << "size " << image.height << "x" << image.width << "x" << image.channels << " with pixel stride "
         << image.pixel_stride << " and row stride " << image.row_stride << " bytes spans more than 2^63 bytes";
