@@ -26,6 +26,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from ifrt.imageio import read_image
 from ifrt.train.data.degrade import KINDS, DegradeConfig, degrade
 from ifrt.train.data.manifest import read_manifest

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from ifrt.imageio import read_image
 from ifrt.normalize import apply_range, normalize_percentile, percentile_range
 

@@ -60,6 +60,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
     """Export, verify and report. Raises ExportCheckError (after removing the failing file) when a graph
     breaks the parity contract, Fp16RangeError when FP16 would overflow."""
     import onnx
+
     from ifrt.imageio import write_text_atomic
     from ifrt.train.model import load_model, read_model_record
 

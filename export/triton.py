@@ -50,6 +50,7 @@ def write_repository(graphs: dict[str, Path], out_dir: str | Path, *, engines: d
     ({'full': model.engine}), that graph is served by TensorRT (`tensorrt_plan`) instead of ONNX Runtime.
     The ONNX still describes the I/O. Returns the config paths."""
     import onnx
+
     from ifrt.imageio import write_text_atomic
 
     if max_batch_size < 1:

@@ -27,6 +27,7 @@ import logging
 import time
 
 import numpy as np
+
 from ifrt.live import DEFAULT_SWEEP_METRIC, DEFAULT_SWEEP_TOLERANCE, SweepTracker
 
 log = logging.getLogger("ifrt")

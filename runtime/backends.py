@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from ifrt.model_package import ModelPackage
 
 BACKENDS = ("trt", "ort", "torch")
@@ -65,6 +66,7 @@ class TorchBackend:
             raise BackendUnavailableError(f"{package.root}: no model.safetensors here, so the torch backend cannot "
                                           "run this model (use the ort backend)")
         import torch
+
         from ifrt.train.model import load_model
 
         self.torch = torch

@@ -11,6 +11,7 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+
 from ifrt import native
 
 __all__ = ["METRICS", "FocusReport", "focus", "focus_into"]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from ifrt.imageio import atomic_path, write_image_atomic, write_json_atomic, write_text_atomic
 from ifrt.result import Result
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
 from ifrt.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError, read_image
 
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))

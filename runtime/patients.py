@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
 from ifrt.result import Result
 
 MIN_WEIGHT = 1e-3  # an image of quality 0 still counts a little, so a patient never has zero weight

@@ -9,6 +9,7 @@ The formulas are stated in ``csrc/core/postprocess.h``.
 from __future__ import annotations
 
 import numpy as np
+
 from ifrt import native
 
 __all__ = ["softmax", "blend_tiles", "denormalize", "upsample_quality_map"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
+
 from ifrt import native
 from ifrt.normalize import DEFAULT_P_HIGH, DEFAULT_P_LOW
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from ifrt.imageio import read_image, write_text_atomic
 from ifrt.infer import PATIENTS, latest_records, read_records
 from ifrt.normalize import normalize_percentile, percentile_range

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from ifrt import focus as focus_metrics
 from ifrt import postprocess
 from ifrt.backends import create_backend

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+
 from ifrt import live
 from ifrt.acquisition import focus_hook
 

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import tifffile
+
 from ifrt.imageio import write_image_atomic
 from ifrt.train.data.check import check_dataset
 from ifrt.train.data.manifest import ManifestRow, write_manifest

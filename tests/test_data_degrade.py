@@ -3,6 +3,7 @@
 import cv2
 import numpy as np
 import pytest
+
 from ifrt.train.data import blur, noise
 from ifrt.train.data.degrade import DegradeConfig, blur_level_count, degrade, sigma_to_level
 from ifrt.train.data.synth import render_glomerulus

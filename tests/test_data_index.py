@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from ifrt.imageio import write_image_atomic
 from ifrt.train.data.index import index_folder
 from ifrt.train.data.manifest import ManifestError, read_manifest

@@ -1,6 +1,7 @@
 """manifest.csv: the dataset contract (empty means unknown, paths relative to the manifest)."""
 
 import pytest
+
 from ifrt.train.data.manifest import ManifestError, ManifestRow, read_manifest, resolve, write_manifest
 
 

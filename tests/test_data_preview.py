@@ -3,6 +3,7 @@
 import cv2
 import numpy as np
 import pytest
+
 from ifrt.imageio import read_image
 from ifrt.train.data.manifest import read_manifest
 from ifrt.train.data.preview import preview_sheet

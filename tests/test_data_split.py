@@ -3,6 +3,7 @@
 from collections import Counter
 
 import pytest
+
 from ifrt.train.data.manifest import ManifestError, ManifestRow
 from ifrt.train.data.split import largest_remainder, split_rows
 

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
 from ifrt.imageio import read_image
 from ifrt.train.data.anatomy import build_anatomy
 from ifrt.train.data.manifest import read_manifest
@@ -18,9 +22,6 @@ from ifrt.train.data.synth import (
     render_image,
     synthesize_database,
 )
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 CLASSES = ("IgAN", "MN", "DN", "LN")
 

@@ -7,6 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+
 from ifrt.export import fp16, pipeline, trt_ops
 from ifrt.export.graphs import FOCUS_OUTPUTS, FULL_OUTPUTS
 from ifrt.export.metadata import decode_metadata, sha256_file

@@ -4,8 +4,9 @@ import numpy as np
 import onnx
 import pytest
 from google.protobuf import text_format
-from ifrt.export.triton import write_repository
 from tritonclient.grpc import model_config_pb2
+
+from ifrt.export.triton import write_repository
 
 
 def _onnx(path, outputs):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+
 from ifrt import infer as infer_module
 from ifrt.infer import RESULTS, run_infer
 

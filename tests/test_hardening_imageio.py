@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+
 from ifrt.imageio import SUPPORTED_DTYPES, ImageReadError, read_image
 
 REGRESSIONS = Path(__file__).parent / "fuzz_regressions" / "imageio"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from ifrt.model_package import (
     ModelPackageError,
     external_data_locations,

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+
 from ifrt.imageio import (
     ImageReadError,
     atomic_path,

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+
 from ifrt import live
 from ifrt.imageio import write_image_atomic
 

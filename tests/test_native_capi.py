@@ -3,9 +3,10 @@
 import ctypes
 from pathlib import Path
 
-import ifrt
 import numpy as np
 import pytest
+
+import ifrt
 from ifrt import focus as F
 from ifrt import preprocess as pp
 

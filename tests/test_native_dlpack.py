@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from ifrt import preprocess as pp
 from ifrt.native import load
 

@@ -6,6 +6,7 @@ softmax (device expf) and focus metrics (summation order) are compared with stat
 
 import numpy as np
 import pytest
+
 from ifrt import focus as F
 from ifrt import postprocess as post
 from ifrt import preprocess as pp

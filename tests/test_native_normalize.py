@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from ifrt import normalize
 from ifrt import preprocess as pp
 from ifrt.native import load

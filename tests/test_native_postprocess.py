@@ -3,11 +3,12 @@
 import cv2
 import numpy as np
 import pytest
+from scipy.special import softmax as scipy_softmax
+
 from ifrt import normalize
 from ifrt import postprocess as post
 from ifrt import preprocess as pp
 from ifrt.native import load
-from scipy.special import softmax as scipy_softmax
 
 native = load()
 

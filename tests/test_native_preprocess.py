@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from skimage.measure import block_reduce
+
 from ifrt import normalize
 from ifrt import preprocess as pp
 from ifrt.native import load
-from skimage.measure import block_reduce
 
 native = load()
 IDENTITY = {"norm": "fixed", "lo": 0.0, "hi": 1.0}  # output = pixel value, to test geometry alone

@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from _train_data import make_tiny_database  # noqa: E402
+
 from ifrt.train.data.manifest import read_manifest  # noqa: E402
 from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of, random_scene  # noqa: E402
 

@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("skimage")
 
 from _train_data import make_tiny_database  # noqa: E402
+
 from ifrt.train.trainer import load_config, train  # noqa: E402
 
 TINY = os.path.join(os.path.dirname(__file__), "..", "train", "configs", "tiny.yaml")

@@ -12,9 +12,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from _train_data import make_tiny_database  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
 from ifrt.train.model import CONTRACT_OUTPUTS, load_model  # noqa: E402
 from ifrt.train.trainer import load_config, train  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
 
 TINY = os.path.join(os.path.dirname(__file__), "..", "train", "configs", "tiny.yaml")
 

@@ -5,8 +5,9 @@ import ctypes
 import shutil
 from pathlib import Path
 
-import ifrt
 import pytest
+
+import ifrt
 
 IFRT_OK, IFRT_ERR_INVALID_ARGUMENT, IFRT_ERR_UNSUPPORTED, IFRT_ERR_IO = 0, 1, 2, 3
 

@@ -6,6 +6,7 @@ import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from ifrt.engine import EngineBuildSpec, GpuIdentity, cache_key, make_sidecar, sidecar_mismatches
 from ifrt.native import load
 

@@ -5,6 +5,7 @@ is stale."""
 import json
 
 import pytest
+
 from ifrt.engine import (
     EngineBuildSpec,
     GpuIdentity,

@@ -21,11 +21,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from torch.utils.data import Dataset
+
 from ifrt.normalize import apply_range, percentile_range
 from ifrt.train.data import noise
 from ifrt.train.data.degrade import DegradeConfig, blur_level_count, degrade
 from ifrt.train.data.manifest import read_manifest
-from torch.utils.data import Dataset
 
 TILE = 32
 
@@ -182,6 +183,8 @@ class ManifestDataset(Dataset):
             blur_map = self._recorded_blur_map(row, blur_level, y, x, h, w)
         if self.train and self.cfg.flips:
             k = int(rng.integers(0, 4))
+            if image.shape[0] != image.shape[1]:
+                k = k // 2 * 2  # quarter turns would change a non-square sample's shape within a batch
             flip = bool(rng.integers(0, 2))
             image, sharp, blur_map = (np.rot90(a, k) for a in (image, sharp, blur_map))
             if flip:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from ifrt.normalize import apply_range, percentile_range
 from ifrt.train import metrics as M
 from ifrt.train.data.degrade import DegradeConfig, blur_level_count, degrade

@@ -26,14 +26,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
 from ifrt.train.data.manifest import read_manifest
 from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of, rows_for_split
 from ifrt.train.losses import LossConfig, MultiTaskLoss, psnr
 from ifrt.train.model import DeepMTND, ModelConfig, model_config, save_model
 from ifrt.train.model.io import atomic_write_text
-from safetensors.torch import load_file, save_file
-from torch import nn
-from torch.utils.data import DataLoader, Sampler
 
 
 @dataclass

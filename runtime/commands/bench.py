@@ -50,6 +50,7 @@ def memcpy_gbps(nbytes: int, repeat: int) -> float:
 
 def bench_native(args: argparse.Namespace) -> dict:
     import cv2
+
     from ifrt import focus as F
     from ifrt import native
     from ifrt import preprocess as pp

@@ -18,12 +18,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     from ifrt.infer import latest_records, read_records, run_infer
     from ifrt.report import write_html_report
     from ifrt.session import Session
     from ifrt.sources import expand_sources
-    from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     manifest = SAMPLES / "manifest.csv"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import numpy as np
+
 from ifrt.imageio import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 from ifrt.train.data.manifest import (
     COLUMNS,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from ifrt.train.data import blur, noise
 
 KINDS = ("gaussian", "defocus", "spatial")

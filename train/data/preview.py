@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from ifrt.imageio import ImageReadError, read_image, write_image_atomic
 from ifrt.train.data.manifest import ManifestRow, manifest_path, read_manifest, resolve
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+
 from ifrt.train.data.manifest import SPLITS, ManifestError, ManifestRow
 
 

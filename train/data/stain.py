@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
 from ifrt.train.data.anatomy import Anatomy, smooth_noise
 from ifrt.train.data.pathology import Finding
 

@@ -20,6 +20,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+
 from ifrt.imageio import write_image_atomic, write_json_atomic
 from ifrt.train.data import noise
 from ifrt.train.data.anatomy import build_anatomy
