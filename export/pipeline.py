@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -67,7 +68,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     model, record = load_model(model_dir), read_model_record(model_dir)
     calib = load_calibration(calibration_source, calibration_count, calibration_size)
-    report: dict = {"model": str(model_dir), "calibration": {"source": calib.source, "images": len(calib.images),
+    report: dict = {"model": os.path.relpath(model_dir, out_dir), "calibration": {"source": calib.source, "images": len(calib.images),
                                                               "size": calibration_size}, "graphs": {}}
     activation = check_fp16_range(model, torch.from_numpy(calib.images)) if fp16 else None
     if activation:
