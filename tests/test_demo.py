@@ -36,3 +36,27 @@ def test_demo_writes_a_report_for_every_sample(ifrt_cli, tmp_path):
     patients = json.loads((tmp_path / "demo/patients.json").read_text())
     assert len(patients) == 4
     assert "report:" in proc.stdout
+
+
+def test_default_model_backends_agree_on_every_sample():
+    from ifrt.commands.demo import SAMPLES
+
+    ort_session, torch_session = ifrt.Session(backend="ort"), ifrt.Session(backend="torch")
+    for path in sorted(SAMPLES.glob("images/*/*.tif")):
+        a, b = ort_session.predict(path), torch_session.predict(path)
+        assert abs(a.probabilities - b.probabilities).max() <= 1e-4, path
+        assert a.label == b.label and a.blur_level == b.blur_level, path
+        assert abs(a.quality - b.quality) <= 1e-4, path
+
+
+def test_default_model_export_report_meets_the_fp32_and_fp16_contract():
+    report = json.loads((DEFAULT_MODEL_DIR / "export_report.json").read_text())
+    assert report["problems"] == []
+    for graph in ("full", "focus"):
+        entry = report["graphs"][graph]
+        assert max(entry["fp32_vs_torch"]["max_abs_diff"].values()) <= 1e-4
+        assert entry["unsupported_by_tensorrt"] == []
+        assert all(v == 1.0 for v in entry["fp32_vs_torch"]["argmax_agreement"].values())
+    full16 = report["graphs"]["full"]["fp16_vs_torch"]
+    assert full16["argmax_agreement"]["diagnosis_logits"] >= 0.995
+    assert full16["deblurred_psnr"]["drift_db"] <= 0.1
