@@ -60,3 +60,13 @@ def test_default_model_export_report_meets_the_fp32_and_fp16_contract():
     full16 = report["graphs"]["full"]["fp16_vs_torch"]
     assert full16["argmax_agreement"]["diagnosis_logits"] >= 0.995
     assert full16["deblurred_psnr"]["drift_db"] <= 0.1
+
+
+def test_default_model_fp16_graph_gives_the_fp32_diagnosis_on_every_sample():
+    from ifrt.commands.demo import SAMPLES
+
+    fp32, fp16 = ifrt.Session(backend="ort"), ifrt.Session(backend="ort", precision="fp16")
+    for path in sorted(SAMPLES.glob("images/*/*.tif")):
+        a, b = fp32.predict(path), fp16.predict(path)
+        assert a.label == b.label, path
+        assert abs(a.quality - b.quality) <= 1e-2, path
