@@ -14,7 +14,6 @@ the worker, the process or a resumed run, and a validation/test sample is the sa
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from ifrt.normalize import apply_range, percentile_range
 from ifrt.train.data import noise
 from ifrt.train.data.degrade import DegradeConfig, blur_level_count, degrade
 from ifrt.train.data.manifest import read_manifest
+from ifrt.train.strict import dataclass_from_dict
 
 TILE = 32
 
@@ -42,12 +42,7 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> DataConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        d = dict(d or {})
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"data config has unknown keys {unknown}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "data config")
 
     def degrade_config(self) -> DegradeConfig:
         return DegradeConfig(**self.degrade)

@@ -35,6 +35,7 @@ from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of, rows
 from ifrt.train.losses import LossConfig, MultiTaskLoss, psnr
 from ifrt.train.model import DeepMTND, ModelConfig, model_config, save_model
 from ifrt.train.model.io import atomic_write_text
+from ifrt.train.strict import dataclass_from_dict
 
 
 @dataclass
@@ -58,12 +59,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        d = dict(d or {})
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"train config has unknown keys {unknown}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "train config")
 
 
 def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ifrt.train.strict import dataclass_from_dict
+
 VARIANTS = ("st", "flat", "hier")
 
 # The model's input is exactly what `ifrt.normalize.normalize_percentile` produces; training and every
@@ -57,11 +59,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"model config has unknown keys {unknown}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "model config")
 
 
 # Named sizes. `s` is the edge model (about 1 GFLOP at 512x512, measured by
