@@ -165,10 +165,42 @@ def latest_records(records: list[dict]) -> list[dict]:
     return list(latest.values())
 
 
+def tiff_page_count(path: Path) -> int:
+    """Pages of a TIFF (1 for anything else, or for a file that cannot be opened: its error is reported
+    when the image is read)."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return 1
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return max(len(tif.pages), 1)
+    except (tifffile.TiffFileError, OSError, ValueError):
+        return 1
+
+
+def expand_pages(sources: list[Path], pages: str) -> list[tuple[Path, int | None]]:
+    """(path, page) work items: page None means the first page of a file analysed as one image;
+    with pages="all" every page of a multi-page TIFF is its own item."""
+    if pages not in ("first", "all"):
+        raise ValueError(f"pages={pages!r}: expected 'first' or 'all'")
+    items: list[tuple[Path, int | None]] = []
+    for source in sources:
+        count = tiff_page_count(source) if pages == "all" else 1
+        items += [(source, None)] if count == 1 else [(source, page) for page in range(count)]
+    return items
+
+
+def item_key(source: Path, page: int | None) -> str:
+    return str(source) if page is None else f"{source}#page={page}"
+
+
 def run_infer(session, sources: list[Path], out_dir: Path, *, deblur: bool = False, overlay: bool = False,
               overwrite: bool = False, patient_pattern: str | None = None, patient_manifest: Path | None = None,
-              maps: bool = True, progress: Callable[[int, int, str], None] | None = None) -> InferReport:
-    """Run `session` over `sources`, writing into `out_dir` as described in the module docstring."""
+              maps: bool = True, pages: str = "first",
+              progress: Callable[[int, int, str], None] | None = None) -> InferReport:
+    """Run `session` over `sources` (with pages="all", every page of a multi-page TIFF), writing into
+    `out_dir` as described in the module docstring."""
     from ifrt.patients import aggregate
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -182,16 +214,17 @@ def run_infer(session, sources: list[Path], out_dir: Path, *, deblur: bool = Fal
     pattern = re.compile(patient_pattern) if patient_pattern else None
     manifest = manifest_patients(patient_manifest) if patient_manifest else None
     report = InferReport()
+    items = expand_pages(sources, pages)
     try:
         with open(results_path, "a", encoding="utf-8") as log:
-            for index, source in enumerate(sources):
-                key = str(source)
+            for index, (source, page) in enumerate(items):
+                key = item_key(source, page)
                 if progress:
-                    progress(index, len(sources), key)
+                    progress(index, len(items), key)
                 if key in done:
                     report.skipped += 1
                     continue
-                record = _infer_one(session, source, out_dir, deblur=deblur, overlay=overlay, maps=maps,
+                record = _infer_one(session, source, page, out_dir, deblur=deblur, overlay=overlay, maps=maps,
                                     patient_id=patient_of(source, pattern, manifest))
                 log.write(json.dumps(record) + "\n")
                 log.flush()
@@ -209,7 +242,7 @@ def run_infer(session, sources: list[Path], out_dir: Path, *, deblur: bool = Fal
         if ok:
             write_json_atomic(out_dir / PATIENTS, [p.to_dict() for p in aggregate(ok)])
     if progress:
-        progress(len(sources), len(sources), "")
+        progress(len(items), len(items), "")
     return report
 
 
@@ -222,21 +255,22 @@ def _as_result(record: dict) -> Result:
                   backend=record["backend"], patient_id=record["patient_id"])
 
 
-def _infer_one(session, source: Path, out_dir: Path, *, deblur: bool, overlay: bool, maps: bool,
-               patient_id: str | None) -> dict:
+def _infer_one(session, source: Path, page: int | None, out_dir: Path, *, deblur: bool, overlay: bool,
+               maps: bool, patient_id: str | None) -> dict:
     from ifrt.imageio import read_image
 
+    key = item_key(source, page)
     try:
-        image = read_image(source, max_pixels=session.max_pixels)
+        image = read_image(source, max_pixels=session.max_pixels, page=page or 0)
         result = session.predict(image, deblur=deblur, patient_id=patient_id)
     except (ValueError, RuntimeError, OSError, MemoryError) as exc:
         reason = str(exc)
         if str(source) not in reason:
-            reason = f"{source}: {reason}"
-        return {"source": str(source), "status": "failed", "error": reason, "patient_id": patient_id}
-    result.source = str(source)
-    record = {**result.to_dict(maps=maps), "status": "ok"}
-    stem = output_stem(source)
+            reason = f"{key}: {reason}"
+        return {"source": key, "status": "failed", "error": reason, "patient_id": patient_id}
+    result.source = key
+    record = {**result.to_dict(maps=maps), "status": "ok", "path": str(source), "page": page or 0}
+    stem = output_stem(source) + (f"_p{page}" if page is not None else "")
     if deblur and result.deblurred is not None:
         path = out_dir / "deblurred" / f"{stem}.tif"
         write_deblurred_tiff(path, source, result.deblurred)

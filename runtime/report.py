@@ -50,13 +50,13 @@ def _figure(uri: str, caption: str) -> str:
 
 
 def _image_section(out_dir: Path, record: dict) -> str:
-    source = Path(record["source"])
-    title = html.escape(source.name)
+    source = Path(record.get("path", record["source"]))
+    title = html.escape(Path(record["source"]).name)
     if record.get("status") != "ok":
         return f'<section class="failed"><h3>{title}</h3><p>failed: {html.escape(record.get("error", ""))}</p></section>'
     figures = []
     try:
-        image = read_image(source)
+        image = read_image(source, page=record.get("page", 0))
         lo, hi = percentile_range(image if image.ndim == 2 else image[..., 0])
         figures.append(_figure(_png_data_uri(_thumbnail(image, lo, hi)), "input"))
     except (OSError, ValueError):

@@ -124,3 +124,17 @@ def test_sources_expand_globs_and_list_files(images, tmp_path):
     assert len(expand_sources([str(images / "P0_*.tif"), str(images / "P0_img0.tif")])) == 2
     with pytest.raises(SourceError, match="matches no files"):
         expand_sources([str(images / "*.png")])
+
+
+def test_every_page_of_a_multipage_tiff_is_its_own_image_with_pages_all(session, tmp_path):
+    stack = np.stack([_frame(s) for s in range(3)])
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
+    out = tmp_path / "out"
+    report = run_infer(session, [tmp_path / "stack.tif"], out, deblur=True, pages="all")
+    records = read_records(out)
+    assert report.done == 3
+    assert [r["source"] for r in records] == [f"{tmp_path / 'stack.tif'}#page={p}" for p in range(3)]
+    assert [r["page"] for r in records] == [0, 1, 2]
+    assert sorted(p.name for p in (out / "deblurred").iterdir()) == [f"{tmp_path.name}__stack_p{p}.tif" for p in range(3)]
+    first_only = run_infer(session, [tmp_path / "stack.tif"], tmp_path / "first")
+    assert first_only.done == 1 and read_records(tmp_path / "first")[0]["source"] == str(tmp_path / "stack.tif")

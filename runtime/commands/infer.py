@@ -18,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "trt", "ort", "torch"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
     p.add_argument("--recursive", action="store_true", help="search folders recursively")
+    p.add_argument("--pages", choices=["first", "all"], default="first",
+                   help="multi-page TIFFs: analyse the first page (default) or every page as its own image")
     p.add_argument("--deblur", action="store_true", help="write deblurred TIFFs (input dtype, metadata kept)")
     p.add_argument("--overlay", action="store_true", help="write quality-map overlay PNGs")
     p.add_argument("--no-maps", dest="maps", action="store_false", help="leave the per-tile maps out of the JSON")
@@ -86,12 +88,13 @@ def run(args: argparse.Namespace) -> int:
         task = bar.add_task("infer", total=len(sources))
 
         def progress(index: int, total: int, _source: str) -> None:
-            bar.update(task, completed=index)
+            bar.update(task, completed=index, total=total)
 
         try:
             report = run_infer(session, sources, Path(args.out), deblur=args.deblur, overlay=args.overlay,
                                overwrite=args.overwrite, patient_pattern=patient_pattern,
-                               patient_manifest=patient_manifest, maps=args.maps, progress=progress)
+                               patient_manifest=patient_manifest, maps=args.maps, pages=args.pages,
+                           progress=progress)
         except OSError as exc:  # the output folder, not an image: a full disk, a lost mount, no permission
             bar.stop()
             console.print(f"ifrt infer: cannot write results in {args.out}: {exc}; the images finished so far "
