@@ -13,6 +13,8 @@ import torch
 from . import calibration
 from .fp16 import check_fp16_range, fp16_sidecar
 from .graphs import GRAPHS
+from .int8 import quantize_int8
+from .metadata import write_sidecar
 from .onnx_export import OnnxExportOptions, export_graph
 from .parity import compare, onnx_outputs, torch_outputs
 from .trt_ops import unsupported_operators
@@ -55,11 +57,13 @@ def load_calibration(source: str | Path | None, count: int, size: int) -> calibr
     return calibration.synthetic(count, size)
 
 
-def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = False,
+def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = False, int8: bool = False,
                 calibration_source: str | Path | None = None, calibration_count: int = 16, calibration_size: int = 256,
                 graphs: tuple[str, ...] = GRAPHS, options: OnnxExportOptions | None = None) -> dict:
     """Export, verify and report. Raises ExportCheckError (after removing the failing file) when a graph
-    breaks the parity contract, Fp16RangeError when FP16 would overflow."""
+    breaks the parity contract, Fp16RangeError when FP16 would overflow. With `int8`, also a Q/DQ INT8
+    graph calibrated on the calibration images; its agreement with torch is reported, not enforced
+    (INT8 trades accuracy for speed, and the trade is the user's to judge)."""
     import onnx
 
     from ifrt.imageio import write_text_atomic
@@ -91,6 +95,12 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
             if fp16_problems:
                 path16.unlink(missing_ok=True)
             found += fp16_problems
+        if int8 and not found:
+            path8 = quantize_int8(path, out_dir / f"{graph}.int8.onnx", calib.images)
+            write_sidecar(path8, {p.key: p.value for p in onnx.load(str(path8)).metadata_props},
+                          {"int8_calibration": report["calibration"]})
+            entry["int8_vs_torch"] = compare(reference, onnx_outputs(path8, calib.images), calib.sharp)
+            entry["int8_file"] = path8.name
         if found:
             path.unlink(missing_ok=True)
         report["graphs"][graph] = entry

@@ -31,7 +31,7 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 class ModelPackage:
     root: Path
     metadata: dict  # decoded ifrt metadata of the full graph: class_names, blur_levels, normalization, ...
-    graphs: dict[str, Path] = field(default_factory=dict)  # "full", "focus", "full.fp16", "focus.fp16"
+    graphs: dict[str, Path] = field(default_factory=dict)  # "full", "focus", "full.fp16", "full.int8", ...
     weights: Path | None = None  # model.safetensors beside model.json, for the torch backend
 
     @property
@@ -158,7 +158,7 @@ def open_model(model: str | Path | None = None) -> ModelPackage:
         raise ModelPackageError(f"{root}: model folder not found{hint}")
     graphs, metadata = {}, None
     for name in GRAPHS:
-        for precision in ("fp32", "fp16"):
+        for precision in ("fp32", "fp16", "int8"):
             filename = f"{name}.onnx" if precision == "fp32" else f"{name}.{precision}.onnx"
             path = root / filename
             if path.is_file():

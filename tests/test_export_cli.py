@@ -11,9 +11,10 @@ def test_export_onnx_then_triton_from_the_command_line(ifrt_cli, tmp_path):
     torch.manual_seed(0)
     save_model(build_model(model_config("tiny", "hier")), tmp_path / "model")
     proc = ifrt_cli("export", "onnx", str(tmp_path / "model"), "-o", str(tmp_path / "onnx"), "--graphs", "focus",
-                    "--calib-count", "2", "--calib-size", "64")
+                    "--calib-count", "2", "--calib-size", "64", "--int8")
     assert proc.returncode == 0, proc.stderr
-    assert "focus: focus.onnx (max |onnx - torch| =" in proc.stdout
+    assert "focus: focus.onnx (max |onnx - torch| =" in proc.stdout and ", focus.int8.onnx" in proc.stdout
+    assert (tmp_path / "onnx/focus.int8.onnx.json").is_file()
     report = json.loads((tmp_path / "onnx/export_report.json").read_text())
     assert report["problems"] == [] and report["calibration"]["images"] == 2
 

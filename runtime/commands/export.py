@@ -38,6 +38,8 @@ def _register_onnx(targets: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--fp16", action="store_true",
                    help="also write float16 graphs (float32 I/O), refused if activations approach the fp16 range")
+    p.add_argument("--int8", action="store_true",
+                   help="also write Q/DQ INT8 graphs calibrated on the calibration images (agreement reported)")
     p.add_argument("--calib", metavar="DIR",
                    help="calibration images: a folder or a dataset with manifest.csv (default: synthetic glomeruli)")
     p.add_argument("--calib-count", type=int, default=16, help="calibration images (default 16)")
@@ -62,7 +64,7 @@ def run_onnx(args: argparse.Namespace) -> int:
     options = OnnxExportOptions(opset=args.opset, example_size=args.calib_size, dynamic_batch=not args.static,
                                 dynamic_spatial=not args.static, simplify=args.simplify)
     try:
-        report = export_onnx(args.model, args.out, fp16=args.fp16, calibration_source=args.calib,
+        report = export_onnx(args.model, args.out, fp16=args.fp16, int8=args.int8, calibration_source=args.calib,
                              calibration_count=args.calib_count, calibration_size=args.calib_size, graphs=graphs,
                              options=options)
     except (FileNotFoundError, ValueError) as exc:
@@ -77,6 +79,9 @@ def run_onnx(args: argparse.Namespace) -> int:
         if "fp16_vs_torch" in entry:
             agree = entry["fp16_vs_torch"]["argmax_agreement"].get("diagnosis_logits")
             line += f", {entry['fp16_file']}" + (f" (diagnosis agreement {agree:.1%})" if agree is not None else "")
+        if "int8_vs_torch" in entry:
+            agree = entry["int8_vs_torch"]["argmax_agreement"].get("diagnosis_logits")
+            line += f", {entry['int8_file']}" + (f" (diagnosis agreement {agree:.1%})" if agree is not None else "")
         print(line)
     return 0
 
