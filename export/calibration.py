@@ -11,8 +11,7 @@ import numpy as np
 
 from ifrt.imageio import read_image
 from ifrt.normalize import apply_range, normalize_percentile, percentile_range
-
-IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
+from ifrt.sources import expand_sources
 
 
 @dataclass
@@ -41,7 +40,7 @@ def from_files(source: str | Path, count: int, size: int) -> CalibrationSet:
         manifest = source if source.is_file() else source / "manifest.csv"
         paths = [manifest.parent / row.path for row in read_manifest(manifest)]
     elif source.is_dir():
-        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths = expand_sources([str(source)], recursive=True)
     else:
         raise FileNotFoundError(f"{source}: calibration source not found (expected a folder of images or a "
                                 "dataset with manifest.csv)")

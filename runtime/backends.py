@@ -113,7 +113,8 @@ def available_backends() -> list[str]:
     try:
         from ifrt import native
 
-        if native.load().build_info()["with_tensorrt"] and native.load().cuda_devices()[0]:
+        core = native.load()
+        if core.build_info()["with_tensorrt"] and core.cuda_devices()[0]:
             found.append("trt")
     except ImportError:
         pass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+from ifrt.imageio import IMAGE_SUFFIXES
 
 
 class SourceError(ValueError):

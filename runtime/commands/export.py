@@ -76,12 +76,11 @@ def run_onnx(args: argparse.Namespace) -> int:
     for graph, entry in report["graphs"].items():
         diff = max(entry["fp32_vs_torch"]["max_abs_diff"].values())
         line = f"{graph}: {entry['file']} (max |onnx - torch| = {diff:.2e})"
-        if "fp16_vs_torch" in entry:
-            agree = entry["fp16_vs_torch"]["argmax_agreement"].get("diagnosis_logits")
-            line += f", {entry['fp16_file']}" + (f" (diagnosis agreement {agree:.1%})" if agree is not None else "")
-        if "int8_vs_torch" in entry:
-            agree = entry["int8_vs_torch"]["argmax_agreement"].get("diagnosis_logits")
-            line += f", {entry['int8_file']}" + (f" (diagnosis agreement {agree:.1%})" if agree is not None else "")
+        for precision in ("fp16", "int8"):
+            if f"{precision}_vs_torch" in entry:
+                agree = entry[f"{precision}_vs_torch"]["argmax_agreement"].get("diagnosis_logits")
+                line += f", {entry[f'{precision}_file']}"
+                line += f" (diagnosis agreement {agree:.1%})" if agree is not None else ""
         print(line)
     return 0
 
