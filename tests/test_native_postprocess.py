@@ -50,6 +50,16 @@ def test_blending_cross_fades_linearly_without_a_seam():
     np.testing.assert_allclose(out, [0, 0, 0, 0, 0.125, 0.375, 0.625, 0.875, 1, 1, 1, 1], atol=1e-7)
 
 
+def test_an_axis_with_one_tile_ignores_an_overlap_as_large_as_the_tile():
+    # 64-high frame cut into 64x96 tiles with overlap 80: one tile row (step 0 there), three columns
+    # (step 16). Found by fuzz_capi_postprocess: the row lookup divided by the zero step.
+    img = np.random.default_rng(3).random((64, 128), dtype=np.float32)
+    tiled = pp.preprocess(img, norm="fixed", lo=0.0, hi=1.0, pad_multiple=1, tile=(64, 96), overlap=80)
+    assert tiled.tensor.shape[0] == 3
+    out = post.blend_tiles(tiled.tensor, (64, 128), 80)
+    np.testing.assert_allclose(out, img, rtol=1e-6, atol=1e-7)
+
+
 def test_blend_rejects_a_tile_count_that_does_not_fit_the_grid():
     with pytest.raises(native.NativeError, match="3 tiles given, the grid has 4"):
         post.blend_tiles(np.zeros((3, 1, 32, 32), np.float32), (48, 48), 16)

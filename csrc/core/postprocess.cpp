@@ -1,6 +1,8 @@
 #include "core/postprocess.h"
 
 #include <cmath>
+#include <initializer_list>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -8,6 +10,23 @@
 #include "core/parallel.h"
 
 namespace ifrt {
+
+namespace {
+
+// Refuses an array of float32 whose byte count exceeds 2^63: it describes no caller's buffer, and its
+// offsets would overflow int64_t. dims are >= 1 (checked before).
+void require_addressable(const char* what, std::initializer_list<int64_t> dims) {
+  constexpr int64_t max = std::numeric_limits<int64_t>::max();
+  int64_t bytes = static_cast<int64_t>(sizeof(float));
+  std::string shape;
+  for (const int64_t d : dims) {
+    shape += (shape.empty() ? "" : "x") + std::to_string(d);
+    bytes = (bytes > 0 && d > max / bytes) ? -1 : (bytes < 0 ? -1 : bytes * d);
+  }
+  if (bytes < 0) fail(ErrorCode::InvalidArgument, std::string(what) + " of " + shape + " floats spans more than 2^63 bytes");
+}
+
+}  // namespace
 
 void softmax(const float* logits, int64_t n, int64_t k, float temperature, float* probs) {
   if (!logits || !probs) fail(ErrorCode::InvalidArgument, "softmax: logits or output pointer is null");
@@ -18,6 +37,7 @@ void softmax(const float* logits, int64_t n, int64_t k, float temperature, float
   if (!(temperature > 0.0f) || !std::isfinite(temperature)) {
     fail(ErrorCode::InvalidArgument, "softmax: temperature " + std::to_string(temperature) + " must be > 0");
   }
+  require_addressable("softmax: logits", {n, k});
   for (int64_t i = 0; i < n; ++i) softmax_row(logits + i * k, probs + i * k, k, temperature);
 }
 
@@ -53,6 +73,7 @@ void blend_tiles(const float* tiles, const TileGrid& grid, float* out, int64_t h
     fail(ErrorCode::InvalidArgument, "blend_tiles: output " + std::to_string(height) + "x" + std::to_string(width) +
                                          " must be a non-empty crop of the frame");
   }
+  require_addressable("blend_tiles: tiles", {g.tiles_y, g.tiles_x, g.tile_height, g.tile_width});
   parallel_for(height, 16, [&](int64_t y0, int64_t y1) {
     for (int64_t y = y0; y < y1; ++y)
       for (int64_t x = 0; x < width; ++x) out[y * width + x] = blend_pixel(tiles, g, y, x);
@@ -117,6 +138,8 @@ void upsample_quality_map(const float* map, int64_t map_height, int64_t map_widt
                                          "x" + std::to_string(map_width) + ", output " + std::to_string(height) + "x" +
                                          std::to_string(width));
   }
+  require_addressable("upsample_quality_map: map", {map_height, map_width});
+  require_addressable("upsample_quality_map: output", {height, width});
   std::vector<AxisTaps> xt(static_cast<size_t>(width));
   for (int64_t x = 0; x < width; ++x) xt[x] = axis_taps(ResizeMode::Bilinear, x, map_width, width);
   auto src = [&](int64_t y, int64_t x) { return map[y * map_width + x]; };

@@ -60,6 +60,10 @@ struct TileGrid {
 // Tiles on one axis that may cover position f: [first, last] (checked again by the caller).
 IFRT_HD void covering_tiles(int64_t f, int64_t frame, int64_t tile, int64_t overlap, int64_t count, int64_t* first,
                             int64_t* last) {
+  if (count <= 1) {  // one tile covers the axis, whatever the overlap (the step may be 0 or negative)
+    *first = *last = 0;
+    return;
+  }
   const int64_t step = tile - overlap;
   int64_t a = f < tile ? 0 : (f - tile) / step;  // one early; the coverage check drops it
   int64_t b = f / step;

@@ -58,13 +58,13 @@ IFRT_API ifrt_status ifrt_preprocess_shape_of(const ifrt_image* image, const ifr
                                               ifrt_preprocess_shape* shape);
 
 /* CPU path, host memory: writes shape.bytes to `out` (out_bytes must be at least that) and the
- * range used to *lo/*hi (each may be NULL). Multithreaded; returns when done. */
+ * range used to lo and hi (either may be NULL). Multithreaded; returns when done. */
 IFRT_API ifrt_status ifrt_preprocess(const ifrt_image* image, const ifrt_preprocess_options* options, void* out,
                                      size_t out_bytes, double* lo, double* hi);
 
 /* CUDA path: image->data, options->dark/flat and out are device memory; enqueued on `cuda_stream`
  * (a cudaStream_t, NULL = default stream) without synchronizing. The range stays on the device;
- * ifrt_preprocess_cuda_range copies it to *lo/*hi after synchronizing the stream. A workspace
+ * ifrt_preprocess_cuda_range copies it to lo and hi after synchronizing the stream. A workspace
  * (histograms) is kept per thread. IFRT_ERR_UNSUPPORTED without CUDA in the build. */
 IFRT_API ifrt_status ifrt_preprocess_cuda(const ifrt_image* image, const ifrt_preprocess_options* options, void* out,
                                           size_t out_bytes, void* cuda_stream);
