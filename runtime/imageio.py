@@ -159,10 +159,16 @@ def _read_opencv(path: Path, fmt: str, page: int, max_pixels: int) -> np.ndarray
     return image
 
 
+def colour_maximum(image: np.ndarray) -> np.ndarray:
+    """Per-pixel maximum of the first three channels of an H x W x 3|4 image: a pseudo-coloured export
+    of one fluorophore has its signal in one channel, and the maximum keeps it. (Element-wise over the
+    channel planes: numpy's reduction over a short last axis is about 20 times slower on a camera frame.)"""
+    return np.maximum(np.maximum(image[:, :, 0], image[:, :, 1]), image[:, :, 2])
+
+
 def _as_single_channel(path: Path, image: np.ndarray) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] in (3, 4):
-        # Pseudo-coloured export of one fluorophore: the signal is in one channel, the maximum keeps it.
-        image = image[:, :, :3].max(axis=2)
+        image = colour_maximum(image)
     if image.ndim != 2:
         raise ImageReadError(path, f"shape {image.shape} is not a single-channel image; save one channel "
                                    "per page, or pass page= to pick one")

@@ -38,7 +38,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ifrt.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError, read_image
+from ifrt.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError, colour_maximum, read_image
 
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 RAW_DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float32": np.float32}
@@ -87,7 +87,7 @@ def single_channel(image: np.ndarray, channel: int | None = None) -> np.ndarray:
         if channel is not None and channel < image.shape[2]:
             return image[:, :, channel]
         if image.shape[2] in (3, 4):
-            return image[:, :, :3].max(axis=2)
+            return colour_maximum(image)
     return image
 
 
@@ -109,13 +109,21 @@ class CaptureSource:
 
     A camera that stops delivering frames is released and reopened up to `reconnect` times, waiting
     `backoff`, 2 x `backoff`, ... (at most `max_backoff`) seconds between attempts; then `SourceLost`.
-    A video file simply ends."""
+    A video file ends, or with `loop` is reopened and played again from its first frame (a replayed
+    acquisition for demos and soak tests). With `fps` a video file delivers its frames at that rate,
+    as the camera that recorded it did: the source is then live (latest frame wins, late frames are
+    dropped) instead of every frame being analysed."""
 
     def __init__(self, open_capture: Callable[[], Capture], name: str, *, camera: bool, reconnect: int = 5,
-                 backoff: float = 0.5, max_backoff: float = 8.0, channel: int | None = None):
+                 backoff: float = 0.5, max_backoff: float = 8.0, channel: int | None = None, loop: bool = False,
+                 fps: float | None = None):
+        if fps is not None and not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"{name}: frame rate {fps} must be a positive number")
         self.open_capture, self.name, self.camera = open_capture, name, camera
-        self.live = camera
+        self.loop, self.fps = loop and not camera, None if camera else fps
+        self.live = camera or self.fps is not None
         self.reconnect, self.backoff, self.max_backoff, self.channel = reconnect, backoff, max_backoff, channel
+        self.passes = 0  # completed plays of a looped video file
 
     def _open(self) -> Capture | None:
         try:
@@ -141,16 +149,28 @@ class CaptureSource:
             what = "is it connected, and not in use by another program?" if self.camera else \
                 "is it a video file OpenCV can decode?"
             raise SourceLost(f"{self.name}: cannot open ({what})")
-        index = 0
+        index = first_of_pass = 0
+        start = time.perf_counter()
         try:
             while not stop.is_set():
+                if self.fps is not None and stop.wait(max(0.0, start + index / self.fps - time.perf_counter())):
+                    return
                 image = self._read(capture)
                 if image is not None:
-                    yield Frame(single_channel(image, self.channel), index, f"frame {index}", time.perf_counter())
+                    label = f"frame {index}" if not self.loop else f"frame {index - first_of_pass} (pass {self.passes + 1})"
+                    yield Frame(single_channel(image, self.channel), index, label, time.perf_counter())
                     index += 1
                     continue
                 if not self.camera:
-                    return  # end of the video file
+                    if not self.loop or index == first_of_pass:
+                        return  # end of the video file (or a file that gives no frame at all)
+                    capture.release()
+                    capture = self._open()
+                    if capture is None:
+                        raise SourceLost(f"{self.name}: cannot reopen the video file for pass {self.passes + 2}")
+                    self.passes += 1
+                    first_of_pass = index
+                    continue
                 capture.release()
                 capture = None
                 yield Notice("disconnected", f"{self.name}: no frame after {index} frames; the camera may have "
@@ -191,10 +211,21 @@ def camera_source(index: int, **options) -> CaptureSource:
     return CaptureSource(open_camera, f"camera {index}", camera=True, **options)
 
 
-def video_source(path: str | os.PathLike, **options) -> CaptureSource:
+def video_source(path: str | os.PathLike, *, fps: float | str | None = None, **options) -> CaptureSource:
+    """A video file; `fps="file"` plays it at the frame rate recorded in it, a number at that rate."""
     import cv2
 
-    return CaptureSource(lambda: cv2.VideoCapture(str(path)), str(path), camera=False, **options)
+    if fps == "file":
+        capture = cv2.VideoCapture(str(path))
+        try:
+            recorded = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
+        finally:
+            capture.release()
+        if not (math.isfinite(recorded) and recorded > 0):
+            raise ValueError(f"{path}: the file records no frame rate; give one, e.g. --fps 30")
+        fps = recorded
+    return CaptureSource(lambda: cv2.VideoCapture(str(path)), str(path), camera=False,
+                         fps=None if fps is None else float(fps), **options)
 
 
 @dataclass

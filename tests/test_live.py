@@ -253,6 +253,44 @@ def test_video_file_ends_without_reconnecting():
     assert len(driver.captures) == 1 and driver.captures[0].released
 
 
+def test_looped_video_file_reopens_and_plays_again_until_stopped():
+    driver = FakeCameraDriver([3, 3, 3, 3])
+    source = live.CaptureSource(driver.open, "clip.avi", camera=False, loop=True)
+    stop, frames = threading.Event(), []
+    for item in source.frames(stop):
+        frames.append(item)
+        if len(frames) == 7:
+            stop.set()
+    assert [f.index for f in frames] == list(range(7))
+    assert [f.label for f in frames][2:5] == ["frame 2 (pass 1)", "frame 0 (pass 2)", "frame 1 (pass 2)"]
+    assert source.passes == 2 and len(driver.captures) == 3 and all(c.released for c in driver.captures)
+    assert not source.live  # every frame of a file is analysed unless it is paced
+
+
+def test_looped_video_that_gives_no_frame_ends_instead_of_spinning():
+    driver = FakeCameraDriver([0, 5])
+    assert drain(live.CaptureSource(driver.open, "empty.avi", camera=False, loop=True)) == []
+    assert len(driver.captures) == 1
+
+
+def test_paced_video_file_delivers_frames_at_its_rate_and_is_live():
+    driver = FakeCameraDriver([6])
+    source = live.CaptureSource(driver.open, "clip.avi", camera=False, fps=50.0)
+    assert source.live
+    frames = drain(source)
+    arrivals = np.array([f.acquired for f in frames])
+    assert len(frames) == 6
+    # Frame n is read no earlier than n / 50 s after the first (the wait is a lower bound).
+    assert np.all(arrivals - arrivals[0] >= np.arange(6) / 50.0 - 2e-3)
+    assert arrivals[-1] - arrivals[0] < 1.0
+
+
+@pytest.mark.parametrize("fps", [0.0, -1.0, float("nan")])
+def test_a_frame_rate_that_is_not_positive_is_refused(fps):
+    with pytest.raises(ValueError, match="clip.avi: frame rate"):
+        live.CaptureSource(lambda: None, "clip.avi", camera=False, fps=fps)
+
+
 # ---- watched folder ----------------------------------------------------------------------------------------
 
 

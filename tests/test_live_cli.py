@@ -59,6 +59,42 @@ def test_video_file_with_max_frames_and_sweep(ifrt_cli, tiny_package, tmp_path):
     assert "best focus: frame" in proc.stderr
 
 
+def test_looped_video_file_plays_again_until_max_frames(ifrt_cli, tiny_package, tmp_path):
+    import cv2
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 64), isColor=False)
+    if not writer.isOpened():
+        pytest.skip("this OpenCV build cannot write MJPG video")
+    for f in frames_of((64, 64), count=3):
+        writer.write((f >> 8).astype(np.uint8))
+    writer.release()
+    proc = ifrt_cli("live", str(path), "--loop", "--fps", "file", "--every-frame", "--max-frames", "8", "--no-maps",
+                    "--model", str(tiny_package), "--backend", "ort", "--stats-every", "0")
+    assert proc.returncode == 0, proc.stderr
+    analysed = [r for r in json_lines(proc.stdout) if r["event"] == "frame"]
+    assert [r["frame"] for r in analysed] == list(range(8))
+    assert analysed[3]["label"] == "frame 0 (pass 2)" and analysed[7]["label"] == "frame 1 (pass 3)"
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--loop"], "--loop applies to a video file, not to "),
+    (["--fps", "30"], "--fps applies to a video file, not to "),
+])
+def test_video_only_options_on_another_source_are_refused(ifrt_cli, tmp_path, extra, message):
+    folder = tmp_path / "watched"
+    folder.mkdir()
+    proc = ifrt_cli("live", str(folder), *extra)
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_a_frame_rate_that_is_not_a_number_is_refused(ifrt_cli, tmp_path):
+    path = tmp_path / "clip.avi"
+    path.write_bytes(b"not decoded before the option is checked")
+    proc = ifrt_cli("live", str(path), "--fps", "fast")
+    assert proc.returncode == 2 and "--fps fast: give a number of frames per second or 'file'" in proc.stderr
+
+
 def test_watched_folder_that_disappears_stops_with_exit_1(tiny_package, tmp_path):
     watched = tmp_path / "incoming"
     watched.mkdir()

@@ -50,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="camera, stdin: analyse every frame, the reader waiting for the analysis instead of "
                         "replacing waiting frames (for recorded streams; a live camera would fall behind)")
     p.add_argument("--existing", action="store_true", help="folder: also analyse the files already there")
+    p.add_argument("--loop", action="store_true",
+                   help="video file: play it again from the start when it ends (demos, soak tests); stop with "
+                        "Ctrl-C or --max-frames")
+    p.add_argument("--fps", metavar="RATE",
+                   help="video file: deliver frames at RATE per second, or at the rate recorded in the file "
+                        "with 'file', as a camera would (latest frame wins; default: analyse every frame)")
     p.add_argument("--reconnect", type=int, default=5, help="camera: reconnect attempts before stopping (default 5)")
     p.add_argument("--backoff", type=float, default=0.5,
                    help="camera: first wait before reconnecting, doubled each attempt up to 8 s (default 0.5)")
@@ -61,6 +67,11 @@ def open_source(args: argparse.Namespace):
     from ifrt.imageio import IMAGE_SUFFIXES, read_image
 
     source = args.source
+    path = Path(source) if source not in (None, "-") else None
+    is_video = path is not None and path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES
+    for flag, given in (("--loop", args.loop), ("--fps", args.fps is not None)):
+        if given and not is_video:
+            raise ValueError(f"{flag} applies to a video file, not to {'stdin' if path is None else source}")
     if args.raw:
         if source not in (None, "-"):
             raise ValueError(f"--raw reads frames from stdin; give - as the source, not {source!r}")
@@ -72,13 +83,18 @@ def open_source(args: argparse.Namespace):
         raise ValueError("stdin needs the frame format: --raw WIDTHxHEIGHT:TYPE, e.g. --raw 2048x2048:uint16")
     if source.isdigit():
         return live.camera_source(int(source), reconnect=args.reconnect, backoff=args.backoff)
-    path = Path(source)
     if path.is_dir():
         return live.FolderSource(path, existing=args.existing)
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
         return live.ArraySource([read_image(path)], count=1, name=str(path))  # one frame; errors name the file
-    if path.is_file():
-        return live.video_source(path)
+    if is_video:
+        fps = args.fps
+        if fps is not None and fps != "file":
+            try:
+                fps = float(fps)
+            except ValueError:
+                raise ValueError(f"--fps {fps}: give a number of frames per second or 'file'") from None
+        return live.video_source(path, fps=fps, loop=args.loop)
     raise ValueError(f"{source}: no such camera index, file or folder")
 
 
