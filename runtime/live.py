@@ -848,13 +848,31 @@ def render_overlay(image: np.ndarray, result, status: str = "", *, size: int = 5
     colour[..., 2] = ((1 - cells) * 255).astype(np.uint8)
     canvas = cv2.addWeighted(canvas, 0.7, colour, 0.3, 0)
 
-    lines = [f"quality {result.quality:.3f}  blur level {result.blur_level}  "
-             f"certainty {float(np.mean(result.certainty)):.2f}", status]
-    for i, text in enumerate(t for t in lines if t):
+    font, font_scale = cv2.FONT_HERSHEY_SIMPLEX, 0.6
+    lines = _wrap_text(cv2, [f"quality {result.quality:.3f}  blur level {result.blur_level}  "
+                             f"certainty {float(np.mean(result.certainty)):.2f}", status],
+                       canvas.shape[1] - 20, font, font_scale)
+    for i, text in enumerate(lines):
         origin = (10, 28 + 26 * i)
-        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(canvas, text, origin, font, font_scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(canvas, text, origin, font, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
     return canvas
+
+
+def _wrap_text(cv2, texts: list[str], width: int, font: int, font_scale: float) -> list[str]:
+    """Non-empty `texts` broken after ", " or ": " so that each line fits `width` pixels where it can."""
+    lines = []
+    for text in filter(None, texts):
+        pieces = re.split(r"(?<=[,:]) ", text)
+        line = pieces[0]
+        for piece in pieces[1:]:
+            if cv2.getTextSize(f"{line} {piece}", font, font_scale, 3)[0][0] <= width:
+                line = f"{line} {piece}"
+            else:
+                lines.append(line)
+                line = piece
+        lines.append(line)
+    return lines
 
 
 class OverlayWindow:
@@ -863,7 +881,7 @@ class OverlayWindow:
     def __init__(self, title: str, *, size: int = 512):
         import cv2
 
-        self.title, self.size = title, size
+        self.title, self.size, self.sized = title, size, False
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error:
@@ -873,7 +891,11 @@ class OverlayWindow:
     def __call__(self, frame: Frame, result, status: str) -> bool:
         import cv2
 
-        cv2.imshow(self.title, render_overlay(frame.image, result, f"{frame.label}: {status}", size=self.size))
+        canvas = render_overlay(frame.image, result, f"{frame.label}: {status}", size=self.size)
+        if not self.sized:  # open at the overlay's size; the user may resize the window afterwards
+            cv2.resizeWindow(self.title, canvas.shape[1], canvas.shape[0])
+            self.sized = True
+        cv2.imshow(self.title, canvas)
         key = cv2.waitKey(1) & 0xFF
         if key in (ord("q"), 27):
             return False

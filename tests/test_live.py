@@ -511,3 +511,52 @@ def test_overlay_is_a_colour_image_of_the_display_size(session):
     result = session.focus(image)
     canvas = live.render_overlay(image, result, "12 frames", display=128)
     assert canvas.shape == (128, 64, 3) and canvas.dtype == np.uint8
+
+
+def test_overlay_text_is_wrapped_to_the_frame_width():
+    import cv2
+
+    status = "frame 2 (pass 13): 243 frames, 10.1 frames/s, 0 dropped, 0 skipped, latency p50 4.0 ms p99 8.4 ms"
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    lines = live._wrap_text(cv2, ["quality 0.900", "", status], 260, font, 0.6)
+    assert lines[0] == "quality 0.900" and len(lines) >= 3
+    assert " ".join(lines[1:]) == status
+    assert all(cv2.getTextSize(line, font, 0.6, 3)[0][0] <= 260 for line in lines)
+
+
+class FakeGui:
+    """The OpenCV window calls `OverlayWindow` makes, recorded; `keys` are what waitKey returns in turn."""
+
+    def __init__(self, keys=(), visible=1.0):
+        self.keys, self.visible, self.calls = list(keys), visible, []
+
+    def install(self, monkeypatch):
+        import cv2
+
+        for name in ("namedWindow", "resizeWindow", "imshow", "destroyWindow"):
+            monkeypatch.setattr(cv2, name, lambda *a, _n=name: self.calls.append((_n, a)))
+        monkeypatch.setattr(cv2, "waitKey", lambda delay: self.keys.pop(0) if self.keys else -1)
+        monkeypatch.setattr(cv2, "getWindowProperty", lambda title, prop: self.visible)
+
+
+def test_overlay_window_shows_each_frame_until_q(session, monkeypatch):
+    gui = FakeGui(keys=[-1, -1, ord("q")])
+    gui.install(monkeypatch)
+    window = live.OverlayWindow("ifrt live: test", size=64)
+    summary = live.run_live(session, live.ArraySource([structured((96, 128))], count=10, live=False),
+                            lambda record: None, live.LiveOptions(size=64, stats_every=0), viewer=window)
+    window.close()
+    names = [name for name, _ in gui.calls]
+    assert summary.frames == 3 and summary.stop == "window closed"
+    assert names == ["namedWindow", "resizeWindow", "imshow", "imshow", "imshow", "destroyWindow"]
+    shown = [args[1] for name, args in gui.calls if name == "imshow"]
+    assert all(s.shape == (96, 128, 3) and s.dtype == np.uint8 for s in shown)
+    assert gui.calls[1][1] == ("ifrt live: test", 128, 96)
+
+
+def test_closing_the_overlay_window_stops_the_loop(session, monkeypatch):
+    FakeGui(visible=0.0).install(monkeypatch)
+    window = live.OverlayWindow("ifrt live: test", size=64)
+    summary = live.run_live(session, live.ArraySource([structured()], count=10, live=False), lambda record: None,
+                            live.LiveOptions(size=64, stats_every=0), viewer=window)
+    assert summary.frames == 1 and summary.stop == "window closed"
