@@ -55,6 +55,13 @@ def test_image_keeps_the_scene_scale_up_to_photobleaching(scene):
     assert result.image.mean() == pytest.approx(scene.mean() * result.photobleach, rel=0.03)
 
 
+def test_deblurring_reference_is_the_scene_at_the_frame_exposure(scene):
+    result = degrade(scene, np.random.default_rng(2), level=0)
+    reference = result.reference(scene)
+    np.testing.assert_allclose(reference, scene * np.float32(result.photobleach), rtol=1e-6)
+    assert result.image.mean() == pytest.approx(reference.mean(), rel=0.03)
+
+
 @pytest.mark.parametrize("kind", ["gaussian", "defocus", "spatial"])
 def test_severity_stays_within_its_level_for_every_kind(scene, kind):
     cfg = DegradeConfig()

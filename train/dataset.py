@@ -95,8 +95,9 @@ def read_signal(path: Path, cfg: DegradeConfig) -> np.ndarray:
 
 
 class ManifestDataset(Dataset):
-    """Samples as dicts of tensors: image [1,H,W] (normalized), sharp [1,H,W] (in the input's normalized
-    space), has_sharp, diagnosis (-1 unknown), blur_level (-1 unknown), blur_map [H/32,W/32] (NaN unknown),
+    """Samples as dicts of tensors: image [1,H,W] (normalized), sharp [1,H,W] (the deblurring target in the
+    input's normalized space: when degraded on the fly, the in-focus reference at the frame's own exposure,
+    `Degraded.reference`; read from disk, the stored reference as it is), has_sharp, diagnosis (-1 unknown), blur_level (-1 unknown), blur_map [H/32,W/32] (NaN unknown),
     index. `level` fixes the blur level of on-the-fly degradation (evaluation per level)."""
 
     def __init__(self, root: str | Path, rows, class_names: list[str], cfg: DataConfig, *, train: bool,
@@ -167,6 +168,7 @@ class ManifestDataset(Dataset):
             level = self.level if self.level is not None else int(rng.choice(self.levels))
             degraded = degrade(sharp, rng, self.degrade_cfg, level=level)
             image, blur_level, blur_map = degraded.image, int(degraded.blur_level), degraded.blur_map
+            sharp = degraded.reference(sharp)
             has_sharp = True
         else:
             image = self._read(row.path)

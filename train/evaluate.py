@@ -198,7 +198,7 @@ def deblur_comparison(models: dict[str, DeepMTND], data_dir: Path, rows, cfg: De
             rng = np.random.default_rng([seed, i, lv, 99])
             d = degrade(sharp, rng, cfg, level=lv, kind="gaussian")
             lo, hi = percentile_range(d.image)
-            x, target = apply_range(d.image, lo, hi), apply_range(sharp, lo, hi)
+            x, target = apply_range(d.image, lo, hi), apply_range(d.reference(sharp), lo, hi)
             scores["input"].append((M.psnr(x, target), M.ssim(x, target)))
             with torch.no_grad():
                 image = torch.from_numpy(x)[None, None]

@@ -1,10 +1,33 @@
 // C ABI: focus metrics (ifrt/focus.h).
+#include <memory>
+#include <string>
+
 #include "capi/guard.h"
 #include "capi/image.h"
 #include "core/focus.h"
 
+#if IFRT_WITH_CUDA
+#include <cstddef>
+#include <map>
+#include <memory>
+
+#include "cuda/kernels.h"
+
+// The CUDA kernels write ifrt::FocusMetrics straight into the caller's ifrt_focus_metrics.
+static_assert(sizeof(ifrt_focus_metrics) == sizeof(ifrt::FocusMetrics), "metrics layout");
+static_assert(offsetof(ifrt_focus_metrics, var_laplacian) == offsetof(ifrt::FocusMetrics, var_laplacian) &&
+                  offsetof(ifrt_focus_metrics, tenengrad) == offsetof(ifrt::FocusMetrics, tenengrad) &&
+                  offsetof(ifrt_focus_metrics, brenner) == offsetof(ifrt::FocusMetrics, brenner) &&
+                  offsetof(ifrt_focus_metrics, normalized_variance) == offsetof(ifrt::FocusMetrics, normalized_variance) &&
+                  offsetof(ifrt_focus_metrics, vollath_f4) == offsetof(ifrt::FocusMetrics, vollath_f4),
+              "metrics layout");
+#endif
+
 struct ifrt_focus {
   ifrt_focus_options options;
+#if IFRT_WITH_CUDA
+  std::map<void*, std::unique_ptr<ifrt::cuda::FocusScratch>> scratch;  // per CUDA stream
+#endif
 };
 
 using namespace ifrt;
@@ -41,7 +64,9 @@ IFRT_API ifrt_status ifrt_focus_create(const ifrt_focus_options* options, ifrt_f
     int64_t th = o.tile_height, tw = o.tile_width, ty = 0, tx = 0;
     focus_grid(1, 1, &th, &tw, &ty, &tx);  // validates the tile size
     if (o.channel < 0) fail(ErrorCode::InvalidArgument, "channel " + std::to_string(o.channel) + " is negative");
-    *focus = new ifrt_focus{o};
+    auto handle = std::make_unique<ifrt_focus>();
+    handle->options = o;
+    *focus = handle.release();
   });
 }
 
@@ -74,6 +99,32 @@ IFRT_API ifrt_status ifrt_focus_compute(ifrt_focus* focus, const ifrt_image* ima
     if (global) copy_metrics(r.global, global);
     if (tiles)
       for (size_t t = 0; t < r.tiles.size(); ++t) copy_metrics(r.tiles[t], tiles + t);
+  });
+}
+
+IFRT_API ifrt_status ifrt_focus_compute_cuda(ifrt_focus* focus, const ifrt_image* image, ifrt_focus_metrics* global,
+                                             ifrt_focus_metrics* tiles, size_t tile_capacity, void* cuda_stream) {
+  return guarded([&] {
+    require(focus, "focus");
+    const ImageView im = image_from(image);
+#if IFRT_WITH_CUDA
+    int64_t th = focus->options.tile_height, tw = focus->options.tile_width, ty = 0, tx = 0;
+    focus_grid(im.height, im.width, &th, &tw, &ty, &tx);
+    const int64_t ntiles = ty * tx;
+    if (tiles && tile_capacity < static_cast<size_t>(ntiles)) {
+      fail(ErrorCode::InvalidArgument, "tiles: capacity " + std::to_string(tile_capacity) + " is smaller than the " +
+                                           std::to_string(ntiles) + " tiles of this image");
+    }
+    auto& scratch = focus->scratch[cuda_stream];
+    if (!scratch) scratch = std::make_unique<cuda::FocusScratch>();
+    cuda::focus(im, focus->options.channel, focus->options.tile_height, focus->options.tile_width,
+                scratch->sums(ntiles, cuda_stream),
+                tiles ? reinterpret_cast<FocusMetrics*>(tiles) : scratch->tile_metrics(ntiles, cuda_stream),
+                global ? reinterpret_cast<FocusMetrics*>(global) : scratch->global_metrics(cuda_stream), cuda_stream);
+#else
+    (void)im, (void)global, (void)tiles, (void)tile_capacity, (void)cuda_stream;
+    fail(ErrorCode::Unsupported, "ifrt was built without CUDA kernels; use ifrt_focus_compute (CPU)");
+#endif
   });
 }
 

@@ -2,6 +2,7 @@
 #include <map>
 #include <memory>
 
+#include "capi/cuda_workspace.h"
 #include "capi/guard.h"
 #include "capi/image.h"
 #include "core/preprocess.h"
@@ -37,14 +38,6 @@ PreprocessOptions options_from(const ifrt_preprocess_options* o) {
 }
 
 #if IFRT_WITH_CUDA
-// One device workspace per thread and stream: the range of the last preprocess stays there.
-cuda::Workspace& workspace(void* stream) {
-  thread_local std::map<void*, std::unique_ptr<cuda::Workspace>> spaces;
-  auto& ws = spaces[stream];
-  if (!ws) ws = std::make_unique<cuda::Workspace>();
-  return *ws;
-}
-
 cuda::Staging& staging(void* stream) {
   thread_local std::map<void*, std::unique_ptr<cuda::Staging>> buffers;
   auto& st = buffers[stream];
@@ -54,6 +47,15 @@ cuda::Staging& staging(void* stream) {
 #endif
 
 }  // namespace
+
+#if IFRT_WITH_CUDA
+cuda::Workspace& workspace(void* stream) {
+  thread_local std::map<void*, std::unique_ptr<cuda::Workspace>> spaces;
+  auto& ws = spaces[stream];
+  if (!ws) ws = std::make_unique<cuda::Workspace>();
+  return *ws;
+}
+#endif
 
 }  // namespace ifrt::capi
 

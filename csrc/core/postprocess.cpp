@@ -28,7 +28,7 @@ void require_addressable(const char* what, std::initializer_list<int64_t> dims) 
 
 }  // namespace
 
-void softmax(const float* logits, int64_t n, int64_t k, float temperature, float* probs) {
+void check_softmax(const float* logits, int64_t n, int64_t k, float temperature, const float* probs) {
   if (!logits || !probs) fail(ErrorCode::InvalidArgument, "softmax: logits or output pointer is null");
   if (n < 0 || k < 1) {
     fail(ErrorCode::InvalidArgument, "softmax: logits shape [" + std::to_string(n) + ", " + std::to_string(k) +
@@ -38,6 +38,10 @@ void softmax(const float* logits, int64_t n, int64_t k, float temperature, float
     fail(ErrorCode::InvalidArgument, "softmax: temperature " + std::to_string(temperature) + " must be > 0");
   }
   require_addressable("softmax: logits", {n, k});
+}
+
+void softmax(const float* logits, int64_t n, int64_t k, float temperature, float* probs) {
+  check_softmax(logits, n, k, temperature, probs);
   for (int64_t i = 0; i < n; ++i) softmax_row(logits + i * k, probs + i * k, k, temperature);
 }
 
@@ -66,7 +70,7 @@ TileGrid make_tile_grid(int64_t frame_height, int64_t frame_width, int64_t tile_
   return g;
 }
 
-void blend_tiles(const float* tiles, const TileGrid& grid, float* out, int64_t height, int64_t width) {
+TileGrid check_blend_tiles(const float* tiles, const TileGrid& grid, const float* out, int64_t height, int64_t width) {
   if (!tiles || !out) fail(ErrorCode::InvalidArgument, "blend_tiles: tiles or output pointer is null");
   const TileGrid g = make_tile_grid(grid.frame_height, grid.frame_width, grid.tile_height, grid.tile_width, grid.overlap);
   if (height < 1 || width < 1 || height > g.frame_height || width > g.frame_width) {
@@ -74,6 +78,11 @@ void blend_tiles(const float* tiles, const TileGrid& grid, float* out, int64_t h
                                          " must be a non-empty crop of the frame");
   }
   require_addressable("blend_tiles: tiles", {g.tiles_y, g.tiles_x, g.tile_height, g.tile_width});
+  return g;
+}
+
+void blend_tiles(const float* tiles, const TileGrid& grid, float* out, int64_t height, int64_t width) {
+  const TileGrid g = check_blend_tiles(tiles, grid, out, height, width);
   parallel_for(height, 16, [&](int64_t y0, int64_t y1) {
     for (int64_t y = y0; y < y1; ++y)
       for (int64_t x = 0; x < width; ++x) out[y * width + x] = blend_pixel(tiles, g, y, x);
@@ -99,17 +108,27 @@ void denormalize_rows(const void* in, DType in_dtype, int64_t in_stride, int64_t
 
 }  // namespace
 
-void denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_t height, int64_t width, double lo,
-                 double hi, void* out, DType out_dtype) {
+void check_denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_t height, int64_t width,
+                       const void* out, DType out_dtype) {
   if (!in || !out) fail(ErrorCode::InvalidArgument, "denormalize: input or output pointer is null");
   if (in_dtype != DType::F32 && in_dtype != DType::F16) {
     fail(ErrorCode::InvalidArgument, std::string("denormalize: input dtype ") + dtype_name(in_dtype) +
                                          " is not supported (expected float32 or float16)");
   }
+  if (out_dtype != DType::U8 && out_dtype != DType::U16 && out_dtype != DType::F32) {
+    fail(ErrorCode::InvalidArgument, std::string("denormalize: output dtype ") + dtype_name(out_dtype) +
+                                         " is not supported (expected uint8, uint16 or float32)");
+  }
   if (height < 1 || width < 1 || in_stride < width) {
     fail(ErrorCode::InvalidArgument, "denormalize: size " + std::to_string(height) + "x" + std::to_string(width) +
                                          " with row stride " + std::to_string(in_stride) + " is invalid");
   }
+  require_addressable("denormalize: input", {height, in_stride});
+}
+
+void denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_t height, int64_t width, double lo,
+                 double hi, void* out, DType out_dtype) {
+  check_denormalize(in, in_dtype, in_stride, height, width, out, out_dtype);
   const NormRange r = make_range(lo, hi);
   const float lo32 = r.lo32;
   const float span = static_cast<float>(r.hi - r.lo);
@@ -125,13 +144,12 @@ void denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_t heig
       denormalize_rows(in, in_dtype, in_stride, height, width, lo32, span, static_cast<float*>(out), 0.0f, 0.0f, false);
       return;
     default:
-      fail(ErrorCode::InvalidArgument, std::string("denormalize: output dtype ") + dtype_name(out_dtype) +
-                                           " is not supported (expected uint8, uint16 or float32)");
+      return;  // refused by check_denormalize
   }
 }
 
-void upsample_quality_map(const float* map, int64_t map_height, int64_t map_width, float* out, int64_t height,
-                          int64_t width) {
+void check_upsample_quality_map(const float* map, int64_t map_height, int64_t map_width, const float* out,
+                                int64_t height, int64_t width) {
   if (!map || !out) fail(ErrorCode::InvalidArgument, "upsample_quality_map: map or output pointer is null");
   if (map_height < 1 || map_width < 1 || height < 1 || width < 1) {
     fail(ErrorCode::InvalidArgument, "upsample_quality_map: sizes must be >= 1, got map " + std::to_string(map_height) +
@@ -140,6 +158,11 @@ void upsample_quality_map(const float* map, int64_t map_height, int64_t map_widt
   }
   require_addressable("upsample_quality_map: map", {map_height, map_width});
   require_addressable("upsample_quality_map: output", {height, width});
+}
+
+void upsample_quality_map(const float* map, int64_t map_height, int64_t map_width, float* out, int64_t height,
+                          int64_t width) {
+  check_upsample_quality_map(map, map_height, map_width, out, height, width);
   std::vector<AxisTaps> xt(static_cast<size_t>(width));
   for (int64_t x = 0; x < width; ++x) xt[x] = axis_taps(ResizeMode::Bilinear, x, map_width, width);
   auto src = [&](int64_t y, int64_t x) { return map[y * map_width + x]; };

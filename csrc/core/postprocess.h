@@ -105,6 +105,15 @@ void softmax(const float* logits, int64_t n, int64_t k, float temperature, float
 TileGrid make_tile_grid(int64_t frame_height, int64_t frame_width, int64_t tile_height, int64_t tile_width,
                         int64_t overlap);
 
+// Argument checks shared by the CPU functions below and their CUDA versions (cuda/kernels.h): null
+// pointers, shapes, dtypes, and arrays whose byte count exceeds 2^63 are refused (InvalidArgument).
+void check_softmax(const float* logits, int64_t n, int64_t k, float temperature, const float* probs);
+TileGrid check_blend_tiles(const float* tiles, const TileGrid& grid, const float* out, int64_t height, int64_t width);
+void check_denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_t height, int64_t width,
+                       const void* out, DType out_dtype);
+void check_upsample_quality_map(const float* map, int64_t map_height, int64_t map_width, const float* out,
+                                int64_t height, int64_t width);
+
 // tiles: [grid.tiles_y * grid.tiles_x, tile_height, tile_width]; out: [height, width] packed, the
 // top-left crop of the frame (height <= frame_height, width <= frame_width).
 void blend_tiles(const float* tiles, const TileGrid& grid, float* out, int64_t height, int64_t width);

@@ -111,4 +111,38 @@ void focus(const ImageView& image, int64_t channel, int64_t tile_height, int64_t
   }
 }
 
+namespace {
+
+// Grows `*buffer` to hold `count` elements of `size` bytes (stream-ordered; the old contents are dropped).
+void* grow(void** buffer, int64_t* capacity, int64_t count, size_t size, cudaStream_t stream) {
+  if (*buffer && *capacity >= count) return *buffer;
+  if (*buffer) IFRT_CUDA_CHECK(cudaFreeAsync(*buffer, stream));
+  *buffer = nullptr;
+  *capacity = 0;
+  IFRT_CUDA_CHECK(cudaMallocAsync(buffer, size * static_cast<size_t>(count < 1 ? 1 : count), stream));
+  *capacity = count;
+  return *buffer;
+}
+
+}  // namespace
+
+FocusScratch::~FocusScratch() {
+  // cudaFree waits for outstanding work; a scratch is released rarely, never per frame.
+  for (void* p : {sums_, tiles_, global_})
+    if (p) cudaFree(p);
+}
+
+FocusSums* FocusScratch::sums(int64_t tiles, void* stream) {
+  return static_cast<FocusSums*>(grow(&sums_, &sums_capacity_, tiles, sizeof(FocusSums), as_stream(stream)));
+}
+
+FocusMetrics* FocusScratch::tile_metrics(int64_t tiles, void* stream) {
+  return static_cast<FocusMetrics*>(grow(&tiles_, &tiles_capacity_, tiles, sizeof(FocusMetrics), as_stream(stream)));
+}
+
+FocusMetrics* FocusScratch::global_metrics(void* stream) {
+  int64_t capacity = global_ ? 1 : 0;
+  return static_cast<FocusMetrics*>(grow(&global_, &capacity, 1, sizeof(FocusMetrics), as_stream(stream)));
+}
+
 }  // namespace ifrt::cuda

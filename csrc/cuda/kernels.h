@@ -111,6 +111,27 @@ void denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_t heig
 void upsample_quality_map(const float* map, int64_t map_height, int64_t map_width, float* out, int64_t height,
                           int64_t width, void* stream);
 
+// Device scratch for focus() when the caller keeps none: the per-tile sums and, for outputs the caller
+// does not want, metrics buffers. Grown on demand, stream-ordered (cudaMallocAsync on the stream of
+// the call, so growing adds no synchronization), freed on destruction. One per stream; not
+// thread-safe. Reuse makes a steady frame size allocation-free.
+class FocusScratch {
+ public:
+  FocusScratch() = default;
+  ~FocusScratch();
+  FocusScratch(const FocusScratch&) = delete;
+  FocusScratch& operator=(const FocusScratch&) = delete;
+  FocusSums* sums(int64_t tiles, void* stream);
+  FocusMetrics* tile_metrics(int64_t tiles, void* stream);
+  FocusMetrics* global_metrics(void* stream);
+
+ private:
+  void* sums_ = nullptr;
+  void* tiles_ = nullptr;
+  void* global_ = nullptr;
+  int64_t sums_capacity_ = 0, tiles_capacity_ = 0;
+};
+
 // Focus metrics: tile_metrics receives tiles_y*tiles_x FocusMetrics and global_metrics one, both
 // device memory; tile_sums is device scratch of tiles_y*tiles_x FocusSums (overwritten).
 void focus(const ImageView& image, int64_t channel, int64_t tile_height, int64_t tile_width, FocusSums* tile_sums,

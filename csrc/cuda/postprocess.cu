@@ -80,22 +80,14 @@ void denormalize_to(const void* in, int64_t stride, int64_t h, int64_t w, const 
 }  // namespace
 
 void softmax(const float* logits, int64_t n, int64_t k, float temperature, float* probs, void* stream) {
-  if (!logits || !probs) fail(ErrorCode::InvalidArgument, "softmax: logits or output pointer is null");
-  if (n < 0 || k < 1) fail(ErrorCode::InvalidArgument, "softmax: logits shape is invalid (need at least one class)");
-  if (!(temperature > 0.0f) || !isfinite(temperature)) {
-    fail(ErrorCode::InvalidArgument, "softmax: temperature " + std::to_string(temperature) + " must be > 0");
-  }
+  check_softmax(logits, n, k, temperature, probs);
   if (n == 0) return;
   softmax_kernel<<<blocks_for(n, 128), 128, 0, as_stream(stream)>>>(logits, n, k, temperature, probs);
   IFRT_CUDA_CHECK_LAUNCH();
 }
 
 void blend_tiles(const float* tiles, const TileGrid& grid, float* out, int64_t height, int64_t width, void* stream) {
-  if (!tiles || !out) fail(ErrorCode::InvalidArgument, "blend_tiles: tiles or output pointer is null");
-  const TileGrid g = make_tile_grid(grid.frame_height, grid.frame_width, grid.tile_height, grid.tile_width, grid.overlap);
-  if (height < 1 || width < 1 || height > g.frame_height || width > g.frame_width) {
-    fail(ErrorCode::InvalidArgument, "blend_tiles: output must be a non-empty crop of the frame");
-  }
+  const TileGrid g = check_blend_tiles(tiles, grid, out, height, width);
   const dim3 block(64, 4);
   blend_kernel<<<grid2d(height, width, block), block, 0, as_stream(stream)>>>(tiles, g, out, height, width);
   IFRT_CUDA_CHECK_LAUNCH();
@@ -103,10 +95,7 @@ void blend_tiles(const float* tiles, const TileGrid& grid, float* out, int64_t h
 
 void denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_t height, int64_t width,
                  const NormRange* device_range, double lo, double hi, void* out, DType out_dtype, void* stream) {
-  if (!in || !out) fail(ErrorCode::InvalidArgument, "denormalize: input or output pointer is null");
-  if (height < 1 || width < 1 || in_stride < width) {
-    fail(ErrorCode::InvalidArgument, "denormalize: size or row stride is invalid");
-  }
+  check_denormalize(in, in_dtype, in_stride, height, width, out, out_dtype);
   float lo32 = 0.0f, span = 0.0f;
   if (!device_range) {
     const NormRange r = make_range(lo, hi);
@@ -127,10 +116,7 @@ void denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_t heig
 
 void upsample_quality_map(const float* map, int64_t map_height, int64_t map_width, float* out, int64_t height,
                           int64_t width, void* stream) {
-  if (!map || !out) fail(ErrorCode::InvalidArgument, "upsample_quality_map: map or output pointer is null");
-  if (map_height < 1 || map_width < 1 || height < 1 || width < 1) {
-    fail(ErrorCode::InvalidArgument, "upsample_quality_map: sizes must be >= 1");
-  }
+  check_upsample_quality_map(map, map_height, map_width, out, height, width);
   const dim3 block(64, 4);
   upsample_kernel<<<grid2d(height, width, block), block, 0, as_stream(stream)>>>(map, map_height, map_width, out,
                                                                                   height, width);

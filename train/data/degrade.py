@@ -69,6 +69,11 @@ class Degraded:
     photobleach: float = 1.0
     gain: float = 0.0
 
+    def reference(self, sharp: np.ndarray) -> np.ndarray:
+        """The in-focus frame at this frame's exposure, noise-free: `photobleach * sharp`. The deblurring
+        target; dimming is part of the recording, not of the blur, and no network can undo an unknown one."""
+        return np.asarray(sharp, np.float32) * np.float32(self.photobleach)
+
 
 def blur_level_count(cfg: DegradeConfig = DegradeConfig()) -> int:
     return len(cfg.sigmas)

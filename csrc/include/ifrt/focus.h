@@ -51,6 +51,15 @@ IFRT_API ifrt_status ifrt_focus_tile_grid(const ifrt_focus* focus, int64_t heigh
 IFRT_API ifrt_status ifrt_focus_compute(ifrt_focus* focus, const ifrt_image* image, ifrt_focus_metrics* global,
                                         ifrt_focus_metrics* tiles, size_t tile_capacity);
 
+/* CUDA path: image->data, global and tiles are device memory (global and tiles may be NULL), written
+ * by kernels enqueued on `cuda_stream` (a cudaStream_t, NULL = the legacy default stream) without
+ * synchronizing: the metrics are valid once the stream reaches this point. The handle keeps device
+ * scratch per stream, grown stream-ordered on the first frame of a larger tile grid, so a steady
+ * frame size allocates nothing. Metrics match ifrt_focus_compute up to summation order (relative
+ * 1e-9). IFRT_ERR_UNSUPPORTED without CUDA in the build. */
+IFRT_API ifrt_status ifrt_focus_compute_cuda(ifrt_focus* focus, const ifrt_image* image, ifrt_focus_metrics* global,
+                                             ifrt_focus_metrics* tiles, size_t tile_capacity, void* cuda_stream);
+
 /* NULL is allowed. */
 IFRT_API void ifrt_focus_release(ifrt_focus* focus);
 

@@ -28,6 +28,28 @@ IFRT_API ifrt_status ifrt_denormalize(const ifrt_image* y, double lo, double hi,
 IFRT_API ifrt_status ifrt_upsample_quality_map(const float* quality_map, int64_t map_height, int64_t map_width,
                                                float* out, int64_t height, int64_t width);
 
+/* CUDA path of the four calls above: every array (logits, probs, tiles, y->data, out, quality_map) is
+ * device memory, and the work is enqueued on `cuda_stream` (a cudaStream_t, NULL = the legacy default
+ * stream) without synchronizing. Same per-element math as the CPU calls (softmax within 2 ulp of
+ * expf, the rest bit for bit). IFRT_ERR_UNSUPPORTED without CUDA in the build. */
+IFRT_API ifrt_status ifrt_softmax_cuda(const float* logits, int64_t n, int64_t k, float temperature, float* probs,
+                                       void* cuda_stream);
+
+IFRT_API ifrt_status ifrt_blend_tiles_cuda(const float* tiles, int64_t frame_height, int64_t frame_width,
+                                           int64_t tile_height, int64_t tile_width, int64_t overlap, float* out,
+                                           int64_t height, int64_t width, void* cuda_stream);
+
+/* With IFRT_RANGE_OF_LAST_PREPROCESS the range is the one the last ifrt_preprocess_cuda(_host) call of
+ * this thread on this stream computed, read on the device: preprocess -> engine -> denormalize then
+ * runs with no synchronization at all. With IFRT_RANGE_GIVEN it is lo/hi. */
+typedef enum ifrt_range_source { IFRT_RANGE_GIVEN = 0, IFRT_RANGE_OF_LAST_PREPROCESS = 1 } ifrt_range_source;
+
+IFRT_API ifrt_status ifrt_denormalize_cuda(const ifrt_image* y, ifrt_range_source range, double lo, double hi,
+                                           void* out, ifrt_dtype out_dtype, void* cuda_stream);
+
+IFRT_API ifrt_status ifrt_upsample_quality_map_cuda(const float* quality_map, int64_t map_height, int64_t map_width,
+                                                    float* out, int64_t height, int64_t width, void* cuda_stream);
+
 #ifdef __cplusplus
 }
 #endif
