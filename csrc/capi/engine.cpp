@@ -10,13 +10,22 @@
 #include "capi/image.h"
 #include "core/log.h"
 
+#include "capi/options.h"
+
 #if IFRT_WITH_TENSORRT
 #include "trt/engine.h"
+#include "trt/pipeline.h"
 #endif
 
 struct ifrt_engine {
 #if IFRT_WITH_TENSORRT
   std::unique_ptr<ifrt::trt::Engine> engine;
+#endif
+};
+
+struct ifrt_pipeline {
+#if IFRT_WITH_TENSORRT
+  std::unique_ptr<ifrt::trt::FramePipeline> pipeline;
 #endif
 };
 
@@ -282,5 +291,74 @@ IFRT_API void ifrt_set_log_callback(ifrt_log_callback callback, void* user) {
   g_callback = {callback, user};
   ifrt::set_log_sink(forward_to_callback, &g_callback);
 }
+
+IFRT_API ifrt_status ifrt_pipeline_create(ifrt_engine* engine, const ifrt_image* frame,
+                                          const ifrt_preprocess_options* options, float temperature, int32_t deblur,
+                                          void* cuda_stream, ifrt_pipeline** pipeline) {
+  if (pipeline) *pipeline = nullptr;
+  return ifrt::capi::guarded([&] {
+#if IFRT_WITH_TENSORRT
+    if (!engine || !engine->engine || !pipeline) {
+      fail(ErrorCode::InvalidArgument, "ifrt_pipeline_create: engine and pipeline must not be NULL");
+    }
+    ifrt::trt::PipelineOptions o;
+    o.preprocess = ifrt::capi::options_from(options);
+    o.temperature = temperature;
+    o.deblur = deblur != 0;
+    auto handle = std::make_unique<ifrt_pipeline>();
+    handle->pipeline = std::make_unique<ifrt::trt::FramePipeline>(*engine->engine, ifrt::capi::image_from(frame), o,
+                                                                  cuda_stream);
+    *pipeline = handle.release();
+#else
+    (void)engine, (void)frame, (void)options, (void)temperature, (void)deblur, (void)cuda_stream;
+    no_tensorrt();
+#endif
+  });
+}
+
+IFRT_API ifrt_status ifrt_pipeline_buffers_get(const ifrt_pipeline* pipeline, ifrt_pipeline_buffers* buffers) {
+  return ifrt::capi::guarded([&] {
+#if IFRT_WITH_TENSORRT
+    if (!pipeline || !pipeline->pipeline || !buffers) {
+      fail(ErrorCode::InvalidArgument, "ifrt_pipeline_buffers_get: pipeline and buffers must not be NULL");
+    }
+    const ifrt::trt::FramePipeline& p = *pipeline->pipeline;
+    const ifrt::trt::PipelineShapes& s = p.shapes();
+    *buffers = ifrt_pipeline_buffers{};
+    buffers->frame = p.frame();
+    buffers->frame_bytes = p.frame_bytes();
+    buffers->probabilities = p.probabilities();
+    buffers->classes = s.classes;
+    buffers->blur_probabilities = p.blur_probabilities();
+    buffers->blur_levels = s.blur_levels;
+    buffers->quality = p.quality();
+    buffers->quality_map = p.quality_map();
+    buffers->map_height = s.map_height;
+    buffers->map_width = s.map_width;
+    buffers->input_height = s.input_height;
+    buffers->input_width = s.input_width;
+    buffers->height = s.resized_height;
+    buffers->width = s.resized_width;
+    buffers->deblurred = p.deblurred();
+#else
+    (void)pipeline, (void)buffers;
+    no_tensorrt();
+#endif
+  });
+}
+
+IFRT_API ifrt_status ifrt_pipeline_launch(ifrt_pipeline* pipeline, void* cuda_stream) {
+  return ifrt::capi::guarded([&] {
+#if IFRT_WITH_TENSORRT
+    if (!pipeline || !pipeline->pipeline) fail(ErrorCode::InvalidArgument, "ifrt_pipeline_launch: pipeline is NULL");
+    pipeline->pipeline->launch(cuda_stream);
+#else
+    (void)pipeline, (void)cuda_stream;
+    no_tensorrt();
+#endif
+  });
+}
+
+IFRT_API void ifrt_pipeline_release(ifrt_pipeline* pipeline) { delete pipeline; }
 
 }  // extern "C"

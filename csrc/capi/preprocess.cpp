@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "capi/cuda_workspace.h"
+#include "capi/options.h"
 #include "capi/guard.h"
 #include "capi/image.h"
 #include "core/preprocess.h"
@@ -11,8 +12,6 @@
 #endif
 
 namespace ifrt::capi {
-
-namespace {
 
 PreprocessOptions options_from(const ifrt_preprocess_options* o) {
   PreprocessOptions p;
@@ -36,6 +35,8 @@ PreprocessOptions options_from(const ifrt_preprocess_options* o) {
   p.out_dtype = dtype_from(o->out_dtype, "out_dtype");
   return p;
 }
+
+namespace {
 
 #if IFRT_WITH_CUDA
 cuda::Staging& staging(void* stream) {

@@ -37,6 +37,16 @@ int main(void) {
     EXPECT(ifrt_engine_infer(NULL, NULL, 0, NULL, 0) == IFRT_ERR_UNSUPPORTED);
   }
   EXPECT(ifrt_engine_tensor_count(NULL, &count) != IFRT_OK);
+  {
+    /* Frame pipelines: refused without TensorRT, or for a NULL engine with it; never a crash. */
+    ifrt_pipeline* pipeline = (ifrt_pipeline*)&count; /* set to NULL by a failed create */
+    ifrt_pipeline_buffers buffers;
+    status = ifrt_pipeline_create(NULL, NULL, NULL, 1.0f, 1, NULL, &pipeline);
+    EXPECT(status == (ifrt_has_tensorrt() ? IFRT_ERR_INVALID_ARGUMENT : IFRT_ERR_UNSUPPORTED) && pipeline == NULL);
+    EXPECT(ifrt_pipeline_buffers_get(NULL, &buffers) != IFRT_OK);
+    EXPECT(ifrt_pipeline_launch(NULL, NULL) != IFRT_OK && strlen(ifrt_last_error()) > 0);
+    ifrt_pipeline_release(NULL);
+  }
   ifrt_engine_release(NULL);
   ifrt_set_log_level(3);
   ifrt_set_log_callback(NULL, NULL);

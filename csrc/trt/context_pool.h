@@ -27,6 +27,7 @@ class DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   // Room for `bytes`; growing first waits for `last_use` so no queued work still reads the old memory.
   void* reserve(size_t bytes, cudaEvent_t last_use);
+  void* data() const { return data_; }
 
  private:
   void* data_ = nullptr;

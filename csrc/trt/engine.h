@@ -62,6 +62,8 @@ struct EngineOptions {
   bool allow_same_model_gpu = false;  // accept an engine built on another GPU of the same model
 };
 
+class FramePipeline;
+
 class Engine {
  public:
   // Loads `engine_path` after checking `engine_path.json`; throws ifrt::Error(TensorRT) with every
@@ -99,6 +101,7 @@ class Engine {
   struct Impl;
 
  private:
+  friend class FramePipeline;  // trt/pipeline.h: leases a context and records it into a CUDA graph
   explicit Engine(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

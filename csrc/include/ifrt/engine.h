@@ -17,6 +17,8 @@
 #define IFRT_ENGINE_H
 
 #include "ifrt/ifrt.h"
+#include "ifrt/image.h"
+#include "ifrt/preprocess.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -89,6 +91,45 @@ IFRT_API ifrt_status ifrt_engine_infer(ifrt_engine* engine, const ifrt_engine_te
 
 /* NULL is allowed. */
 IFRT_API void ifrt_engine_release(ifrt_engine* engine);
+
+/* A frame pipeline: preprocess -> engine -> postprocess for frames of one geometry, recorded once into
+ * a CUDA graph and replayed per frame with one launch and no synchronization (the normalization range
+ * stays on the device from preprocessing to denormalization). For engines of the model I/O contract.
+ *  - create: `frame` gives the geometry (dtype, size, channels, strides; its data is ignored);
+ *    `options` the preprocessing (NULL: defaults; tiling off; dark/flat in device memory);
+ *    `temperature` the diagnosis softmax temperature (the model's calibration, 1 if none); `deblur` 1
+ *    to also write the deblurred frame in the frame's dtype. It runs the chain once, then records it
+ *    on `cuda_stream`, which must be a created cudaStream_t. The pipeline holds one of the engine's
+ *    execution contexts until it is released.
+ *  - per frame: write the pixels into buffers.frame (device memory, buffers.frame_bytes, rows as the
+ *    geometry's strides say) on a stream, call ifrt_pipeline_launch on that stream, and read the
+ *    outputs (device memory) once the stream has passed it.
+ *  - one pipeline per stream and thread; release must not overlap a launch still in flight (it waits
+ *    for the last one). */
+typedef struct ifrt_pipeline ifrt_pipeline;
+
+typedef struct ifrt_pipeline_buffers {
+  void* frame;                      /* device: the frame to analyse */
+  size_t frame_bytes;
+  const float* probabilities;       /* [classes] diagnosis probabilities */
+  int64_t classes;
+  const float* blur_probabilities;  /* [blur_levels] */
+  int64_t blur_levels;
+  const float* quality;             /* [1], 1 = in focus */
+  const float* quality_map;         /* [input_height x input_width] per-tile map upsampled over the padded frame */
+  int64_t map_height, map_width;    /* the engine's map (one cell per 32 x 32 pixels) */
+  int64_t input_height, input_width;  /* the padded frame the engine sees */
+  int64_t height, width;            /* the frame after resizing: the top-left of input_height x input_width */
+  const void* deblurred;            /* [height x width] in the frame's dtype; NULL without deblur */
+} ifrt_pipeline_buffers;
+
+IFRT_API ifrt_status ifrt_pipeline_create(ifrt_engine* engine, const ifrt_image* frame,
+                                          const ifrt_preprocess_options* options, float temperature, int32_t deblur,
+                                          void* cuda_stream, ifrt_pipeline** pipeline);
+IFRT_API ifrt_status ifrt_pipeline_buffers_get(const ifrt_pipeline* pipeline, ifrt_pipeline_buffers* buffers);
+IFRT_API ifrt_status ifrt_pipeline_launch(ifrt_pipeline* pipeline, void* cuda_stream);
+/* NULL is allowed. */
+IFRT_API void ifrt_pipeline_release(ifrt_pipeline* pipeline);
 
 /* The ifrt log (TensorRT's messages included): level 0 debug, 1 info, 2 warning (default), 3 error.
  * A NULL callback restores printing to stderr. The callback may be called from any thread, one
