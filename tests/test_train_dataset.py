@@ -99,3 +99,29 @@ def test_random_scene_is_in_focus_content_in_unit_range():
 def test_crop_must_be_a_multiple_of_32(database):
     with pytest.raises(ValueError, match="multiple of 32"):
         _dataset(database, cfg={"crop": 100})
+
+
+def test_uint16_pixels_are_scaled_by_the_camera_bit_depth(tmp_path):
+    import tifffile
+
+    from ifrt.train.data.degrade import DegradeConfig
+    from ifrt.train.dataset import read_signal
+
+    path = tmp_path / "twelve_bit.tif"
+    tifffile.imwrite(path, np.array([[100, 4095]], np.uint16))
+    twelve = read_signal(path, DegradeConfig(bit_depth=12))
+    sixteen = read_signal(path, DegradeConfig(bit_depth=16))
+    assert twelve[0, 1] == pytest.approx(1.0, abs=1e-6)  # white level of a 12-bit camera
+    assert sixteen[0, 1] < 0.07                          # the same pixels read as 16-bit: 16 times too dark
+    tifffile.imwrite(path, np.array([[100, 5000]], np.uint16))
+    with pytest.raises(ValueError, match=r"twelve_bit.tif: pixel value 5000 is above the 12-bit range"):
+        read_signal(path, DegradeConfig(bit_depth=12))
+
+
+def test_database_bit_depth_comes_from_synth_json_unless_the_config_sets_one(tmp_path):
+    import json
+
+    (tmp_path / "synth.json").write_text(json.dumps({"bit_depth": 12}))
+    assert DataConfig().for_database(tmp_path).degrade_config().bit_depth == 12
+    assert DataConfig(degrade={"bit_depth": 14}).for_database(tmp_path).degrade_config().bit_depth == 14
+    assert DataConfig().for_database(tmp_path / "elsewhere").degrade_config().bit_depth == 16

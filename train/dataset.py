@@ -14,6 +14,8 @@ the worker, the process or a resumed run, and a validation/test sample is the sa
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +48,13 @@ class DataConfig:
 
     def degrade_config(self) -> DegradeConfig:
         return DegradeConfig(**self.degrade)
+
+    def for_database(self, data_dir: Path) -> DataConfig:
+        """This config with the database's recorded camera bit depth, unless the config sets one."""
+        depth = database_bit_depth(data_dir)
+        if depth is None or "bit_depth" in self.degrade:
+            return self
+        return dataclasses.replace(self, degrade={**self.degrade, "bit_depth": depth})
 
 
 def class_names_of(rows) -> list[str]:
@@ -85,13 +94,35 @@ def random_scene(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def read_signal(path: Path, cfg: DegradeConfig) -> np.ndarray:
     """An image as float32 signal in [0, 1] (the degradation model's scale): integer pixels have the
-    camera's dark offset removed and are divided by the white level of their dtype's bit depth."""
+    camera's dark offset removed and are divided by the white level of the camera's bit depth: 8 for
+    uint8, `cfg.bit_depth` for uint16 (a 12-bit camera stores 0..4095 in uint16; `data.degrade.bit_depth`
+    in the config, taken from synth.json for a synthetic database). A pixel above that white level
+    means the bit depth is wrong, and is refused rather than mis-scaled."""
     from ifrt.imageio import read_image
 
     image = read_image(path)
-    if image.dtype in (np.uint8, np.uint16):
-        return noise.adu_to_signal(image, offset=cfg.offset, bit_depth=8 if image.dtype == np.uint8 else 16)
+    if image.dtype == np.uint8:
+        return noise.adu_to_signal(image, offset=cfg.offset, bit_depth=8)
+    if image.dtype == np.uint16:
+        bit_depth = cfg.bit_depth if cfg.bit_depth > 8 else 16
+        top = int(image.max(initial=0))
+        if top > 2 ** bit_depth - 1:
+            raise ValueError(f"{path}: pixel value {top} is above the {bit_depth}-bit range the data config "
+                             f"declares (data.degrade.bit_depth); set it to the camera's bit depth")
+        return noise.adu_to_signal(image, offset=cfg.offset, bit_depth=bit_depth)
     return image.astype(np.float32)
+
+
+def database_bit_depth(data_dir: Path) -> int | None:
+    """The camera bit depth a synthetic database records in its synth.json, if any."""
+    import json
+
+    path = Path(data_dir) / "synth.json"
+    try:
+        value = json.loads(path.read_text()).get("bit_depth") if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return int(value) if isinstance(value, int) else None
 
 
 class ManifestDataset(Dataset):

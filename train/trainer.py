@@ -267,7 +267,7 @@ class MetricsLog:
 # ---- the loop --------------------------------------------------------------------------------------
 
 def build_everything(data_dir: Path, config: dict):
-    data_cfg = DataConfig.from_dict(config.get("data"))
+    data_cfg = DataConfig.from_dict(config.get("data")).for_database(data_dir)
     loss_cfg = LossConfig(**(config.get("loss") or {}))
     train_cfg = TrainConfig.from_dict(config.get("train"))
     manifest = data_dir / "manifest.csv"
