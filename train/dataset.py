@@ -15,7 +15,6 @@ the worker, the process or a resumed run, and a validation/test sample is the sa
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass, field
 from pathlib import Path
 
