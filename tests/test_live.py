@@ -277,12 +277,13 @@ def test_paced_video_file_delivers_frames_at_its_rate_and_is_live():
     driver = FakeCameraDriver([6])
     source = live.CaptureSource(driver.open, "clip.avi", camera=False, fps=50.0)
     assert source.live
+    start = time.perf_counter()
     frames = drain(source)
-    arrivals = np.array([f.acquired for f in frames])
+    arrivals = np.array([f.acquired for f in frames]) - start
     assert len(frames) == 6
-    # Frame n is read no earlier than n / 50 s after the first (the wait is a lower bound).
-    assert np.all(arrivals - arrivals[0] >= np.arange(6) / 50.0 - 2e-3)
-    assert arrivals[-1] - arrivals[0] < 1.0
+    # Frame n is not read before n / 50 s into the stream (a lower bound: a loaded machine may be later).
+    assert np.all(arrivals >= np.arange(6) / 50.0)
+    assert arrivals[-1] < 5.0
 
 
 @pytest.mark.parametrize("fps", [0.0, -1.0, float("nan")])
