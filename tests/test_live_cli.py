@@ -37,16 +37,21 @@ def test_raw_frames_on_stdin_with_every_frame_give_one_json_line_each(ifrt_cli, 
     assert "latency p50" in proc.stderr
 
 
-def test_video_file_with_max_frames_and_sweep(ifrt_cli, tiny_package, tmp_path):
+def write_video(path, count: int, fps: float):
+    """An 8-bit MJPG video of `count` 64x64 sweep frames (skips the test where OpenCV cannot write one)."""
     import cv2
 
-    path = tmp_path / "sweep.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64), isColor=False)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (64, 64), isColor=False)
     if not writer.isOpened():
         pytest.skip("this OpenCV build cannot write MJPG video")
-    for f in frames_of((64, 64), count=5):
+    for f in frames_of((64, 64), count=count):
         writer.write((f >> 8).astype(np.uint8))
     writer.release()
+    return path
+
+
+def test_video_file_with_max_frames_and_sweep(ifrt_cli, tiny_package, tmp_path):
+    path = write_video(tmp_path / "sweep.avi", count=5, fps=10)
     proc = ifrt_cli("live", str(path), "--max-frames", "4", "--sweep", "--no-maps", "--model", str(tiny_package),
                     "--backend", "ort", "--stats-every", "0")
     assert proc.returncode == 0, proc.stderr
@@ -60,15 +65,7 @@ def test_video_file_with_max_frames_and_sweep(ifrt_cli, tiny_package, tmp_path):
 
 
 def test_looped_video_file_plays_again_until_max_frames(ifrt_cli, tiny_package, tmp_path):
-    import cv2
-
-    path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 64), isColor=False)
-    if not writer.isOpened():
-        pytest.skip("this OpenCV build cannot write MJPG video")
-    for f in frames_of((64, 64), count=3):
-        writer.write((f >> 8).astype(np.uint8))
-    writer.release()
+    path = write_video(tmp_path / "clip.avi", count=3, fps=25)
     proc = ifrt_cli("live", str(path), "--loop", "--fps", "file", "--every-frame", "--max-frames", "8", "--no-maps",
                     "--model", str(tiny_package), "--backend", "ort", "--stats-every", "0")
     assert proc.returncode == 0, proc.stderr

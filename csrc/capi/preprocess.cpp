@@ -1,11 +1,8 @@
 // C ABI: preprocessing (ifrt/preprocess.h).
-#include <map>
-#include <memory>
-
 #include "capi/cuda_workspace.h"
-#include "capi/options.h"
 #include "capi/guard.h"
 #include "capi/image.h"
+#include "capi/options.h"
 #include "core/preprocess.h"
 #if IFRT_WITH_CUDA
 #include "cuda/kernels.h"
@@ -39,23 +36,13 @@ PreprocessOptions options_from(const ifrt_preprocess_options* o) {
 namespace {
 
 #if IFRT_WITH_CUDA
-cuda::Staging& staging(void* stream) {
-  thread_local std::map<void*, std::unique_ptr<cuda::Staging>> buffers;
-  auto& st = buffers[stream];
-  if (!st) st = std::make_unique<cuda::Staging>();
-  return *st;
-}
+cuda::Staging& staging(void* stream) { return cuda::per_thread_and_stream<cuda::Staging>(stream); }
 #endif
 
 }  // namespace
 
 #if IFRT_WITH_CUDA
-cuda::Workspace& workspace(void* stream) {
-  thread_local std::map<void*, std::unique_ptr<cuda::Workspace>> spaces;
-  auto& ws = spaces[stream];
-  if (!ws) ws = std::make_unique<cuda::Workspace>();
-  return *ws;
-}
+cuda::Workspace& workspace(void* stream) { return cuda::per_thread_and_stream<cuda::Workspace>(stream); }
 #endif
 
 }  // namespace ifrt::capi

@@ -12,6 +12,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <vector>
 
 #include "core/focus.h"
@@ -21,6 +23,16 @@
 #include "core/preprocess.h"
 
 namespace ifrt::cuda {
+
+// One T (a Workspace, a Staging) per calling thread and stream, created on first use and kept for the
+// thread's life: what the C ABI and the Python module hand the kernels, since neither is thread-safe.
+template <typename T>
+T& per_thread_and_stream(void* stream) {
+  thread_local std::map<void*, std::unique_ptr<T>> items;
+  auto& item = items[stream];
+  if (!item) item = std::make_unique<T>();
+  return *item;
+}
 
 // Device scratch for one stream's preprocessing: histograms for the percentile selection and the
 // normalization range the kernels read. Allocated once, stream-ordered (cudaMallocAsync), so it adds

@@ -17,27 +17,15 @@
 #include <limits>
 #include <vector>
 
+#include "fuzz_common.h"
 #include "ifrt/ifrt.h"
 
 namespace {
 
-using int128 = __int128;
-
-[[noreturn]] void violation(const char* what) {
-  std::fprintf(stderr, "ifrt fuzz: contract violated: %s (last error: %s)\n", what, ifrt_last_error());
-  std::abort();
-}
-
-// Small values most of the time (they reach the kernels), extremes sometimes (they reach the checks).
-int64_t fuzz_size(FuzzedDataProvider& in, int64_t small_max) {
-  switch (in.ConsumeIntegralInRange<int>(0, 7)) {
-    case 0: return in.ConsumeIntegral<int64_t>();
-    case 1: return in.PickValueInArray<int64_t>({0, -1, 1, std::numeric_limits<int64_t>::max(),
-                                                  std::numeric_limits<int64_t>::min(), int64_t(1) << 31,
-                                                  int64_t(1) << 32, int64_t(1) << 62, (int64_t(1) << 24) + 1});
-    default: return in.ConsumeIntegralInRange<int64_t>(0, small_max);
-  }
-}
+using ifrt_fuzz::check_failure;
+using ifrt_fuzz::fuzz_size;
+using ifrt_fuzz::int128;
+using ifrt_fuzz::violation;
 
 int64_t element_size(int code) { return code == IFRT_DTYPE_UINT8 ? 1 : code == IFRT_DTYPE_FLOAT32 ? 4 : 2; }
 
@@ -83,13 +71,6 @@ Extent extent_of(const ifrt_image& im, int dtype_code) {
 bool impossible(const Extent& e) {
   // No process can own 2^63 bytes, nor memory before the start of its own buffer.
   return e.plausible && (e.lo < 0 || e.hi > int128(std::numeric_limits<int64_t>::max()));
-}
-
-void check_failure(ifrt_status status) {
-  if (status == IFRT_OK) return;
-  if (status < IFRT_ERR_INVALID_ARGUMENT || status > IFRT_ERR_INTERNAL) violation("unknown status code");
-  if (status == IFRT_ERR_INTERNAL) violation("IFRT_ERR_INTERNAL (an unexpected exception) for a bad argument");
-  if (std::strlen(ifrt_last_error()) == 0) violation("a failed call left ifrt_last_error() empty");
 }
 
 constexpr size_t kMaxOutputBytes = size_t(8) << 20;

@@ -19,33 +19,15 @@
 #include <limits>
 #include <vector>
 
+#include "fuzz_common.h"
 #include "ifrt/ifrt.h"
 
 namespace {
 
-using int128 = __int128;
-
-[[noreturn]] void violation(const char* what) {
-  std::fprintf(stderr, "ifrt fuzz: contract violated: %s (last error: %s)\n", what, ifrt_last_error());
-  std::abort();
-}
-
-void check_failure(ifrt_status status) {
-  if (status == IFRT_OK) return;
-  if (status < IFRT_ERR_INVALID_ARGUMENT || status > IFRT_ERR_INTERNAL) violation("unknown status code");
-  if (status == IFRT_ERR_INTERNAL) violation("IFRT_ERR_INTERNAL (an unexpected exception) for a bad argument");
-  if (std::strlen(ifrt_last_error()) == 0) violation("a failed call left ifrt_last_error() empty");
-}
-
-int64_t fuzz_size(FuzzedDataProvider& in, int64_t small_max) {
-  switch (in.ConsumeIntegralInRange<int>(0, 7)) {
-    case 0: return in.ConsumeIntegral<int64_t>();
-    case 1: return in.PickValueInArray<int64_t>({0, -1, 1, std::numeric_limits<int64_t>::max(),
-                                                  std::numeric_limits<int64_t>::min(), int64_t(1) << 31,
-                                                  int64_t(1) << 32, int64_t(1) << 61, int64_t(1) << 62});
-    default: return in.ConsumeIntegralInRange<int64_t>(0, small_max);
-  }
-}
+using ifrt_fuzz::check_failure;
+using ifrt_fuzz::fuzz_size;
+using ifrt_fuzz::int128;
+using ifrt_fuzz::violation;
 
 // Product of sizes in 128 bits, saturating far past any buffer; negative when any size is below 1.
 int128 elements(std::initializer_list<int64_t> dims) {
@@ -73,6 +55,17 @@ std::vector<float> fuzz_floats(FuzzedDataProvider& in, size_t count, bool finite
     }
   }
   return v;
+}
+
+// The first `out_count` outputs of a convex combination (blending, bilinear resampling) must lie within the
+// range of the first `in_count` inputs, up to float rounding.
+void require_convex(const std::vector<float>& in, size_t in_count, const std::vector<float>& out, size_t out_count,
+                    const char* what) {
+  const auto [lo, hi] = std::minmax_element(in.begin(), in.begin() + long(in_count));
+  const double slack = 1e-5 * std::max(1.0, std::max(std::fabs(double(*lo)), std::fabs(double(*hi))));
+  for (size_t i = 0; i < out_count; ++i) {
+    if (!(out[i] >= *lo - slack && out[i] <= *hi + slack)) violation(what);
+  }
 }
 
 void fuzz_softmax(FuzzedDataProvider& in) {
@@ -142,11 +135,7 @@ void fuzz_blend(FuzzedDataProvider& in) {
     if (valid) violation("ifrt_blend_tiles refused a valid tile grid");
     return;
   }
-  const auto [lo, hi] = std::minmax_element(input.begin(), input.begin() + long(tile_elements));
-  const double slack = 1e-5 * std::max(1.0, std::max(std::fabs(double(*lo)), std::fabs(double(*hi))));
-  for (size_t i = 0; i < out_elements; ++i) {
-    if (!(out[i] >= *lo - slack && out[i] <= *hi + slack)) violation("ifrt_blend_tiles: output outside the tiles' range");
-  }
+  require_convex(input, tile_elements, out, out_elements, "ifrt_blend_tiles: output outside the tiles' range");
 }
 
 void fuzz_upsample(FuzzedDataProvider& in) {
@@ -170,11 +159,7 @@ void fuzz_upsample(FuzzedDataProvider& in) {
     if (valid) violation("ifrt_upsample_quality_map refused valid sizes");
     return;
   }
-  const auto [lo, hi] = std::minmax_element(map.begin(), map.begin() + long(map_size));
-  const double slack = 1e-5 * std::max(1.0, std::max(std::fabs(double(*lo)), std::fabs(double(*hi))));
-  for (size_t i = 0; i < out_size; ++i) {
-    if (!(out[i] >= *lo - slack && out[i] <= *hi + slack)) violation("ifrt_upsample_quality_map: output outside the map's range");
-  }
+  require_convex(map, map_size, out, out_size, "ifrt_upsample_quality_map: output outside the map's range");
 }
 
 }  // namespace

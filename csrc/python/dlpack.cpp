@@ -3,8 +3,6 @@
 // stream, asynchronously.
 #include <pybind11/stl.h>
 
-#include <map>
-#include <memory>
 #include <string>
 
 #include "core/preprocess.h"
@@ -112,12 +110,7 @@ void* stream_handle(const py::object& stream) {
   return value == 1 ? nullptr : reinterpret_cast<void*>(value);
 }
 
-cuda::Workspace& workspace(void* stream) {
-  thread_local std::map<void*, std::unique_ptr<cuda::Workspace>> spaces;
-  auto& ws = spaces[stream];
-  if (!ws) ws = std::make_unique<cuda::Workspace>();
-  return *ws;
-}
+cuda::Workspace& workspace(void* stream) { return cuda::per_thread_and_stream<cuda::Workspace>(stream); }
 #endif
 
 }  // namespace

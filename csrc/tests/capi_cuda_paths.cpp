@@ -36,15 +36,20 @@ void expect_status(ifrt_status got, ifrt_status want, const char* call) {
   }
 }
 
+ifrt_image float_plane(const float* data, int64_t height, int64_t width) {
+  ifrt_image im{};
+  im.data = data;
+  im.dtype = IFRT_DTYPE_FLOAT32;
+  im.height = height;
+  im.width = width;
+  im.channels = 1;
+  return im;
+}
+
 // Host-side argument checks come first, whatever the build and the machine.
 void bad_arguments_are_refused_before_any_cuda_call() {
   float dummy[16] = {};
-  ifrt_image y{};
-  y.data = dummy;
-  y.dtype = IFRT_DTYPE_FLOAT32;
-  y.height = 2;
-  y.width = 2;
-  y.channels = 1;
+  const ifrt_image y = float_plane(dummy, 2, 2);
   if (!ifrt_has_cuda()) return;  // the build refuses every call as unsupported instead (below)
   expect_status(ifrt_softmax_cuda(dummy, 2, 4, 0.0f, dummy, nullptr), IFRT_ERR_INVALID_ARGUMENT, "softmax T=0");
   expect_status(ifrt_softmax_cuda(dummy, int64_t(1) << 62, 4, 1.0f, dummy, nullptr), IFRT_ERR_INVALID_ARGUMENT,
@@ -66,12 +71,7 @@ void bad_arguments_are_refused_before_any_cuda_call() {
 
 void without_cuda_every_call_says_so() {
   float dummy[16] = {};
-  ifrt_image y{};
-  y.data = dummy;
-  y.dtype = IFRT_DTYPE_FLOAT32;
-  y.height = 2;
-  y.width = 2;
-  y.channels = 1;
+  const ifrt_image y = float_plane(dummy, 2, 2);
   ifrt_focus* focus = nullptr;
   CHECK(ifrt_focus_create(nullptr, &focus) == IFRT_OK);
   expect_status(ifrt_softmax_cuda(dummy, 2, 4, 1.0f, dummy, nullptr), IFRT_ERR_UNSUPPORTED, "softmax");
@@ -152,12 +152,7 @@ void cuda_matches_cpu(cudaStream_t stream) {
   CHECK(ifrt_preprocess_shape_of(&im, &po, &shape) == IFRT_OK);
   float* d_tensor = to_device(std::vector<float>(shape.bytes / sizeof(float)));
   CHECK(ifrt_preprocess_cuda(&im, &po, d_tensor, shape.bytes, stream) == IFRT_OK);
-  ifrt_image yd{};
-  yd.data = d_tensor;
-  yd.dtype = IFRT_DTYPE_FLOAT32;
-  yd.height = h;
-  yd.width = w;
-  yd.channels = 1;
+  ifrt_image yd = float_plane(d_tensor, h, w);
   yd.row_stride = shape.width * static_cast<int64_t>(sizeof(float));
   uint16_t* d_back = to_device(std::vector<uint16_t>(h * w));
   CHECK(ifrt_denormalize_cuda(&yd, IFRT_RANGE_OF_LAST_PREPROCESS, 0, 0, d_back, IFRT_DTYPE_UINT16, stream) == IFRT_OK);
