@@ -32,6 +32,13 @@ struct ImageView {
 // and the problem. Input images accept uint8, uint16 and float32.
 ImageView checked_input(ImageView image, const char* what = "image");
 
+// Bytes a checked view spans, from its first pixel's first byte to its last pixel's last byte (what a
+// copy of the view must move; strides as checked_input resolved them).
+inline size_t image_extent(const ImageView& im) {
+  return static_cast<size_t>((im.height - 1) * im.row_stride + (im.width - 1) * im.pixel_stride +
+                             im.channels * dtype_size(im.dtype));
+}
+
 // A packed float32 H x W plane (dark frame, flat field, tiles, quality maps).
 struct PlaneF {
   const float* data = nullptr;

@@ -45,11 +45,6 @@ class Stream {
   cudaStream_t s_ = nullptr;
 };
 
-size_t image_extent(const ImageView& im) {
-  return static_cast<size_t>((im.height - 1) * im.row_stride + (im.width - 1) * im.pixel_stride +
-                             im.channels * dtype_size(im.dtype));
-}
-
 void upload(void* dst, const void* src, size_t bytes, const Stream& s) {
   if (bytes) IFRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s.get()));
 }

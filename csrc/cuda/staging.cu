@@ -19,8 +19,7 @@ Staging::~Staging() {
 
 ImageView Staging::upload(const ImageView& host_image, void* stream) {
   const ImageView im = checked_input(host_image);
-  const size_t extent = static_cast<size_t>((im.height - 1) * im.row_stride + (im.width - 1) * im.pixel_stride +
-                                            im.channels * dtype_size(im.dtype));
+  const size_t extent = image_extent(im);
   if (!uploaded_) {
     cudaEvent_t e = nullptr;
     IFRT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));

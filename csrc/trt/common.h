@@ -41,6 +41,13 @@ inline nvinfer1::Dims to_dims(const std::vector<int64_t>& shape, const std::stri
   return dims;
 }
 
+// Elements of a tensor of `shape`; a dynamic (negative) dimension counts as zero.
+inline size_t element_count(const std::vector<int64_t>& shape) {
+  size_t n = 1;
+  for (const int64_t d : shape) n *= static_cast<size_t>(d < 0 ? 0 : d);
+  return n;
+}
+
 inline std::string shape_string(const std::vector<int64_t>& shape) {
   std::string out;
   for (size_t i = 0; i < shape.size(); ++i) out += (i ? "x" : "") + std::to_string(shape[i]);

@@ -138,12 +138,6 @@ void Engine::enqueue(const std::vector<TensorView>& inputs, std::vector<TensorVi
 
 namespace {
 
-size_t element_count(const std::vector<int64_t>& shape) {
-  size_t n = 1;
-  for (const int64_t d : shape) n *= static_cast<size_t>(d < 0 ? 0 : d);
-  return n;
-}
-
 const TensorInfo& find_tensor(const std::vector<TensorInfo>& tensors, const std::string& name, bool input,
                               const std::string& path) {
   std::string names;

@@ -21,18 +21,6 @@ namespace {
 const char* const kInput = "image";
 const char* const kOutputs[] = {"diagnosis_logits", "blur_logits", "quality", "quality_map", "deblurred"};
 
-int64_t elements(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (const int64_t d : shape) n *= d;
-  return n;
-}
-
-// Bytes of `image`'s pixels from its first to its last byte (strides as checked_input resolved them).
-size_t image_bytes(const ImageView& im) {
-  return static_cast<size_t>((im.height - 1) * im.row_stride + (im.width - 1) * im.pixel_stride +
-                             im.channels * ifrt::dtype_size(im.dtype));
-}
-
 }  // namespace
 
 struct FramePipeline::State {
@@ -121,7 +109,7 @@ FramePipeline::FramePipeline(Engine& engine_handle, const ImageView& frame, cons
   if (!context.setInputShape(kInput, to_dims(input_shape, kInput))) {
     fail(ErrorCode::InvalidArgument, path + ": input shape " + shape_string(input_shape) + " not accepted" + tensorrt_says());
   }
-  s.frame_bytes = image_bytes(geometry);
+  s.frame_bytes = image_extent(geometry);
   s.frame.data = s.buffer("frame", s.frame_bytes);
   s.input_bytes = preprocess_bytes(plan, ifrt::DType::F32);
   context.setTensorAddress(kInput, s.buffer(kInput, s.input_bytes));
@@ -131,12 +119,13 @@ FramePipeline::FramePipeline(Engine& engine_handle, const ImageView& frame, cons
     for (const int64_t d : out[name]) {
       if (d < 0) fail(ErrorCode::Unsupported, path + ": output '" + name + "' has a data-dependent shape");
     }
-    context.setTensorAddress(name, s.buffer(name, static_cast<size_t>(elements(out[name])) * sizeof(float)));
+    context.setTensorAddress(name, s.buffer(name, element_count(out[name]) * sizeof(float)));
   }
-  s.shapes.classes = elements(out["diagnosis_logits"]);
-  s.shapes.blur_levels = elements(out["blur_logits"]);
+  s.shapes.classes = static_cast<int64_t>(element_count(out["diagnosis_logits"]));
+  s.shapes.blur_levels = static_cast<int64_t>(element_count(out["blur_logits"]));
   const std::vector<int64_t>& map = out["quality_map"];
-  if (map.size() != 4 || elements(out["deblurred"]) != plan.frame_height * plan.frame_width) {
+  const auto deblurred = static_cast<int64_t>(element_count(out["deblurred"]));
+  if (map.size() != 4 || deblurred != plan.frame_height * plan.frame_width) {
     fail(ErrorCode::InvalidArgument, path + ": quality_map " + shape_string(map) + " or deblurred " +
                                          shape_string(out["deblurred"]) + " does not follow the model contract");
   }
