@@ -51,6 +51,24 @@ def test_untrained_deblur_decoder_starts_as_the_identity():
         assert torch.equal(model(image)["deblurred"], image)
 
 
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_refinement_depth_and_width_shape_the_full_resolution_head_which_starts_as_the_identity(depth):
+    model = DeepMTND(model_config("tiny", "hier", refine_width=12, refine_depth=depth)).eval()
+    convs = [m for m in model.deblur.refine if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(5, 12)] * (depth > 1) + [(12, 12)] * (depth - 2) + \
+        [(12 if depth > 1 else 5, 1)]
+    image = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(image)["deblurred"], image)
+
+
+def test_default_refinement_keeps_the_tensor_names_of_earlier_checkpoints():
+    names = {k for k in DeepMTND(model_config("s", "hier")).state_dict() if k.startswith("deblur.refine.")}
+    assert names == {"deblur.refine.0.weight", "deblur.refine.0.bias", "deblur.refine.2.weight", "deblur.refine.2.bias"}
+    with pytest.raises(ValueError, match="refine_depth=0"):
+        model_config("s", "hier", refine_depth=0)
+
+
 def test_single_task_variant_returns_only_diagnosis_logits():
     model = DeepMTND(model_config("tiny", "st", class_names=["a", "b", "c"])).eval()
     with torch.no_grad():

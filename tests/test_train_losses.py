@@ -73,3 +73,16 @@ def test_charbonnier_of_identical_images_is_epsilon():
 def test_psnr_of_uniform_error_of_a_tenth_is_20_db():
     x = torch.zeros(1, 1, 8, 8)
     assert float(psnr(x + 0.1, x)[0]) == pytest.approx(20.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("pixel, expected", [("charbonnier", math.sqrt(0.3 ** 2 + 1e-6)), ("mse", 0.09)])
+def test_deblurring_pixel_term_is_charbonnier_or_squared_error_on_the_known_reference(pixel, expected):
+    out, batch = _outputs(), _batch()
+    out["deblurred"] = batch["sharp"] + 0.3  # an error of 0.3 everywhere: FFT term only at zero frequency
+    criterion = MultiTaskLoss(LossConfig(deblur_pixel=pixel, frequency_weight=0.0), 5)
+    assert criterion.task_losses(out, batch)["deblur"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_unknown_deblurring_pixel_term_is_rejected_with_the_choices():
+    with pytest.raises(ValueError, match="deblur_pixel='l2'.*charbonnier \\| mse"):
+        MultiTaskLoss(LossConfig(deblur_pixel="l2"), 5)

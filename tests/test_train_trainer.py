@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from _train_data import make_tiny_database  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 
 from ifrt.train.model import CONTRACT_OUTPUTS, load_model  # noqa: E402
 from ifrt.train.trainer import load_config, train  # noqa: E402
@@ -118,3 +118,45 @@ def test_two_process_ddp_with_gloo_trains_and_writes_one_run(database, tmp_path)
     assert summary["world_size"] == 2
     assert summary["steps"] == 2  # 8 training images, 2 per batch, split over 2 processes
     assert (tmp_path / "best" / "model.safetensors").is_file()
+
+
+def test_fine_tuning_starts_from_a_run_and_leaves_frozen_modules_bit_identical(cli_run, database, tmp_path):
+    start, _, _ = cli_run
+    frozen = ["encoder_low", "encoder_deep", "iqa", "diagnosis", "deblur.up4", "deblur.up2", "deblur.to_full"]
+    train(database, load_config(TINY, {"model": {"refine_width": 6, "refine_depth": 3},
+                                       "train": {"epochs": 1, "init_from": str(start), "freeze": frozen}}), tmp_path)
+    before = load_file(str(start / "best" / "model.safetensors"))
+    after = load_file(str(tmp_path / "last" / "model.safetensors"))
+    kept = [k for k in after if not k.startswith("deblur.refine.")]
+    # Weights and BatchNorm running statistics of every frozen module are exactly the starting ones.
+    assert kept and all(torch.equal(after[k], before[k]) for k in kept)
+    # The refinement was rebuilt wider and deeper (fresh tensors) and has trained away from its zero start.
+    assert after["deblur.refine.0.weight"].shape == (6, 5, 3, 3) and "deblur.refine.4.weight" in after
+    assert after["deblur.refine.4.weight"].abs().sum() > 0
+
+
+def test_fine_tuning_refuses_unknown_modules_and_unrelated_weights(cli_run, database, tmp_path):
+    start, _, _ = cli_run
+    with pytest.raises(ValueError, match="no module 'encoder'.*encoder_low"):
+        train(database, load_config(TINY, {"train": {"epochs": 1, "freeze": ["encoder"]}}), tmp_path / "a")
+    with pytest.raises(ValueError, match="nothing to train"):
+        everything = ["encoder_low", "encoder_deep", "deblur", "iqa", "diagnosis"]
+        train(database, load_config(TINY, {"train": {"epochs": 1, "freeze": everything}}), tmp_path / "b")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.json").write_text(json.dumps({"model": {"variant": "hier"}}))
+    save_file({"classifier.weight": torch.zeros(4, 8)}, str(other / "model.safetensors"))
+    with pytest.raises(ValueError, match="model.safetensors: no tensor matches"):
+        train(database, load_config(TINY, {"train": {"epochs": 1, "init_from": str(other)}}), tmp_path / "c")
+    with pytest.raises(FileNotFoundError, match="no model.json"):
+        train(database, load_config(TINY, {"train": {"epochs": 1, "init_from": str(tmp_path)}}), tmp_path / "d")
+
+
+def test_psnr_gain_selection_prefers_the_better_deblurring_and_falls_back_to_the_loss():
+    from ifrt.train.trainer import selection_score
+
+    assert selection_score({"val_psnr_gain_db": 0.9, "val_loss": 1.0}, "psnr_gain") > \
+        selection_score({"val_psnr_gain_db": 0.4, "val_loss": 0.5}, "psnr_gain")
+    assert selection_score({"val_loss": 0.5}, "psnr_gain") == -0.5  # a single-task run has no deblurring
+    with pytest.raises(ValueError, match="psnr_gain"):
+        selection_score({"val_loss": 0.5}, "best")

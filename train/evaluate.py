@@ -26,16 +26,7 @@ from ifrt.train import metrics as M
 from ifrt.train.data.degrade import DegradeConfig, blur_level_count, degrade
 from ifrt.train.dataset import DataConfig, ManifestDataset, read_signal, rows_for_split
 from ifrt.train.model import DeepMTND, load_model, read_model_record
-from ifrt.train.model.io import atomic_write_text
-
-
-def resolve_model_dir(path: str | Path) -> Path:
-    """A run folder (its best/ checkpoint) or a folder holding model.json + model.safetensors."""
-    path = Path(path)
-    for candidate in (path / "best", path / "last", path):
-        if (candidate / "model.json").is_file():
-            return candidate
-    raise FileNotFoundError(f"{path}: no model.json here or under best/ or last/ (train one with `ifrt train`)")
+from ifrt.train.model.io import atomic_write_text, resolve_model_dir
 
 
 def model_name(path: str | Path) -> str:

@@ -26,6 +26,14 @@ def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> 
     return torch.sqrt((pred - target) ** 2 + eps * eps).flatten(1).mean(1)
 
 
+def squared_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean squared error: what PSNR scores, where Charbonnier (like L1) settles for the median."""
+    return ((pred - target) ** 2).flatten(1).mean(1)
+
+
+PIXEL_LOSSES = {"charbonnier": charbonnier, "mse": squared_error}
+
+
 def frequency_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample L1 between 2-D FFT magnitudes: blur removes high frequencies, which pixel losses
     under-weight (they are a small share of the energy)."""
@@ -41,6 +49,7 @@ class LossConfig:
     learned_weights: bool = False  # homoscedastic uncertainty weighting (Kendall et al. 2018)
     label_smoothing: float = 0.1
     frequency_weight: float = 0.1  # share of the FFT term in the deblurring loss
+    deblur_pixel: str = "charbonnier"  # pixel term of the deblurring loss: charbonnier | mse
     tile_blur_weight: float = 0.5  # per-tile blur-level cross-entropy, relative to the image-level one
 
 
@@ -50,6 +59,8 @@ class MultiTaskLoss(nn.Module):
     (level units, NaN = unknown), sharp [N,1,H,W] with has_sharp [N] bool."""
 
     def __init__(self, cfg: LossConfig, blur_levels: int, tasks: tuple[str, ...] = TASKS):
+        if cfg.deblur_pixel not in PIXEL_LOSSES:
+            raise ValueError(f"loss.deblur_pixel={cfg.deblur_pixel!r} is unknown ({' | '.join(PIXEL_LOSSES)})")
         super().__init__()
         self.cfg = cfg
         self.blur_levels = blur_levels
@@ -91,7 +102,8 @@ class MultiTaskLoss(nn.Module):
             losses["quality"] = loss
         if "deblur" in self.tasks and "deblurred" in out:
             pred, sharp = out["deblurred"].float(), batch["sharp"].float()
-            per_sample = charbonnier(pred, sharp) + self.cfg.frequency_weight * frequency_l1(pred, sharp)
+            pixel = PIXEL_LOSSES[self.cfg.deblur_pixel](pred, sharp)
+            per_sample = pixel + self.cfg.frequency_weight * frequency_l1(pred, sharp)
             losses["deblur"] = masked_mean(per_sample, batch["has_sharp"])
         return losses
 
@@ -115,4 +127,5 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
     return 10 * torch.log10(torch.tensor(data_range**2) / mse)
 
 
-__all__ = ["TASKS", "LossConfig", "MultiTaskLoss", "charbonnier", "frequency_l1", "masked_mean", "psnr"]
+__all__ = ["PIXEL_LOSSES", "TASKS", "LossConfig", "MultiTaskLoss", "charbonnier", "frequency_l1", "masked_mean",
+           "psnr", "squared_error"]

@@ -20,7 +20,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from ifrt.train.data.manifest import read_manifest
 from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of, rows_for_split
 from ifrt.train.losses import LossConfig, MultiTaskLoss, psnr
 from ifrt.train.model import DeepMTND, ModelConfig, model_config, save_model
-from ifrt.train.model.io import atomic_write_text
+from ifrt.train.model.io import atomic_write_text, load_matching_weights
 from ifrt.train.strict import dataclass_from_dict
 
 
@@ -54,8 +54,13 @@ class TrainConfig:
     repeats: int = 1  # passes over the training rows per epoch (each with fresh degradations)
     checkpoint_minutes: float = 10.0  # also checkpoint `last/` this often within an epoch
     stop_after_steps: int = 0  # stop (checkpointed, resumable) after this many steps in this process; 0 = off
-    select: str = "composite"  # best checkpoint: composite | diagnosis_accuracy | blur_accuracy | loss
+    select: str = "composite"  # best checkpoint: composite | diagnosis_accuracy | blur_accuracy | psnr_gain | loss
     progress: bool = True
+    # Fine-tuning: start from the weights of this run or model folder (tensors matching by name and shape;
+    # a resumed run continues from its own last/ instead) and keep the named modules fixed
+    # (e.g. [encoder_low, encoder_deep, iqa, diagnosis]; BatchNorm statistics included).
+    init_from: str = ""
+    freeze: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> TrainConfig:
@@ -208,18 +213,49 @@ def validate(model: DeepMTND, loader: DataLoader, criterion: MultiTaskLoss, devi
         metrics["val_blur_accuracy"] = blur_correct / blur_known
     if sharp_known:
         metrics["val_psnr_gain_db"] = (psnr_out - psnr_in) / sharp_known
-    model.train()
     return metrics
 
 
+def frozen_modules(model: nn.Module, names: list[str]) -> list[nn.Module]:
+    """The submodules named in `names` (dotted paths such as `deblur.up4`), with their parameters set
+    not to train. An unknown name is an error listing the network's top-level modules."""
+    modules = dict(model.named_modules())
+    frozen = []
+    for name in names:
+        if not name or name not in modules:
+            known = ", ".join(n for n, m in model.named_children() if m is not None)
+            raise ValueError(f"train.freeze: the network has no module {name!r} (top-level modules: {known}; "
+                             "dotted paths such as deblur.up4 name their parts)")
+        for p in modules[name].parameters():
+            p.requires_grad_(False)
+        frozen.append(modules[name])
+    return frozen
+
+
+def _modules_of(tensor_names: list[str], depth: int = 2) -> list[str]:
+    """The distinct module paths (first `depth` components) of tensor names, in order."""
+    return list(dict.fromkeys(".".join(n.split(".")[:depth]) for n in tensor_names))
+
+
+def set_training(model: nn.Module, frozen: list[nn.Module]) -> None:
+    """Training mode, except for frozen modules: their BatchNorm statistics and dropout stay as loaded."""
+    model.train()
+    for m in frozen:
+        m.eval()
+
+
 def selection_score(metrics: dict[str, float], select: str) -> float:
-    """Higher is better. composite = mean of the available accuracies (diagnosis, blur level)."""
+    """Higher is better. composite = mean of the available accuracies (diagnosis, blur level);
+    psnr_gain = the deblurring's mean PSNR gain over its input (for runs that train only the deblurring)."""
     if select == "loss":
         return -metrics["val_loss"]
+    if select == "psnr_gain":
+        return metrics.get("val_psnr_gain_db", -metrics["val_loss"])
     if select in ("diagnosis_accuracy", "blur_accuracy"):
         return metrics.get(f"val_{select}", -metrics["val_loss"])
     if select != "composite":
-        raise ValueError(f"select={select!r} is unknown (composite, diagnosis_accuracy, blur_accuracy, loss)")
+        raise ValueError(f"select={select!r} is unknown (composite, diagnosis_accuracy, blur_accuracy, "
+                         "psnr_gain, loss)")
     accuracies = [metrics[k] for k in ("val_diagnosis_accuracy", "val_blur_accuracy") if k in metrics]
     return float(np.mean(accuracies)) if accuracies else -metrics["val_loss"]
 
@@ -302,8 +338,12 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
         model = model.to(memory_format=torch.channels_last)
     tasks = ("diagnosis",) if model_cfg.variant == "st" else ("diagnosis", "blur", "quality", "deblur")
     criterion = MultiTaskLoss(loss_cfg, model_cfg.blur_levels, tasks).to(device)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    frozen = frozen_modules(model, train_cfg.freeze)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError(f"train.freeze={train_cfg.freeze} leaves nothing to train")
+    decay = [p for p in trainable if p.ndim > 1]
+    no_decay = [p for p in trainable if p.ndim <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0},
                                    {"params": list(criterion.parameters()), "weight_decay": 0.0}], lr=train_cfg.lr)
@@ -317,6 +357,13 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
         state = load_training_state(last_dir, optimizer, criterion)
         if dist_info.main:
             print(f"resuming {run_dir} at epoch {state['epoch'] + 1}, batch {state['batches_done']}", file=sys.stderr)
+    elif train_cfg.init_from:
+        loaded = load_matching_weights(model, train_cfg.init_from)
+        if dist_info.main:
+            print(f"initialised {len(loaded['loaded'])} of {len(model.state_dict())} tensors from "
+                  f"{train_cfg.init_from}" + "".join(f"; {kind} in {', '.join(_modules_of(names))}"
+                                                      for kind, names in loaded.items() if kind != "loaded" and names),
+                  file=sys.stderr)
     if dist_info.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(
@@ -350,6 +397,7 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
 
     started = time.monotonic()
     steps_here = 0
+    set_training(model, frozen)
     for epoch in range(state["epoch"], train_cfg.epochs):
         if train_cfg.stop_after_steps and steps_here >= train_cfg.stop_after_steps:
             break
@@ -377,7 +425,7 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
             if dist_info.world > 1:
                 _allreduce_grads(criterion, dist_info.world)
             scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+            nn.utils.clip_grad_norm_(trainable, train_cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             state["step"] += 1
@@ -408,6 +456,7 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
             dist.barrier()
         if dist_info.main:
             metrics = validate(model, val_loader, criterion, device, train_cfg.channels_last)
+            set_training(model, frozen)
             score = selection_score(metrics, train_cfg.select)
             row = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
                    **{f"train_{k}": v / max(n_batches, 1) for k, v in running.items()}, **metrics,

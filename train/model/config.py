@@ -27,6 +27,10 @@ class ModelConfig:
     depths: tuple[int, ...] = (1, 1, 2, 2, 2)
     expansion: int = 2  # inverted-residual expansion ratio
     decoder_width: int = 16  # deblurring decoder channels at stride 2
+    # The deblurring decoder's full-resolution refinement: `refine_depth` 3x3 convolutions, `refine_width`
+    # channels between them (at 512x512 each channel pair costs 4.7 MFLOPs).
+    refine_width: int = 8
+    refine_depth: int = 2
     iqa_width: int = 48
     head_width: int = 160  # diagnosis feature width at stride 32
     quality_embedding: int = 32
@@ -43,6 +47,8 @@ class ModelConfig:
         self.depths = tuple(int(d) for d in self.depths)
         if len(self.widths) != 5 or len(self.depths) != 5:
             raise ValueError("widths and depths need one entry per stride 2, 4, 8, 16, 32")
+        if self.refine_width < 1 or self.refine_depth < 1:
+            raise ValueError(f"refine_width={self.refine_width}, refine_depth={self.refine_depth}: both must be >= 1")
         if self.blur_levels < 2:
             raise ValueError(f"blur_levels={self.blur_levels}: at least 2 (in focus and blurred) are needed")
         if not self.class_names:

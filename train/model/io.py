@@ -42,6 +42,15 @@ def read_model_record(directory: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def resolve_model_dir(path: str | Path) -> Path:
+    """A run folder (its best/ checkpoint) or a folder holding model.json + model.safetensors."""
+    path = Path(path)
+    for candidate in (path / "best", path / "last", path):
+        if (candidate / CONFIG).is_file():
+            return candidate
+    raise FileNotFoundError(f"{path}: no {CONFIG} here or under best/ or last/ (train one with `ifrt train`)")
+
+
 def load_model(directory: str | Path, map_location: str = "cpu") -> DeepMTND:
     """Rebuild the network from `model.json` and load `model.safetensors`, in eval mode."""
     directory = Path(directory)
@@ -52,6 +61,33 @@ def load_model(directory: str | Path, map_location: str = "cpu") -> DeepMTND:
         raise FileNotFoundError(f"{weights}: weights missing")
     model.load_state_dict(load_file(str(weights), device=map_location))
     return model.eval()
+
+
+def load_matching_weights(model: torch.nn.Module, path: str | Path) -> dict[str, list[str]]:
+    """Copy into `model` every tensor of the model at `path` (run or model folder) whose name and shape
+    match: the start of a fine-tuning run. Returns the names `loaded`, `new` (not in the file, left as
+    initialised), `reshaped` (in the file with another shape, left as initialised) and `unused` (in the
+    file only). Refuses a file that shares no tensor with `model`."""
+    directory = resolve_model_dir(path)
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: weights missing")
+    source = load_file(str(weights), device="cpu")
+    own = model.state_dict()
+    report: dict[str, list[str]] = {"loaded": [], "new": [], "reshaped": [], "unused": sorted(set(source) - set(own))}
+    take = {}
+    for name, tensor in own.items():
+        if name not in source:
+            report["new"].append(name)
+        elif source[name].shape != tensor.shape:
+            report["reshaped"].append(name)
+        else:
+            take[name] = source[name]
+            report["loaded"].append(name)
+    if not take:
+        raise ValueError(f"{weights}: no tensor matches this model by name and shape (a different network?)")
+    model.load_state_dict(take, strict=False)
+    return report
 
 
 def count_flops(model: torch.nn.Module, height: int = 512, width: int = 512) -> int:

@@ -76,8 +76,12 @@ class DeblurDecoder(nn.Module):
         self.up4 = UpFuse(w[2], w[1], 2 * c, e)
         self.up2 = UpFuse(2 * c, w[0], c, e)
         self.to_full = nn.Conv2d(c, 4 * 4, 1)  # pixel shuffle: 16 channels at stride 2 -> 4 at full res
-        self.refine = nn.Sequential(nn.Conv2d(4 + 1, 8, 3, padding=1), nn.ReLU(inplace=True),
-                                    nn.Conv2d(8, 1, 3, padding=1))
+        layers: list[nn.Module] = []
+        channels = 4 + 1  # the shuffled decoder features and the input image
+        for _ in range(cfg.refine_depth - 1):
+            layers += [nn.Conv2d(channels, cfg.refine_width, 3, padding=1), nn.ReLU(inplace=True)]
+            channels = cfg.refine_width
+        self.refine = nn.Sequential(*layers, nn.Conv2d(channels, 1, 3, padding=1))
         nn.init.zeros_(self.refine[-1].weight)
         nn.init.zeros_(self.refine[-1].bias)
 
