@@ -62,6 +62,25 @@ def test_refinement_depth_and_width_shape_the_full_resolution_head_which_starts_
         assert torch.equal(model(image)["deblurred"], image)
 
 
+def test_quality_gate_passes_in_focus_tiles_through_and_restores_blurred_ones():
+    model = DeepMTND(model_config("tiny", "hier", deblur_gate="quality")).eval()
+    torch.nn.init.constant_(model.deblur.refine[-1].bias, 0.5)  # a trained head: a residual everywhere
+    image = torch.rand(1, 1, 64, 64)
+    f2, f4, f8 = model.encoder_low(image)
+    quality = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])  # top-left tile in focus, the others blurred
+    with torch.no_grad():
+        out, _ = model.deblur(image, f2, f4, f8, quality)
+        plain = DeepMTND(model_config("tiny", "hier")).eval()
+        plain.load_state_dict({k: v for k, v in model.state_dict().items() if k != "deblur.gate"})
+        ungated = plain(image)["deblurred"]
+    change = (out - image).abs()[0, 0]
+    assert float(change[:8, :8].max()) < 0.5 * 0.06  # sigmoid(-3) = 0.047 of the residual in focus
+    assert float(change[40:, 40:].min()) > 0.5 * 0.999  # sigmoid(18) of it where blurred
+    assert not torch.equal(ungated, model(image)["deblurred"])
+    with pytest.raises(ValueError, match="deblur_gate='soft'"):
+        model_config("tiny", "hier", deblur_gate="soft")
+
+
 def test_default_refinement_keeps_the_tensor_names_of_earlier_checkpoints():
     names = {k for k in DeepMTND(model_config("s", "hier")).state_dict() if k.startswith("deblur.refine.")}
     assert names == {"deblur.refine.0.weight", "deblur.refine.0.bias", "deblur.refine.2.weight", "deblur.refine.2.bias"}

@@ -31,6 +31,10 @@ class ModelConfig:
     # channels between them (at 512x512 each channel pair costs 4.7 MFLOPs).
     refine_width: int = 8
     refine_depth: int = 2
+    # "quality": the deblurring's residual is scaled by a learned function of the IQA head's per-tile
+    # quality map, so that in-focus regions pass through unchanged (the quality gates the restoration);
+    # "none": the residual is added everywhere.
+    deblur_gate: str = "none"
     iqa_width: int = 48
     head_width: int = 160  # diagnosis feature width at stride 32
     quality_embedding: int = 32
@@ -49,6 +53,8 @@ class ModelConfig:
             raise ValueError("widths and depths need one entry per stride 2, 4, 8, 16, 32")
         if self.refine_width < 1 or self.refine_depth < 1:
             raise ValueError(f"refine_width={self.refine_width}, refine_depth={self.refine_depth}: both must be >= 1")
+        if self.deblur_gate not in ("none", "quality"):
+            raise ValueError(f"deblur_gate={self.deblur_gate!r} is unknown (none | quality)")
         if self.blur_levels < 2:
             raise ValueError(f"blur_levels={self.blur_levels}: at least 2 (in focus and blurred) are needed")
         if not self.class_names:

@@ -8,6 +8,8 @@
                           `-> quality embedding per tile --.  |
     diagnosis head: f32 + restored(r2 -> stride 32), FiLM(quality embedding) -> diagnosis_logits
 
+With `deblur_gate: quality` the deblurring residual is scaled per pixel by a learned function of the
+(upsampled) quality map, so in-focus regions pass through unchanged.
 `hier` is the figure above; `flat` keeps the three heads but cuts the two arrows into the diagnosis;
 `st` is encoder + diagnosis head only. All are fully convolutional for H, W multiples of 32.
 """
@@ -84,11 +86,17 @@ class DeblurDecoder(nn.Module):
         self.refine = nn.Sequential(*layers, nn.Conv2d(channels, 1, 3, padding=1))
         nn.init.zeros_(self.refine[-1].weight)
         nn.init.zeros_(self.refine[-1].bias)
+        # gate = sigmoid(slope * (1 - quality) + offset); starts near 0.05 in focus (quality 1) and 0.9 at
+        # quality 0.75 (blur level 1 of 4).
+        self.gate = nn.Parameter(torch.tensor([21.0, -3.0])) if cfg.deblur_gate == "quality" else None
 
-    def forward(self, image, f2, f4, f8) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image, f2, f4, f8, quality_map=None) -> tuple[torch.Tensor, torch.Tensor]:
         restored = self.up2(self.up4(f8, f4), f2)
         full = F.pixel_shuffle(self.to_full(restored), 2)
         residual = self.refine(torch.cat([full, image], dim=1))
+        if self.gate is not None:
+            quality = F.interpolate(quality_map, size=image.shape[-2:], mode="bilinear", align_corners=False)
+            residual = residual * torch.sigmoid(self.gate[0] * (1 - quality) + self.gate[1])
         return image + residual, restored
 
 
@@ -188,8 +196,8 @@ class DeepMTND(nn.Module):
         f32 = self.encoder_deep(f8)
         if self.cfg.variant == "st":
             return {"diagnosis_logits": self.diagnosis(f32)}
-        deblurred, restored = self.deblur(image, f2, f4, f8)
         iqa = self.iqa(f8)
+        deblurred, restored = self.deblur(image, f2, f4, f8, iqa["quality_map"])
         if self.cfg.variant == "hier":
             logits = self.diagnosis(f32, restored, iqa)
         else:
