@@ -59,7 +59,10 @@ def test_only_multi_task_models_get_an_iqa_section(report):
 
 def test_deblurring_is_compared_with_the_input_and_richardson_lucy_per_level(report):
     table = report["deblur"]["per_level"]
-    assert list(table) == ["1", "2", "3", "4"]
+    assert list(table) == ["0", "1", "2", "3", "4"]
+    in_focus = table.pop("0")  # no blur to invert: the input and the networks only
+    assert set(in_focus) == {"input", "hier"}
+    assert in_focus["hier"]["psnr_gain_vs_input"] == pytest.approx(in_focus["hier"]["psnr"] - in_focus["input"]["psnr"])
     for entry in table.values():
         assert {"input", "hier", "richardson_lucy"} <= set(entry)
         assert entry["richardson_lucy"]["iterations"] in (5, 10, 20, 40)
