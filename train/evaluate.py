@@ -170,6 +170,11 @@ def gaussian_psf(sigma: float) -> np.ndarray:
     return (psf / psf.sum()).astype(np.float32)
 
 
+def _mean_scores(scores: list[tuple[float, float]]) -> dict[str, float]:
+    """Mean PSNR and SSIM of (psnr, ssim) pairs."""
+    return {"psnr": float(np.mean([s[0] for s in scores])), "ssim": float(np.mean([s[1] for s in scores]))}
+
+
 def deblur_comparison(models: dict[str, DeepMTND], data_dir: Path, rows, cfg: DegradeConfig, seed: int,
                       rl_iterations: tuple[int, ...] = (5, 10, 20, 40)) -> dict:
     """PSNR/SSIM per blur level (Gaussian blur, whose PSF is known exactly) of the blurred input, each
@@ -197,7 +202,7 @@ def deblur_comparison(models: dict[str, DeepMTND], data_dir: Path, rows, cfg: De
                 for name, model in deblurring.items():
                     y = model(image)["deblurred"][0, 0].numpy()
                     scores.setdefault(name, []).append((M.psnr(y, target), M.ssim(y, target)))
-            if lv == 0:
+            if lv == 0:  # in focus: no blur to invert
                 continue
             psf = gaussian_psf(d.severity)
             observed = np.clip(d.image, 0, None).astype(np.float64)
@@ -205,15 +210,12 @@ def deblur_comparison(models: dict[str, DeepMTND], data_dir: Path, rows, cfg: De
                 restored = richardson_lucy(observed, psf, num_iter=n, clip=False).astype(np.float32)
                 y = apply_range(restored, lo, hi)
                 rl_scores[n].append((M.psnr(y, target), M.ssim(y, target)))
-        if lv > 0:
-            best_n = max(rl_iterations, key=lambda n: np.mean([s[0] for s in rl_scores[n]]))
-            scores["richardson_lucy"] = rl_scores[best_n]
-        entry = {name: {"psnr": float(np.mean([s[0] for s in v])), "ssim": float(np.mean([s[1] for s in v]))}
-                 for name, v in scores.items()}
+        entry = {name: _mean_scores(v) for name, v in scores.items()}
         for name in deblurring:
             entry[name]["psnr_gain_vs_input"] = entry[name]["psnr"] - entry["input"]["psnr"]
         if lv > 0:
-            entry["richardson_lucy"]["iterations"] = best_n
+            best_n = max(rl_iterations, key=lambda n: np.mean([s[0] for s in rl_scores[n]]))
+            entry["richardson_lucy"] = {**_mean_scores(rl_scores[best_n]), "iterations": best_n}
             for name in deblurring:
                 entry[name]["psnr_gain_vs_richardson_lucy"] = entry[name]["psnr"] - entry["richardson_lucy"]["psnr"]
         table[str(lv)] = entry

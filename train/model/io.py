@@ -51,15 +51,19 @@ def resolve_model_dir(path: str | Path) -> Path:
     raise FileNotFoundError(f"{path}: no {CONFIG} here or under best/ or last/ (train one with `ifrt train`)")
 
 
+def _read_weights(directory: Path, device: str) -> tuple[Path, dict[str, torch.Tensor]]:
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: weights missing")
+    return weights, load_file(str(weights), device=device)
+
+
 def load_model(directory: str | Path, map_location: str = "cpu") -> DeepMTND:
     """Rebuild the network from `model.json` and load `model.safetensors`, in eval mode."""
     directory = Path(directory)
     cfg = ModelConfig.from_dict(read_model_record(directory)["model"])
     model = DeepMTND(cfg)
-    weights = directory / WEIGHTS
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: weights missing")
-    model.load_state_dict(load_file(str(weights), device=map_location))
+    model.load_state_dict(_read_weights(directory, map_location)[1])
     return model.eval()
 
 
@@ -68,11 +72,7 @@ def load_matching_weights(model: torch.nn.Module, path: str | Path) -> dict[str,
     match: the start of a fine-tuning run. Returns the names `loaded`, `new` (not in the file, left as
     initialised), `reshaped` (in the file with another shape, left as initialised) and `unused` (in the
     file only). Refuses a file that shares no tensor with `model`."""
-    directory = resolve_model_dir(path)
-    weights = directory / WEIGHTS
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: weights missing")
-    source = load_file(str(weights), device="cpu")
+    weights, source = _read_weights(resolve_model_dir(path), "cpu")
     own = model.state_dict()
     report: dict[str, list[str]] = {"loaded": [], "new": [], "reshaped": [], "unused": sorted(set(source) - set(own))}
     take = {}
