@@ -88,7 +88,7 @@ def write_html_report(out_dir: str | Path, title: str = "ifrt report") -> Path:
             f"<td>{p['probabilities'][p['diagnosis']]:.0%}</td><td>{p['images']}</td><td>{p['mean_quality']:.2f}</td>"
             f"<td>{p['unreliable_images']}</td></tr>"
             for p in json.loads((out_dir / PATIENTS).read_text()))
-        patients_html = ("<h2>Patients (images weighted by quality)</h2><table><tr><th>patient</th><th>diagnosis</th>"
+        patients_html = ("<h2>Patients (images combined as independent evidence)</h2><table><tr><th>patient</th><th>diagnosis</th>"
                          "<th>probability</th><th>images</th><th>mean quality</th><th>unreliable</th></tr>"
                          f"{rows}</table>")
     ok = sum(r.get("status") == "ok" for r in records)

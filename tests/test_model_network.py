@@ -132,6 +132,15 @@ def test_s_model_costs_at_most_3_gflops_at_512():
     assert 1.0 < gflops <= 3.0
 
 
+def test_bundled_default_model_stays_within_the_edge_budget():
+    # Its wider deblurring refinement (12 x 3, quality gate) brings it to 2.55 GFLOPs at 512x512.
+    from ifrt.model_package import DEFAULT_MODEL_DIR
+
+    model = load_model(DEFAULT_MODEL_DIR)
+    assert model.cfg.size == "s"
+    assert 2.0 < count_flops(model, 512, 512) / 1e9 <= 3.0
+
+
 def test_m_model_is_larger_than_s():
     s = sum(p.numel() for p in DeepMTND(model_config("s", "hier")).parameters())
     m = sum(p.numel() for p in DeepMTND(model_config("m", "hier")).parameters())

@@ -126,18 +126,50 @@ def test_unknown_backend_is_rejected(tiny_package):
         ifrt.Session(tiny_package, backend="cuda")
 
 
-def test_aggregate_weights_images_by_quality():
+def _result(patient, probs, quality=0.9):
     from ifrt.result import Result
 
-    def result(patient, probs, quality):
-        return Result(source="x", shape=(32, 32), dtype="uint16", class_names=["A", "B"],
-                      probabilities=np.array(probs), quality=quality, blur_level=0,
-                      blur_probabilities=np.ones(5) / 5, quality_map=np.ones((1, 1)), certainty=np.ones((1, 1)),
-                      reliable=quality >= 0.5, backend="ort", patient_id=patient)
+    return Result(source="x", shape=(32, 32), dtype="uint16", class_names=["A", "B"],
+                  probabilities=np.array(probs), quality=quality, blur_level=0,
+                  blur_probabilities=np.ones(5) / 5, quality_map=np.ones((1, 1)), certainty=np.ones((1, 1)),
+                  reliable=quality >= 0.5, backend="ort", patient_id=patient)
 
-    reports = ifrt.aggregate([result("p1", [1.0, 0.0], 0.9), result("p1", [0.0, 1.0], 0.1),
-                              result("p2", [0.2, 0.8], 0.7), result(None, [1.0, 0.0], 1.0)])
+
+def test_aggregate_multiplies_the_images_probabilities():
+    reports = ifrt.aggregate([_result("p1", [0.9, 0.1], 0.9), _result("p1", [0.4, 0.6], 0.1),
+                              _result("p2", [0.2, 0.8], 0.7), _result(None, [1.0, 0.0], 1.0)])
     assert [r.patient_id for r in reports] == ["p1", "p2"]
-    np.testing.assert_allclose(reports[0].probabilities, [0.9, 0.1])
+    # 0.9 * 0.4 : 0.1 * 0.6 = 0.36 : 0.06; the confident image outweighs the doubtful one whatever their quality
+    np.testing.assert_allclose(reports[0].probabilities, [6 / 7, 1 / 7])
     assert reports[0].label == "A" and reports[0].images == 2 and reports[0].unreliable_images == 1
+    assert reports[0].mean_quality == pytest.approx(0.5)
     assert reports[1].label == "B"
+    np.testing.assert_allclose(reports[1].probabilities, [0.2, 0.8])
+
+
+def test_an_uninformative_image_leaves_the_patient_unchanged():
+    from ifrt.patients import combine_probabilities
+
+    np.testing.assert_allclose(combine_probabilities([[0.7, 0.3], [0.5, 0.5], [0.5, 0.5]]), [0.7, 0.3])
+
+
+def test_a_zero_probability_is_floored_not_a_veto():
+    from ifrt.patients import PROBABILITY_FLOOR, combine_probabilities
+
+    np.testing.assert_allclose(combine_probabilities([[1.0, 0.0], [0.0, 1.0]]), [0.5, 0.5])
+    p = combine_probabilities([[0.0, 1.0], [0.99, 0.01], [0.99, 0.01], [0.99, 0.01], [0.99, 0.01]])
+    expected_a = PROBABILITY_FLOOR * 0.99**4
+    np.testing.assert_allclose(p, np.array([expected_a, 0.01**4]) / (expected_a + 0.01**4))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((0, 2)), r"\[images, classes\] with both > 0, got shape \(0, 2\)"),
+    (np.ones(3), r"got shape \(3,\)"),
+    ([[0.5, np.nan]], "finite and non-negative"),
+    ([[1.2, -0.2]], "finite and non-negative"),
+])
+def test_combine_probabilities_refuses_bad_input(bad, message):
+    from ifrt.patients import combine_probabilities
+
+    with pytest.raises(ValueError, match=message):
+        combine_probabilities(bad)

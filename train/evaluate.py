@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ifrt.normalize import apply_range, percentile_range
+from ifrt.patients import combine_probabilities
 from ifrt.train import metrics as M
 from ifrt.train.data.degrade import DegradeConfig, blur_level_count, degrade
 from ifrt.train.dataset import DataConfig, ManifestDataset, read_signal, rows_for_split
@@ -86,12 +87,12 @@ def _diagnosis_section(logits_by_level: dict[int, np.ndarray], targets_by_level:
         ok = t >= 0
         p = logits_by_level[lv].argmax(1)
         per_level[str(lv)] = M.accuracy(p[ok], t[ok])
-        # Patient level: mean class probabilities over the patient's images at this blur level.
+        # Patient level: the patient's images at this blur level combined as `ifrt infer` combines them.
         pr = M.softmax(logits_by_level[lv])
         votes: dict[str, list] = {}
         for i in np.flatnonzero(ok):
             votes.setdefault(patients[i], []).append(i)
-        hits = [int(pr[idx].mean(0).argmax() == t[idx[0]]) for idx in votes.values()]
+        hits = [int(combine_probabilities(pr[idx]).argmax() == t[idx[0]]) for idx in votes.values()]
         per_level_patient[str(lv)] = float(np.mean(hits)) if hits else float("nan")
     blurred = [lv for lv in levels if lv > 0]
     # Images whose stain is negative for this patient (manifest `grade` 0) show no deposits at all: their
@@ -372,7 +373,7 @@ def markdown(report: dict) -> str:
         for name, m in report["models"].items():
             d = m["diagnosis"]["stain_positive_accuracy_per_level"]
             lines.append(f"| {name} | " + " | ".join(_fmt(d.get(str(lv))) for lv in levels) + " |")
-    lines += ["", "Patient level (mean probabilities over a patient's images):", "",
+    lines += ["", "Patient level (the product of the class probabilities of a patient's images, as `ifrt infer` combines them):", "",
               "| model | " + " | ".join(f"level {lv}" for lv in levels) + " |", "|---|" + "---|" * len(levels)]
     for name, m in report["models"].items():
         d = m["diagnosis"]["patient_accuracy_per_level"]

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-maps", dest="maps", action="store_false", help="leave the per-tile maps out of the JSON")
     p.add_argument("--patient-from", metavar="REGEX|MANIFEST",
                    help="patient of each image: a regex over the path (group 'patient' or group 1), or a "
-                        "manifest.csv; adds OUT/patients.json with quality-weighted patient diagnoses")
+                        "manifest.csv; adds OUT/patients.json with patient diagnoses (the product of the images' class probabilities)")
     p.add_argument("--quality-threshold", type=float, default=0.5,
                    help="below this quality the diagnosis is marked unreliable (default 0.5)")
     p.add_argument("--tile", type=int, default=512, help="tile size for large frames (default 512)")

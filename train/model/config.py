@@ -74,8 +74,8 @@ class ModelConfig:
         return dataclass_from_dict(cls, d, "model config")
 
 
-# Named sizes. `s` is the edge model (about 1 GFLOP at 512x512, measured by
-# tests/test_model_flops.py); `m` doubles the widths for desktop GPUs.
+# Named sizes. `s` is the edge model (1.76 GFLOPs at 512x512 with the default refinement, at most 3 with a
+# wider one; measured by tests/test_model_network.py); `m` doubles the widths for desktop GPUs.
 SIZES: dict[str, dict] = {
     "s": dict(widths=(16, 24, 48, 96, 160), depths=(1, 1, 2, 2, 2), expansion=2, decoder_width=16,
               iqa_width=48, head_width=160, quality_embedding=32),
