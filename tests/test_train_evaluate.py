@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -61,12 +62,41 @@ def test_deblurring_is_compared_with_the_input_and_richardson_lucy_per_level(rep
     table = report["deblur"]["per_level"]
     assert list(table) == ["0", "1", "2", "3", "4"]
     in_focus = table.pop("0")  # no blur to invert: the input and the networks only
-    assert set(in_focus) == {"input", "hier"}
+    assert set(in_focus) == {"input", "hier"}  # nor a Wiener bound
     assert in_focus["hier"]["psnr_gain_vs_input"] == pytest.approx(in_focus["hier"]["psnr"] - in_focus["input"]["psnr"])
     for entry in table.values():
-        assert {"input", "hier", "richardson_lucy"} <= set(entry)
+        assert set(entry) == {"input", "hier", "richardson_lucy", "wiener_oracle"}
+        assert entry["wiener_oracle"]["psnr_gain_vs_input"] > 0
         assert entry["richardson_lucy"]["iterations"] in (5, 10, 20, 40)
         assert entry["hier"]["psnr_gain_vs_input"] == pytest.approx(entry["hier"]["psnr"] - entry["input"]["psnr"])
+
+
+def _blurred_with_noise(sigma, noise, seed=0):
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    target = gaussian_filter(rng.random((64, 96)), 1.0) * 2  # texture with detail down to a few pixels
+    return target, gaussian_filter(target, sigma, mode="mirror", truncate=4.0) + rng.normal(0, noise, target.shape)
+
+
+def test_wiener_bound_inverts_a_known_blur_almost_exactly_without_noise():
+    from ifrt.train.evaluate import gaussian_psf, wiener_oracle
+    from ifrt.train.metrics import psnr
+
+    target, observed = _blurred_with_noise(1.0, 1e-7)
+    assert psnr(observed, target) < 30
+    assert psnr(wiener_oracle(observed, target, gaussian_psf(1.0)), target) > 60
+
+
+def test_wiener_bound_gains_less_as_noise_grows():
+    from ifrt.train.evaluate import gaussian_psf, wiener_oracle
+    from ifrt.train.metrics import psnr
+
+    gains = []
+    for noise in (1e-3, 1e-2, 1e-1):
+        target, observed = _blurred_with_noise(2.0, noise)
+        gains.append(psnr(wiener_oracle(observed, target, gaussian_psf(2.0)), target) - psnr(observed, target))
+    assert gains[0] > gains[1] > gains[2] > 0
 
 
 def test_quality_on_natural_pictures_is_compared_with_variance_of_laplacian(report):

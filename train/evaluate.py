@@ -171,6 +171,34 @@ def gaussian_psf(sigma: float) -> np.ndarray:
     return (psf / psf.sum()).astype(np.float32)
 
 
+def _transfer_function(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The PSF's optical transfer function on an image of `shape` (PSF centred at the origin, circular)."""
+    padded = np.zeros(shape, np.float64)
+    padded[:psf.shape[0], :psf.shape[1]] = psf
+    return np.fft.fft2(np.roll(padded, (-(psf.shape[0] // 2), -(psf.shape[1] // 2)), axis=(0, 1)))
+
+
+def wiener_oracle(observed: np.ndarray, target: np.ndarray, psf: np.ndarray) -> np.ndarray:
+    """Wiener deconvolution given everything: the true PSF, the target's radially averaged power
+    spectrum and the true noise power (what `observed` holds beyond the blurred target). Not a method,
+    a bound: about the best a linear shift-invariant restoration can do on this image.
+        estimate = F^-1[ conj(H) S / (|H|^2 S + N) * F[observed] ]
+    Both images are mirrored to twice their size first (numpy "reflect", OpenCV's BORDER_REFLECT_101, the
+    blur's border rule), so that the FFT's circular convolution is the blur the image went through."""
+    h, w = np.shape(target)
+    mirror = ((0, max(h - 2, 0)), (0, max(w - 2, 0)))
+    y = np.pad(np.asarray(observed, np.float64), mirror, mode="reflect")
+    t = np.pad(np.asarray(target, np.float64), mirror, mode="reflect")
+    otf, spectrum = _transfer_function(psf, t.shape), np.fft.fft2(t)
+    noise_power = float(np.sum((y - np.real(np.fft.ifft2(otf * spectrum))) ** 2))  # = mean |F[noise]|^2
+    fy, fx = np.meshgrid(np.fft.fftfreq(t.shape[0]), np.fft.fftfreq(t.shape[1]), indexing="ij")
+    ring = np.rint(np.hypot(fy, fx) * max(t.shape)).astype(np.int64)
+    power = np.bincount(ring.ravel(), np.abs(spectrum).ravel() ** 2) / np.bincount(ring.ravel())
+    s = power[ring]
+    gain = np.conj(otf) * s / (np.abs(otf) ** 2 * s + max(noise_power, 1e-30))
+    return np.real(np.fft.ifft2(gain * np.fft.fft2(y)))[:h, :w].astype(np.float32)
+
+
 def _mean_scores(scores: list[tuple[float, float]]) -> dict[str, float]:
     """Mean PSNR and SSIM of (psnr, ssim) pairs."""
     return {"psnr": float(np.mean([s[0] for s in scores])), "ssim": float(np.mean([s[1] for s in scores]))}
@@ -180,8 +208,9 @@ def deblur_comparison(models: dict[str, DeepMTND], data_dir: Path, rows, cfg: De
                       rl_iterations: tuple[int, ...] = (5, 10, 20, 40)) -> dict:
     """PSNR/SSIM per blur level (Gaussian blur, whose PSF is known exactly) of the blurred input, each
     network's `deblurred` output and non-blind Richardson-Lucy with the true PSF. RL's iteration count
-    is chosen per level on these same images (an oracle: the comparison favours the baseline). Level 0
-    (in focus, camera noise only) has no RL entry: it shows whether a network leaves sharp frames alone."""
+    is chosen per level on these same images (an oracle: the comparison favours the baseline). Blurred
+    levels also get `wiener_oracle`, the linear bound. Level 0 (in focus, camera noise only) has neither:
+    it shows whether a network leaves sharp frames alone."""
     from skimage.restoration import richardson_lucy
 
     deblurring = {name: m for name, m in models.items() if m.cfg.variant != "st"}
@@ -206,13 +235,15 @@ def deblur_comparison(models: dict[str, DeepMTND], data_dir: Path, rows, cfg: De
             if lv == 0:  # in focus: no blur to invert
                 continue
             psf = gaussian_psf(d.severity)
+            y = wiener_oracle(x, target, psf)
+            scores.setdefault("wiener_oracle", []).append((M.psnr(y, target), M.ssim(y, target)))
             observed = np.clip(d.image, 0, None).astype(np.float64)
             for n in rl_iterations:
                 restored = richardson_lucy(observed, psf, num_iter=n, clip=False).astype(np.float32)
                 y = apply_range(restored, lo, hi)
                 rl_scores[n].append((M.psnr(y, target), M.ssim(y, target)))
         entry = {name: _mean_scores(v) for name, v in scores.items()}
-        for name in deblurring:
+        for name in [*deblurring, *(["wiener_oracle"] if lv > 0 else [])]:
             entry[name]["psnr_gain_vs_input"] = entry[name]["psnr"] - entry["input"]["psnr"]
         if lv > 0:
             best_n = max(rl_iterations, key=lambda n: np.mean([s[0] for s in rl_scores[n]]))
@@ -389,8 +420,10 @@ def markdown(report: dict) -> str:
         table = report["deblur"]["per_level"]
         names = [n for n in table[max(table, key=int)] if n != "input"]  # the last level has every column
         lines += ["", f"## Deblurring (Gaussian blur, true PSF known; {report['deblur']['images']} images)", "",
-                  "PSNR dB / SSIM; Richardson-Lucy with the true PSF and its best iteration count per level; level 0 "
-                  "is in focus (camera noise only): a deblurring should leave it as it is.", "",
+                  "PSNR dB / SSIM; Richardson-Lucy with the true PSF and its best iteration count per level; "
+                  "wiener_oracle is Wiener deconvolution given the true PSF, image spectrum and noise power, a bound "
+                  "for linear restoration rather than a method; level 0 is in focus (camera noise only): a deblurring "
+                  "should leave it as it is.", "",
                   "| level | input | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
         for lv, e in table.items():
             lines.append(f"| {lv} | {e['input']['psnr']:.2f} / {e['input']['ssim']:.3f} | " + " | ".join(
