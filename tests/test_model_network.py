@@ -81,6 +81,13 @@ def test_quality_gate_passes_in_focus_tiles_through_and_restores_blurred_ones():
         model_config("tiny", "hier", deblur_gate="soft")
 
 
+def test_gated_decoder_refuses_to_run_without_the_quality_map():
+    model = DeepMTND(model_config("tiny", "hier", deblur_gate="quality")).eval()
+    image = torch.rand(1, 1, 64, 64)
+    with torch.no_grad(), pytest.raises(ValueError, match="pass the IQA head's quality_map"):
+        model.deblur(image, *model.encoder_low(image))
+
+
 def test_default_refinement_keeps_the_tensor_names_of_earlier_checkpoints():
     names = {k for k in DeepMTND(model_config("s", "hier")).state_dict() if k.startswith("deblur.refine.")}
     assert names == {"deblur.refine.0.weight", "deblur.refine.0.bias", "deblur.refine.2.weight", "deblur.refine.2.bias"}

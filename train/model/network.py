@@ -95,6 +95,9 @@ class DeblurDecoder(nn.Module):
         full = F.pixel_shuffle(self.to_full(restored), 2)
         residual = self.refine(torch.cat([full, image], dim=1))
         if self.gate is not None:
+            if quality_map is None:
+                raise ValueError("this decoder's residual is gated by quality (model.deblur_gate=quality): "
+                                 "pass the IQA head's quality_map")
             quality = F.interpolate(quality_map, size=image.shape[-2:], mode="bilinear", align_corners=False)
             residual = residual * torch.sigmoid(self.gate[0] * (1 - quality) + self.gate[1])
         return image + residual, restored
