@@ -88,6 +88,15 @@ def test_wiener_bound_inverts_a_known_blur_almost_exactly_without_noise():
     assert psnr(wiener_oracle(observed, target, gaussian_psf(1.0)), target) > 60
 
 
+def test_wiener_bound_takes_a_psf_wider_than_the_image():
+    from ifrt.train.evaluate import gaussian_psf, wiener_oracle
+
+    target = np.linspace(0, 1, 12 * 10).reshape(12, 10)
+    psf = gaussian_psf(5.0)  # 41 x 41 against a 12 x 10 image (22 x 18 mirrored)
+    assert psf.shape[0] > 2 * target.shape[0]
+    assert wiener_oracle(target, target, psf).shape == target.shape
+
+
 def test_wiener_bound_gains_less_as_noise_grows():
     from ifrt.train.evaluate import gaussian_psf, wiener_oracle
     from ifrt.train.metrics import psnr

@@ -172,10 +172,13 @@ def gaussian_psf(sigma: float) -> np.ndarray:
 
 
 def _transfer_function(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The PSF's optical transfer function on an image of `shape` (PSF centred at the origin, circular)."""
-    padded = np.zeros(shape, np.float64)
-    padded[:psf.shape[0], :psf.shape[1]] = psf
-    return np.fft.fft2(np.roll(padded, (-(psf.shape[0] // 2), -(psf.shape[1] // 2)), axis=(0, 1)))
+    """The PSF's optical transfer function on an image of `shape`: the PSF centred at the origin and
+    wrapped around (circular), so a PSF wider than the image folds onto it."""
+    rows = (np.arange(psf.shape[0]) - psf.shape[0] // 2) % shape[0]
+    cols = (np.arange(psf.shape[1]) - psf.shape[1] // 2) % shape[1]
+    centred = np.zeros(shape, np.float64)
+    np.add.at(centred, np.ix_(rows, cols), psf)
+    return np.fft.fft2(centred)
 
 
 def wiener_oracle(observed: np.ndarray, target: np.ndarray, psf: np.ndarray) -> np.ndarray:
