@@ -352,6 +352,8 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
                              normalization=first.normalization)
         outputs_by_level[lv] = _run(models, ds, batch_size)
         print(f"evaluated blur level {lv} ({len(rows)} images)", file=sys.stderr, flush=True)
+    if calibrate:
+        print("fitting temperatures on the validation split", file=sys.stderr, flush=True)
     temperatures = (fit_temperatures(models, data_dir, class_names, data_cfg, levels, seed, batch_size, max_images)
                     if calibrate else {name: 1.0 for name in models})
 
@@ -372,8 +374,11 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
             entry["iqa"] = _iqa_section(cat["blur_logits"], cat["quality"], tgt["blur_level"], tgt["severity"])
         report["models"][name] = entry
     if deblur_images and any(m.cfg.variant != "st" for m in models.values()):
+        print(f"deblurring against Richardson-Lucy and the Wiener bound ({min(deblur_images, len(rows))} images "
+              "per level)", file=sys.stderr, flush=True)
         report["deblur"] = deblur_comparison(models, data_dir, rows[:deblur_images], cfg, seed)
     if natural and any(m.cfg.variant != "st" for m in models.values()):
+        print("quality on non-glomerulus pictures", file=sys.stderr, flush=True)
         try:
             report["natural_images"] = natural_image_quality(models, cfg, seed, draws=natural_draws)
         except ImportError as exc:
