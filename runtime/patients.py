@@ -70,9 +70,12 @@ def aggregate(results: Iterable[Result], by: str = "patient") -> list[PatientRep
         names = items[0].class_names
         if any(r.class_names != names for r in items):
             raise ValueError(f"patient {patient}: results come from models with different class names")
-        probs = np.stack([r.probabilities for r in items])
-        reports.append(PatientReport(patient_id=patient, class_names=list(names),
-                                     probabilities=combine_probabilities(probs),
+        try:
+            probabilities = combine_probabilities(np.stack([r.probabilities for r in items]))
+        except ValueError as exc:
+            sources = ", ".join(str(r.source) for r in items)
+            raise ValueError(f"patient {patient} ({sources}): {exc}") from None
+        reports.append(PatientReport(patient_id=patient, class_names=list(names), probabilities=probabilities,
                                      images=len(items), unreliable_images=sum(not r.reliable for r in items),
                                      mean_quality=float(np.mean([r.quality for r in items]))))
     return reports

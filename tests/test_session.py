@@ -162,6 +162,11 @@ def test_a_zero_probability_is_floored_not_a_veto():
     np.testing.assert_allclose(p, np.array([expected_a, 0.01**4]) / (expected_a + 0.01**4))
 
 
+def test_aggregate_names_the_patient_and_images_of_bad_probabilities():
+    with pytest.raises(ValueError, match=r"patient p7 \(x, x\): combine_probabilities: .* finite"):
+        ifrt.aggregate([_result("p7", [0.5, 0.5]), _result("p7", [np.nan, 1.0])])
+
+
 @pytest.mark.parametrize("bad, message", [
     (np.zeros((0, 2)), r"\[images, classes\] with both > 0, got shape \(0, 2\)"),
     (np.ones(3), r"got shape \(3,\)"),
