@@ -26,6 +26,7 @@ def model_metadata(record: dict, graph: str, precision: str, output_names: tuple
         "graph": graph,
         "precision": precision,
         "class_names": model["class_names"],
+        "class_prior": model.get("class_prior"),
         "blur_levels": model["blur_levels"],
         "normalization": model["normalization"],
         "input_size_rule": model["input_size_rule"],

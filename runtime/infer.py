@@ -238,7 +238,7 @@ def run_infer(session, sources: list[Path], out_dir: Path, *, deblur: bool = Fal
     finally:
         records = latest_records(read_records(out_dir))
         write_summary(out_dir, records)
-        ok = [_as_result(r) for r in records if r.get("status") == "ok" and r.get("patient_id")]
+        ok = [_as_result(r, session.class_prior) for r in records if r.get("status") == "ok" and r.get("patient_id")]
         if ok:
             write_json_atomic(out_dir / PATIENTS, [p.to_dict() for p in aggregate(ok)])
     if progress:
@@ -246,13 +246,13 @@ def run_infer(session, sources: list[Path], out_dir: Path, *, deblur: bool = Fal
     return report
 
 
-def _as_result(record: dict) -> Result:
+def _as_result(record: dict, class_prior: list[float] | None) -> Result:
     names = list(record["probabilities"])
     return Result(source=record["source"], shape=tuple(record["shape"]), dtype=record["dtype"], class_names=names,
                   probabilities=np.array([record["probabilities"][c] for c in names]), quality=record["quality"],
                   blur_level=record["blur_level"], blur_probabilities=np.array(record["blur_probabilities"]),
                   quality_map=np.zeros((1, 1)), certainty=np.zeros((1, 1)), reliable=record["reliable"],
-                  backend=record["backend"], patient_id=record["patient_id"])
+                  backend=record["backend"], patient_id=record["patient_id"], class_prior=class_prior)
 
 
 def _infer_one(session, source: Path, page: int | None, out_dir: Path, *, deblur: bool, overlay: bool,

@@ -39,6 +39,13 @@ class ModelPackage:
         return list(self.metadata["class_names"])
 
     @property
+    def class_prior(self) -> list[float] | None:
+        """Each class's share of the training images; None for equal shares (and for models exported
+        before the prior was recorded)."""
+        prior = self.metadata.get("class_prior")
+        return None if prior is None else [float(p) for p in prior]
+
+    @property
     def blur_levels(self) -> int:
         return int(self.metadata["blur_levels"])
 

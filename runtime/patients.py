@@ -18,16 +18,23 @@ from ifrt.result import Result
 PROBABILITY_FLOOR = 1e-6  # one image's zero costs a class much (log 1e-6 = -13.8) but not everything
 
 
-def combine_probabilities(probabilities: np.ndarray) -> np.ndarray:
-    """Class probabilities of a patient from its images' `[n, K]` probabilities: the normalized product
-    (naive Bayes with the uniform class prior the models are trained with), computed in log space.
-    Each probability is floored at PROBABILITY_FLOOR first."""
+def combine_probabilities(probabilities: np.ndarray, class_prior: np.ndarray | None = None) -> np.ndarray:
+    """Class probabilities of a patient from its images' `[n, K]` probabilities (naive Bayes):
+        p(class | images) ~ prod_i p(class | image_i) / prior(class)^(n - 1)
+    each image's softmax holds the training prior once, and the patient keeps it once. `class_prior` is
+    the model's (None: equal shares, where the division changes nothing). Computed in log space, each
+    probability floored at PROBABILITY_FLOOR first."""
     p = np.asarray(probabilities, np.float64)
     if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] == 0:
         raise ValueError(f"combine_probabilities expects [images, classes] with both > 0, got shape {p.shape}")
     if not np.all(np.isfinite(p)) or np.any(p < 0):
         raise ValueError("combine_probabilities: probabilities must be finite and non-negative")
     log_p = np.log(np.maximum(p, PROBABILITY_FLOOR)).sum(0)
+    if class_prior is not None:
+        prior = np.asarray(class_prior, np.float64)
+        if prior.shape != (p.shape[1],) or not np.all(np.isfinite(prior)) or np.any(prior <= 0):
+            raise ValueError(f"combine_probabilities: class_prior needs {p.shape[1]} positive shares, got {class_prior}")
+        log_p -= (p.shape[0] - 1) * np.log(prior / prior.sum())
     e = np.exp(log_p - log_p.max())
     return e / e.sum()
 
@@ -57,8 +64,8 @@ class PatientReport:
 
 
 def aggregate(results: Iterable[Result], by: str = "patient") -> list[PatientReport]:
-    """One report per patient (sorted by id), its probabilities `combine_probabilities` of its images'.
-    Results without a patient_id are skipped."""
+    """One report per patient (sorted by id), its probabilities `combine_probabilities` of its images' with
+    their model's class prior. Results without a patient_id are skipped."""
     if by != "patient":
         raise ValueError(f"aggregate by {by!r} is not supported (only 'patient')")
     groups: dict[str, list[Result]] = defaultdict(list)
@@ -68,10 +75,10 @@ def aggregate(results: Iterable[Result], by: str = "patient") -> list[PatientRep
     reports = []
     for patient, items in sorted(groups.items()):
         names = items[0].class_names
-        if any(r.class_names != names for r in items):
-            raise ValueError(f"patient {patient}: results come from models with different class names")
+        if any(r.class_names != names or r.class_prior != items[0].class_prior for r in items):
+            raise ValueError(f"patient {patient}: results come from models with different class names or priors")
         try:
-            probabilities = combine_probabilities(np.stack([r.probabilities for r in items]))
+            probabilities = combine_probabilities(np.stack([r.probabilities for r in items]), items[0].class_prior)
         except ValueError as exc:
             sources = ", ".join(str(r.source) for r in items)
             raise ValueError(f"patient {patient} ({sources}): {exc}") from None

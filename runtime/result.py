@@ -26,6 +26,7 @@ class Result:
     deblurred: np.ndarray | None = None  # [H, W] in the input's dtype and units, when requested
     patient_id: str | None = None
     tiles: int = 1
+    class_prior: list[float] | None = None  # the model's training prior (None: equal shares), for `aggregate`
 
     @property
     def label(self) -> str:

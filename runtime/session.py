@@ -83,6 +83,10 @@ class Session:
     def class_names(self) -> list[str]:
         return self.package.class_names
 
+    @property
+    def class_prior(self) -> list[float] | None:
+        return self.package.class_prior
+
     # ---- predict -----------------------------------------------------------------------------------
 
     def predict(self, source, *, deblur: bool = False, channel: int = 0, patient_id: str | None = None):
@@ -152,7 +156,8 @@ class Session:
                       quality_map=quality_map, certainty=certainty, reliable=reliable, backend=self.backend.name,
                       timings_ms={"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
                                   "postprocess": (t3 - t2) * 1e3},
-                      warnings=warnings, deblurred=deblurred, tiles=len(pre.tensor))
+                      warnings=warnings, deblurred=deblurred, tiles=len(pre.tensor),
+                      class_prior=self.package.class_prior)
 
     @staticmethod
     def _stitch(maps: np.ndarray, grid: tuple[int, int], overlap: int) -> np.ndarray:

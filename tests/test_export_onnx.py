@@ -42,6 +42,7 @@ def test_metadata_props_carry_classes_levels_normalization_and_version(exported)
     out, _ = exported
     meta = decode_metadata({p.key: p.value for p in onnx.load(str(out / "full.onnx")).metadata_props})
     assert meta["class_names"] == ["IgAN", "MN", "DN", "LN"]
+    assert meta["class_prior"] == pytest.approx([0.4, 0.3, 0.2, 0.1])
     assert meta["blur_levels"] == 5
     assert meta["normalization"] == {"kind": "percentile", "p_low": 1.0, "p_high": 99.8, "clip": False}
     assert meta["input_size_rule"]["multiple_of"] == 32

@@ -88,6 +88,15 @@ def test_gated_decoder_refuses_to_run_without_the_quality_map():
         model.deblur(image, *model.encoder_low(image))
 
 
+def test_class_prior_is_normalized_and_needs_one_positive_share_per_class():
+    cfg = model_config("tiny", "hier", class_names=["a", "b"], class_prior=[3, 1])
+    assert cfg.class_prior == [0.75, 0.25]
+    assert model_config("tiny", "hier").class_prior is None  # equal shares
+    for bad in ([1.0], [1.0, 0.0], [1.0, -1.0, 1.0]):
+        with pytest.raises(ValueError, match="one positive share per class"):
+            model_config("tiny", "hier", class_names=["a", "b"], class_prior=bad)
+
+
 def test_default_refinement_keeps_the_tensor_names_of_earlier_checkpoints():
     names = {k for k in DeepMTND(model_config("s", "hier")).state_dict() if k.startswith("deblur.refine.")}
     assert names == {"deblur.refine.0.weight", "deblur.refine.0.bias", "deblur.refine.2.weight", "deblur.refine.2.bias"}

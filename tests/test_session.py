@@ -162,6 +162,35 @@ def test_a_zero_probability_is_floored_not_a_veto():
     np.testing.assert_allclose(p, np.array([expected_a, 0.01**4]) / (expected_a + 0.01**4))
 
 
+def test_the_training_prior_is_kept_once_per_patient_not_once_per_image():
+    from ifrt.patients import combine_probabilities
+
+    prior = [0.8, 0.2]
+    # Images that show nothing return the prior; a patient of three such images still has the prior.
+    np.testing.assert_allclose(combine_probabilities([prior] * 3, prior), prior)
+    np.testing.assert_allclose(combine_probabilities([prior] * 3), np.array([0.8, 0.2]) ** 3 / (0.8**3 + 0.2**3))
+    # Two images leaning to B against a prior for A: prod / prior = (0.4 * 0.4 / 0.8) : (0.6 * 0.6 / 0.2)
+    np.testing.assert_allclose(combine_probabilities([[0.4, 0.6], [0.4, 0.6]], prior), [0.1, 0.9])
+    with pytest.raises(ValueError, match="class_prior needs 2 positive shares"):
+        combine_probabilities([[0.4, 0.6]], [1.0, 0.0])
+
+
+def test_aggregate_uses_the_results_class_prior_and_refuses_mixed_priors():
+    a, b = _result("p1", [0.4, 0.6]), _result("p1", [0.4, 0.6])
+    a.class_prior = b.class_prior = [0.8, 0.2]
+    np.testing.assert_allclose(ifrt.aggregate([a, b])[0].probabilities, [0.1, 0.9])
+    b.class_prior = None
+    with pytest.raises(ValueError, match="patient p1: results come from models with different class names or priors"):
+        ifrt.aggregate([a, b])
+
+
+def test_session_results_carry_the_models_class_prior(tiny_package):
+    session = ifrt.Session(tiny_package)
+    result = session.predict(np.random.default_rng(0).integers(0, 4096, (64, 64), dtype=np.uint16))
+    assert session.class_prior == pytest.approx([0.4, 0.3, 0.2, 0.1])
+    assert result.class_prior == session.class_prior
+
+
 def test_aggregate_names_the_patient_and_images_of_bad_probabilities():
     with pytest.raises(ValueError, match=r"patient p7 \(x, x\): combine_probabilities: .* finite"):
         ifrt.aggregate([_result("p7", [0.5, 0.5]), _result("p7", [np.nan, 1.0])])

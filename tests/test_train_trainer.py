@@ -69,6 +69,24 @@ def test_trained_model_loads_with_class_names_from_the_data(cli_run):
     assert model.cfg.blur_levels == 5
 
 
+def test_trained_model_records_the_class_prior_of_its_training_split(cli_run, database):
+    from ifrt.train.dataset import rows_for_split
+
+    run, _, _ = cli_run
+    rows = rows_for_split(database / "manifest.csv", "train")
+    counts = [1 + sum(r.diagnosis == name for r in rows) for name in ["DN", "IgAN", "LN", "MN"]]
+    assert load_model(run / "best").cfg.class_prior == pytest.approx([c / sum(counts) for c in counts])
+
+
+def test_class_prior_of_counts_known_diagnoses_plus_one_per_class():
+    from types import SimpleNamespace
+
+    from ifrt.train.trainer import class_prior_of
+
+    rows = [SimpleNamespace(diagnosis=d) for d in ("A", "A", "A", "B", None)]
+    assert class_prior_of(rows, ["A", "B", "C"]) == pytest.approx([4 / 7, 2 / 7, 1 / 7])
+
+
 def test_run_folder_holds_no_pickles(cli_run):
     run, _, _ = cli_run
     for path in run.rglob("*"):

@@ -70,7 +70,7 @@ def _run(models: dict[str, DeepMTND], dataset: ManifestDataset, batch_size: int)
 
 def _diagnosis_section(logits_by_level: dict[int, np.ndarray], targets_by_level: dict[int, np.ndarray],
                        patients: list[str], class_names: list[str], temperature: float,
-                       stain_positive: np.ndarray | None = None) -> dict:
+                       stain_positive: np.ndarray | None = None, class_prior: list[float] | None = None) -> dict:
     levels = sorted(logits_by_level)
     all_logits = np.concatenate([logits_by_level[lv] for lv in levels])
     all_targets = np.concatenate([targets_by_level[lv] for lv in levels])
@@ -92,7 +92,7 @@ def _diagnosis_section(logits_by_level: dict[int, np.ndarray], targets_by_level:
         votes: dict[str, list] = {}
         for i in np.flatnonzero(ok):
             votes.setdefault(patients[i], []).append(i)
-        hits = [int(combine_probabilities(pr[idx]).argmax() == t[idx[0]]) for idx in votes.values()]
+        hits = [int(combine_probabilities(pr[idx], class_prior).argmax() == t[idx[0]]) for idx in votes.values()]
         per_level_patient[str(lv)] = float(np.mean(hits)) if hits else float("nan")
     blurred = [lv for lv in levels if lv > 0]
     # Images whose stain is negative for this patient (manifest `grade` 0) show no deposits at all: their
@@ -366,7 +366,7 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
         entry["diagnosis"] = _diagnosis_section(
             {lv: outputs_by_level[lv][name]["diagnosis_logits"] for lv in levels},
             {lv: outputs_by_level[lv]["_targets"]["diagnosis"] for lv in levels}, patients, class_names,
-            temperatures[name], stain_positive)
+            temperatures[name], stain_positive, model.cfg.class_prior)
         if model.cfg.variant != "st":
             cat = {k: np.concatenate([outputs_by_level[lv][name][k] for lv in levels]) for k in ("blur_logits", "quality")}
             tgt = {k: np.concatenate([outputs_by_level[lv]["_targets"][k] for lv in levels])

@@ -302,6 +302,13 @@ class MetricsLog:
 
 # ---- the loop --------------------------------------------------------------------------------------
 
+def class_prior_of(rows, class_names: list[str]) -> list[float]:
+    """Each class's share of the training images with a known diagnosis, plus one image per class, so that a
+    class the training split lacks still gets a (small) prior."""
+    counts = [1 + sum(r.diagnosis == name for r in rows) for name in class_names]
+    return [c / sum(counts) for c in counts]
+
+
 def build_everything(data_dir: Path, config: dict):
     data_cfg = DataConfig.from_dict(config.get("data")).for_database(data_dir)
     loss_cfg = LossConfig(**(config.get("loss") or {}))
@@ -313,6 +320,7 @@ def build_everything(data_dir: Path, config: dict):
     model_section = dict(config.get("model") or {})
     size, variant = model_section.pop("size", "s"), model_section.pop("variant", "hier")
     probe = ManifestDataset(data_dir, [], class_names, data_cfg, train=True)
+    model_section.setdefault("class_prior", class_prior_of(rows_for_split(manifest, "train"), class_names))
     model_cfg = model_config(size, variant, class_names=class_names, blur_levels=probe.blur_levels,
                              **model_section)
     return data_cfg, loss_cfg, train_cfg, model_cfg, manifest

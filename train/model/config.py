@@ -40,6 +40,9 @@ class ModelConfig:
     quality_embedding: int = 32
     dropout: float = 0.1
     class_names: list[str] = field(default_factory=lambda: ["IgAN", "MN", "DN", "LN"])
+    # Each class's share of the training images (None: equal shares). The softmax carries this prior once per
+    # image; combining a patient's images divides the extra copies out (`ifrt.patients`).
+    class_prior: list[float] | None = None
     blur_levels: int = 5
     normalization: dict = field(default_factory=lambda: dict(DEFAULT_NORMALIZATION))
     input_size_rule: dict = field(default_factory=lambda: dict(INPUT_SIZE_RULE))
@@ -59,6 +62,12 @@ class ModelConfig:
             raise ValueError(f"blur_levels={self.blur_levels}: at least 2 (in focus and blurred) are needed")
         if not self.class_names:
             raise ValueError("class_names is empty: the diagnosis needs at least one class")
+        if self.class_prior is not None:
+            prior = [float(p) for p in self.class_prior]
+            if len(prior) != len(self.class_names) or not all(p > 0 for p in prior):
+                raise ValueError(f"class_prior={self.class_prior}: one positive share per class "
+                                 f"({len(self.class_names)}) is needed")
+            self.class_prior = [p / sum(prior) for p in prior]
 
     @property
     def num_classes(self) -> int:
