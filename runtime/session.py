@@ -157,7 +157,7 @@ class Session:
                       timings_ms={"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
                                   "postprocess": (t3 - t2) * 1e3},
                       warnings=warnings, deblurred=deblurred, tiles=len(pre.tensor),
-                      class_prior=self.package.class_prior)
+                      class_prior=self.class_prior)
 
     @staticmethod
     def _stitch(maps: np.ndarray, grid: tuple[int, int], overlap: int) -> np.ndarray:

@@ -316,11 +316,12 @@ def build_everything(data_dir: Path, config: dict):
     manifest = data_dir / "manifest.csv"
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest}: no manifest (create a database with `ifrt data synth`)")
-    class_names = class_names_of(read_manifest(manifest))
+    rows = read_manifest(manifest)
+    class_names = class_names_of(rows)
     model_section = dict(config.get("model") or {})
     size, variant = model_section.pop("size", "s"), model_section.pop("variant", "hier")
     probe = ManifestDataset(data_dir, [], class_names, data_cfg, train=True)
-    model_section.setdefault("class_prior", class_prior_of(rows_for_split(manifest, "train"), class_names))
+    model_section.setdefault("class_prior", class_prior_of([r for r in rows if r.split == "train"], class_names))
     model_cfg = model_config(size, variant, class_names=class_names, blur_levels=probe.blur_levels,
                              **model_section)
     return data_cfg, loss_cfg, train_cfg, model_cfg, manifest
