@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ifrt.train.losses import LossConfig, MultiTaskLoss, charbonnier, masked_mean, psnr  # noqa: E402
+from ifrt.train.losses import LossConfig, MultiTaskLoss, charbonnier, log_squared_error, masked_mean, psnr  # noqa: E402
 
 
 def _batch(n=2, levels=5, size=64):
@@ -57,6 +57,15 @@ def test_single_task_criterion_logs_only_the_diagnosis_loss():
     assert set(logged) == {"loss", "loss_diagnosis"}
 
 
+def test_task_weights_left_out_keep_their_defaults_and_unknown_or_negative_ones_are_refused():
+    assert LossConfig(weights={"deblur": 0.2}).weights == {"diagnosis": 1.0, "blur": 0.5, "quality": 1.0, "deblur": 0.2}
+    assert MultiTaskLoss(LossConfig(weights={"blur": 0, "quality": 0}), 5).tasks == ("diagnosis", "deblur")
+    with pytest.raises(ValueError, match="unknown tasks \\['debluring'\\]"):
+        LossConfig(weights={"debluring": 1.0})
+    with pytest.raises(ValueError, match="must be a number >= 0"):
+        LossConfig(weights={"blur": -1.0})
+
+
 def test_learned_weights_start_equal_to_fixed_unit_weights():
     weights = {"diagnosis": 1.0, "blur": 1.0, "quality": 1.0, "deblur": 1.0}
     out, batch = _outputs(), _batch()
@@ -75,14 +84,28 @@ def test_psnr_of_uniform_error_of_a_tenth_is_20_db():
     assert float(psnr(x + 0.1, x)[0]) == pytest.approx(20.0, abs=1e-4)
 
 
-@pytest.mark.parametrize("pixel, expected", [("charbonnier", math.sqrt(0.3 ** 2 + 1e-6)), ("mse", 0.09)])
-def test_deblurring_pixel_term_is_charbonnier_or_squared_error_on_the_known_reference(pixel, expected):
+@pytest.mark.parametrize("pixel, expected", [("charbonnier", math.sqrt(0.3 ** 2 + 1e-6)), ("mse", 0.09),
+                                             ("log_mse", 10 * math.log10(0.09 + 1e-5))])
+def test_deblurring_pixel_term_is_charbonnier_squared_or_log_squared_error_on_the_known_reference(pixel, expected):
     out, batch = _outputs(), _batch()
     out["deblurred"] = batch["sharp"] + 0.3  # an error of 0.3 everywhere: FFT term only at zero frequency
     criterion = MultiTaskLoss(LossConfig(deblur_pixel=pixel, frequency_weight=0.0), 5)
     assert criterion.task_losses(out, batch)["deblur"].item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_log_squared_error_is_minus_the_psnr_and_weighs_a_db_the_same_at_every_error_size():
+    target = torch.zeros(2, 1, 8, 8)
+    pred = (target + torch.tensor([0.01, 0.3]).view(2, 1, 1, 1)).requires_grad_()
+    loss = log_squared_error(pred, target, floor=0.0)
+    assert loss.detach().tolist() == pytest.approx((-psnr(pred.detach(), target)).tolist(), rel=1e-6)
+    # Halving either image's error gains the same 6.02 dB, so each image's gradient is inversely
+    # proportional to its error: 30x smaller error, 30x larger pull.
+    loss.sum().backward()
+    small, large = pred.grad[0].abs().mean().item(), pred.grad[1].abs().mean().item()
+    assert small / large == pytest.approx(30.0, rel=1e-4)
+    assert float(log_squared_error(target, target)[0]) == pytest.approx(-50.0)  # a perfect image stops at the floor
+
+
 def test_unknown_deblurring_pixel_term_is_rejected_with_the_choices():
-    with pytest.raises(ValueError, match="deblur_pixel='l2'.*charbonnier \\| mse"):
+    with pytest.raises(ValueError, match="deblur_pixel='l2'.*charbonnier \\| mse \\| log_mse"):
         MultiTaskLoss(LossConfig(deblur_pixel="l2"), 5)

@@ -126,6 +126,26 @@ def test_unknown_config_key_is_rejected_with_its_name(database, tmp_path):
         train(database, load_config(TINY, {"train": {"epoks": 1}}), tmp_path)
 
 
+def test_unknown_loss_key_is_rejected_with_its_name(database, tmp_path):
+    with pytest.raises(ValueError, match="loss config has unknown keys \\['deblur_pixle'\\]"):
+        train(database, load_config(TINY, {"loss": {"deblur_pixle": "mse"}}), tmp_path)
+
+
+def test_a_nested_set_changes_one_entry_of_a_mapping_and_keeps_the_rest():
+    from ifrt.commands.train import parse_overrides
+
+    overrides = parse_overrides(["loss.weights.deblur=0.2", "train.freeze=[iqa]", "loss.deblur_pixel=log_mse"])
+    assert overrides == {"loss": {"weights": {"deblur": 0.2}, "deblur_pixel": "log_mse"}, "train": {"freeze": ["iqa"]}}
+    s_yaml = os.path.join(os.path.dirname(TINY), "s.yaml")
+    config = load_config(s_yaml, overrides)
+    assert config["loss"]["weights"] == {"diagnosis": 1.0, "blur": 0.5, "quality": 1.0, "deblur": 0.2}
+    assert config["loss"]["learned_weights"] is False and config["train"]["epochs"] == 30
+    with pytest.raises(SystemExit, match="expected SECTION.KEY=VALUE"):
+        parse_overrides(["loss..deblur=1"])
+    with pytest.raises(SystemExit, match="'weights' was already set to a value"):
+        parse_overrides(["loss.weights=1", "loss.weights.deblur=0.2"])
+
+
 def test_two_process_ddp_with_gloo_trains_and_writes_one_run(database, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ifrt",
            "train", "--data", str(database), "--config", TINY, "--out", str(tmp_path), "--set", "train.epochs=1",

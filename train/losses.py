@@ -31,7 +31,16 @@ def squared_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((pred - target) ** 2).flatten(1).mean(1)
 
 
-PIXEL_LOSSES = {"charbonnier": charbonnier, "mse": squared_error}
+def log_squared_error(pred: torch.Tensor, target: torch.Tensor, floor: float = 1e-5) -> torch.Tensor:
+    """Per-sample 10*log10(MSE + floor): minus the PSNR (data range 1) that the evaluation reports per image.
+    Averaged over a batch, a dB gained counts the same on a slightly and on a badly blurred image, where the
+    mean squared error is dominated by the badly blurred ones and lets the network disturb in-focus images
+    (whose error is tiny) for free. The floor (50 dB, below the camera noise of an in-focus image) keeps the
+    gradient of a near-perfect sample bounded."""
+    return 10 * torch.log10(squared_error(pred, target) + floor)
+
+
+PIXEL_LOSSES = {"charbonnier": charbonnier, "mse": squared_error, "log_mse": log_squared_error}
 
 
 def frequency_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -42,15 +51,28 @@ def frequency_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (fp - ft).abs().flatten(1).mean(1)
 
 
+DEFAULT_WEIGHTS = {"diagnosis": 1.0, "blur": 0.5, "quality": 1.0, "deblur": 1.0}
+
+
 @dataclass
 class LossConfig:
-    weights: dict[str, float] = field(default_factory=lambda: {"diagnosis": 1.0, "blur": 0.5, "quality": 1.0,
-                                                               "deblur": 1.0})
+    # Task weights; a task left out keeps its default weight, a weight of 0 switches the task off.
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     learned_weights: bool = False  # homoscedastic uncertainty weighting (Kendall et al. 2018)
     label_smoothing: float = 0.1
     frequency_weight: float = 0.1  # share of the FFT term in the deblurring loss
-    deblur_pixel: str = "charbonnier"  # pixel term of the deblurring loss: charbonnier | mse
+    deblur_pixel: str = "charbonnier"  # pixel term of the deblurring loss: charbonnier | mse | log_mse
     tile_blur_weight: float = 0.5  # per-tile blur-level cross-entropy, relative to the image-level one
+
+    def __post_init__(self):
+        unknown = sorted(set(self.weights) - set(TASKS))
+        if unknown:
+            raise ValueError(f"loss.weights has unknown tasks {unknown} (expected {', '.join(TASKS)})")
+        bad = {task: w for task, w in self.weights.items()
+               if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0}
+        if bad:
+            raise ValueError(f"loss.weights {bad}: each weight must be a number >= 0 (0 switches the task off)")
+        self.weights = DEFAULT_WEIGHTS | {task: float(w) for task, w in self.weights.items()}
 
 
 class MultiTaskLoss(nn.Module):
@@ -127,5 +149,5 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
     return 10 * torch.log10(torch.tensor(data_range**2) / mse)
 
 
-__all__ = ["PIXEL_LOSSES", "TASKS", "LossConfig", "MultiTaskLoss", "charbonnier", "frequency_l1", "masked_mean",
-           "psnr", "squared_error"]
+__all__ = ["PIXEL_LOSSES", "TASKS", "LossConfig", "MultiTaskLoss", "charbonnier", "frequency_l1",
+           "log_squared_error", "masked_mean", "psnr", "squared_error"]

@@ -68,15 +68,25 @@ class TrainConfig:
 
 
 def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
-    """YAML with sections model / data / loss / train; `overrides` like {"train": {"epochs": 1}}."""
+    """YAML with sections model / data / loss / train; `overrides` like {"train": {"epochs": 1}} or
+    {"loss": {"weights": {"deblur": 0.2}}} replace only the entries they name (mappings merge, other
+    values, lists included, are replaced whole)."""
     config = yaml.safe_load(Path(path).read_text()) if path else {}
-    config = config or {}
-    for section, values in (overrides or {}).items():
-        config.setdefault(section, {}).update(values)
+    config = _merged(config or {}, overrides or {})
     unknown = sorted(set(config) - {"model", "data", "loss", "train"})
     if unknown:
         raise ValueError(f"{path}: unknown sections {unknown} (expected model, data, loss, train)")
     return config
+
+
+def _merged(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 class EpochSampler(Sampler[int]):
@@ -311,7 +321,7 @@ def class_prior_of(rows, class_names: list[str]) -> list[float]:
 
 def build_everything(data_dir: Path, config: dict):
     data_cfg = DataConfig.from_dict(config.get("data")).for_database(data_dir)
-    loss_cfg = LossConfig(**(config.get("loss") or {}))
+    loss_cfg = dataclass_from_dict(LossConfig, config.get("loss"), "loss config")
     train_cfg = TrainConfig.from_dict(config.get("train"))
     manifest = data_dir / "manifest.csv"
     if not manifest.is_file():

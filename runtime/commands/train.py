@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML config (sections model, data, loss, train); e.g. train/configs/s.yaml")
     p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.csv, TensorBoard logs")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value (YAML syntax), e.g. --set model.variant=st --set data.levels=[0]")
+                   help="override a config value (YAML syntax), e.g. --set model.variant=st --set data.levels=[0]; "
+                        "a deeper key names one entry of a mapping: --set loss.weights.deblur=0.2")
     p.set_defaults(func=run)
 
 
@@ -26,10 +27,15 @@ def parse_overrides(items: list[str]) -> dict:
     overrides: dict = {}
     for item in items:
         key, sep, value = item.partition("=")
-        section, dot, name = key.partition(".")
-        if not sep or not dot or not name:
+        path = key.split(".")
+        if not sep or len(path) < 2 or not all(path):
             raise SystemExit(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. train.epochs=5")
-        overrides.setdefault(section, {})[name] = yaml.safe_load(value)
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SystemExit(f"--set {item!r}: {part!r} was already set to a value, not a mapping")
+        node[path[-1]] = yaml.safe_load(value)
     return overrides
 
 
