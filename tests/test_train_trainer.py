@@ -131,6 +131,20 @@ def test_unknown_loss_key_is_rejected_with_its_name(database, tmp_path):
         train(database, load_config(TINY, {"loss": {"deblur_pixle": "mse"}}), tmp_path)
 
 
+def test_a_runs_own_config_trains_again_and_a_config_disagreeing_with_the_database_is_refused(
+        cli_run, database, tmp_path):
+    import yaml
+
+    run_dir = cli_run[0]
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["model"]["class_names"] and saved["model"]["blur_levels"] == 5
+    summary = train(database, load_config(run_dir / "config.yaml", {"train": {"epochs": 1}}), tmp_path / "again")
+    assert summary["model"]["class_names"] == saved["model"]["class_names"]
+    wrong = load_config(run_dir / "config.yaml", {"model": {"class_names": ["A", "B"]}})
+    with pytest.raises(ValueError, match=r"model.class_names=\['A', 'B'\] in the config, but the database .* has"):
+        train(database, wrong, tmp_path / "wrong")
+
+
 def test_a_nested_set_changes_one_entry_of_a_mapping_and_keeps_the_rest():
     from ifrt.commands.train import parse_overrides
 

@@ -331,6 +331,12 @@ def build_everything(data_dir: Path, config: dict):
     model_section = dict(config.get("model") or {})
     size, variant = model_section.pop("size", "s"), model_section.pop("variant", "hier")
     probe = ManifestDataset(data_dir, [], class_names, data_cfg, train=True)
+    # A run's own config.yaml records what the database decided; reusing it must agree with the database.
+    for key, found in (("class_names", list(class_names)), ("blur_levels", probe.blur_levels)):
+        given = model_section.pop(key, None)
+        if given is not None and (list(given) if isinstance(given, (list, tuple)) else given) != found:
+            raise ValueError(f"model.{key}={given} in the config, but the database {data_dir} has {found}: "
+                             f"leave model.{key} out (the database decides it)")
     model_section.setdefault("class_prior", class_prior_of([r for r in rows if r.split == "train"], class_names))
     model_cfg = model_config(size, variant, class_names=class_names, blur_levels=probe.blur_levels,
                              **model_section)
