@@ -103,8 +103,28 @@ def test_defocus_psf_is_normalised_and_widens_with_defocus():
 
 def test_defocus_hits_the_requested_gaussian_equivalent_sigma():
     for sigma in (1.0, 2.0, 3.5, 5.0):
-        _, achieved = blur.defocus_blur(np.zeros((64, 64), np.float32), sigma)
+        _, psf = blur.defocus_blur(np.zeros((64, 64), np.float32), sigma)
+        achieved = blur.ee50_sigma(psf)
         assert achieved == pytest.approx(sigma, rel=0.12)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "defocus"])
+def test_the_recorded_psf_is_the_blur_the_frame_went_through(scene, kind):
+    d = degrade(scene, np.random.default_rng(5), DegradeConfig(gain=(1 / 20000, 1 / 20000)), level=2, kind=kind)
+    assert d.psf.sum() == pytest.approx(1.0, abs=1e-5)
+    if kind == "gaussian":
+        np.testing.assert_array_equal(d.psf, blur.gaussian_psf(d.severity))
+    else:  # the severity of a defocus frame is its PSF's Gaussian-equivalent sigma
+        assert blur.ee50_sigma(d.psf) == d.severity
+    expected = cv2.filter2D(scene, -1, d.psf, borderType=cv2.BORDER_REFLECT_101) * d.photobleach
+    residual = float(np.abs(d.image - expected).mean())  # camera noise only
+    assert residual < 0.2 * float(np.abs(d.reference(scene) - expected).mean())  # far below what the blur did
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "spatial"])
+def test_no_psf_is_recorded_in_focus_or_for_spatially_varying_blur(scene, kind):
+    level = 0 if kind == "gaussian" else 3
+    assert degrade(scene, np.random.default_rng(5), level=level, kind=kind).psf is None
 
 
 def test_same_seed_gives_the_same_degradation(scene):

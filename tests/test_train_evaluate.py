@@ -58,12 +58,15 @@ def test_only_multi_task_models_get_an_iqa_section(report):
     assert -1.0 <= iqa["quality_srocc"] <= 1.0
 
 
-def test_deblurring_is_compared_with_the_input_and_richardson_lucy_per_level(report):
-    table = report["deblur"]["per_level"]
-    assert list(table) == ["0", "1", "2", "3", "4"]
-    in_focus = table.pop("0")  # no blur to invert: the input and the networks only
-    assert set(in_focus) == {"input", "hier"}  # nor a Wiener bound
-    assert in_focus["hier"]["psnr_gain_vs_input"] == pytest.approx(in_focus["hier"]["psnr"] - in_focus["input"]["psnr"])
+@pytest.mark.parametrize("kind, levels", [("gaussian", ["0", "1", "2", "3", "4"]), ("defocus", ["1", "2", "3", "4"])])
+def test_deblurring_is_compared_with_the_input_and_richardson_lucy_per_kind_and_level(report, kind, levels):
+    table = dict(report["deblur"]["per_kind"][kind])
+    assert list(table) == levels  # in focus is the same frame for every kind: scored once, under gaussian
+    if "0" in table:
+        in_focus = table.pop("0")  # no blur to invert: the input and the networks only
+        assert set(in_focus) == {"input", "hier"}  # nor a Wiener bound
+        assert in_focus["hier"]["psnr_gain_vs_input"] == pytest.approx(
+            in_focus["hier"]["psnr"] - in_focus["input"]["psnr"])
     for entry in table.values():
         assert set(entry) == {"input", "hier", "richardson_lucy", "wiener_oracle"}
         assert entry["wiener_oracle"]["psnr_gain_vs_input"] > 0
@@ -80,7 +83,8 @@ def _blurred_with_noise(sigma, noise, seed=0):
 
 
 def test_wiener_bound_inverts_a_known_blur_almost_exactly_without_noise():
-    from ifrt.train.evaluate import gaussian_psf, wiener_oracle
+    from ifrt.train.data.blur import gaussian_psf
+    from ifrt.train.evaluate import wiener_oracle
     from ifrt.train.metrics import psnr
 
     target, observed = _blurred_with_noise(1.0, 1e-7)
@@ -89,7 +93,8 @@ def test_wiener_bound_inverts_a_known_blur_almost_exactly_without_noise():
 
 
 def test_wiener_bound_takes_a_psf_wider_than_the_image():
-    from ifrt.train.evaluate import gaussian_psf, wiener_oracle
+    from ifrt.train.data.blur import gaussian_psf
+    from ifrt.train.evaluate import wiener_oracle
 
     target = np.linspace(0, 1, 12 * 10).reshape(12, 10)
     psf = gaussian_psf(5.0)  # 41 x 41 against a 12 x 10 image (22 x 18 mirrored)
@@ -98,7 +103,8 @@ def test_wiener_bound_takes_a_psf_wider_than_the_image():
 
 
 def test_wiener_bound_gains_less_as_noise_grows():
-    from ifrt.train.evaluate import gaussian_psf, wiener_oracle
+    from ifrt.train.data.blur import gaussian_psf
+    from ifrt.train.evaluate import wiener_oracle
     from ifrt.train.metrics import psnr
 
     gains = []

@@ -24,7 +24,7 @@ import torch
 from ifrt.normalize import apply_range, percentile_range
 from ifrt.patients import combine_probabilities
 from ifrt.train import metrics as M
-from ifrt.train.data.degrade import DegradeConfig, blur_level_count, degrade
+from ifrt.train.data.degrade import KINDS, DegradeConfig, blur_level_count, degrade
 from ifrt.train.dataset import DataConfig, ManifestDataset, read_signal, rows_for_split
 from ifrt.train.model import DeepMTND, load_model, read_model_record
 from ifrt.train.model.io import atomic_write_text, resolve_model_dir
@@ -163,14 +163,6 @@ def _focus_rows(rows, max_images):
 
 # ---- deblurring against Richardson-Lucy ------------------------------------------------------------
 
-def gaussian_psf(sigma: float) -> np.ndarray:
-    half = max(1, int(math.ceil(4 * sigma)))
-    x = np.arange(-half, half + 1, dtype=np.float64)
-    g = np.exp(-0.5 * (x / sigma) ** 2)
-    psf = np.outer(g, g)
-    return (psf / psf.sum()).astype(np.float32)
-
-
 def _transfer_function(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """The PSF's optical transfer function on an image of `shape`: the PSF centred at the origin and
     wrapped around (circular), so a PSF wider than the image folds onto it."""
@@ -207,54 +199,60 @@ def _mean_scores(scores: list[tuple[float, float]]) -> dict[str, float]:
     return {"psnr": float(np.mean([s[0] for s in scores])), "ssim": float(np.mean([s[1] for s in scores]))}
 
 
+DEBLUR_KINDS = ("gaussian", "defocus")  # the shift-invariant blurs, whose PSF a non-blind method can be given
+
+
 def deblur_comparison(models: dict[str, DeepMTND], data_dir: Path, rows, cfg: DegradeConfig, seed: int,
-                      rl_iterations: tuple[int, ...] = (5, 10, 20, 40)) -> dict:
-    """PSNR/SSIM per blur level (Gaussian blur, whose PSF is known exactly) of the blurred input, each
-    network's `deblurred` output and non-blind Richardson-Lucy with the true PSF. RL's iteration count
-    is chosen per level on these same images (an oracle: the comparison favours the baseline). Blurred
-    levels also get `wiener_oracle`, the linear bound. Level 0 (in focus, camera noise only) has neither:
-    it shows whether a network leaves sharp frames alone."""
+                      rl_iterations: tuple[int, ...] = (5, 10, 20, 40), kinds: tuple[str, ...] = DEBLUR_KINDS) -> dict:
+    """PSNR/SSIM per blur kind and level of the blurred input, each network's `deblurred` output and
+    non-blind Richardson-Lucy with the true PSF (Gaussian, or the widefield defocus PSF). RL's iteration
+    count is chosen per level on these same images (an oracle: the comparison favours the baseline).
+    Blurred levels also get `wiener_oracle`, the linear bound. Level 0 (in focus, camera noise only) has
+    neither: it shows whether a network leaves sharp frames alone, and is scored once, under the first kind."""
     from skimage.restoration import richardson_lucy
 
     deblurring = {name: m for name, m in models.items() if m.cfg.variant != "st"}
-    table: dict[str, dict] = {}
-    for lv in range(blur_level_count(cfg)):
-        scores: dict[str, list] = {"input": []}
-        rl_scores: dict[int, list] = {n: [] for n in rl_iterations}
-        for i, row in enumerate(rows):
-            sharp = read_signal(data_dir / row.sharp_path, cfg)
-            h, w = sharp.shape[0] // 32 * 32, sharp.shape[1] // 32 * 32
-            sharp = np.ascontiguousarray(sharp[:h, :w])
-            rng = np.random.default_rng([seed, i, lv, 99])
-            d = degrade(sharp, rng, cfg, level=lv, kind="gaussian")
-            lo, hi = percentile_range(d.image)
-            x, target = apply_range(d.image, lo, hi), apply_range(d.reference(sharp), lo, hi)
-            scores["input"].append((M.psnr(x, target), M.ssim(x, target)))
-            with torch.no_grad():
-                image = torch.from_numpy(x)[None, None]
-                for name, model in deblurring.items():
-                    y = model(image)["deblurred"][0, 0].numpy()
-                    scores.setdefault(name, []).append((M.psnr(y, target), M.ssim(y, target)))
-            if lv == 0:  # in focus: no blur to invert
-                continue
-            psf = gaussian_psf(d.severity)
-            y = wiener_oracle(x, target, psf)
-            scores.setdefault("wiener_oracle", []).append((M.psnr(y, target), M.ssim(y, target)))
-            observed = np.clip(d.image, 0, None).astype(np.float64)
-            for n in rl_iterations:
-                restored = richardson_lucy(observed, psf, num_iter=n, clip=False).astype(np.float32)
-                y = apply_range(restored, lo, hi)
-                rl_scores[n].append((M.psnr(y, target), M.ssim(y, target)))
-        entry = {name: _mean_scores(v) for name, v in scores.items()}
-        for name in [*deblurring, *(["wiener_oracle"] if lv > 0 else [])]:
-            entry[name]["psnr_gain_vs_input"] = entry[name]["psnr"] - entry["input"]["psnr"]
-        if lv > 0:
-            best_n = max(rl_iterations, key=lambda n: np.mean([s[0] for s in rl_scores[n]]))
-            entry["richardson_lucy"] = {**_mean_scores(rl_scores[best_n]), "iterations": best_n}
-            for name in deblurring:
-                entry[name]["psnr_gain_vs_richardson_lucy"] = entry[name]["psnr"] - entry["richardson_lucy"]["psnr"]
-        table[str(lv)] = entry
-    return {"images": len(rows), "per_level": table}
+    per_kind: dict[str, dict] = {}
+    for kind in kinds:
+        table: dict[str, dict] = {}
+        for lv in range(0 if kind == kinds[0] else 1, blur_level_count(cfg)):
+            scores: dict[str, list] = {"input": []}
+            rl_scores: dict[int, list] = {n: [] for n in rl_iterations}
+            for i, row in enumerate(rows):
+                sharp = read_signal(data_dir / row.sharp_path, cfg)
+                h, w = sharp.shape[0] // 32 * 32, sharp.shape[1] // 32 * 32
+                sharp = np.ascontiguousarray(sharp[:h, :w])
+                # One stream per image, level and kind (Gaussian's without a suffix, as before defocus was added).
+                rng = np.random.default_rng([seed, i, lv, 99, *([KINDS.index(kind)] if kind != "gaussian" else [])])
+                d = degrade(sharp, rng, cfg, level=lv, kind=kind)
+                lo, hi = percentile_range(d.image)
+                x, target = apply_range(d.image, lo, hi), apply_range(d.reference(sharp), lo, hi)
+                scores["input"].append((M.psnr(x, target), M.ssim(x, target)))
+                with torch.no_grad():
+                    image = torch.from_numpy(x)[None, None]
+                    for name, model in deblurring.items():
+                        y = model(image)["deblurred"][0, 0].numpy()
+                        scores.setdefault(name, []).append((M.psnr(y, target), M.ssim(y, target)))
+                if d.psf is None:  # in focus: no blur to invert
+                    continue
+                y = wiener_oracle(x, target, d.psf)
+                scores.setdefault("wiener_oracle", []).append((M.psnr(y, target), M.ssim(y, target)))
+                observed = np.clip(d.image, 0, None).astype(np.float64)
+                for n in rl_iterations:
+                    restored = richardson_lucy(observed, d.psf, num_iter=n, clip=False).astype(np.float32)
+                    y = apply_range(restored, lo, hi)
+                    rl_scores[n].append((M.psnr(y, target), M.ssim(y, target)))
+            entry = {name: _mean_scores(v) for name, v in scores.items()}
+            for name in [*deblurring, *(["wiener_oracle"] if lv > 0 else [])]:
+                entry[name]["psnr_gain_vs_input"] = entry[name]["psnr"] - entry["input"]["psnr"]
+            if lv > 0:
+                best_n = max(rl_iterations, key=lambda n: np.mean([s[0] for s in rl_scores[n]]))
+                entry["richardson_lucy"] = {**_mean_scores(rl_scores[best_n]), "iterations": best_n}
+                for name in deblurring:
+                    entry[name]["psnr_gain_vs_richardson_lucy"] = entry[name]["psnr"] - entry["richardson_lucy"]["psnr"]
+            table[str(lv)] = entry
+        per_kind[kind] = table
+    return {"images": len(rows), "per_kind": per_kind}
 
 
 # ---- quality on non-glomerulus images --------------------------------------------------------------
@@ -425,17 +423,18 @@ def markdown(report: dict) -> str:
             lines.append(f"| {name} | {_fmt(q['blur_accuracy'])} | {_fmt(q['blur_within_one_level'])} | "
                          f"{_fmt(q['quality_srocc'])} | {_fmt(q['quality_plcc'])} |")
     if "deblur" in report:
-        table = report["deblur"]["per_level"]
-        names = [n for n in table[max(table, key=int)] if n != "input"]  # the last level has every column
-        lines += ["", f"## Deblurring (Gaussian blur, true PSF known; {report['deblur']['images']} images)", "",
+        lines += ["", f"## Deblurring (true PSF known; {report['deblur']['images']} images)", "",
                   "PSNR dB / SSIM; Richardson-Lucy with the true PSF and its best iteration count per level; "
                   "wiener_oracle is Wiener deconvolution given the true PSF, image spectrum and noise power, a bound "
                   "for linear restoration rather than a method; level 0 is in focus (camera noise only): a deblurring "
-                  "should leave it as it is.", "",
-                  "| level | input | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-        for lv, e in table.items():
-            lines.append(f"| {lv} | {e['input']['psnr']:.2f} / {e['input']['ssim']:.3f} | " + " | ".join(
-                f"{e[n]['psnr']:.2f} / {e[n]['ssim']:.3f}" if n in e else "—" for n in names) + " |")
+                  "should leave it as it is."]
+        for kind, table in report["deblur"]["per_kind"].items():
+            names = [n for n in table[max(table, key=int)] if n != "input"]  # the last level has every column
+            lines += ["", f"{kind} blur:", "", "| level | input | " + " | ".join(names) + " |",
+                      "|---|---|" + "---|" * len(names)]
+            for lv, e in table.items():
+                lines.append(f"| {lv} | {e['input']['psnr']:.2f} / {e['input']['ssim']:.3f} | " + " | ".join(
+                    f"{e[n]['psnr']:.2f} / {e[n]['ssim']:.3f}" if n in e else "—" for n in names) + " |")
     nat = report.get("natural_images")
     if nat and "mean" in nat:
         lines += ["", f"## Quality on non-glomerulus pictures ({len(nat['images'])} scikit-image pictures, "

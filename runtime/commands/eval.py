@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1234, help="seed of the per-image, per-level degradations")
     p.add_argument("--max-images", type=int, help="evaluate at most this many images (quick look)")
     p.add_argument("--deblur-images", type=int, default=16,
-                   help="images for the deblurring comparison against Richardson-Lucy (0 = skip)")
+                   help="images for the deblurring comparison against Richardson-Lucy, per blur level for "
+                        "Gaussian and defocus blur (0 = skip)")
     p.add_argument("--natural-draws", type=int, default=3,
                    help="noise/blur-kind draws per level and picture in the non-glomerulus quality check")
     p.add_argument("--no-calibration", action="store_true", help="skip temperature scaling on the val split")

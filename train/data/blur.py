@@ -17,6 +17,15 @@ import numpy as np
 _EE50_PER_SIGMA = math.sqrt(2.0 * math.log(2.0))  # 50% encircled-energy radius of a unit Gaussian
 
 
+def gaussian_psf(sigma: float) -> np.ndarray:
+    """The isotropic Gaussian kernel of `sigma` pixels, out to 4 sigma, summing to 1 (float32)."""
+    half = max(1, int(math.ceil(4 * sigma)))
+    x = np.arange(-half, half + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    psf = np.outer(g, g)
+    return (psf / psf.sum()).astype(np.float32)
+
+
 def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     """Blur with an isotropic Gaussian PSF; sigma <= 0 returns the input unchanged."""
     if sigma <= 1e-3:
@@ -58,7 +67,9 @@ def defocus_psf(defocus_waves: float, *, na: float = 0.5, wavelength_um: float =
     centre = n // (2 * oversample)
     half = size // 2
     kernel = binned[centre - half:centre + half + 1, centre - half:centre + half + 1]
-    return (kernel / kernel.sum()).astype(np.float32)
+    kernel = (kernel / kernel.sum()).astype(np.float32)
+    kernel.setflags(write=False)  # cached and shared: nobody may change it
+    return kernel
 
 
 @functools.lru_cache(maxsize=16)
@@ -81,17 +92,17 @@ def defocus_waves_for_sigma(sigma: float, *, na: float = 0.5, wavelength_um: flo
 
 
 def defocus_blur(image: np.ndarray, sigma: float, *, na: float = 0.5, wavelength_um: float = 0.52,
-                 pixel_um: float = 0.5) -> tuple[np.ndarray, float]:
-    """Blur with the defocus PSF of Gaussian-equivalent `sigma`; returns (image, the PSF's sigma_eq).
+                 pixel_um: float = 0.5) -> tuple[np.ndarray, np.ndarray | None]:
+    """Blur with the defocus PSF of Gaussian-equivalent `sigma`; returns (image, the PSF it used), the PSF
+    None for sigma 0 (no blur). `ee50_sigma` of the PSF is the severity actually reached.
 
     The defocus is rounded to 0.05 waves so that kernels are reused across images.
     """
     if sigma <= 1e-3:
-        return image, 0.0
+        return image, None
     waves = round(defocus_waves_for_sigma(sigma, na=na, wavelength_um=wavelength_um, pixel_um=pixel_um) / 0.05) * 0.05
     psf = defocus_psf(waves, na=na, wavelength_um=wavelength_um, pixel_um=pixel_um)
-    blurred = cv2.filter2D(image, -1, psf, borderType=cv2.BORDER_REFLECT_101)
-    return blurred, ee50_sigma(psf)
+    return cv2.filter2D(image, -1, psf, borderType=cv2.BORDER_REFLECT_101), psf
 
 
 def focus_field(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

@@ -68,6 +68,9 @@ class Degraded:
     adu: np.ndarray = field(repr=False)  # the raw sensor counts (uint8/uint16) behind `image`
     photobleach: float = 1.0
     gain: float = 0.0
+    # The kernel that blurred the whole frame (gaussian, defocus; what a non-blind deconvolution is given);
+    # None in focus and for spatially varying blur, which no single kernel describes.
+    psf: np.ndarray | None = field(default=None, repr=False)
 
     def reference(self, sharp: np.ndarray) -> np.ndarray:
         """The in-focus frame at this frame's exposure, noise-free: `photobleach * sharp`. The deblurring
@@ -106,15 +109,17 @@ def degrade(sharp: np.ndarray, rng: np.random.Generator, cfg: DegradeConfig = De
 
     sigma = cfg.sigmas[level] * (1 + rng.uniform(-cfg.sigma_jitter, cfg.sigma_jitter))
     tiles = (max(sharp.shape[0] // TILE, 1), max(sharp.shape[1] // TILE, 1))
+    psf = None
     if level == 0:  # in focus: no blur of any kind (the kind drawn above still consumes its random draw)
         kind, blurred, severity = "gaussian", sharp, 0.0
         blur_map = np.zeros(tiles, np.float32)
     elif kind == "gaussian":
-        blurred, severity = blur.gaussian_blur(sharp, sigma), sigma
+        blurred, severity, psf = blur.gaussian_blur(sharp, sigma), sigma, blur.gaussian_psf(sigma)
         blur_map = np.full(tiles, sigma_to_level(sigma, cfg), np.float32)
     elif kind == "defocus":
-        blurred, severity = blur.defocus_blur(sharp, sigma, na=cfg.na, wavelength_um=cfg.wavelength_um,
-                                              pixel_um=cfg.pixel_um)
+        blurred, psf = blur.defocus_blur(sharp, sigma, na=cfg.na, wavelength_um=cfg.wavelength_um,
+                                         pixel_um=cfg.pixel_um)
+        severity = blur.ee50_sigma(psf)
         blur_map = np.full(tiles, sigma_to_level(severity, cfg), np.float32)
     else:
         blurred, severity, blur_map = _spatial(sharp, sigma, rng, cfg, tiles)
@@ -125,7 +130,7 @@ def degrade(sharp: np.ndarray, rng: np.random.Generator, cfg: DegradeConfig = De
                            offset=cfg.offset, bit_depth=cfg.bit_depth)
     image = noise.adu_to_signal(adu, offset=cfg.offset, bit_depth=cfg.bit_depth)
     return Degraded(image=image, blur_level=level, severity=float(severity), blur_map=blur_map, kind=kind,
-                    adu=adu, photobleach=dim, gain=gain)
+                    adu=adu, photobleach=dim, gain=gain, psf=psf)
 
 
 def _spatial(sharp, sigma, rng, cfg, tiles):
