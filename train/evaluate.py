@@ -209,50 +209,54 @@ def deblur_comparison(models: dict[str, DeepMTND], data_dir: Path, rows, cfg: De
     count is chosen per level on these same images (an oracle: the comparison favours the baseline).
     Blurred levels also get `wiener_oracle`, the linear bound. Level 0 (in focus, camera noise only) has
     neither: it shows whether a network leaves sharp frames alone, and is scored once, under the first kind."""
+    deblurring = {name: m for name, m in models.items() if m.cfg.variant != "st"}
+    sharps = []  # read once, degraded for every kind and level
+    for row in rows:
+        sharp = read_signal(data_dir / row.sharp_path, cfg)
+        sharps.append(np.ascontiguousarray(sharp[:sharp.shape[0] // 32 * 32, :sharp.shape[1] // 32 * 32]))
+    per_kind = {kind: {str(lv): _deblur_level(deblurring, sharps, cfg, seed, kind, lv, rl_iterations)
+                       for lv in range(0 if kind == kinds[0] else 1, blur_level_count(cfg))}
+                for kind in kinds}
+    return {"images": len(rows), "per_kind": per_kind}
+
+
+def _deblur_level(deblurring: dict[str, DeepMTND], sharps: list[np.ndarray], cfg: DegradeConfig, seed: int,
+                  kind: str, lv: int, rl_iterations: tuple[int, ...]) -> dict:
+    """One row of `deblur_comparison`: every image blurred by `kind` at level `lv`, then restored."""
     from skimage.restoration import richardson_lucy
 
-    deblurring = {name: m for name, m in models.items() if m.cfg.variant != "st"}
-    per_kind: dict[str, dict] = {}
-    for kind in kinds:
-        table: dict[str, dict] = {}
-        for lv in range(0 if kind == kinds[0] else 1, blur_level_count(cfg)):
-            scores: dict[str, list] = {"input": []}
-            rl_scores: dict[int, list] = {n: [] for n in rl_iterations}
-            for i, row in enumerate(rows):
-                sharp = read_signal(data_dir / row.sharp_path, cfg)
-                h, w = sharp.shape[0] // 32 * 32, sharp.shape[1] // 32 * 32
-                sharp = np.ascontiguousarray(sharp[:h, :w])
-                # One stream per image, level and kind (Gaussian's without a suffix, as before defocus was added).
-                rng = np.random.default_rng([seed, i, lv, 99, *([KINDS.index(kind)] if kind != "gaussian" else [])])
-                d = degrade(sharp, rng, cfg, level=lv, kind=kind)
-                lo, hi = percentile_range(d.image)
-                x, target = apply_range(d.image, lo, hi), apply_range(d.reference(sharp), lo, hi)
-                scores["input"].append((M.psnr(x, target), M.ssim(x, target)))
-                with torch.no_grad():
-                    image = torch.from_numpy(x)[None, None]
-                    for name, model in deblurring.items():
-                        y = model(image)["deblurred"][0, 0].numpy()
-                        scores.setdefault(name, []).append((M.psnr(y, target), M.ssim(y, target)))
-                if d.psf is None:  # in focus: no blur to invert
-                    continue
-                y = wiener_oracle(x, target, d.psf)
-                scores.setdefault("wiener_oracle", []).append((M.psnr(y, target), M.ssim(y, target)))
-                observed = np.clip(d.image, 0, None).astype(np.float64)
-                for n in rl_iterations:
-                    restored = richardson_lucy(observed, d.psf, num_iter=n, clip=False).astype(np.float32)
-                    y = apply_range(restored, lo, hi)
-                    rl_scores[n].append((M.psnr(y, target), M.ssim(y, target)))
-            entry = {name: _mean_scores(v) for name, v in scores.items()}
-            for name in [*deblurring, *(["wiener_oracle"] if lv > 0 else [])]:
-                entry[name]["psnr_gain_vs_input"] = entry[name]["psnr"] - entry["input"]["psnr"]
-            if lv > 0:
-                best_n = max(rl_iterations, key=lambda n: np.mean([s[0] for s in rl_scores[n]]))
-                entry["richardson_lucy"] = {**_mean_scores(rl_scores[best_n]), "iterations": best_n}
-                for name in deblurring:
-                    entry[name]["psnr_gain_vs_richardson_lucy"] = entry[name]["psnr"] - entry["richardson_lucy"]["psnr"]
-            table[str(lv)] = entry
-        per_kind[kind] = table
-    return {"images": len(rows), "per_kind": per_kind}
+    scores: dict[str, list] = {"input": []}
+    rl_scores: dict[int, list] = {n: [] for n in rl_iterations}
+    for i, sharp in enumerate(sharps):
+        # One stream per image, level and kind (Gaussian's without a suffix, as before defocus was added).
+        rng = np.random.default_rng([seed, i, lv, 99, *([KINDS.index(kind)] if kind != "gaussian" else [])])
+        d = degrade(sharp, rng, cfg, level=lv, kind=kind)
+        lo, hi = percentile_range(d.image)
+        x, target = apply_range(d.image, lo, hi), apply_range(d.reference(sharp), lo, hi)
+        scores["input"].append((M.psnr(x, target), M.ssim(x, target)))
+        with torch.no_grad():
+            image = torch.from_numpy(x)[None, None]
+            for name, model in deblurring.items():
+                y = model(image)["deblurred"][0, 0].numpy()
+                scores.setdefault(name, []).append((M.psnr(y, target), M.ssim(y, target)))
+        if d.psf is None:  # in focus: no blur to invert
+            continue
+        y = wiener_oracle(x, target, d.psf)
+        scores.setdefault("wiener_oracle", []).append((M.psnr(y, target), M.ssim(y, target)))
+        observed = np.clip(d.image, 0, None).astype(np.float64)
+        for n in rl_iterations:
+            restored = richardson_lucy(observed, d.psf, num_iter=n, clip=False).astype(np.float32)
+            y = apply_range(restored, lo, hi)
+            rl_scores[n].append((M.psnr(y, target), M.ssim(y, target)))
+    entry = {name: _mean_scores(v) for name, v in scores.items()}
+    for name in [*deblurring, *(["wiener_oracle"] if lv > 0 else [])]:
+        entry[name]["psnr_gain_vs_input"] = entry[name]["psnr"] - entry["input"]["psnr"]
+    if lv > 0:
+        best_n = max(rl_iterations, key=lambda n: np.mean([s[0] for s in rl_scores[n]]))
+        entry["richardson_lucy"] = {**_mean_scores(rl_scores[best_n]), "iterations": best_n}
+        for name in deblurring:
+            entry[name]["psnr_gain_vs_richardson_lucy"] = entry[name]["psnr"] - entry["richardson_lucy"]["psnr"]
+    return entry
 
 
 # ---- quality on non-glomerulus images --------------------------------------------------------------
