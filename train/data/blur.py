@@ -52,7 +52,9 @@ def defocus_psf(defocus_waves: float, *, na: float = 0.5, wavelength_um: float =
 
     The pupil is a disc of radius NA/lambda with the defocus phase exp(i 2 pi W20 rho^2), W20 in waves
     (W20 = dz NA^2 / (2 lambda) for an axial focus error dz); the intensity PSF is |FFT(pupil)|^2. It is
-    computed at twice the pixel rate and binned 2x2, so each pixel integrates the light falling on it.
+    computed at twice the pixel rate and each pixel integrates the light falling on it: the box one pixel
+    wide centred on the optical axis (trapezoid rule over the fine samples at -1/2, 0, +1/2 pixel), so the
+    kernel is centred on its middle element and symmetric, as a PSF with a centred pupil must be.
     Returns a float32 kernel of `size` x `size` that sums to 1.
     """
     oversample = 2
@@ -62,8 +64,10 @@ def defocus_psf(defocus_waves: float, *, na: float = 0.5, wavelength_um: float =
     rho = np.hypot(fy, fx) * n * df / (na / wavelength_um)  # normalised pupil radius
     pupil = np.where(rho <= 1.0, np.exp(2j * np.pi * defocus_waves * rho ** 2), 0.0)
     field = np.fft.fftshift(np.fft.ifft2(pupil))
-    intensity = np.abs(field) ** 2
-    binned = intensity.reshape(n // oversample, oversample, n // oversample, oversample).sum(axis=(1, 3))
+    intensity = np.abs(field) ** 2  # the optical axis at sample n // 2 (even), of a periodic n x n field
+    for axis in (0, 1):  # integrate over a pixel centred on each even sample
+        intensity = 0.5 * intensity + 0.25 * (np.roll(intensity, 1, axis) + np.roll(intensity, -1, axis))
+    binned = intensity[::oversample, ::oversample]
     centre = n // (2 * oversample)
     half = size // 2
     kernel = binned[centre - half:centre + half + 1, centre - half:centre + half + 1]
@@ -102,7 +106,16 @@ def defocus_blur(image: np.ndarray, sigma: float, *, na: float = 0.5, wavelength
         return image, None
     waves = round(defocus_waves_for_sigma(sigma, na=na, wavelength_um=wavelength_um, pixel_um=pixel_um) / 0.05) * 0.05
     psf = defocus_psf(waves, na=na, wavelength_um=wavelength_um, pixel_um=pixel_um)
-    return cv2.filter2D(image, -1, psf, borderType=cv2.BORDER_REFLECT_101), psf
+    return convolve(image, psf), psf
+
+
+def convolve(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
+    """`image` convolved with the odd-sized `psf` centred on its middle element, mirrored borders
+    (BORDER_REFLECT_101). A convolution, not OpenCV's correlation: a point source becomes the PSF itself,
+    not its 180-degree rotation, which is what a deconvolution given the same PSF inverts."""
+    if psf.shape[0] % 2 == 0 or psf.shape[1] % 2 == 0:
+        raise ValueError(f"the PSF must have odd sides to have a middle element, got {psf.shape}")
+    return cv2.filter2D(image, -1, np.ascontiguousarray(psf[::-1, ::-1]), borderType=cv2.BORDER_REFLECT_101)
 
 
 def focus_field(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
