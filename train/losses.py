@@ -86,7 +86,7 @@ class MultiTaskLoss(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.blur_levels = blur_levels
-        self.tasks = tuple(t for t in tasks if cfg.weights.get(t, 0.0) > 0)
+        self.tasks = tuple(t for t in tasks if cfg.weights[t] > 0)  # LossConfig holds every task
         # log variances s_t: loss_t * exp(-s_t) + s_t; starting at 0 equals weight 1.
         self.log_vars = nn.ParameterDict({t: nn.Parameter(torch.zeros(())) for t in self.tasks}) \
             if cfg.learned_weights else None
