@@ -68,9 +68,12 @@ def test_deblurring_is_compared_with_the_input_and_richardson_lucy_per_kind_and_
         assert in_focus["hier"]["psnr_gain_vs_input"] == pytest.approx(
             in_focus["hier"]["psnr"] - in_focus["input"]["psnr"])
     for entry in table.values():
-        assert set(entry) == {"input", "hier", "richardson_lucy", "wiener_oracle"}
+        assert set(entry) == {"input", "hier", "richardson_lucy", "wiener_level_psf", "wiener_oracle"}
         assert entry["wiener_oracle"]["psnr_gain_vs_input"] > 0
         assert entry["richardson_lucy"]["iterations"] in (5, 10, 20, 40)
+        assert entry["wiener_level_psf"]["nsr"] in (1e-3, 3e-3, 1e-2, 3e-2)
+        # the bound is given the frame's own PSF, spectrum and noise; the filter only the level's PSF
+        assert entry["wiener_oracle"]["psnr"] >= entry["wiener_level_psf"]["psnr"]
         assert entry["hier"]["psnr_gain_vs_input"] == pytest.approx(entry["hier"]["psnr"] - entry["input"]["psnr"])
 
 
@@ -112,6 +115,33 @@ def test_wiener_bound_gains_less_as_noise_grows():
         target, observed = _blurred_with_noise(2.0, noise)
         gains.append(psnr(wiener_oracle(observed, target, gaussian_psf(2.0)), target) - psnr(observed, target))
     assert gains[0] > gains[1] > gains[2] > 0
+
+
+def test_wiener_filter_inverts_a_known_blur_and_trades_noise_for_detail_by_its_ratio():
+    from ifrt.train.data.blur import gaussian_psf
+    from ifrt.train.evaluate import wiener_filter
+    from ifrt.train.metrics import psnr
+
+    target, observed = _blurred_with_noise(1.0, 1e-7)
+    assert psnr(wiener_filter(observed, gaussian_psf(1.0), 1e-10), target) > 45
+    target, observed = _blurred_with_noise(2.0, 1e-2)
+    by_ratio = {nsr: psnr(wiener_filter(observed, gaussian_psf(2.0), nsr), target) for nsr in (1e-8, 1e-3, 1.0)}
+    assert by_ratio[1e-3] > psnr(observed, target)  # restores
+    assert by_ratio[1e-8] < psnr(observed, target)  # next to no regularisation: the noise explodes
+    assert by_ratio[1e-3] > by_ratio[1.0]  # too much: hardly changes the blurred image
+
+
+def test_level_psf_is_the_kernel_of_the_level_sigma_for_each_kind():
+    from ifrt.train.data import blur
+    from ifrt.train.data.degrade import DegradeConfig, level_psf
+
+    cfg = DegradeConfig()
+    np.testing.assert_array_equal(level_psf("gaussian", 2, cfg), blur.gaussian_psf(cfg.sigmas[2]))
+    defocus = level_psf("defocus", 3, cfg)
+    assert blur.ee50_sigma(defocus) == pytest.approx(cfg.sigmas[3], rel=0.12)
+    for kind, level, message in (("spatial", 2, "no single PSF"), ("gaussian", 0, "no PSF"), ("defocus", 5, "no PSF")):
+        with pytest.raises(ValueError, match=message):
+            level_psf(kind, level, cfg)
 
 
 def test_quality_on_natural_pictures_is_compared_with_variance_of_laplacian(report):

@@ -24,7 +24,7 @@ import torch
 from ifrt.normalize import apply_range, percentile_range
 from ifrt.patients import combine_probabilities
 from ifrt.train import metrics as M
-from ifrt.train.data.degrade import KINDS, DegradeConfig, blur_level_count, degrade
+from ifrt.train.data.degrade import KINDS, DegradeConfig, blur_level_count, degrade, level_psf
 from ifrt.train.dataset import DataConfig, ManifestDataset, read_signal, rows_for_split
 from ifrt.train.model import DeepMTND, load_model, read_model_record
 from ifrt.train.model.io import atomic_write_text, resolve_model_dir
@@ -173,17 +173,32 @@ def _transfer_function(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.fft.fft2(centred)
 
 
+def _mirrored(image: np.ndarray) -> np.ndarray:
+    """`image` mirrored to about twice its size (numpy "reflect", OpenCV's BORDER_REFLECT_101, the blur's
+    border rule), so that the FFT's circular convolution is the blur the image went through."""
+    h, w = np.shape(image)
+    return np.pad(np.asarray(image, np.float64), ((0, max(h - 2, 0)), (0, max(w - 2, 0))), mode="reflect")
+
+
+def wiener_filter(observed: np.ndarray, psf: np.ndarray, nsr: float) -> np.ndarray:
+    """Classical Wiener deconvolution with a constant noise-to-signal power ratio `nsr`:
+        estimate = F^-1[ conj(H) / (|H|^2 + nsr) * F[observed] ]
+    on the mirrored image, like `wiener_oracle` but told nothing about the target."""
+    h, w = np.shape(observed)
+    y = _mirrored(observed)
+    otf = _transfer_function(psf, y.shape)
+    gain = np.conj(otf) / (np.abs(otf) ** 2 + nsr)
+    return np.real(np.fft.ifft2(gain * np.fft.fft2(y)))[:h, :w].astype(np.float32)
+
+
 def wiener_oracle(observed: np.ndarray, target: np.ndarray, psf: np.ndarray) -> np.ndarray:
     """Wiener deconvolution given everything: the true PSF, the target's radially averaged power
     spectrum and the true noise power (what `observed` holds beyond the blurred target). Not a method,
     a bound: about the best a linear shift-invariant restoration can do on this image.
         estimate = F^-1[ conj(H) S / (|H|^2 S + N) * F[observed] ]
-    Both images are mirrored to twice their size first (numpy "reflect", OpenCV's BORDER_REFLECT_101, the
-    blur's border rule), so that the FFT's circular convolution is the blur the image went through."""
+    Both images are mirrored first (`_mirrored`)."""
     h, w = np.shape(target)
-    mirror = ((0, max(h - 2, 0)), (0, max(w - 2, 0)))
-    y = np.pad(np.asarray(observed, np.float64), mirror, mode="reflect")
-    t = np.pad(np.asarray(target, np.float64), mirror, mode="reflect")
+    y, t = _mirrored(observed), _mirrored(target)
     otf, spectrum = _transfer_function(psf, t.shape), np.fft.fft2(t)
     noise_power = float(np.sum((y - np.real(np.fft.ifft2(otf * spectrum))) ** 2))  # = mean |F[noise]|^2
     fy, fx = np.meshgrid(np.fft.fftfreq(t.shape[0]), np.fft.fftfreq(t.shape[1]), indexing="ij")
@@ -200,6 +215,7 @@ def _mean_scores(scores: list[tuple[float, float]]) -> dict[str, float]:
 
 
 DEBLUR_KINDS = ("gaussian", "defocus")  # the shift-invariant blurs, whose PSF a non-blind method can be given
+WIENER_NSR = (1e-3, 3e-3, 1e-2, 3e-2)  # noise-to-signal ratios tried by `wiener_filter` with the level's PSF
 
 
 def deblur_comparison(models: dict[str, DeepMTND], data_dir: Path, rows, cfg: DegradeConfig, seed: int,
@@ -207,8 +223,11 @@ def deblur_comparison(models: dict[str, DeepMTND], data_dir: Path, rows, cfg: De
     """PSNR/SSIM per blur kind and level of the blurred input, each network's `deblurred` output and
     non-blind Richardson-Lucy with the true PSF (Gaussian, or the widefield defocus PSF). RL's iteration
     count is chosen per level on these same images (an oracle: the comparison favours the baseline).
-    Blurred levels also get `wiener_oracle`, the linear bound. Level 0 (in focus, camera noise only) has
-    neither: it shows whether a network leaves sharp frames alone, and is scored once, under the first kind."""
+    Blurred levels also get `wiener_level_psf`, a classical Wiener filter told only the blur kind and level
+    (the level's PSF without the frame's jitter, a constant noise-to-signal ratio from `WIENER_NSR` chosen per
+    level on these images like RL's iterations), and `wiener_oracle`, the linear bound. Level 0 (in focus,
+    camera noise only) has none of them: it shows whether a network leaves sharp frames alone, and is scored
+    once, under the first kind."""
     deblurring = {name: m for name, m in models.items() if m.cfg.variant != "st"}
     sharps = []  # read once, degraded for every kind and level
     for row in rows:
@@ -227,6 +246,8 @@ def _deblur_level(deblurring: dict[str, DeepMTND], sharps: list[np.ndarray], cfg
 
     scores: dict[str, list] = {"input": []}
     rl_scores: dict[int, list] = {n: [] for n in rl_iterations}
+    wiener_scores: dict[float, list] = {nsr: [] for nsr in WIENER_NSR}
+    nominal_psf = level_psf(kind, lv, cfg) if lv > 0 else None
     for i, sharp in enumerate(sharps):
         # One stream per image, level and kind (Gaussian's without a suffix, as before defocus was added).
         rng = np.random.default_rng([seed, i, lv, 99, *([KINDS.index(kind)] if kind != "gaussian" else [])])
@@ -243,6 +264,9 @@ def _deblur_level(deblurring: dict[str, DeepMTND], sharps: list[np.ndarray], cfg
             continue
         y = wiener_oracle(x, target, d.psf)
         scores.setdefault("wiener_oracle", []).append((M.psnr(y, target), M.ssim(y, target)))
+        for nsr in WIENER_NSR:
+            y = wiener_filter(x, nominal_psf, nsr)
+            wiener_scores[nsr].append((M.psnr(y, target), M.ssim(y, target)))
         observed = np.clip(d.image, 0, None).astype(np.float64)
         for n in rl_iterations:
             restored = richardson_lucy(observed, d.psf, num_iter=n, clip=False).astype(np.float32)
@@ -252,11 +276,19 @@ def _deblur_level(deblurring: dict[str, DeepMTND], sharps: list[np.ndarray], cfg
     for name in [*deblurring, *(["wiener_oracle"] if lv > 0 else [])]:
         entry[name]["psnr_gain_vs_input"] = entry[name]["psnr"] - entry["input"]["psnr"]
     if lv > 0:
-        best_n = max(rl_iterations, key=lambda n: np.mean([s[0] for s in rl_scores[n]]))
+        best_n = _best_setting(rl_scores)
         entry["richardson_lucy"] = {**_mean_scores(rl_scores[best_n]), "iterations": best_n}
+        best_nsr = _best_setting(wiener_scores)
+        entry["wiener_level_psf"] = {**_mean_scores(wiener_scores[best_nsr]), "nsr": best_nsr}
+        entry["wiener_level_psf"]["psnr_gain_vs_input"] = entry["wiener_level_psf"]["psnr"] - entry["input"]["psnr"]
         for name in deblurring:
             entry[name]["psnr_gain_vs_richardson_lucy"] = entry[name]["psnr"] - entry["richardson_lucy"]["psnr"]
     return entry
+
+
+def _best_setting(scores_by_setting: dict) -> float | int:
+    """The setting (iteration count, noise-to-signal ratio) whose (psnr, ssim) list has the highest mean PSNR."""
+    return max(scores_by_setting, key=lambda k: np.mean([s[0] for s in scores_by_setting[k]]))
 
 
 # ---- quality on non-glomerulus images --------------------------------------------------------------
@@ -427,8 +459,10 @@ def markdown(report: dict) -> str:
             lines.append(f"| {name} | {_fmt(q['blur_accuracy'])} | {_fmt(q['blur_within_one_level'])} | "
                          f"{_fmt(q['quality_srocc'])} | {_fmt(q['quality_plcc'])} |")
     if "deblur" in report:
-        lines += ["", f"## Deblurring (true PSF known; {report['deblur']['images']} images)", "",
+        lines += ["", f"## Deblurring ({report['deblur']['images']} images)", "",
                   "PSNR dB / SSIM; Richardson-Lucy with the true PSF and its best iteration count per level; "
+                  "wiener_level_psf is a Wiener filter with the level's PSF (kind and level known, not the frame's "
+                  "exact blur) and its best constant noise-to-signal ratio per level; "
                   "wiener_oracle is Wiener deconvolution given the true PSF, image spectrum and noise power, a bound "
                   "for linear restoration rather than a method; level 0 is in focus (camera noise only): a deblurring "
                   "should leave it as it is."]

@@ -104,9 +104,15 @@ def defocus_blur(image: np.ndarray, sigma: float, *, na: float = 0.5, wavelength
     """
     if sigma <= 1e-3:
         return image, None
-    waves = round(defocus_waves_for_sigma(sigma, na=na, wavelength_um=wavelength_um, pixel_um=pixel_um) / 0.05) * 0.05
-    psf = defocus_psf(waves, na=na, wavelength_um=wavelength_um, pixel_um=pixel_um)
+    psf = defocus_kernel(sigma, na=na, wavelength_um=wavelength_um, pixel_um=pixel_um)
     return convolve(image, psf), psf
+
+
+def defocus_kernel(sigma: float, *, na: float = 0.5, wavelength_um: float = 0.52, pixel_um: float = 0.5) -> np.ndarray:
+    """The defocus PSF `defocus_blur` uses for Gaussian-equivalent `sigma` (> 0): the defocus that reaches it,
+    rounded to 0.05 waves."""
+    waves = round(defocus_waves_for_sigma(sigma, na=na, wavelength_um=wavelength_um, pixel_um=pixel_um) / 0.05) * 0.05
+    return defocus_psf(waves, na=na, wavelength_um=wavelength_um, pixel_um=pixel_um)
 
 
 def convolve(image: np.ndarray, psf: np.ndarray) -> np.ndarray:

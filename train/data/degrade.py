@@ -91,6 +91,20 @@ def sigma_to_level(sigma, cfg: DegradeConfig = DegradeConfig()):
     return np.where(np.asarray(sigma) > grid[-1], beyond, np.interp(sigma, grid, levels)).astype(np.float32)
 
 
+def level_psf(kind: str, level: int, cfg: DegradeConfig = DegradeConfig()) -> np.ndarray:
+    """The PSF of `kind` ("gaussian" or "defocus") at blur level `level` > 0's own sigma, without the
+    per-image jitter: what a method that knows the kind and the level, but not the frame's exact blur,
+    would deconvolve with."""
+    if not 0 < level < blur_level_count(cfg):
+        raise ValueError(f"blur level {level} has no PSF (expected 1..{blur_level_count(cfg) - 1})")
+    sigma = cfg.sigmas[level]
+    if kind == "gaussian":
+        return blur.gaussian_psf(sigma)
+    if kind == "defocus":
+        return blur.defocus_kernel(sigma, na=cfg.na, wavelength_um=cfg.wavelength_um, pixel_um=cfg.pixel_um)
+    raise ValueError(f"blur kind {kind!r} has no single PSF (expected gaussian or defocus)")
+
+
 def degrade(sharp: np.ndarray, rng: np.random.Generator, cfg: DegradeConfig = DegradeConfig(),
             level: int | None = None, kind: str | None = None) -> Degraded:
     """Blur, dim and record `sharp` (float32 HxW in [0, 1]); random level and kind unless given."""
