@@ -123,9 +123,11 @@ def test_wiener_filter_inverts_a_known_blur_and_trades_noise_for_detail_by_its_r
     from ifrt.train.metrics import psnr
 
     target, observed = _blurred_with_noise(1.0, 1e-7)
-    assert psnr(wiener_filter(observed, gaussian_psf(1.0), 1e-10), target) > 45
+    assert psnr(wiener_filter(observed, gaussian_psf(1.0), (1e-10,))[0], target) > 45
     target, observed = _blurred_with_noise(2.0, 1e-2)
-    by_ratio = {nsr: psnr(wiener_filter(observed, gaussian_psf(2.0), nsr), target) for nsr in (1e-8, 1e-3, 1.0)}
+    ratios = (1e-8, 1e-3, 1.0)
+    restored = wiener_filter(observed, gaussian_psf(2.0), ratios)
+    by_ratio = {nsr: psnr(y, target) for nsr, y in zip(ratios, restored, strict=True)}
     assert by_ratio[1e-3] > psnr(observed, target)  # restores
     assert by_ratio[1e-8] < psnr(observed, target)  # next to no regularisation: the noise explodes
     assert by_ratio[1e-3] > by_ratio[1.0]  # too much: hardly changes the blurred image

@@ -180,15 +180,17 @@ def _mirrored(image: np.ndarray) -> np.ndarray:
     return np.pad(np.asarray(image, np.float64), ((0, max(h - 2, 0)), (0, max(w - 2, 0))), mode="reflect")
 
 
-def wiener_filter(observed: np.ndarray, psf: np.ndarray, nsr: float) -> np.ndarray:
-    """Classical Wiener deconvolution with a constant noise-to-signal power ratio `nsr`:
+def wiener_filter(observed: np.ndarray, psf: np.ndarray, ratios: tuple[float, ...]) -> list[np.ndarray]:
+    """Classical Wiener deconvolution with a constant noise-to-signal power ratio, one estimate per ratio
+    `nsr` in `ratios`:
         estimate = F^-1[ conj(H) / (|H|^2 + nsr) * F[observed] ]
-    on the mirrored image, like `wiener_oracle` but told nothing about the target."""
+    on the mirrored image, like `wiener_oracle` but told nothing about the target. The image's transform
+    and the PSF's are computed once for all the ratios."""
     h, w = np.shape(observed)
     y = _mirrored(observed)
-    otf = _transfer_function(psf, y.shape)
-    gain = np.conj(otf) / (np.abs(otf) ** 2 + nsr)
-    return np.real(np.fft.ifft2(gain * np.fft.fft2(y)))[:h, :w].astype(np.float32)
+    otf, spectrum = _transfer_function(psf, y.shape), np.fft.fft2(y)
+    power, conj = np.abs(otf) ** 2, np.conj(otf)
+    return [np.real(np.fft.ifft2(conj / (power + nsr) * spectrum))[:h, :w].astype(np.float32) for nsr in ratios]
 
 
 def wiener_oracle(observed: np.ndarray, target: np.ndarray, psf: np.ndarray) -> np.ndarray:
@@ -264,8 +266,7 @@ def _deblur_level(deblurring: dict[str, DeepMTND], sharps: list[np.ndarray], cfg
             continue
         y = wiener_oracle(x, target, d.psf)
         scores.setdefault("wiener_oracle", []).append((M.psnr(y, target), M.ssim(y, target)))
-        for nsr in WIENER_NSR:
-            y = wiener_filter(x, nominal_psf, nsr)
+        for nsr, y in zip(WIENER_NSR, wiener_filter(x, nominal_psf, WIENER_NSR), strict=True):
             wiener_scores[nsr].append((M.psnr(y, target), M.ssim(y, target)))
         observed = np.clip(d.image, 0, None).astype(np.float64)
         for n in rl_iterations:
@@ -273,14 +274,14 @@ def _deblur_level(deblurring: dict[str, DeepMTND], sharps: list[np.ndarray], cfg
             y = apply_range(restored, lo, hi)
             rl_scores[n].append((M.psnr(y, target), M.ssim(y, target)))
     entry = {name: _mean_scores(v) for name, v in scores.items()}
-    for name in [*deblurring, *(["wiener_oracle"] if lv > 0 else [])]:
-        entry[name]["psnr_gain_vs_input"] = entry[name]["psnr"] - entry["input"]["psnr"]
     if lv > 0:
         best_n = _best_setting(rl_scores)
         entry["richardson_lucy"] = {**_mean_scores(rl_scores[best_n]), "iterations": best_n}
         best_nsr = _best_setting(wiener_scores)
         entry["wiener_level_psf"] = {**_mean_scores(wiener_scores[best_nsr]), "nsr": best_nsr}
-        entry["wiener_level_psf"]["psnr_gain_vs_input"] = entry["wiener_level_psf"]["psnr"] - entry["input"]["psnr"]
+    for name in [*deblurring, *(["wiener_oracle", "wiener_level_psf"] if lv > 0 else [])]:
+        entry[name]["psnr_gain_vs_input"] = entry[name]["psnr"] - entry["input"]["psnr"]
+    if lv > 0:
         for name in deblurring:
             entry[name]["psnr_gain_vs_richardson_lucy"] = entry[name]["psnr"] - entry["richardson_lucy"]["psnr"]
     return entry
