@@ -187,6 +187,23 @@ def test_fine_tuning_starts_from_a_run_and_leaves_frozen_modules_bit_identical(c
     assert after["deblur.refine.4.weight"].abs().sum() > 0
 
 
+def test_a_deconvolution_bank_added_by_fine_tuning_starts_from_least_squares_and_trains(cli_run, database, tmp_path,
+                                                                                           capfd):
+    start, _, _ = cli_run
+    frozen = ["encoder_low", "encoder_deep", "iqa", "diagnosis", "deblur.up4", "deblur.up2", "deblur.to_full"]
+    config = load_config(TINY, {"model": {"deblur_bank": True, "deblur_bank_span": 8},
+                                "train": {"epochs": 1, "init_from": str(start), "freeze": frozen}})
+    train(database, config, tmp_path)
+    assert "deconvolution bank fitted by least squares to" in capfd.readouterr().err
+    after = load_file(str(tmp_path / "last" / "model.safetensors"))
+    assert after["deblur.bank.filters.weight"].shape == (5, 1, 8, 8)
+    assert after["deblur.refine_linear.weight"].abs().sum() > 0  # started at zero, trained
+    # A resumed run continues from its checkpoint: the bank is not fitted again.
+    (tmp_path / "best").rename(tmp_path / "best-1")
+    train(database, {**config, "train": {**config["train"], "epochs": 2}}, tmp_path)
+    assert "fitted" not in capfd.readouterr().err
+
+
 def test_fine_tuning_refuses_unknown_modules_and_unrelated_weights(cli_run, database, tmp_path):
     start, _, _ = cli_run
     with pytest.raises(ValueError, match="no module 'encoder'.*encoder_low"):

@@ -35,6 +35,7 @@ from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of, rows
 from ifrt.train.losses import LossConfig, MultiTaskLoss, psnr
 from ifrt.train.model import DeepMTND, ModelConfig, model_config, save_model
 from ifrt.train.model.io import atomic_write_text, load_matching_weights
+from ifrt.train.model.bank_init import fit_deconvolution_bank
 from ifrt.train.strict import dataclass_from_dict
 
 
@@ -247,6 +248,17 @@ def _modules_of(tensor_names: list[str], depth: int = 2) -> list[str]:
     return list(dict.fromkeys(".".join(n.split(".")[:depth]) for n in tensor_names))
 
 
+BANK_FIT_IMAGES = 400  # training images the deconvolution bank's least-squares start sees (about 80 per level)
+
+
+def bank_is_new(model: nn.Module, loaded: dict[str, list[str]] | None) -> bool:
+    """Whether `model` has a deconvolution bank that init_from did not supply (a fresh run's bank is new)."""
+    bank = getattr(model.deblur, "bank", None) if model.deblur is not None else None
+    if bank is None:
+        return False
+    return loaded is None or any(name.startswith("deblur.bank.") for name in loaded["new"] + loaded["reshaped"])
+
+
 def set_training(model: nn.Module, frozen: list[nn.Module]) -> None:
     """Training mode, except for frozen modules: their BatchNorm statistics and dropout stay as loaded."""
     model.train()
@@ -375,6 +387,7 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
 
     state = {"epoch": 0, "batches_done": 0, "step": 0, "best_score": -math.inf, "best_epoch": -1}
     last_dir, best_dir = run_dir / "last", run_dir / "best"
+    loaded: dict[str, list[str]] | None = None  # what init_from supplied; None for a fresh or resumed run
     if (last_dir / "trainer.json").is_file():
         from safetensors.torch import load_file as load_weights
 
@@ -389,6 +402,11 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
                   f"{train_cfg.init_from}" + "".join(f"; {kind} in {', '.join(_modules_of(names))}"
                                                       for kind, names in loaded.items() if kind != "loaded" and names),
                   file=sys.stderr)
+    if not (last_dir / "trainer.json").is_file() and bank_is_new(model, loaded):
+        seen = fit_deconvolution_bank(model.deblur.bank, (train_set[i] for i in range(min(BANK_FIT_IMAGES, len(train_set)))))
+        if dist_info.main:
+            print("deconvolution bank fitted by least squares to " + ", ".join(
+                f"{n} level-{level}" for level, n in seen.items()) + " training images", file=sys.stderr)
     if dist_info.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(

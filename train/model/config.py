@@ -35,6 +35,10 @@ class ModelConfig:
     # quality map, so that in-focus regions pass through unchanged (the quality gates the restoration);
     # "none": the residual is added everywhere.
     deblur_gate: str = "none"
+    # A linear restoration the IQA head steers (`DeconvolutionBank`): one learned deconvolution filter of
+    # `deblur_bank_span` x `deblur_bank_span` pixels per blur level, applied at stride 2 and mixed per tile.
+    deblur_bank: bool = False
+    deblur_bank_span: int = 24
     iqa_width: int = 48
     head_width: int = 160  # diagnosis feature width at stride 32
     quality_embedding: int = 32
@@ -58,6 +62,9 @@ class ModelConfig:
             raise ValueError(f"refine_width={self.refine_width}, refine_depth={self.refine_depth}: both must be >= 1")
         if self.deblur_gate not in ("none", "quality"):
             raise ValueError(f"deblur_gate={self.deblur_gate!r} is unknown (none | quality)")
+        if self.deblur_bank and not (2 <= self.deblur_bank_span <= 32 and self.deblur_bank_span % 2 == 0):
+            raise ValueError(f"deblur_bank_span={self.deblur_bank_span}: the deconvolution bank's filters need an "
+                             "even span of 2..32 pixels")
         if self.blur_levels < 2:
             raise ValueError(f"blur_levels={self.blur_levels}: at least 2 (in focus and blurred) are needed")
         if not self.class_names:

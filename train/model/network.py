@@ -8,7 +8,8 @@
                           `-> quality embedding per tile --.  |
     diagnosis head: f32 + restored(r2 -> stride 32), FiLM(quality embedding) -> diagnosis_logits
 
-With `deblur_gate: quality` the deblurring residual is scaled per pixel by a learned function of the
+With `deblur_bank: true` a `DeconvolutionBank` adds a linear restoration, steered per tile by the IQA head, as one
+more input of the full-resolution refinement. With `deblur_gate: quality` the deblurring residual is scaled per pixel by a learned function of the
 (upsampled) quality map, so in-focus regions pass through unchanged.
 `hier` is the figure above; `flat` keeps the three heads but cuts the two arrows into the diagnosis;
 `st` is encoder + diagnosis head only. All are fully convolutional for H, W multiples of 32.
@@ -67,6 +68,32 @@ class EncoderDeep(nn.Module):
         return self.stride32(self.stride16(f8))
 
 
+class DeconvolutionBank(nn.Module):
+    """A linear restoration that the IQA head steers: one learned deconvolution filter per blur level, each
+    spanning S x S input pixels, applied at stride 2 and mixed per 32x32 tile by weights predicted from the
+    IQA features and the tile's blur-level probabilities, then upsampled to full resolution:
+        linear = up2( sum_l mix_l(tile) * (filter_l * image)[::2, ::2] )
+    Why stride 2: beyond blur level 1 nothing above a quarter of the sampling frequency survives the blur and
+    the noise, while a Wiener filter for the heaviest blur needs a support of some 30 pixels; the decoder's
+    convolutions cannot afford that support at full resolution. Sample i of the stride-2 grid sits at the
+    centre of input pixels 2i and 2i+1, which is where bilinear upsampling (align_corners=False) puts it.
+    `ifrt.train.model.bank_init` starts filter l as the least-squares restoration of level-l training images
+    and the mixing as a lookup of the tile's level probabilities."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        span = cfg.deblur_bank_span
+        self.filters = nn.Conv2d(1, cfg.blur_levels, span, stride=2, padding=span // 2 - 1, bias=False)
+        self.mix = nn.Conv2d(cfg.iqa_width + cfg.blur_levels, cfg.blur_levels, 1)
+
+    def forward(self, image: torch.Tensor, iqa_features: torch.Tensor, tile_blur_logits: torch.Tensor) -> torch.Tensor:
+        responses = self.filters(image)
+        mix = self.mix(torch.cat([iqa_features, torch.softmax(tile_blur_logits, dim=1)], dim=1))
+        mix = F.interpolate(mix, size=responses.shape[-2:], mode="bilinear", align_corners=False)
+        linear = (responses * mix).sum(dim=1, keepdim=True)
+        return F.interpolate(linear, size=image.shape[-2:], mode="bilinear", align_corners=False)
+
+
 class DeblurDecoder(nn.Module):
     """U-Net-style decoder from f8 back to full resolution. Predicts a residual added to the input
     (blur removes detail; the identity is the right starting point) and exposes its stride-2
@@ -86,14 +113,28 @@ class DeblurDecoder(nn.Module):
         self.refine = nn.Sequential(*layers, nn.Conv2d(channels, 1, 3, padding=1))
         nn.init.zeros_(self.refine[-1].weight)
         nn.init.zeros_(self.refine[-1].bias)
+        self.bank = DeconvolutionBank(cfg) if cfg.deblur_bank else None
+        if self.bank is not None:
+            # The bank's restoration enters the refinement's first convolution through its own weights, which
+            # start at zero: a decoder trained without a bank keeps its exact output until these learn.
+            self.refine_linear = nn.Conv2d(1, self.refine[0].out_channels, 3, padding=1, bias=False)
+            nn.init.zeros_(self.refine_linear.weight)
         # gate = sigmoid(slope * (1 - quality) + offset); starts near 0.05 in focus (quality 1) and 0.9 at
         # quality 0.75 (blur level 1 of 4).
         self.gate = nn.Parameter(torch.tensor([21.0, -3.0])) if cfg.deblur_gate == "quality" else None
 
-    def forward(self, image, f2, f4, f8, quality_map=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image, f2, f4, f8, quality_map=None, iqa=None) -> tuple[torch.Tensor, torch.Tensor]:
         restored = self.up2(self.up4(f8, f4), f2)
         full = F.pixel_shuffle(self.to_full(restored), 2)
-        residual = self.refine(torch.cat([full, image], dim=1))
+        if self.bank is None:
+            residual = self.refine(torch.cat([full, image], dim=1))
+        else:
+            if iqa is None:
+                raise ValueError("this decoder's deconvolution bank is steered by the IQA head "
+                                 "(model.deblur_bank > 0): pass the IQA head's outputs")
+            linear = self.bank(image, iqa["features"], iqa["tile_blur_logits"])
+            first = self.refine[0](torch.cat([full, image], dim=1)) + self.refine_linear(linear)
+            residual = self.refine[1:](first)
         if self.gate is not None:
             if quality_map is None:
                 raise ValueError("this decoder's residual is gated by quality (model.deblur_gate=quality): "
@@ -200,7 +241,7 @@ class DeepMTND(nn.Module):
         if self.cfg.variant == "st":
             return {"diagnosis_logits": self.diagnosis(f32)}
         iqa = self.iqa(f8)
-        deblurred, restored = self.deblur(image, f2, f4, f8, iqa["quality_map"])
+        deblurred, restored = self.deblur(image, f2, f4, f8, iqa["quality_map"], iqa)
         if self.cfg.variant == "hier":
             logits = self.diagnosis(f32, restored, iqa)
         else:
