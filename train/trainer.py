@@ -34,8 +34,8 @@ from ifrt.train.data.manifest import read_manifest
 from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of, rows_for_split
 from ifrt.train.losses import LossConfig, MultiTaskLoss, psnr
 from ifrt.train.model import DeepMTND, ModelConfig, model_config, save_model
-from ifrt.train.model.io import atomic_write_text, load_matching_weights
 from ifrt.train.model.bank_init import fit_deconvolution_bank
+from ifrt.train.model.io import atomic_write_text, load_matching_weights
 from ifrt.train.strict import dataclass_from_dict
 
 
