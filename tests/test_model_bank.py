@@ -98,3 +98,15 @@ def test_an_s_model_with_the_bank_and_the_default_refinement_stays_within_3_gflo
     model = DeepMTND(model_config("s", "hier", deblur_bank=True, deblur_gate="quality", refine_width=12,
                                   refine_depth=3))
     assert 2.9 < count_flops(model, 512, 512) / 1e9 <= 3.0
+
+
+def test_weights_of_a_model_without_the_bank_are_refused_by_name(tmp_path):
+    from ifrt.train.model import load_model, save_model
+
+    plain = DeepMTND(model_config("tiny", "hier", deblur_gate="quality", refine_width=6, refine_depth=3))
+    save_model(plain.eval(), tmp_path / "plain")
+    save_model(bank_model(), tmp_path / "banked")
+    (tmp_path / "plain" / "model.safetensors").replace(tmp_path / "banked" / "model.safetensors")
+    with pytest.raises(ValueError, match=r"banked/model.safetensors: the tensors do not fit the network .*"
+                                         r"4 missing \(deblur.bank, deblur.refine_linear\).*copy them together"):
+        load_model(tmp_path / "banked")

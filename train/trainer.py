@@ -35,7 +35,7 @@ from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of, rows
 from ifrt.train.losses import LossConfig, MultiTaskLoss, psnr
 from ifrt.train.model import DeepMTND, ModelConfig, model_config, save_model
 from ifrt.train.model.bank_init import fit_deconvolution_bank
-from ifrt.train.model.io import atomic_write_text, load_matching_weights
+from ifrt.train.model.io import atomic_write_text, load_matching_weights, module_paths
 from ifrt.train.strict import dataclass_from_dict
 
 
@@ -243,11 +243,6 @@ def frozen_modules(model: nn.Module, names: list[str]) -> list[nn.Module]:
     return frozen
 
 
-def _modules_of(tensor_names: list[str], depth: int = 2) -> list[str]:
-    """The distinct module paths (first `depth` components) of tensor names, in order."""
-    return list(dict.fromkeys(".".join(n.split(".")[:depth]) for n in tensor_names))
-
-
 BANK_FIT_IMAGES = 400  # training images the deconvolution bank's least-squares start sees (about 80 per level)
 
 
@@ -399,7 +394,7 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
         loaded = load_matching_weights(model, train_cfg.init_from)
         if dist_info.main:
             print(f"initialised {len(loaded['loaded'])} of {len(model.state_dict())} tensors from "
-                  f"{train_cfg.init_from}" + "".join(f"; {kind} in {', '.join(_modules_of(names))}"
+                  f"{train_cfg.init_from}" + "".join(f"; {kind} in {', '.join(module_paths(names))}"
                                                       for kind, names in loaded.items() if kind != "loaded" and names),
                   file=sys.stderr)
     if not (last_dir / "trainer.json").is_file() and bank_is_new(model, loaded):

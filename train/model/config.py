@@ -36,7 +36,8 @@ class ModelConfig:
     # "none": the residual is added everywhere.
     deblur_gate: str = "none"
     # A linear restoration the IQA head steers (`DeconvolutionBank`): one learned deconvolution filter of
-    # `deblur_bank_span` x `deblur_bank_span` pixels per blur level, applied at stride 2 and mixed per tile.
+    # `deblur_bank_span` x `deblur_bank_span` pixels per blur level, applied at stride 2 and mixed per tile. The
+    # span is even (the filter centres on a 2x2 block) and at most 32, the widest kernel a Jetson's DLA runs.
     deblur_bank: bool = False
     deblur_bank_span: int = 24
     iqa_width: int = 48

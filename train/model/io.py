@@ -63,8 +63,24 @@ def load_model(directory: str | Path, map_location: str = "cpu") -> DeepMTND:
     directory = Path(directory)
     cfg = ModelConfig.from_dict(read_model_record(directory)["model"])
     model = DeepMTND(cfg)
-    model.load_state_dict(_read_weights(directory, map_location)[1])
+    weights, tensors = _read_weights(directory, map_location)
+    own = model.state_dict()
+    missing = [n for n in own if n not in tensors]
+    unexpected = [n for n in tensors if n not in own]
+    reshaped = [n for n in own if n in tensors and tensors[n].shape != own[n].shape]
+    if missing or unexpected or reshaped:
+        problems = [f"{len(names)} {what} ({', '.join(module_paths(names))})" for what, names in
+                    (("missing", missing), ("not in the network", unexpected), ("of another shape", reshaped)) if names]
+        raise ValueError(f"{weights}: the tensors do not fit the network {directory / 'model.json'} describes: "
+                         f"{'; '.join(problems)}. The two files come from different models; copy them together")
+    model.load_state_dict(tensors)
     return model.eval()
+
+
+def module_paths(tensor_names: list[str], depth: int = 2) -> list[str]:
+    """The distinct module paths (first `depth` components) of tensor names, in order:
+    deblur.bank.filters.weight -> deblur.bank."""
+    return list(dict.fromkeys(".".join(n.split(".")[:depth]) for n in tensor_names))
 
 
 def load_matching_weights(model: torch.nn.Module, path: str | Path) -> dict[str, list[str]]:
