@@ -8,9 +8,10 @@
                           `-> quality embedding per tile --.  |
     diagnosis head: f32 + restored(r2 -> stride 32), FiLM(quality embedding) -> diagnosis_logits
 
-With `deblur_bank: true` a `DeconvolutionBank` adds a linear restoration, steered per tile by the IQA head, as one
-more input of the full-resolution refinement. With `deblur_gate: quality` the deblurring residual is scaled per pixel by a learned function of the
-(upsampled) quality map, so in-focus regions pass through unchanged.
+With `deblur_bank: true` a `DeconvolutionBank` adds a linear restoration of the image, steered per tile by the
+IQA head, as one more input of the decoder's full-resolution refinement. With `deblur_gate: quality` the
+deblurring residual is scaled per pixel by a learned function of the (upsampled) quality map, so in-focus
+regions pass through unchanged.
 `hier` is the figure above; `flat` keeps the three heads but cuts the two arrows into the diagnosis;
 `st` is encoder + diagnosis head only. All are fully convolutional for H, W multiples of 32.
 """
@@ -131,7 +132,7 @@ class DeblurDecoder(nn.Module):
         else:
             if iqa is None:
                 raise ValueError("this decoder's deconvolution bank is steered by the IQA head "
-                                 "(model.deblur_bank > 0): pass the IQA head's outputs")
+                                 "(model.deblur_bank=true): pass the IQA head's outputs")
             linear = self.bank(image, iqa["features"], iqa["tile_blur_logits"])
             first = self.refine[0](torch.cat([full, image], dim=1)) + self.refine_linear(linear)
             residual = self.refine[1:](first)
