@@ -152,6 +152,21 @@ def test_quality_on_natural_pictures_is_compared_with_variance_of_laplacian(repo
     assert set(natural["mean"]) == {"variance_of_laplacian", "hier"}
 
 
+def test_each_model_is_reported_with_its_size_and_cost(report, report_dir):
+    from ifrt.train.model import DeepMTND, model_config
+    from ifrt.train.model.io import count_flops
+
+    for variant in ("st", "hier"):
+        entry = report["models"][variant]
+        network = DeepMTND(model_config("tiny", variant))
+        assert entry["params"] == sum(p.numel() for p in network.parameters())
+        assert entry["gflops_512"] == pytest.approx(count_flops(network, 512, 512) / 1e9)
+    assert report["models"]["st"]["gflops_512"] < report["models"]["hier"]["gflops_512"]
+    hier = report["models"]["hier"]
+    assert f"| hier | hier | tiny | {hier['params'] / 1e6:.3f} M | {hier['gflops_512']:.3f} |" in \
+        (report_dir / "report.md").read_text()
+
+
 def test_markdown_report_and_plots_are_written(report_dir):
     text = (report_dir / "report.md").read_text()
     assert "| st (st) |" in text and "| hier (hier) |" in text and "Richardson-Lucy" in text

@@ -27,7 +27,7 @@ from ifrt.train import metrics as M
 from ifrt.train.data.degrade import KINDS, DegradeConfig, blur_level_count, degrade, level_psf
 from ifrt.train.dataset import DataConfig, ManifestDataset, read_signal, rows_for_split
 from ifrt.train.model import DeepMTND, load_model, read_model_record
-from ifrt.train.model.io import atomic_write_text, resolve_model_dir
+from ifrt.train.model.io import atomic_write_text, count_flops, resolve_model_dir
 
 
 def model_name(path: str | Path) -> str:
@@ -397,7 +397,8 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
                     "sigmas": list(cfg.sigmas), "class_names": class_names, "seed": seed, "models": {}}
     for name, model in models.items():
         entry: dict = {"variant": model.cfg.variant, "size": model.cfg.size,
-                       "params": int(sum(p.numel() for p in model.parameters()))}
+                       "params": int(sum(p.numel() for p in model.parameters())),
+                       "gflops_512": count_flops(model, 512, 512) / 1e9}
         entry["diagnosis"] = _diagnosis_section(
             {lv: outputs_by_level[lv][name]["diagnosis_logits"] for lv in levels},
             {lv: outputs_by_level[lv]["_targets"]["diagnosis"] for lv in levels}, patients, class_names,
@@ -433,6 +434,9 @@ def markdown(report: dict) -> str:
     lines = [f"# ifrt evaluation — split `{report['split']}`", "",
              f"{report['images']} test images of {report['patients']} patients: each in-focus reference degraded at "
              f"every blur level (Gaussian-equivalent sigma {report['sigmas']} px), seed {report['seed']}.", "",
+             "| model | variant | size | parameters | GFLOPs at 512x512 |", "|---|---|---|---|---|",
+             *(f"| {name} | {m['variant']} | {m['size']} | {m['params'] / 1e6:.3f} M | {_fmt(m.get('gflops_512'))} |"
+               for name, m in report["models"].items()), "",
              "## Diagnosis accuracy per blur level", "",
              "| model | " + " | ".join(f"level {lv}" for lv in levels) + " | blurred mean | macro-F1 | ECE (T-scaled) |",
              "|---|" + "---|" * (len(levels) + 3)]
