@@ -204,6 +204,14 @@ def test_a_deconvolution_bank_added_by_fine_tuning_starts_from_least_squares_and
     assert "fitted" not in capfd.readouterr().err
 
 
+def test_a_fresh_run_with_a_deconvolution_bank_fits_it_before_the_first_step(database, tmp_path, capfd):
+    config = load_config(TINY, {"model": {"deblur_bank": True, "deblur_bank_span": 8},
+                                "train": {"epochs": 1, "stop_after_steps": 1}})
+    train(database, config, tmp_path)
+    err = capfd.readouterr().err
+    assert "initialised" not in err and "deconvolution bank fitted by least squares to" in err
+
+
 def test_fine_tuning_refuses_unknown_modules_and_unrelated_weights(cli_run, database, tmp_path):
     start, _, _ = cli_run
     with pytest.raises(ValueError, match="no module 'encoder'.*encoder_low"):
