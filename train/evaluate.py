@@ -281,8 +281,7 @@ def _deblur_level(deblurring: dict[str, DeepMTND], sharps: list[np.ndarray], cfg
         entry["wiener_level_psf"] = {**_mean_scores(wiener_scores[best_nsr]), "nsr": best_nsr}
     for name in [*deblurring, *(["wiener_oracle", "wiener_level_psf"] if lv > 0 else [])]:
         entry[name]["psnr_gain_vs_input"] = entry[name]["psnr"] - entry["input"]["psnr"]
-    if lv > 0:
-        for name in deblurring:
+        if lv > 0 and name in deblurring:
             entry[name]["psnr_gain_vs_richardson_lucy"] = entry[name]["psnr"] - entry["richardson_lucy"]["psnr"]
     return entry
 

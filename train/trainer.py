@@ -248,8 +248,7 @@ BANK_FIT_IMAGES = 400  # training images the deconvolution bank's least-squares 
 
 def bank_is_new(model: nn.Module, loaded: dict[str, list[str]] | None) -> bool:
     """Whether `model` has a deconvolution bank that init_from did not supply (a fresh run's bank is new)."""
-    bank = getattr(model.deblur, "bank", None) if model.deblur is not None else None
-    if bank is None:
+    if model.deblur is None or model.deblur.bank is None:
         return False
     return loaded is None or any(name.startswith("deblur.bank.") for name in loaded["new"] + loaded["reshaped"])
 
@@ -383,7 +382,8 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
     state = {"epoch": 0, "batches_done": 0, "step": 0, "best_score": -math.inf, "best_epoch": -1}
     last_dir, best_dir = run_dir / "last", run_dir / "best"
     loaded: dict[str, list[str]] | None = None  # what init_from supplied; None for a fresh or resumed run
-    if (last_dir / "trainer.json").is_file():
+    resuming = (last_dir / "trainer.json").is_file()
+    if resuming:
         from safetensors.torch import load_file as load_weights
 
         model.load_state_dict(load_weights(str(last_dir / "model.safetensors"), device=str(device)))
@@ -397,7 +397,7 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
                   f"{train_cfg.init_from}" + "".join(f"; {kind} in {', '.join(module_paths(names))}"
                                                       for kind, names in loaded.items() if kind != "loaded" and names),
                   file=sys.stderr)
-    if not (last_dir / "trainer.json").is_file() and bank_is_new(model, loaded):
+    if not resuming and bank_is_new(model, loaded):
         seen = fit_deconvolution_bank(model.deblur.bank, (train_set[i] for i in range(min(BANK_FIT_IMAGES, len(train_set)))))
         if dist_info.main:
             print("deconvolution bank fitted by least squares to " + ", ".join(

@@ -64,17 +64,26 @@ def load_model(directory: str | Path, map_location: str = "cpu") -> DeepMTND:
     cfg = ModelConfig.from_dict(read_model_record(directory)["model"])
     model = DeepMTND(cfg)
     weights, tensors = _read_weights(directory, map_location)
-    own = model.state_dict()
-    missing = [n for n in own if n not in tensors]
-    unexpected = [n for n in tensors if n not in own]
-    reshaped = [n for n in own if n in tensors and tensors[n].shape != own[n].shape]
-    if missing or unexpected or reshaped:
-        problems = [f"{len(names)} {what} ({', '.join(module_paths(names))})" for what, names in
-                    (("missing", missing), ("not in the network", unexpected), ("of another shape", reshaped)) if names]
+    fit = match_tensors(model, tensors)
+    if fit["new"] or fit["unused"] or fit["reshaped"]:
+        problems = [f"{len(fit[kind])} {what} ({', '.join(module_paths(fit[kind]))})" for kind, what in
+                    (("new", "missing"), ("unused", "not in the network"), ("reshaped", "of another shape"))
+                    if fit[kind]]
         raise ValueError(f"{weights}: the tensors do not fit the network {directory / 'model.json'} describes: "
                          f"{'; '.join(problems)}. The two files come from different models; copy them together")
     model.load_state_dict(tensors)
     return model.eval()
+
+
+def match_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """How `tensors` fit `model`'s state_dict, by name: `loaded` (same name and shape), `new` (only in the
+    model), `reshaped` (in both, another shape) and `unused` (only in `tensors`, sorted)."""
+    own = model.state_dict()
+    report: dict[str, list[str]] = {"loaded": [], "new": [], "reshaped": [], "unused": sorted(set(tensors) - set(own))}
+    for name, tensor in own.items():
+        kind = "new" if name not in tensors else "reshaped" if tensors[name].shape != tensor.shape else "loaded"
+        report[kind].append(name)
+    return report
 
 
 def module_paths(tensor_names: list[str], depth: int = 2) -> list[str]:
@@ -89,17 +98,8 @@ def load_matching_weights(model: torch.nn.Module, path: str | Path) -> dict[str,
     initialised), `reshaped` (in the file with another shape, left as initialised) and `unused` (in the
     file only). Refuses a file that shares no tensor with `model`."""
     weights, source = _read_weights(resolve_model_dir(path), "cpu")
-    own = model.state_dict()
-    report: dict[str, list[str]] = {"loaded": [], "new": [], "reshaped": [], "unused": sorted(set(source) - set(own))}
-    take = {}
-    for name, tensor in own.items():
-        if name not in source:
-            report["new"].append(name)
-        elif source[name].shape != tensor.shape:
-            report["reshaped"].append(name)
-        else:
-            take[name] = source[name]
-            report["loaded"].append(name)
+    report = match_tensors(model, source)
+    take = {name: source[name] for name in report["loaded"]}
     if not take:
         raise ValueError(f"{weights}: no tensor matches this model by name and shape (a different network?)")
     model.load_state_dict(take, strict=False)
