@@ -87,7 +87,7 @@ def test_the_bank_asks_for_the_iqa_outputs_and_an_even_span():
     image = torch.rand(1, 1, 64, 64)
     f2, f4, f8 = model.encoder_low(image)
     with pytest.raises(ValueError, match="deblur_bank"):
-        model.deblur(image, f2, f4, f8, model.iqa(f8)["quality_map"])
+        model.deblur(image, f2, f4, f8)  # without the IQA head's outputs
     with pytest.raises(ValueError, match="deblur_bank_span=25"):
         model_config("tiny", "hier", deblur_bank=True, deblur_bank_span=25)
 

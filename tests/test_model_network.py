@@ -69,7 +69,7 @@ def test_quality_gate_passes_in_focus_tiles_through_and_restores_blurred_ones():
     f2, f4, f8 = model.encoder_low(image)
     quality = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])  # top-left tile in focus, the others blurred
     with torch.no_grad():
-        out, _ = model.deblur(image, f2, f4, f8, quality)
+        out, _ = model.deblur(image, f2, f4, f8, {"quality_map": quality})
         plain = DeepMTND(model_config("tiny", "hier")).eval()
         plain.load_state_dict({k: v for k, v in model.state_dict().items() if k != "deblur.gate"})
         ungated = plain(image)["deblurred"]

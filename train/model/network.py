@@ -124,7 +124,7 @@ class DeblurDecoder(nn.Module):
         # quality 0.75 (blur level 1 of 4).
         self.gate = nn.Parameter(torch.tensor([21.0, -3.0])) if cfg.deblur_gate == "quality" else None
 
-    def forward(self, image, f2, f4, f8, quality_map=None, iqa=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image, f2, f4, f8, iqa=None) -> tuple[torch.Tensor, torch.Tensor]:
         restored = self.up2(self.up4(f8, f4), f2)
         full = F.pixel_shuffle(self.to_full(restored), 2)
         if self.bank is None:
@@ -137,10 +137,10 @@ class DeblurDecoder(nn.Module):
             first = self.refine[0](torch.cat([full, image], dim=1)) + self.refine_linear(linear)
             residual = self.refine[1:](first)
         if self.gate is not None:
-            if quality_map is None:
+            if iqa is None:
                 raise ValueError("this decoder's residual is gated by quality (model.deblur_gate=quality): "
                                  "pass the IQA head's quality_map")
-            quality = F.interpolate(quality_map, size=image.shape[-2:], mode="bilinear", align_corners=False)
+            quality = F.interpolate(iqa["quality_map"], size=image.shape[-2:], mode="bilinear", align_corners=False)
             residual = residual * torch.sigmoid(self.gate[0] * (1 - quality) + self.gate[1])
         return image + residual, restored
 
@@ -242,7 +242,7 @@ class DeepMTND(nn.Module):
         if self.cfg.variant == "st":
             return {"diagnosis_logits": self.diagnosis(f32)}
         iqa = self.iqa(f8)
-        deblurred, restored = self.deblur(image, f2, f4, f8, iqa["quality_map"], iqa)
+        deblurred, restored = self.deblur(image, f2, f4, f8, iqa)
         if self.cfg.variant == "hier":
             logits = self.diagnosis(f32, restored, iqa)
         else:
