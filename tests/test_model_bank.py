@@ -77,9 +77,9 @@ def test_least_squares_start_recovers_each_levels_filter_and_the_mixing_picks_th
 
 def test_windows_are_what_the_filters_see():
     image = torch.rand(2, 1, 32, 64)
-    weight = torch.randn(1, 1, 8, 8)
-    expected = F.conv2d(image, weight, stride=2, padding=3).reshape(-1)
-    torch.testing.assert_close(windows(image, 8) @ weight.reshape(-1), expected, atol=1e-5, rtol=0)
+    filters = torch.nn.Conv2d(1, 1, 8, stride=2, padding=3, bias=False)
+    expected = F.conv2d(image, filters.weight, stride=2, padding=3).reshape(-1)
+    torch.testing.assert_close(windows(image, filters) @ filters.weight.reshape(-1), expected, atol=1e-5, rtol=0)
 
 
 def test_the_bank_asks_for_the_iqa_outputs_and_an_even_span():

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from .network import DeconvolutionBank
@@ -21,11 +22,11 @@ from .network import DeconvolutionBank
 RIDGE = 1e-4  # relative to the mean diagonal of A^T A: keeps rarely excited directions near zero
 
 
-def windows(image: torch.Tensor, span: int) -> torch.Tensor:
-    """[N, 1, H, W] -> [N * H/2 * W/2, span^2]: what each stride-2 output of the bank's filters sees, in
-    the filters' (cross-correlation) weight order."""
-    columns = F.unfold(image, kernel_size=span, padding=span // 2 - 1, stride=2)
-    return columns.transpose(1, 2).reshape(-1, span * span)
+def windows(image: torch.Tensor, filters: nn.Conv2d) -> torch.Tensor:
+    """[N, 1, H, W] -> [N * outputs, span^2]: what each output of the single-input convolution `filters` sees,
+    in its (cross-correlation) weight order."""
+    columns = F.unfold(image, kernel_size=filters.kernel_size, padding=filters.padding, stride=filters.stride)
+    return columns.transpose(1, 2).reshape(-1, columns.shape[1])
 
 
 @torch.no_grad()
@@ -41,13 +42,16 @@ def fit_deconvolution_bank(bank: DeconvolutionBank, samples: Iterable[dict[str, 
         if not bool(sample["has_sharp"]):
             continue
         level = int(sample["blur_level"])
-        a = windows(sample["image"][None].float(), span).double()
+        a = windows(sample["image"][None].float(), bank.filters).double()
         b = F.avg_pool2d(sample["sharp"][None].float(), 2).reshape(-1).double()
         normal[level] += a.T @ a
         moment[level] += a.T @ b
         seen[level] += 1
+    # Output i of the stride-2 filters sees input pixels 2i - padding onwards, so its own 2x2 block starts at
+    # tap `padding`.
+    pad = bank.filters.padding[0]
     identity = torch.zeros(span, span, dtype=torch.float64)
-    identity[span // 2 - 1:span // 2 + 1, span // 2 - 1:span // 2 + 1] = 0.25
+    identity[pad:pad + 2, pad:pad + 2] = 0.25
     weight = torch.empty(levels, span * span, dtype=torch.float64)
     for level in range(levels):
         if seen[level] == 0:
