@@ -75,67 +75,6 @@ def test_least_squares_start_recovers_each_levels_filter_and_the_mixing_picks_th
     torch.testing.assert_close(linear, expected, atol=1e-4, rtol=0)
 
 
-def test_full_resolution_levels_start_as_their_least_squares_filters_and_the_rest_stay_at_stride_2():
-    bank = bank_model(deblur_bank_span=6, deblur_bank_fine=(3, 1), deblur_bank_fine_span=5).deblur.bank
-    assert bank.levels == (0, 2, 4, 3, 1)
-    assert bank.filters.weight.shape == (3, 1, 6, 6) and bank.fine.weight.shape == (2, 1, 5, 5)
-    torch.manual_seed(2)
-    truth = {level: torch.randn(1, 1, 6 if level in (0, 2, 4) else 5, 6 if level in (0, 2, 4) else 5)
-             for level in range(5)}
-    samples = []
-    for i in range(10):
-        level = i % 5
-        image = torch.rand(1, 64, 64)
-        if level in (0, 2, 4):
-            sharp = F.interpolate(F.conv2d(image[None], truth[level], stride=2, padding=2), scale_factor=2,
-                                  mode="nearest")[0]
-        else:  # full resolution: the reference is the filter's output itself
-            sharp = F.conv2d(image[None], truth[level], padding=2)[0]
-        samples.append({"image": image, "sharp": sharp, "has_sharp": torch.tensor(True),
-                        "blur_level": torch.tensor(level)})
-    assert fit_deconvolution_bank(bank, samples) == {0: 2, 1: 2, 2: 2, 3: 2, 4: 2}
-    torch.testing.assert_close(bank.filters.weight, torch.cat([truth[0], truth[2], truth[4]]), atol=2e-3, rtol=0)
-    torch.testing.assert_close(bank.fine.weight, torch.cat([truth[3], truth[1]]), atol=2e-3, rtol=0)
-    image = torch.rand(1, 1, 64, 64)
-    with torch.no_grad():
-        fine = bank(image, torch.randn(1, 16, 2, 2), one_hot_tiles(1, 5, (2, 2)))
-        coarse = bank(image, torch.randn(1, 16, 2, 2), one_hot_tiles(4, 5, (2, 2)))
-    torch.testing.assert_close(fine, F.conv2d(image, bank.fine.weight[1:2], padding=2), atol=1e-5, rtol=0)
-    expected = F.interpolate(F.conv2d(image, bank.filters.weight[2:3], stride=2, padding=2), size=(64, 64),
-                             mode="bilinear", align_corners=False)
-    torch.testing.assert_close(coarse, expected, atol=1e-5, rtol=0)
-
-
-def test_a_full_resolution_level_without_images_passes_the_image_through_unchanged():
-    bank = bank_model(deblur_bank_fine=(1,), deblur_bank_fine_span=7).deblur.bank
-    fit_deconvolution_bank(bank, [])
-    image = torch.rand(1, 1, 64, 96)
-    with torch.no_grad():
-        linear = bank(image, torch.zeros(1, 16, 2, 3), one_hot_tiles(1, 5, (2, 3)))
-    torch.testing.assert_close(linear, image, atol=1e-6, rtol=0)
-
-
-def test_every_level_at_full_resolution_needs_no_stride_2_filters():
-    model = bank_model(deblur_bank_fine=(0, 1, 2, 3, 4), deblur_bank_fine_span=3)
-    assert model.deblur.bank.filters is None
-    fit_deconvolution_bank(model.deblur.bank, [])
-    image = torch.rand(1, 1, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(model.deblur.bank(image, torch.zeros(1, 16, 2, 2), one_hot_tiles(3, 5, (2, 2))), image)
-        assert model(image)["deblurred"].shape == image.shape
-
-
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"deblur_bank_fine": (1, 1)}, r"deblur_bank_fine=\[1, 1\]: distinct blur levels of 0..4"),
-    ({"deblur_bank_fine": (5,)}, r"deblur_bank_fine=\[5\]"),
-    ({"deblur_bank_fine": (1,), "deblur_bank_fine_span": 12}, "deblur_bank_fine_span=12: .* odd span"),
-    ({"deblur_bank_fine": (1,), "deblur_bank_fine_span": 33}, "deblur_bank_fine_span=33"),
-])
-def test_full_resolution_levels_are_checked(overrides, message):
-    with pytest.raises(ValueError, match=message):
-        model_config("tiny", "hier", deblur_bank=True, **overrides)
-
-
 def test_windows_are_what_the_filters_see():
     image = torch.rand(2, 1, 32, 64)
     filters = torch.nn.Conv2d(1, 1, 8, stride=2, padding=3, bias=False)
@@ -158,10 +97,6 @@ def test_an_s_model_with_the_bank_and_the_default_refinement_stays_within_3_gflo
     # refinement 0.06 to the 2.55 of the bankless default.
     model = DeepMTND(model_config("s", "hier", deblur_bank=True, deblur_gate="quality", refine_width=12,
                                   refine_depth=3))
-    assert 2.9 < count_flops(model, 512, 512) / 1e9 <= 3.0
-    # Levels 1 and 2 at full resolution with 11x11 filters: 2.96 GFLOPs.
-    model = DeepMTND(model_config("s", "hier", deblur_bank=True, deblur_gate="quality", refine_width=12,
-                                  refine_depth=3, deblur_bank_fine=(1, 2), deblur_bank_fine_span=11))
     assert 2.9 < count_flops(model, 512, 512) / 1e9 <= 3.0
 
 

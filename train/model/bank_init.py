@@ -5,8 +5,7 @@ mixed, as the degradation draws them) to the 2x2-block means of their in-focus r
     filter_l = argmin_w  sum over level-l images and stride-2 samples (w . window - mean of the 2x2 block)^2
              = (A^T A + ridge I)^-1 A^T b,   A: the image windows the filter sees, b: the block means,
 the optimal linear restoration for the camera noise and blur jitter actually drawn (a Wiener filter needs a
-noise-to-signal ratio chosen by hand and loses accuracy when cut to the bank's span). A level whose filter runs
-at full resolution (`deblur_bank_fine`) is fitted the same way to the reference's pixels. The mixing layer starts as
+noise-to-signal ratio chosen by hand and loses accuracy when cut to the bank's span). The mixing layer starts as
 a lookup of the tile's blur-level probabilities, so the bank's first output is sum_l p_l * (filter_l * image).
 """
 
@@ -30,54 +29,40 @@ def windows(image: torch.Tensor, filters: nn.Conv2d) -> torch.Tensor:
     return columns.transpose(1, 2).reshape(-1, columns.shape[1])
 
 
-def _identity(conv: nn.Conv2d) -> torch.Tensor:
-    """The filter of `conv` that passes the image through: the 2x2 block mean at stride 2 (output i sees input
-    pixels 2i - padding onwards, so its own block starts at tap `padding`), the centre tap at stride 1."""
-    span, pad = conv.kernel_size[0], conv.padding[0]
-    identity = torch.zeros(span, span, dtype=torch.float64)
-    if conv.stride[0] == 2:
-        identity[pad:pad + 2, pad:pad + 2] = 0.25
-    else:
-        identity[pad, pad] = 1.0
-    return identity.reshape(-1)
-
-
 @torch.no_grad()
 def fit_deconvolution_bank(bank: DeconvolutionBank, samples: Iterable[dict[str, torch.Tensor]]) -> dict[int, int]:
     """Fit `bank`'s filters to `samples` (the training dataset's dicts: image, sharp, has_sharp, blur_level)
-    and set its mixing to the level lookup. A stride-2 filter is fitted to the reference's 2x2 block means, a
-    full-resolution one to the reference itself. Returns the number of images seen per level; a level without
-    any keeps its filter at the identity (the block mean at stride 2)."""
-    # Level -> (its convolution, its output channel there).
-    channels = [(conv, i) for conv in (bank.filters, bank.fine) if conv is not None for i in range(conv.out_channels)]
-    owner = dict(zip(bank.levels, channels, strict=True))
-    taps = {level: conv.weight[0].numel() for level, (conv, _) in owner.items()}
-    normal = {level: torch.zeros(n, n, dtype=torch.float64) for level, n in taps.items()}
-    moment = {level: torch.zeros(n, dtype=torch.float64) for level, n in taps.items()}
-    seen = dict.fromkeys(sorted(owner), 0)
+    and set its mixing to the level lookup. Returns the number of images seen per level; a level without
+    any keeps its filter at the identity of the stride-2 grid (the 2x2 block mean)."""
+    levels, _, span, _ = bank.filters.weight.shape
+    normal = torch.zeros(levels, span * span, span * span, dtype=torch.float64)
+    moment = torch.zeros(levels, span * span, dtype=torch.float64)
+    seen = dict.fromkeys(range(levels), 0)
     for sample in samples:
         if not bool(sample["has_sharp"]):
             continue
         level = int(sample["blur_level"])
-        conv, _ = owner[level]
-        a = windows(sample["image"][None].float(), conv).double()
-        sharp = sample["sharp"][None].float()
-        b = (F.avg_pool2d(sharp, 2) if conv.stride[0] == 2 else sharp).reshape(-1).double()
+        a = windows(sample["image"][None].float(), bank.filters).double()
+        b = F.avg_pool2d(sample["sharp"][None].float(), 2).reshape(-1).double()
         normal[level] += a.T @ a
         moment[level] += a.T @ b
         seen[level] += 1
-    for level, (conv, channel) in owner.items():
+    # Output i of the stride-2 filters sees input pixels 2i - padding onwards, so its own 2x2 block starts at
+    # tap `padding`.
+    pad = bank.filters.padding[0]
+    identity = torch.zeros(span, span, dtype=torch.float64)
+    identity[pad:pad + 2, pad:pad + 2] = 0.25
+    weight = torch.empty(levels, span * span, dtype=torch.float64)
+    for level in range(levels):
         if seen[level] == 0:
-            weight = _identity(conv)
-        else:
-            n = normal[level]
-            weight = torch.linalg.solve(n + RIDGE * n.diagonal().mean() * torch.eye(len(n), dtype=n.dtype),
-                                        moment[level])
-        conv.weight[channel].copy_(weight.reshape(conv.weight.shape[1:]).to(conv.weight))
-    levels = len(bank.levels)
+            weight[level] = identity.reshape(-1)
+            continue
+        ridge = RIDGE * normal[level].diagonal().mean()
+        weight[level] = torch.linalg.solve(normal[level] + ridge * torch.eye(span * span, dtype=torch.float64),
+                                           moment[level])
+    bank.filters.weight.copy_(weight.reshape(levels, 1, span, span).to(bank.filters.weight))
     lookup = torch.zeros_like(bank.mix.weight)
-    for output, level in enumerate(bank.levels):  # the blur-level probabilities are the last mixing inputs
-        lookup[output, bank.mix.in_channels - levels + level, 0, 0] = 1.0
+    lookup[:, -levels:, 0, 0] = torch.eye(levels)  # the blur-level probabilities are the last mixing inputs
     bank.mix.weight.copy_(lookup)
     bank.mix.bias.zero_()
     return seen

@@ -38,12 +38,8 @@ class ModelConfig:
     # A linear restoration the IQA head steers (`DeconvolutionBank`): one learned deconvolution filter of
     # `deblur_bank_span` x `deblur_bank_span` pixels per blur level, applied at stride 2 and mixed per tile. The
     # span is even (the filter centres on a 2x2 block) and at most 32, the widest kernel a Jetson's DLA runs.
-    # The levels in `deblur_bank_fine` get a filter of `deblur_bank_fine_span` (odd) pixels at full resolution
-    # instead: mild blur leaves detail above a quarter of the sampling frequency that stride 2 cannot restore.
     deblur_bank: bool = False
     deblur_bank_span: int = 24
-    deblur_bank_fine: tuple[int, ...] = ()
-    deblur_bank_fine_span: int = 11
     iqa_width: int = 48
     head_width: int = 160  # diagnosis feature width at stride 32
     quality_embedding: int = 32
@@ -61,7 +57,6 @@ class ModelConfig:
             raise ValueError(f"model variant {self.variant!r} is unknown (expected one of {', '.join(VARIANTS)})")
         self.widths = tuple(int(w) for w in self.widths)
         self.depths = tuple(int(d) for d in self.depths)
-        self.deblur_bank_fine = tuple(int(level) for level in self.deblur_bank_fine)
         if len(self.widths) != 5 or len(self.depths) != 5:
             raise ValueError("widths and depths need one entry per stride 2, 4, 8, 16, 32")
         if self.refine_width < 1 or self.refine_depth < 1:
@@ -71,14 +66,6 @@ class ModelConfig:
         if self.deblur_bank and not (2 <= self.deblur_bank_span <= 32 and self.deblur_bank_span % 2 == 0):
             raise ValueError(f"deblur_bank_span={self.deblur_bank_span}: the deconvolution bank's filters need an "
                              "even span of 2..32 pixels")
-        if self.deblur_bank_fine:
-            fine = self.deblur_bank_fine
-            if len(set(fine)) != len(fine) or not all(0 <= level < self.blur_levels for level in fine):
-                raise ValueError(f"deblur_bank_fine={list(fine)}: distinct blur levels of 0..{self.blur_levels - 1} "
-                                 "are needed")
-            if not (3 <= self.deblur_bank_fine_span <= 31 and self.deblur_bank_fine_span % 2 == 1):
-                raise ValueError(f"deblur_bank_fine_span={self.deblur_bank_fine_span}: the full-resolution filters "
-                                 "need an odd span of 3..31 pixels (centred on their pixel)")
         if self.blur_levels < 2:
             raise ValueError(f"blur_levels={self.blur_levels}: at least 2 (in focus and blurred) are needed")
         if not self.class_names:
@@ -97,7 +84,6 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["widths"], d["depths"] = list(self.widths), list(self.depths)
-        d["deblur_bank_fine"] = list(self.deblur_bank_fine)
         return d
 
     @classmethod

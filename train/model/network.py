@@ -78,39 +78,21 @@ class DeconvolutionBank(nn.Module):
     the noise, while a Wiener filter for the heaviest blur needs a support of some 30 pixels; the decoder's
     convolutions cannot afford that support at full resolution. Sample i of the stride-2 grid sits at the
     centre of input pixels 2i and 2i+1, which is where bilinear upsampling (align_corners=False) puts it.
-    The levels named in `deblur_bank_fine` have a narrower filter at full resolution instead (`fine`), whose
-    term is added after the upsampling: at mild blur the detail above a quarter of the sampling frequency is
-    still there to restore.
     `ifrt.train.model.bank_init` starts filter l as the least-squares restoration of level-l training images
-    and the mixing as a lookup of the tile's level probabilities. The mixing's outputs are ordered as
-    `levels`: the stride-2 filters' levels, then the full-resolution ones."""
+    and the mixing as a lookup of the tile's level probabilities."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        span, fine_span = cfg.deblur_bank_span, cfg.deblur_bank_fine_span
-        coarse = tuple(level for level in range(cfg.blur_levels) if level not in cfg.deblur_bank_fine)
-        self.levels = coarse + cfg.deblur_bank_fine
-        self.filters = (nn.Conv2d(1, len(coarse), span, stride=2, padding=span // 2 - 1, bias=False)
-                        if coarse else None)
-        self.fine = (nn.Conv2d(1, len(cfg.deblur_bank_fine), fine_span, padding=fine_span // 2, bias=False)
-                     if cfg.deblur_bank_fine else None)
+        span = cfg.deblur_bank_span
+        self.filters = nn.Conv2d(1, cfg.blur_levels, span, stride=2, padding=span // 2 - 1, bias=False)
         self.mix = nn.Conv2d(cfg.iqa_width + cfg.blur_levels, cfg.blur_levels, 1)
 
     def forward(self, image: torch.Tensor, iqa_features: torch.Tensor, tile_blur_logits: torch.Tensor) -> torch.Tensor:
+        responses = self.filters(image)
         mix = self.mix(torch.cat([iqa_features, torch.softmax(tile_blur_logits, dim=1)], dim=1))
-        linear = None
-        if self.filters is not None:
-            responses = self.filters(image)
-            coarse_mix = mix if self.fine is None else mix[:, :responses.shape[1]]
-            coarse_mix = F.interpolate(coarse_mix, size=responses.shape[-2:], mode="bilinear", align_corners=False)
-            linear = F.interpolate((responses * coarse_mix).sum(dim=1, keepdim=True), size=image.shape[-2:],
-                                   mode="bilinear", align_corners=False)
-        if self.fine is not None:
-            fine_mix = F.interpolate(mix[:, mix.shape[1] - self.fine.out_channels:], size=image.shape[-2:],
-                                     mode="bilinear", align_corners=False)
-            fine = (self.fine(image) * fine_mix).sum(dim=1, keepdim=True)
-            linear = fine if linear is None else linear + fine
-        return linear
+        mix = F.interpolate(mix, size=responses.shape[-2:], mode="bilinear", align_corners=False)
+        linear = (responses * mix).sum(dim=1, keepdim=True)
+        return F.interpolate(linear, size=image.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class DeblurDecoder(nn.Module):
