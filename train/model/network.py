@@ -74,9 +74,10 @@ class DeconvolutionBank(nn.Module):
     spanning S x S input pixels, applied at stride 2 and mixed per 32x32 tile by weights predicted from the
     IQA features and the tile's blur-level probabilities, then upsampled to full resolution:
         linear = up2( sum_l mix_l(tile) * (filter_l * image)[::2, ::2] )
-    Why stride 2: beyond blur level 1 nothing above a quarter of the sampling frequency survives the blur and
-    the noise, while a Wiener filter for the heaviest blur needs a support of some 30 pixels; the decoder's
-    convolutions cannot afford that support at full resolution. Sample i of the stride-2 grid sits at the
+    Why stride 2: a Wiener filter for the heaviest blur needs a support of some 30 pixels, which the decoder's
+    convolutions cannot afford at full resolution; the detail above a quarter of the sampling frequency that
+    mild blur leaves is restored by the refinement (full-resolution filters for levels 1 and 2 were measured
+    and gained nothing at level 2, see DEVELOPERS.md). Sample i of the stride-2 grid sits at the
     centre of input pixels 2i and 2i+1, which is where bilinear upsampling (align_corners=False) puts it.
     `ifrt.train.model.bank_init` starts filter l as the least-squares restoration of level-l training images
     and the mixing as a lookup of the tile's level probabilities."""
