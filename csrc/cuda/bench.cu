@@ -9,6 +9,7 @@
 #include "cuda/bench.h"
 #include "cuda/check.h"
 #include "cuda/kernels.h"
+#include "cuda/scoped.h"
 
 namespace ifrt::cuda {
 
@@ -49,8 +50,8 @@ class Events {
 
 KernelTimes bench_kernels(const uint16_t* frame, int64_t height, int64_t width, int repeat) {
   if (!frame || height < 1 || width < 1 || repeat < 1) fail(ErrorCode::InvalidArgument, "bench_kernels: bad arguments");
-  cudaStream_t st = nullptr;
-  IFRT_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  const Stream stream;
+  const cudaStream_t st = stream.get();
   const size_t in_bytes = sizeof(uint16_t) * static_cast<size_t>(height * width);
   ImageView im;
   im.dtype = DType::U16;
@@ -59,46 +60,27 @@ KernelTimes bench_kernels(const uint16_t* frame, int64_t height, int64_t width, 
   PreprocessOptions o;
   const PreprocessPlan plan = plan_preprocess([&] { ImageView v = im; v.data = frame; return v; }(), o);
   const size_t out_bytes = preprocess_bytes(plan, DType::F32);
-  void *d_in = nullptr, *d_out = nullptr, *d_copy = nullptr, *d_sums = nullptr, *d_metrics = nullptr;
+  DeviceBuffer in(in_bytes), out(out_bytes), copy(out_bytes), sums_buffer(sizeof(FocusSums)),
+      metrics_buffer(2 * sizeof(FocusMetrics));
+  void *d_in = in.get(), *d_out = out.get(), *d_copy = copy.get();
+  IFRT_CUDA_CHECK(cudaMemcpy(d_in, frame, in_bytes, cudaMemcpyHostToDevice));
+  im.data = d_in;
+  Workspace ws;
+  Events ev;
   KernelTimes t;
-  try {
-    IFRT_CUDA_CHECK(cudaMalloc(&d_in, in_bytes));
-    IFRT_CUDA_CHECK(cudaMalloc(&d_out, out_bytes));
-    IFRT_CUDA_CHECK(cudaMalloc(&d_copy, out_bytes));
-    IFRT_CUDA_CHECK(cudaMalloc(&d_sums, sizeof(FocusSums)));
-    IFRT_CUDA_CHECK(cudaMalloc(&d_metrics, 2 * sizeof(FocusMetrics)));
-    IFRT_CUDA_CHECK(cudaMemcpy(d_in, frame, in_bytes, cudaMemcpyHostToDevice));
-    im.data = d_in;
-    Workspace ws;
-    Events ev;
-    t.memcpy_ms = ev.median_ms([&] { IFRT_CUDA_CHECK(cudaMemcpyAsync(d_copy, d_out, out_bytes, cudaMemcpyDeviceToDevice, st)); },
-                               repeat, st);
-    t.memcpy_bytes = 2.0 * static_cast<double>(out_bytes);
-    t.preprocess_ms = ev.median_ms([&] { preprocess(im, o, d_out, out_bytes, ws, st); }, repeat, st);
-    t.preprocess_bytes = static_cast<double>(in_bytes + out_bytes);
-    PreprocessOptions fixed = o;
-    fixed.norm.mode = NormMode::Fixed;
-    t.normalize_only_ms = ev.median_ms([&] { preprocess(im, fixed, d_out, out_bytes, ws, st); }, repeat, st);
-    auto* sums = static_cast<FocusSums*>(d_sums);
-    auto* metrics = static_cast<FocusMetrics*>(d_metrics);
-    t.focus_ms = ev.median_ms([&] { focus(im, 0, 0, 0, sums, metrics, metrics + 1, st); }, repeat, st);
-    t.focus_bytes = static_cast<double>(in_bytes);
-    IFRT_CUDA_CHECK(cudaStreamSynchronize(st));
-  } catch (...) {
-    cudaFree(d_in);
-    cudaFree(d_out);
-    cudaFree(d_copy);
-    cudaFree(d_sums);
-    cudaFree(d_metrics);
-    cudaStreamDestroy(st);
-    throw;
-  }
-  cudaFree(d_in);
-  cudaFree(d_out);
-  cudaFree(d_copy);
-  cudaFree(d_sums);
-  cudaFree(d_metrics);
-  cudaStreamDestroy(st);
+  t.memcpy_ms = ev.median_ms([&] { IFRT_CUDA_CHECK(cudaMemcpyAsync(d_copy, d_out, out_bytes, cudaMemcpyDeviceToDevice, st)); },
+                             repeat, st);
+  t.memcpy_bytes = 2.0 * static_cast<double>(out_bytes);
+  t.preprocess_ms = ev.median_ms([&] { preprocess(im, o, d_out, out_bytes, ws, st); }, repeat, st);
+  t.preprocess_bytes = static_cast<double>(in_bytes + out_bytes);
+  PreprocessOptions fixed = o;
+  fixed.norm.mode = NormMode::Fixed;
+  t.normalize_only_ms = ev.median_ms([&] { preprocess(im, fixed, d_out, out_bytes, ws, st); }, repeat, st);
+  auto* sums = sums_buffer.get<FocusSums>();
+  auto* metrics = metrics_buffer.get<FocusMetrics>();
+  t.focus_ms = ev.median_ms([&] { focus(im, 0, 0, 0, sums, metrics, metrics + 1, st); }, repeat, st);
+  t.focus_bytes = static_cast<double>(in_bytes);
+  IFRT_CUDA_CHECK(cudaStreamSynchronize(st));
   return t;
 }
 
