@@ -80,7 +80,7 @@ KernelTimes bench_kernels(const uint16_t* frame, int64_t height, int64_t width, 
   auto* metrics = metrics_buffer.get<FocusMetrics>();
   t.focus_ms = ev.median_ms([&] { focus(im, 0, 0, 0, sums, metrics, metrics + 1, st); }, repeat, st);
   t.focus_bytes = static_cast<double>(in_bytes);
-  IFRT_CUDA_CHECK(cudaStreamSynchronize(st));
+  stream.sync();
   return t;
 }
 
