@@ -204,6 +204,28 @@ def test_a_deconvolution_bank_added_by_fine_tuning_starts_from_least_squares_and
     assert "fitted" not in capfd.readouterr().err
 
 
+def test_a_blur_kind_head_added_by_fine_tuning_starts_fitted_and_trains(cli_run, database, tmp_path, capfd):
+    start, _, _ = cli_run
+    model = {"deblur_bank": True, "deblur_bank_span": 8, "deblur_kind": True, "deblur_bank_in_focus": False}
+    config = load_config(TINY, {"model": model, "train": {"epochs": 1, "init_from": str(start),
+                                                          "freeze": ["encoder_low", "encoder_deep", "iqa"]}})
+    train(database, config, tmp_path / "kind")
+    err = capfd.readouterr().err
+    assert "deconvolution bank fitted by least squares" in err
+    assert "blur-kind head fitted to" in err and "defocused training images (accuracy on them" in err
+    after = load_file(str(tmp_path / "kind" / "last" / "model.safetensors"))
+    assert not torch.equal(after["blur_kind.feature_std"], torch.ones(14))  # fitted to the training frames
+    # Both ways the kind steers the deblurring started at zero and have trained.
+    assert after["deblur.bank.mix_kind.weight"].abs().sum() > 0
+    assert after["deblur.kind_film.0.to_gamma_beta.weight"].abs().sum() > 0
+    # Fine-tuning on from that run keeps its kind head and bank: nothing is fitted again.
+    again = load_config(TINY, {"model": model, "train": {"epochs": 1, "init_from": str(tmp_path / "kind"),
+                                                         "freeze": ["encoder_low", "encoder_deep", "iqa"]}})
+    train(database, again, tmp_path / "again")
+    err = capfd.readouterr().err
+    assert "initialised" in err and "fitted" not in err
+
+
 def test_a_fresh_run_with_a_deconvolution_bank_fits_it_before_the_first_step(database, tmp_path, capfd):
     config = load_config(TINY, {"model": {"deblur_bank": True, "deblur_bank_span": 8},
                                 "train": {"epochs": 1, "stop_after_steps": 1}})

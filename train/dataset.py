@@ -30,6 +30,9 @@ from ifrt.train.data.manifest import read_manifest
 from ifrt.train.strict import dataclass_from_dict
 
 TILE = 32
+# The blur-kind target's classes, in the order of the blur-kind head's logits (`network.BLUR_KINDS`):
+# spatially varying blur is Gaussian-like.
+BLUR_KIND_CLASS = {"gaussian": 0, "spatial": 0, "defocus": 1}
 
 
 @dataclass
@@ -59,6 +62,14 @@ class DataConfig:
 def class_names_of(rows) -> list[str]:
     """Diagnosis classes present in the data, sorted (class names come from the data, not the code)."""
     return sorted({r.diagnosis for r in rows if r.diagnosis})
+
+
+def blur_kind_index(kind: str | None, blur_level: int) -> int:
+    """The blur-kind target of a frame: its kind's class when it is blurred, -1 (unknown, masked) when it is in
+    focus, its level is unknown, or its row names no kind this model tells apart."""
+    if blur_level <= 0 or not kind:
+        return -1
+    return BLUR_KIND_CLASS.get(kind, -1)
 
 
 def rows_for_split(manifest: str | Path, split: str) -> list:
@@ -127,7 +138,8 @@ def database_bit_depth(data_dir: Path) -> int | None:
 class ManifestDataset(Dataset):
     """Samples as dicts of tensors: image [1,H,W] (normalized), sharp [1,H,W] (the deblurring target in the
     input's normalized space: when degraded on the fly, the in-focus reference at the frame's own exposure,
-    `Degraded.reference`; read from disk, the stored reference as it is), has_sharp, diagnosis (-1 unknown), blur_level (-1 unknown), blur_map [H/32,W/32] (NaN unknown),
+    `Degraded.reference`; read from disk, the stored reference as it is), has_sharp, diagnosis (-1 unknown),
+    blur_level (-1 unknown), blur_kind (`blur_kind_index`, -1 unknown), blur_map [H/32,W/32] (NaN unknown),
     index. `level` fixes the blur level of on-the-fly degradation (evaluation per level)."""
 
     def __init__(self, root: str | Path, rows, class_names: list[str], cfg: DataConfig, *, train: bool,
@@ -198,6 +210,7 @@ class ManifestDataset(Dataset):
             level = self.level if self.level is not None else int(rng.choice(self.levels))
             degraded = degrade(sharp, rng, self.degrade_cfg, level=level)
             image, blur_level, blur_map = degraded.image, int(degraded.blur_level), degraded.blur_map
+            blur_kind = blur_kind_index(degraded.kind, blur_level)
             sharp = degraded.reference(sharp)
             has_sharp = True
         else:
@@ -208,6 +221,7 @@ class ManifestDataset(Dataset):
             has_sharp = bool(row.sharp_path)
             sharp = self._read(row.sharp_path)[y:y + h, x:x + w] if has_sharp else np.zeros_like(image)
             blur_map = self._recorded_blur_map(row, blur_level, y, x, h, w)
+            blur_kind = blur_kind_index(row.extra.get("blur_kind"), blur_level)
         if self.train and self.cfg.flips:
             k = int(rng.integers(0, 4))
             if image.shape[0] != image.shape[1]:
@@ -225,6 +239,7 @@ class ManifestDataset(Dataset):
             "has_sharp": torch.tensor(has_sharp),
             "diagnosis": torch.tensor(diagnosis, dtype=torch.long),
             "blur_level": torch.tensor(blur_level, dtype=torch.long),
+            "blur_kind": torch.tensor(blur_kind, dtype=torch.long),
             "blur_map": torch.from_numpy(np.ascontiguousarray(blur_map, dtype=np.float32)),
             "index": torch.tensor(index, dtype=torch.long),
         }

@@ -63,6 +63,7 @@ class LossConfig:
     frequency_weight: float = 0.1  # share of the FFT term in the deblurring loss
     deblur_pixel: str = "charbonnier"  # pixel term of the deblurring loss: charbonnier | mse | log_mse
     tile_blur_weight: float = 0.5  # per-tile blur-level cross-entropy, relative to the image-level one
+    blur_kind_weight: float = 0.5  # blur-kind cross-entropy (models with a blur-kind head), relative likewise
 
     def __post_init__(self):
         unknown = sorted(set(self.weights) - set(TASKS))
@@ -77,8 +78,9 @@ class LossConfig:
 
 class MultiTaskLoss(nn.Module):
     """Sum of weighted task losses. `batch` holds targets and masks:
-    diagnosis [N] long (-1 = unknown), blur_level [N] long (-1 = unknown), blur_map [N,h,w] float
-    (level units, NaN = unknown), sharp [N,1,H,W] with has_sharp [N] bool."""
+    diagnosis [N] long (-1 = unknown), blur_level [N] long (-1 = unknown), blur_kind [N] long (-1 = unknown;
+    read only for a model with a blur-kind head), blur_map [N,h,w] float (level units, NaN = unknown),
+    sharp [N,1,H,W] with has_sharp [N] bool."""
 
     def __init__(self, cfg: LossConfig, blur_levels: int, tasks: tuple[str, ...] = TASKS):
         if cfg.deblur_pixel not in PIXEL_LOSSES:
@@ -108,6 +110,10 @@ class MultiTaskLoss(nn.Module):
                 tile_level = torch.nan_to_num(tile_map).round().long().clamp(0, self.blur_levels - 1)
                 tile_ce = F.cross_entropy(out["tile_blur_logits"].float(), tile_level, reduction="none")
                 loss = loss + self.cfg.tile_blur_weight * (tile_ce * known).sum() / known.sum()
+            if "blur_kind_logits" in out:
+                kind = batch["blur_kind"]
+                kind_ce = F.cross_entropy(out["blur_kind_logits"].float(), kind.clamp_min(0), reduction="none")
+                loss = loss + self.cfg.blur_kind_weight * masked_mean(kind_ce, kind >= 0)
             losses["blur"] = loss
         if "quality" in self.tasks and "quality" in out:
             top = self.blur_levels - 1

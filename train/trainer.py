@@ -36,6 +36,7 @@ from ifrt.train.losses import LossConfig, MultiTaskLoss, psnr
 from ifrt.train.model import DeepMTND, ModelConfig, model_config, save_model
 from ifrt.train.model.bank_init import fit_deconvolution_bank
 from ifrt.train.model.io import atomic_write_text, load_matching_weights, module_paths
+from ifrt.train.model.kind_init import fit_blur_kind_head
 from ifrt.train.strict import dataclass_from_dict
 
 
@@ -246,11 +247,28 @@ def frozen_modules(model: nn.Module, names: list[str]) -> list[nn.Module]:
 BANK_FIT_IMAGES = 400  # training images the deconvolution bank's least-squares start sees (about 80 per level)
 
 
-def bank_is_new(model: nn.Module, loaded: dict[str, list[str]] | None) -> bool:
-    """Whether `model` has a deconvolution bank that init_from did not supply (a fresh run's bank is new)."""
-    if model.deblur is None or model.deblur.bank is None:
+KIND_FIT_IMAGES = 1000  # training images the blur-kind head's start sees (about 800 of them blurred)
+
+
+def is_new(model: nn.Module, module: str, tensor: str, loaded: dict[str, list[str]] | None) -> bool:
+    """Whether `model` has the submodule `module` (a dotted path) and init_from did not supply its `tensor`
+    (a fresh run's modules are all new). A fine-tune that adds a part keeps the rest as loaded."""
+    try:
+        if model.get_submodule(module) is None:
+            return False
+    except AttributeError:
         return False
-    return loaded is None or any(name.startswith("deblur.bank.") for name in loaded["new"] + loaded["reshaped"])
+    return loaded is None or f"{module}.{tensor}" in loaded["new"] + loaded["reshaped"]
+
+
+def bank_is_new(model: nn.Module, loaded: dict[str, list[str]] | None) -> bool:
+    """Whether `model` has a deconvolution bank whose filters init_from did not supply."""
+    return is_new(model, "deblur.bank", "filters.weight", loaded)
+
+
+def kind_head_is_new(model: nn.Module, loaded: dict[str, list[str]] | None) -> bool:
+    """Whether `model` has a blur-kind head whose classifier init_from did not supply."""
+    return is_new(model, "blur_kind", "feature_mean", loaded)
 
 
 def set_training(model: nn.Module, frozen: list[nn.Module]) -> None:
@@ -402,6 +420,12 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
         if dist_info.main:
             print("deconvolution bank fitted by least squares to " + ", ".join(
                 f"{n} level-{level}" for level, n in seen.items()) + " training images", file=sys.stderr)
+    if not resuming and kind_head_is_new(model, loaded):
+        fit = fit_blur_kind_head(model.blur_kind, (train_set[i] for i in range(min(KIND_FIT_IMAGES, len(train_set)))),
+                                 seed=train_cfg.seed)
+        if dist_info.main:
+            print(f"blur-kind head fitted to {fit['gaussian']} Gaussian-like and {fit['defocus']} defocused "
+                  f"training images (accuracy on them {fit['accuracy']:.3f})", file=sys.stderr)
     if dist_info.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(

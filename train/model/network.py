@@ -9,7 +9,9 @@
     diagnosis head: f32 + restored(r2 -> stride 32), FiLM(quality embedding) -> diagnosis_logits
 
 With `deblur_bank: true` a `DeconvolutionBank` adds a linear restoration of the image, steered per tile by the
-IQA head, as one more input of the decoder's full-resolution refinement. With `deblur_gate: quality` the
+IQA head, as one more input of the decoder's full-resolution refinement. With `deblur_kind: true` a
+`BlurKindHead` tells defocus from Gaussian-like blur from the frame's tile spectrum, and its probabilities
+modulate the refinement and shift the bank's mixing. With `deblur_gate: quality` the
 deblurring residual is scaled per pixel by a learned function of the (upsampled) quality map, so in-focus
 regions pass through unchanged.
 `hier` is the figure above; `flat` keeps the three heads but cuts the two arrows into the diagnosis;
@@ -17,6 +19,8 @@ regions pass through unchanged.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -80,20 +84,85 @@ class DeconvolutionBank(nn.Module):
     and gained nothing at level 2, see DEVELOPERS.md). Sample i of the stride-2 grid sits at the
     centre of input pixels 2i and 2i+1, which is where bilinear upsampling (align_corners=False) puts it.
     `ifrt.train.model.bank_init` starts filter l as the least-squares restoration of level-l training images
-    and the mixing as a lookup of the tile's level probabilities."""
+    and the mixing as a lookup of the tile's level probabilities. Without `deblur_bank_in_focus` the in-focus
+    filter is kept (so weights move between banks with and without it) but not applied. With a blur-kind head
+    the frame's kind probabilities shift the mixing (`mix_kind`, starting at zero)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         span = cfg.deblur_bank_span
+        self.first_level = 0 if cfg.deblur_bank_in_focus else 1
         self.filters = nn.Conv2d(1, cfg.blur_levels, span, stride=2, padding=span // 2 - 1, bias=False)
         self.mix = nn.Conv2d(cfg.iqa_width + cfg.blur_levels, cfg.blur_levels, 1)
+        self.mix_kind = nn.Linear(len(BLUR_KINDS), cfg.blur_levels, bias=False) if cfg.deblur_kind else None
+        if self.mix_kind is not None:
+            nn.init.zeros_(self.mix_kind.weight)
 
-    def forward(self, image: torch.Tensor, iqa_features: torch.Tensor, tile_blur_logits: torch.Tensor) -> torch.Tensor:
-        responses = self.filters(image)
+    def forward(self, image: torch.Tensor, iqa_features: torch.Tensor, tile_blur_logits: torch.Tensor,
+                kind: torch.Tensor | None = None) -> torch.Tensor:
+        first = self.first_level
+        responses = F.conv2d(image, self.filters.weight[first:], stride=self.filters.stride,
+                             padding=self.filters.padding)
         mix = self.mix(torch.cat([iqa_features, torch.softmax(tile_blur_logits, dim=1)], dim=1))
-        mix = F.interpolate(mix, size=responses.shape[-2:], mode="bilinear", align_corners=False)
+        if self.mix_kind is not None:
+            mix = mix + self.mix_kind(kind)[:, :, None, None]
+        mix = F.interpolate(mix[:, first:], size=responses.shape[-2:], mode="bilinear", align_corners=False)
         linear = (responses * mix).sum(dim=1, keepdim=True)
         return F.interpolate(linear, size=image.shape[-2:], mode="bilinear", align_corners=False)
+
+
+BLUR_KINDS = ("gaussian", "defocus")  # the blur-kind head's classes; spatially varying blur is Gaussian-like
+
+
+def spectral_kernels(tile: int, radii: int, orientations: int) -> torch.Tensor:
+    """[2 * radii * orientations, 1, tile, tile]: Hann-windowed cosine and sine kernels at 1..radii cycles per
+    tile and `orientations` directions over a half-turn, each made zero-mean (so a tile's response is that of
+    the tile minus its mean: its brightness does not leak into the low frequencies) and scaled by 1/tile (so
+    the responses stay far inside float16's range). Order: radius, orientation, (cosine, sine)."""
+    window = torch.hann_window(tile, periodic=False, dtype=torch.float64)
+    window = window[:, None] * window[None, :]
+    y, x = torch.meshgrid(torch.arange(tile, dtype=torch.float64), torch.arange(tile, dtype=torch.float64),
+                          indexing="ij")
+    kernels = []
+    for radius in range(1, radii + 1):
+        for o in range(orientations):
+            angle = math.pi * o / orientations
+            phase = 2 * math.pi * radius * (math.sin(angle) * y + math.cos(angle) * x) / tile
+            for wave in (torch.cos(phase), torch.sin(phase)):
+                k = window * wave
+                kernels.append((k - k.mean()) / tile)
+    return torch.stack(kernels)[:, None].float()
+
+
+class BlurKindHead(nn.Module):
+    """Whether a frame is blurred by defocus (the widefield PSF, a ringed disk) or by Gaussian-like blur, from
+    its mean amplitude spectrum over 32x32 tiles (Welch's method): a fixed convolution at stride 32 with
+    `spectral_kernels` (15 radii x 4 orientations, 63 MFLOPs at 512x512), the amplitude of each frequency
+    averaged over orientations and tiles, its log relative to the lowest radius, standardized, through a small
+    MLP. The kind shows only frame-wide, in the spectrum's shape; local features do not tell it (DEVELOPERS.md).
+    Amplitudes rather than powers keep the dynamic range within float16. The standardization is fitted to
+    training frames (`ifrt.train.model.kind_init`); logits [N, 2] in `BLUR_KINDS` order."""
+
+    RADII, ORIENTATIONS = 15, 4
+
+    def __init__(self, hidden: int = 32):
+        super().__init__()
+        self.register_buffer("kernels", spectral_kernels(TILE, self.RADII, self.ORIENTATIONS), persistent=False)
+        self.register_buffer("feature_mean", torch.zeros(self.RADII - 1))
+        self.register_buffer("feature_std", torch.ones(self.RADII - 1))
+        self.mlp = nn.Sequential(nn.Linear(self.RADII - 1, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, hidden),
+                                 nn.ReLU(inplace=True), nn.Linear(hidden, len(BLUR_KINDS)))
+
+    def spectrum(self, image: torch.Tensor) -> torch.Tensor:
+        """[N, 1, H, W] -> [N, RADII - 1]: log mean amplitude at radii 2..15 relative to radius 1."""
+        responses = F.conv2d(image, self.kernels, stride=TILE).abs()
+        n = image.shape[0]
+        amplitude = responses.reshape(n, self.RADII, -1).mean(dim=-1)
+        log = torch.log(amplitude + 1e-6)
+        return log[:, 1:] - log[:, :1]
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.mlp((self.spectrum(image) - self.feature_mean) / self.feature_std)
 
 
 class DeblurDecoder(nn.Module):
@@ -121,22 +190,33 @@ class DeblurDecoder(nn.Module):
             # start at zero: a decoder trained without a bank keeps its exact output until these learn.
             self.refine_linear = nn.Conv2d(1, self.refine[0].out_channels, 3, padding=1, bias=False)
             nn.init.zeros_(self.refine_linear.weight)
+        # With a blur-kind head, the kind probabilities modulate each hidden layer of the refinement (FiLM,
+        # starting as the identity), so one refinement serves defocus and Gaussian-like blur alike.
+        self.kind_film = nn.ModuleList(
+            FiLM(len(BLUR_KINDS), cfg.refine_width) for _ in range(cfg.refine_depth - 1)) if cfg.deblur_kind else None
         # gate = sigmoid(slope * (1 - quality) + offset); starts near 0.05 in focus (quality 1) and 0.9 at
         # quality 0.75 (blur level 1 of 4).
         self.gate = nn.Parameter(torch.tensor([21.0, -3.0])) if cfg.deblur_gate == "quality" else None
 
-    def forward(self, image, f2, f4, f8, iqa=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image, f2, f4, f8, iqa=None, kind=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`kind`: the blur-kind head's probabilities [N, 2], needed when the decoder has `kind_film`."""
         restored = self.up2(self.up4(f8, f4), f2)
         full = F.pixel_shuffle(self.to_full(restored), 2)
-        if self.bank is None:
-            residual = self.refine(torch.cat([full, image], dim=1))
-        else:
+        if self.kind_film is not None and kind is None:
+            raise ValueError("this decoder's refinement is modulated by the blur kind (model.deblur_kind=true): "
+                             "pass the blur-kind head's probabilities")
+        hidden = self.refine[0](torch.cat([full, image], dim=1))
+        if self.bank is not None:
             if iqa is None:
                 raise ValueError("this decoder's deconvolution bank is steered by the IQA head "
                                  "(model.deblur_bank=true): pass the IQA head's outputs")
-            linear = self.bank(image, iqa["features"], iqa["tile_blur_logits"])
-            first = self.refine[0](torch.cat([full, image], dim=1)) + self.refine_linear(linear)
-            residual = self.refine[1:](first)
+            hidden = hidden + self.refine_linear(self.bank(image, iqa["features"], iqa["tile_blur_logits"], kind))
+        # refine = conv, (ReLU, conv) * (depth - 1): each hidden conv's output is modulated before its ReLU.
+        for i, layer in enumerate(self.refine[1:]):
+            if self.kind_film is not None and i % 2 == 0:
+                hidden = self.kind_film[i // 2](hidden, kind[:, :, None, None])
+            hidden = layer(hidden)
+        residual = hidden
         if self.gate is not None:
             if iqa is None:
                 raise ValueError("this decoder's residual is gated by quality (model.deblur_gate=quality): "
@@ -223,11 +303,13 @@ class DeepMTND(nn.Module):
         multitask = cfg.variant != "st"
         self.deblur = DeblurDecoder(cfg) if multitask else None
         self.iqa = IQAHead(cfg) if multitask else None
+        self.blur_kind = BlurKindHead() if cfg.deblur_kind else None
         self.diagnosis = DiagnosisHead(cfg, hierarchical=cfg.variant == "hier")
 
     def forward(self, image: torch.Tensor, with_tiles: bool = False) -> dict[str, torch.Tensor]:
         """The contract's outputs; `with_tiles` adds `tile_blur_logits` [N,L,H/32,W/32] for the per-tile
-        blur loss (training only, not part of the exported graph)."""
+        blur loss and, with a blur-kind head, `blur_kind_logits` [N,2] for its loss (training only, not part of
+        the exported graph)."""
         outputs = self._outputs(image)
         if with_tiles:
             return outputs
@@ -243,14 +325,17 @@ class DeepMTND(nn.Module):
         if self.cfg.variant == "st":
             return {"diagnosis_logits": self.diagnosis(f32)}
         iqa = self.iqa(f8)
-        deblurred, restored = self.deblur(image, f2, f4, f8, iqa)
+        kind_logits = self.blur_kind(image) if self.blur_kind is not None else None
+        kind = torch.softmax(kind_logits, dim=1) if kind_logits is not None else None
+        deblurred, restored = self.deblur(image, f2, f4, f8, iqa, kind)
         if self.cfg.variant == "hier":
             logits = self.diagnosis(f32, restored, iqa)
         else:
             logits = self.diagnosis(f32)
         return {"diagnosis_logits": logits, "blur_logits": iqa["blur_logits"], "quality": iqa["quality"],
                 "quality_map": iqa["quality_map"], "deblurred": deblurred, "certainty": iqa["certainty"],
-                "tile_blur_logits": iqa["tile_blur_logits"]}
+                "tile_blur_logits": iqa["tile_blur_logits"],
+                **({"blur_kind_logits": kind_logits} if kind_logits is not None else {})}
 
     def focus_model(self) -> FocusNet:
         """The separable live-feedback graph (encoder_low + IQA head), sharing these weights."""
