@@ -28,11 +28,15 @@ def tiny_package(tmp_path_factory):
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("tiny_package")
-    # Gated deblurring, a deeper refinement and the deconvolution bank, as the default model has: their operators
-    # are in the graphs.
+    # Gated deblurring, a deeper refinement, the deconvolution bank without its in-focus filter and the blur-kind
+    # head, as the default model has: their operators are in the graphs.
     model = build_model(model_config("tiny", "hier", class_names=["IgAN", "MN", "DN", "LN"], deblur_gate="quality",
-                                     refine_width=6, refine_depth=3, deblur_bank=True,
-                                     class_prior=[0.4, 0.3, 0.2, 0.1]))
+                                     refine_width=6, refine_depth=3, deblur_bank=True, deblur_bank_in_focus=False,
+                                     deblur_kind=True, class_prior=[0.4, 0.3, 0.2, 0.1]))
+    with torch.no_grad():  # as trained: the parts that start at zero (the identity) are not, so every path counts
+        for name, weight in model.named_parameters():
+            if weight.ndim > 1 and not weight.any():
+                weight.normal_(0, 0.1)
     save_model(model, root, extra={"train": {"epochs": 0}})
     pipeline.export_onnx(root, root, fp16=True, calibration_count=8, calibration_size=64,
                          options=OnnxExportOptions(example_size=64))
