@@ -34,7 +34,7 @@ def tiny_package(tmp_path_factory):
                                      refine_width=6, refine_depth=3, deblur_bank=True, deblur_bank_in_focus=False,
                                      deblur_kind=True, class_prior=[0.4, 0.3, 0.2, 0.1]))
     with torch.no_grad():  # as trained: the parts that start at zero (the identity) are not, so every path counts
-        for name, weight in model.named_parameters():
+        for weight in model.parameters():
             if weight.ndim > 1 and not weight.any():
                 weight.normal_(0, 0.1)
     save_model(model, root, extra={"train": {"epochs": 0}})

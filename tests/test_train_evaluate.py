@@ -22,8 +22,9 @@ def report_dir(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("eval")
     database = make_tiny_database(root / "db")
-    for variant in ("st", "hier"):
-        train(database, load_config(TINY, {"model": {"variant": variant}, "train": {"epochs": 1}}), root / variant)
+    for variant in ("st", "hier"):  # the hierarchical model with a blur-kind head, whose verdicts are scored too
+        model = {"variant": variant, **({"deblur_kind": True} if variant == "hier" else {})}
+        train(database, load_config(TINY, {"model": model, "train": {"epochs": 1}}), root / variant)
     out = root / "report"
     proc = run_ifrt("eval", "--model", str(root / "st"), "--model", str(root / "hier"), "--data", str(database),
                     "--out", str(out), "--deblur-images", "2", "--natural-draws", "1")
@@ -75,6 +76,10 @@ def test_deblurring_is_compared_with_the_input_and_richardson_lucy_per_kind_and_
         # the bound is given the frame's own PSF, spectrum and noise; the filter only the level's PSF
         assert entry["wiener_oracle"]["psnr"] >= entry["wiener_level_psf"]["psnr"]
         assert entry["hier"]["psnr_gain_vs_input"] == pytest.approx(entry["hier"]["psnr"] - entry["input"]["psnr"])
+        # two frames per level: the kind head named the kind of none, one or both
+        assert entry["hier"]["blur_kind_accuracy"] in (0.0, 0.5, 1.0)
+    assert all("blur_kind_accuracy" not in e["hier"] for lv, e in report["deblur"]["per_kind"][kind].items()
+               if lv == "0")  # in focus there is no kind to name
 
 
 def _blurred_with_noise(sigma, noise, seed=0):
@@ -158,7 +163,7 @@ def test_each_model_is_reported_with_its_size_and_cost(report, report_dir):
 
     for variant in ("st", "hier"):
         entry = report["models"][variant]
-        network = DeepMTND(model_config("tiny", variant))
+        network = DeepMTND(model_config("tiny", variant, **({"deblur_kind": True} if variant == "hier" else {})))
         assert entry["params"] == sum(p.numel() for p in network.parameters())
         assert entry["gflops_512"] == pytest.approx(count_flops(network, 512, 512) / 1e9)
     assert report["models"]["st"]["gflops_512"] < report["models"]["hier"]["gflops_512"]
@@ -170,5 +175,6 @@ def test_each_model_is_reported_with_its_size_and_cost(report, report_dir):
 def test_markdown_report_and_plots_are_written(report_dir):
     text = (report_dir / "report.md").read_text()
     assert "| st (st) |" in text and "| hier (hier) |" in text and "Richardson-Lucy" in text
+    assert text.count("hier names the blur kind of ") == 2  # under the Gaussian and the defocus table
     for name in ("accuracy_per_level.png", "quality_per_level.png", "confusion_hier.png", "reliability_st.png"):
         assert (report_dir / name).stat().st_size > 1000, name

@@ -25,7 +25,7 @@ from ifrt.normalize import apply_range, percentile_range
 from ifrt.patients import combine_probabilities
 from ifrt.train import metrics as M
 from ifrt.train.data.degrade import KINDS, DegradeConfig, blur_level_count, degrade, level_psf
-from ifrt.train.dataset import DataConfig, ManifestDataset, read_signal, rows_for_split
+from ifrt.train.dataset import BLUR_KIND_CLASS, DataConfig, ManifestDataset, read_signal, rows_for_split
 from ifrt.train.model import DeepMTND, load_model, read_model_record
 from ifrt.train.model.io import atomic_write_text, count_flops, resolve_model_dir
 
@@ -247,6 +247,7 @@ def _deblur_level(deblurring: dict[str, DeepMTND], sharps: list[np.ndarray], cfg
     from skimage.restoration import richardson_lucy
 
     scores: dict[str, list] = {"input": []}
+    kind_right: dict[str, list] = {}  # per model with a blur-kind head: whether it named this frame's kind
     rl_scores: dict[int, list] = {n: [] for n in rl_iterations}
     wiener_scores: dict[float, list] = {nsr: [] for nsr in WIENER_NSR}
     nominal_psf = level_psf(kind, lv, cfg) if lv > 0 else None
@@ -260,8 +261,12 @@ def _deblur_level(deblurring: dict[str, DeepMTND], sharps: list[np.ndarray], cfg
         with torch.no_grad():
             image = torch.from_numpy(x)[None, None]
             for name, model in deblurring.items():
-                y = model(image)["deblurred"][0, 0].numpy()
+                out = model(image, with_tiles=True)
+                y = out["deblurred"][0, 0].numpy()
                 scores.setdefault(name, []).append((M.psnr(y, target), M.ssim(y, target)))
+                if "blur_kind_logits" in out and lv > 0:
+                    right = int(out["blur_kind_logits"][0].argmax()) == BLUR_KIND_CLASS[kind]
+                    kind_right.setdefault(name, []).append(right)
         if d.psf is None:  # in focus: no blur to invert
             continue
         y = wiener_oracle(x, target, d.psf)
@@ -274,6 +279,8 @@ def _deblur_level(deblurring: dict[str, DeepMTND], sharps: list[np.ndarray], cfg
             y = apply_range(restored, lo, hi)
             rl_scores[n].append((M.psnr(y, target), M.ssim(y, target)))
     entry = {name: _mean_scores(v) for name, v in scores.items()}
+    for name, right in kind_right.items():
+        entry[name]["blur_kind_accuracy"] = float(np.mean(right))
     if lv > 0:
         best_n = _best_setting(rl_scores)
         entry["richardson_lucy"] = {**_mean_scores(rl_scores[best_n]), "iterations": best_n}
@@ -477,6 +484,12 @@ def markdown(report: dict) -> str:
             for lv, e in table.items():
                 lines.append(f"| {lv} | {e['input']['psnr']:.2f} / {e['input']['ssim']:.3f} | " + " | ".join(
                     f"{e[n]['psnr']:.2f} / {e[n]['ssim']:.3f}" if n in e else "—" for n in names) + " |")
+            for name in names:
+                kind_accuracy = [f"{e[name]['blur_kind_accuracy']:.3f}" for e in table.values()
+                                 if "blur_kind_accuracy" in e.get(name, {})]
+                if kind_accuracy:
+                    lines += ["", f"{name} names the blur kind of {' / '.join(kind_accuracy)} of these frames "
+                              f"(levels 1 to {len(kind_accuracy)})."]
     nat = report.get("natural_images")
     if nat and "mean" in nat:
         lines += ["", f"## Quality on non-glomerulus pictures ({len(nat['images'])} scikit-image pictures, "
