@@ -75,6 +75,16 @@ def test_the_kind_head_starts_fitted_and_tells_defocus_from_gaussian_blur_on_new
     assert float((predicted == truth).float().mean()) >= 0.8
 
 
+def test_a_frozen_kind_head_still_starts_fitted_and_stays_frozen():
+    head = BlurKindHead()
+    for p in head.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():  # as a caller's context might be
+        fit = fit_blur_kind_head(head, frames_of_kind("gaussian", 6, 1) + frames_of_kind("defocus", 6, 2))
+    assert fit["accuracy"] > 0.8
+    assert all(not p.requires_grad and p.grad is None for p in head.parameters())
+
+
 def test_the_kind_head_refuses_frames_of_one_kind_only():
     with pytest.raises(ValueError, match="every kind.*'defocus': 0"):
         fit_blur_kind_head(BlurKindHead(), frames_of_kind("gaussian", 3, 1))

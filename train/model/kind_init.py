@@ -45,14 +45,23 @@ def fit_blur_kind_head(head: BlurKindHead, samples: Iterable[dict[str, torch.Ten
         for layer in head.mlp:
             if isinstance(layer, torch.nn.Linear):
                 bound = 1 / layer.in_features ** 0.5
-                layer.weight.copy_(torch.empty_like(layer.weight).uniform_(-bound, bound, generator=generator))
+                # drawn on the CPU, whose generator serves any device the head lives on
+                layer.weight.copy_(torch.empty(layer.weight.shape).uniform_(-bound, bound, generator=generator))
                 layer.bias.zero_()
     z = (x - head.feature_mean) / head.feature_std
-    optimizer = torch.optim.Adam(head.mlp.parameters(), lr=FIT_LR)
-    for _ in range(FIT_STEPS):
-        optimizer.zero_grad()
-        F.cross_entropy(head.mlp(z), target).backward()
-        optimizer.step()
+    parameters = list(head.mlp.parameters())
+    trainable = [p.requires_grad for p in parameters]  # a head frozen for the run still starts fitted
+    optimizer = torch.optim.Adam(parameters, lr=FIT_LR)
+    with torch.enable_grad():
+        for p in parameters:
+            p.requires_grad_(True)
+        for _ in range(FIT_STEPS):
+            optimizer.zero_grad()
+            F.cross_entropy(head.mlp(z), target).backward()
+            optimizer.step()
+    for p, flag in zip(parameters, trainable, strict=True):
+        p.requires_grad_(flag)
+        p.grad = None
     with torch.no_grad():
         accuracy = float((head.mlp(z).argmax(1) == target).float().mean())
     return {**dict(zip(BLUR_KINDS, counts, strict=True)), "accuracy": accuracy}
