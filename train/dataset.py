@@ -27,12 +27,13 @@ from ifrt.normalize import apply_range, percentile_range
 from ifrt.train.data import noise
 from ifrt.train.data.degrade import DegradeConfig, blur_level_count, degrade
 from ifrt.train.data.manifest import read_manifest
+from ifrt.train.model.network import BLUR_KINDS
 from ifrt.train.strict import dataclass_from_dict
 
 TILE = 32
-# The blur-kind target's classes, in the order of the blur-kind head's logits (`network.BLUR_KINDS`):
-# spatially varying blur is Gaussian-like.
-BLUR_KIND_CLASS = {"gaussian": 0, "spatial": 0, "defocus": 1}
+# The blur-kind target's class for each kind the degradation draws: its index among the blur-kind head's
+# logits (`BLUR_KINDS`); spatially varying blur is Gaussian-like.
+BLUR_KIND_CLASS = {**{kind: i for i, kind in enumerate(BLUR_KINDS)}, "spatial": BLUR_KINDS.index("gaussian")}
 
 
 @dataclass

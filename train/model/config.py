@@ -44,7 +44,7 @@ class ModelConfig:
     # restoration is whatever the mixing makes of the blurred levels' filters (the quality gate passes such
     # tiles through anyway), and the bank costs one filter less (0.076 GFLOPs at 512x512).
     deblur_bank_in_focus: bool = True
-    # A blur-kind head (`BlurKindHead`: defocus or Gaussian-like, from the frame's mean tile power spectrum)
+    # A blur-kind head (`BlurKindHead`: defocus or Gaussian-like, from the frame's mean tile amplitude spectrum)
     # whose probabilities modulate the deblurring refinement and the bank's mixing.
     deblur_kind: bool = False
     iqa_width: int = 48
