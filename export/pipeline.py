@@ -12,7 +12,7 @@ import torch
 
 from . import calibration
 from .fp16 import check_fp16_range, fp16_sidecar
-from .graphs import GRAPHS
+from .graphs import GRAPHS, graph_module
 from .int8 import quantize_int8
 from .metadata import write_sidecar
 from .onnx_export import OnnxExportOptions, export_graph
@@ -74,9 +74,10 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
     calib = load_calibration(calibration_source, calibration_count, calibration_size)
     report: dict = {"model": os.path.relpath(model_dir, out_dir), "calibration": {"source": calib.source, "images": len(calib.images),
                                                               "size": calibration_size}, "graphs": {}}
-    activation = check_fp16_range(model, torch.from_numpy(calib.images)) if fp16 else None
-    if activation:
-        report["fp16_largest_activation"] = {"value": activation.largest, "layer": activation.layer}
+    # Each graph's own range (the focus graph runs only part of the network), all measured before any file
+    # is written, so an FP16 refusal leaves nothing behind.
+    activations = {graph: check_fp16_range(graph_module(model, graph).network, torch.from_numpy(calib.images))
+                   for graph in graphs} if fp16 else {}
     problems: list[str] = []
     for graph in graphs:
         path = export_graph(model, record, graph, out_dir / f"{graph}.onnx", options)
@@ -87,9 +88,11 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
         found = _check_fp32(graph, fp32)
         if fp16 and not found:
             path16 = export_graph(model, record, graph, out_dir / f"{graph}.fp16.onnx", options, "fp16",
-                                  fp16_sidecar(activation))
+                                  fp16_sidecar(activations[graph]))
             fp16_report = compare(reference, onnx_outputs(path16, calib.images), calib.sharp)
             entry["fp16_vs_torch"] = fp16_report
+            entry["fp16_largest_activation"] = {"value": activations[graph].largest,
+                                                "layer": activations[graph].layer}
             entry["fp16_file"] = path16.name
             fp16_problems = _check_fp16(graph, fp16_report)
             if fp16_problems:

@@ -94,6 +94,25 @@ def test_fp16_is_refused_when_an_activation_exceeds_the_safe_range(model_dir):
         fp16.check_fp16_range(model, images)
 
 
+def test_each_fp16_sidecar_records_the_range_of_its_own_graph(exported):
+    from ifrt.export import calibration
+    from ifrt.train.model import load_model
+
+    out, report = exported
+    model = load_model(out)
+    images = torch.from_numpy(calibration.synthetic(report["calibration"]["images"],
+                                                    report["calibration"]["size"]).images)
+    focus_layers = {name for name, _ in model.focus_model().named_modules()}
+    for graph, network in (("full", model), ("focus", model.focus_model())):
+        check = json.loads((out / f"{graph}.fp16.onnx.json").read_text())["fp16_check"]
+        expected = fp16.largest_activation(network, images)
+        assert check["layer"] == expected.layer
+        assert check["largest_activation"] == pytest.approx(expected.largest, rel=1e-6)
+        assert report["graphs"][graph]["fp16_largest_activation"]["layer"] == expected.layer
+    focus_check = json.loads((out / "focus.fp16.onnx.json").read_text())["fp16_check"]
+    assert focus_check["layer"] in focus_layers
+
+
 def test_every_operator_is_supported_by_the_tensorrt_parser(exported):
     out, report = exported
     assert trt_ops.support_table()["tensorrt_version"].startswith("10.")
