@@ -87,12 +87,12 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
                  "unsupported_by_tensorrt": unsupported_operators(onnx.load(str(path)))}
         found = _check_fp32(graph, fp32)
         if fp16 and not found:
+            range_check = fp16_sidecar(activations[graph])
             path16 = export_graph(model, record, graph, out_dir / f"{graph}.fp16.onnx", options, "fp16",
-                                  fp16_sidecar(activations[graph]))
+                                  range_check)
             fp16_report = compare(reference, onnx_outputs(path16, calib.images), calib.sharp)
             entry["fp16_vs_torch"] = fp16_report
-            entry["fp16_largest_activation"] = {"value": activations[graph].largest,
-                                                "layer": activations[graph].layer}
+            entry.update(range_check)  # the same record as the fp16 sidecar's
             entry["fp16_file"] = path16.name
             fp16_problems = _check_fp16(graph, fp16_report)
             if fp16_problems:

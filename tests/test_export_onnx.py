@@ -108,7 +108,7 @@ def test_each_fp16_sidecar_records_the_range_of_its_own_graph(exported):
         expected = fp16.largest_activation(network, images)
         assert check["layer"] == expected.layer
         assert check["largest_activation"] == pytest.approx(expected.largest, rel=1e-6)
-        assert report["graphs"][graph]["fp16_largest_activation"]["layer"] == expected.layer
+        assert report["graphs"][graph]["fp16_check"]["layer"] == expected.layer
     focus_check = json.loads((out / "focus.fp16.onnx.json").read_text())["fp16_check"]
     assert focus_check["layer"] in focus_layers
 
