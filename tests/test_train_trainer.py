@@ -131,6 +131,50 @@ def test_unknown_loss_key_is_rejected_with_its_name(database, tmp_path):
         train(database, load_config(TINY, {"loss": {"deblur_pixle": "mse"}}), tmp_path)
 
 
+def _datasets(database, data):
+    from ifrt.train.trainer import build_everything, make_datasets
+
+    data_cfg, _, train_cfg, model_cfg, manifest = build_everything(database, load_config(TINY, {"data": data}))
+    return make_datasets(database, manifest, data_cfg, train_cfg, model_cfg)
+
+
+def _kinds_and_levels(dataset):
+    from ifrt.train.model.network import BLUR_KINDS
+
+    samples = [dataset[i] for i in range(len(dataset))]
+    kinds = {BLUR_KINDS[int(s["blur_kind"])] for s in samples if int(s["blur_kind"]) >= 0}
+    return kinds, {int(s["blur_level"]) for s in samples}
+
+
+def test_validation_draws_its_own_blur_mix_and_levels_so_runs_trained_differently_validate_alike(database):
+    gaussian_only = {"degrade": {"p_defocus": 0.0, "p_spatial": 0.0}, "content_diversity": 0.0}
+    train_set, val_set = _datasets(database, {**gaussian_only, "val_degrade": {"p_defocus": 1.0}, "val_levels": [3]})
+    assert _kinds_and_levels(train_set)[0] == {"gaussian"}
+    assert _kinds_and_levels(val_set) == ({"defocus"}, {3})
+    # Without val_degrade, validation follows the training mix (the run's own draw).
+    assert _kinds_and_levels(_datasets(database, gaussian_only)[1])[0] == {"gaussian"}
+    # Two runs trained on different mixes but validating on the same one see the very same frames.
+    defocus_run = {"degrade": {"p_defocus": 1.0, "p_spatial": 0.0}, "content_diversity": 0.0}
+    same = {"val_degrade": {"p_defocus": 0.5, "p_spatial": 0.25}}
+    a, b = _datasets(database, {**gaussian_only, **same})[1], _datasets(database, {**defocus_run, **same})[1]
+    for i in range(len(a)):
+        assert torch.equal(a[i]["image"], b[i]["image"]) and torch.equal(a[i]["sharp"], b[i]["sharp"])
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"val_degrade": {"sigmas": [0.0, 2.0]}}, r"data.val_degrade.sigmas: the blur levels are the labels"),
+    ({"val_degrade": {"p_defokus": 1.0}}, r"data.val_degrade \(on top of data.degrade\) has unknown keys \['p_defokus'\]"),
+    ({"val_degrade": {"p_defocus": 0.9}}, r"data.val_degrade \(on top of data.degrade\): p_defocus \+ p_spatial"),
+    ({"degrade": {"p_defokus": 1.0}}, r"data.degrade has unknown keys \['p_defokus'\]"),
+    ({"levels": [5]}, r"data.levels=\[5\]: give blur levels among 0..4"),
+    ({"val_levels": []}, r"data.val_levels=\[\]: give blur levels among 0..4"),
+])
+def test_bad_degradation_settings_are_refused_before_training_naming_the_setting(database, tmp_path, data, message):
+    with pytest.raises(ValueError, match=message):
+        train(database, load_config(TINY, {"data": data}), tmp_path)
+    assert not (tmp_path / "config.yaml").exists()
+
+
 def test_a_runs_own_config_trains_again_and_a_config_disagreeing_with_the_database_is_refused(
         cli_run, database, tmp_path):
     import yaml

@@ -44,13 +44,34 @@ class DataConfig:
     flips: bool = True
     on_the_fly: bool = True  # re-degrade rows that have an in-focus reference
     degrade: dict = field(default_factory=dict)  # DegradeConfig overrides
+    # Validation's own degradation: overrides on top of `degrade` (for example the blur-kind mix of another
+    # run, so that runs trained on different mixes validate on the same frames), and its blur levels (None:
+    # `levels`). The level sigmas are the labels, so they cannot differ from training's.
+    val_degrade: dict = field(default_factory=dict)
+    val_levels: list[int] | None = None
+
+    def __post_init__(self):
+        if "sigmas" in self.val_degrade:
+            raise ValueError("data.val_degrade.sigmas: the blur levels are the labels the model learns; set "
+                             "data.degrade.sigmas for training and validation alike")
+        count = blur_level_count(self.degrade_config())
+        _degrade_config({**self.degrade, **self.val_degrade}, "data.val_degrade (on top of data.degrade)")
+        for name, levels in (("levels", self.levels), ("val_levels", self.val_levels)):
+            if levels is not None and (not levels or any(not 0 <= int(lv) < count for lv in levels)):
+                raise ValueError(f"data.{name}={levels}: give blur levels among 0..{count - 1} (one at least)")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> DataConfig:
         return dataclass_from_dict(cls, d, "data config")
 
     def degrade_config(self) -> DegradeConfig:
-        return DegradeConfig(**self.degrade)
+        return _degrade_config(self.degrade, "data.degrade")
+
+    def for_validation(self) -> DataConfig:
+        """The config validation draws its frames with: `val_degrade` applied, `val_levels` as the levels."""
+        return dataclasses.replace(self, degrade={**self.degrade, **self.val_degrade}, val_degrade={},
+                                   levels=self.levels if self.val_levels is None else list(self.val_levels),
+                                   val_levels=None)
 
     def for_database(self, data_dir: Path) -> DataConfig:
         """This config with the database's recorded camera bit depth, unless the config sets one."""
@@ -58,6 +79,14 @@ class DataConfig:
         if depth is None or "bit_depth" in self.degrade:
             return self
         return dataclasses.replace(self, degrade={**self.degrade, "bit_depth": depth})
+
+
+def _degrade_config(overrides: dict, what: str) -> DegradeConfig:
+    """`DegradeConfig(**overrides)`, its errors prefixed with `what` (the config section they came from)."""
+    try:
+        return dataclass_from_dict(DegradeConfig, overrides, what)
+    except ValueError as e:
+        raise ValueError(str(e) if str(e).startswith(what) else f"{what}: {e}") from None
 
 
 def class_names_of(rows) -> list[str]:

@@ -367,6 +367,19 @@ def build_everything(data_dir: Path, config: dict):
     return data_cfg, loss_cfg, train_cfg, model_cfg, manifest
 
 
+def make_datasets(data_dir: Path, manifest: Path, data_cfg: DataConfig, train_cfg: TrainConfig,
+                  model_cfg: ModelConfig) -> tuple[ManifestDataset, ManifestDataset]:
+    """The training split, drawn anew each epoch, and the validation split, degraded the same way every
+    epoch as `data.val_degrade` and `data.val_levels` say."""
+    train_set = ManifestDataset(data_dir, rows_for_split(manifest, "train"), model_cfg.class_names, data_cfg,
+                                train=True, seed=train_cfg.seed, repeats=train_cfg.repeats,
+                                normalization=model_cfg.normalization)
+    val_set = ManifestDataset(data_dir, rows_for_split(manifest, "val"), model_cfg.class_names,
+                              data_cfg.for_validation(), train=False, seed=train_cfg.seed + 1,
+                              normalization=model_cfg.normalization)
+    return train_set, val_set
+
+
 def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
     """Train (or resume) into run_dir; returns the summary written to run_dir/summary.json."""
     data_dir, run_dir = Path(data_dir), Path(run_dir)
@@ -375,12 +388,7 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
     torch.set_num_threads(train_cfg.threads)
     torch.manual_seed(train_cfg.seed)
 
-    train_rows = rows_for_split(manifest, "train")
-    val_rows = rows_for_split(manifest, "val")
-    train_set = ManifestDataset(data_dir, train_rows, model_cfg.class_names, data_cfg, train=True,
-                                seed=train_cfg.seed, repeats=train_cfg.repeats, normalization=model_cfg.normalization)
-    val_set = ManifestDataset(data_dir, val_rows, model_cfg.class_names, data_cfg, train=False,
-                              seed=train_cfg.seed + 1, normalization=model_cfg.normalization)
+    train_set, val_set = make_datasets(data_dir, manifest, data_cfg, train_cfg, model_cfg)
 
     model = DeepMTND(model_cfg).to(device)
     if train_cfg.channels_last:
@@ -441,7 +449,7 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
 
     batches_per_epoch = len(train_set) // dist_info.world // train_cfg.batch_size
     if batches_per_epoch == 0:
-        raise ValueError(f"{len(train_rows)} training rows x {train_cfg.repeats} repeats is less than one batch "
+        raise ValueError(f"{len(train_set.rows)} training rows x {train_cfg.repeats} repeats is less than one batch "
                          f"of {train_cfg.batch_size} per process; lower train.batch_size")
     total_steps = batches_per_epoch * train_cfg.epochs
     log = MetricsLog(run_dir) if dist_info.main else None
