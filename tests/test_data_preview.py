@@ -1,12 +1,14 @@
 """`ifrt data preview`: a contact sheet, one row per class and one column per blur level."""
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
 
 from ifrt.imageio import read_image
 from ifrt.train.data.manifest import read_manifest
-from ifrt.train.data.preview import preview_sheet
+from ifrt.train.data.preview import captions, preview_sheet
 from ifrt.train.data.synth import synthesize_database
 
 
@@ -37,3 +39,14 @@ def test_command_writes_the_sheet(db, tmp_path, ifrt_cli):
     proc = ifrt_cli("data", "preview", str(db), "--out", str(tmp_path / "s.png"))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_blurred_cells_name_their_blur_kind_when_the_manifest_records_it(db):
+    rows = read_manifest(db)
+    blurred = [r for r in rows if r.blur_level]
+    assert blurred and all(captions(r)[1] == r.extra["blur_kind"] for r in blurred)
+    assert {captions(r)[1] for r in blurred} <= {"gaussian", "defocus", "spatial"}
+    in_focus = next(r for r in rows if r.blur_level == 0)
+    assert captions(in_focus) == (f"{in_focus.stain}  {in_focus.patient_id}", None)
+    unrecorded = dataclasses.replace(in_focus, blur_level=3, extra={})
+    assert captions(unrecorded)[1] is None

@@ -5,7 +5,9 @@ Each cell shows one image of that class and level, chosen deterministically amon
 candidates: a positive stain when the manifest has ifrt's `grade` column, then the one with the most
 contrast (so deposits, not a negative stain's autofluorescence, are what one sees),
 scaled by its own percentiles (1, 99.8) and shown in green as an FITC image would be. The stain and
-patient are written in the cell's corner; an empty cell says "none".
+patient are written in the cell's lower corner and, for a blurred image whose manifest row records it, the
+blur kind in the upper one (a spatially varying blur is labelled by its mean severity, so parts of such a
+frame can look sharper than its level); an empty cell says "none".
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ def _text(canvas, text, org, scale=0.45, colour=(255, 255, 255)):
     cv2.putText(canvas, text, org, _FONT, scale, colour, 1, cv2.LINE_AA)
 
 
+def captions(row: ManifestRow) -> tuple[str, str | None]:
+    """What a cell says of its image: stain and patient; the blur kind when the image is blurred and its row
+    records the kind (ifrt's own databases do), else None."""
+    kind = row.extra.get("blur_kind")
+    return f"{row.stain or '?'}  {row.patient_id}", (kind if kind and row.blur_level != 0 else None)
+
+
 def preview_sheet(dataset: str | os.PathLike, out: str | os.PathLike, *, thumb: int = 192) -> Path:
     """Write the contact sheet of `dataset` (folder or manifest) to `out` (PNG); returns its path."""
     manifest = manifest_path(dataset)
@@ -91,5 +100,8 @@ def preview_sheet(dataset: str | os.PathLike, out: str | os.PathLike, *, thumb: 
             row, image = picked
             sheet[y:y + thumb, x:x + thumb] = 0
             sheet[y:y + thumb, x:x + thumb, 1] = _display(image, thumb)
-            _text(sheet, f"{row.stain or '?'}  {row.patient_id}", (x + 4, y + thumb - 6), 0.4)
+            below, above = captions(row)
+            _text(sheet, below, (x + 4, y + thumb - 6), 0.4)
+            if above:
+                _text(sheet, above, (x + 4, y + 14), 0.4)
     return write_image_atomic(out, sheet)
