@@ -14,8 +14,11 @@ PREFIX = "ifrt."
 
 
 def config_hash(record: dict) -> str:
-    """sha256 of the training record (model config + training config), canonical JSON."""
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+    """sha256 of the training record (model.json: the network's config, the epoch and the validation metrics
+    it was chosen on) as canonical JSON, without its `card`: the card documents the model, so bringing it up
+    to date leaves the exported files as they are."""
+    provenance = {k: v for k, v in record.items() if k != "card"}
+    return hashlib.sha256(json.dumps(provenance, sort_keys=True).encode()).hexdigest()
 
 
 def model_metadata(record: dict, graph: str, precision: str, output_names: tuple[str, ...]) -> dict[str, str]:

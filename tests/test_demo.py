@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 import ifrt
 from ifrt.infer import read_records
 from ifrt.model_package import DEFAULT_MODEL_DIR, open_model
@@ -14,6 +16,17 @@ def test_default_model_is_bundled_verified_and_carries_its_metadata():
     assert sorted(package.class_names) == ["DN", "IgAN", "LN", "MN"]
     assert package.blur_levels == 5 and package.weights is not None
     assert (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text().lower().count("not for clinical use") >= 1
+
+
+def test_every_bundled_graph_was_exported_from_the_bundled_model_json():
+    """A model.json retrained or edited without exporting again would leave graphs of another model."""
+    pytest.importorskip("onnx")
+    from ifrt.export.metadata import config_hash
+
+    expected = config_hash(json.loads((DEFAULT_MODEL_DIR / "model.json").read_text()))
+    for graph in ("full", "focus", "full.fp16", "focus.fp16"):
+        sidecar = json.loads((DEFAULT_MODEL_DIR / f"{graph}.onnx.json").read_text())
+        assert sidecar["metadata"]["training_config_sha256"] == expected, graph
 
 
 def test_session_without_arguments_uses_the_default_model_and_reads_quality_of_a_sample(tmp_path):

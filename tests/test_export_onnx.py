@@ -50,6 +50,18 @@ def test_metadata_props_carry_classes_levels_normalization_and_version(exported)
     assert len(meta["training_config_sha256"]) == 64
 
 
+def test_training_record_hash_follows_the_model_and_not_its_card(exported):
+    from ifrt.export.metadata import config_hash
+
+    out, _ = exported
+    record = json.loads((out / "model.json").read_text())
+    meta = decode_metadata({p.key: p.value for p in onnx.load(str(out / "full.onnx")).metadata_props})
+    assert meta["training_config_sha256"] == config_hash(record)
+    assert config_hash({**record, "card": {"intended_use": "rewritten"}}) == config_hash(record)
+    assert config_hash({**record, "epoch": record.get("epoch", 0) + 1}) != config_hash(record)
+    assert config_hash({**record, "model": {**record["model"], "blur_levels": 4}}) != config_hash(record)
+
+
 def test_sidecar_records_the_onnx_sha256(exported):
     out, _ = exported
     sidecar = json.loads((out / "full.onnx.json").read_text())
