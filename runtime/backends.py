@@ -24,10 +24,22 @@ class BackendUnavailableError(RuntimeError):
     """The requested backend cannot run here; the message says what to install."""
 
 
+def require_onnx_graphs(package: ModelPackage, precision: str, backend: str) -> None:
+    """Refuse, when it loads, a package without ONNX graphs of `precision` (a training run's `best/` holds only
+    weights), so that `auto` moves on to the torch backend and an explicit choice says what to do."""
+    if not any((g if precision == "fp32" else f"{g}.{precision}") in package.graphs for g in ("full", "focus")):
+        found = ", ".join(sorted(package.graphs)) or "none"
+        raise BackendUnavailableError(
+            f"{package.root}: no {precision} ONNX graphs here (found: {found}), so the {backend} backend cannot run "
+            f"this model; export them with `ifrt export onnx {package.root}`"
+            + (" or use the torch backend" if package.weights is not None else ""))
+
+
 class OrtBackend:
     name = "ort"
 
     def __init__(self, package: ModelPackage, precision: str = "fp32", threads: int | None = None):
+        require_onnx_graphs(package, precision, self.name)
         import onnxruntime as ort
 
         self.package, self.precision = package, precision
@@ -94,6 +106,7 @@ class TrtBackend:
         cache = Path(cache_dir or os.environ.get("IFRT_ENGINE_CACHE", Path.home() / ".cache" / "ifrt" / "engines"))
         # TensorRT 11 takes FP16 only from the graph's own types: prefer the fp16 ONNX when it exists.
         onnx_precision = "fp16" if precision == "fp16" and f"full.{precision}" in package.graphs else "fp32"
+        require_onnx_graphs(package, onnx_precision, self.name)
         self._engines = {}
         try:
             for graph in ("full", "focus"):

@@ -19,7 +19,7 @@ class Result:
     blur_probabilities: np.ndarray  # [L]
     quality_map: np.ndarray  # [H/32, W/32] (of the padded frame), 1 = in focus
     certainty: np.ndarray  # [H/32, W/32], 1 - normalized entropy of the tile's blur-level estimate
-    reliable: bool  # False when the quality gate marks the diagnosis unreliable
+    reliable: bool  # False when a warning says why the diagnosis cannot be trusted (low quality, no structure)
     backend: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)

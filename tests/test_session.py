@@ -67,13 +67,53 @@ def test_large_frames_are_tiled_and_blended_to_full_size(tiny_package):
     assert result.quality_map.shape == (8, 12)
 
 
-def test_low_quality_marks_the_diagnosis_unreliable_with_advice(tiny_package):
-    strict = ifrt.Session(tiny_package, backend="ort", quality_threshold=1.01)
-    result = strict.predict(_glomeruli(1)[0])
-    assert not result.reliable
-    assert "re-acquire the image in focus" in result.warnings[0]
+def test_low_quality_marks_the_diagnosis_unreliable_with_advice_that_fits_the_blur():
+    from ifrt.commands.demo import SAMPLES
+
+    strict = ifrt.Session(backend="ort", quality_threshold=1.01)  # the bundled model: it knows blur
+    blurred = strict.predict(SAMPLES / "images/P00001/P00001_00_IgG.tif")  # blur level 3
+    assert not blurred.reliable and blurred.blur_level > 0
+    assert blurred.warnings[0].endswith(f"(blur level {blurred.blur_level}): the diagnosis is unreliable; "
+                                        "re-acquire the image in focus")
+    sharp = strict.predict(SAMPLES / "images/P00001/P00001_01_IgA.tif")  # in focus
+    assert not sharp.reliable and sharp.blur_level == 0
+    assert "although no blur is detected" in sharp.warnings[0] and "in focus" not in sharp.warnings[0]
+    lenient = ifrt.Session(backend="ort", quality_threshold=0.0)
+    assert lenient.predict(SAMPLES / "images/P00001/P00001_00_IgG.tif").warnings == []
+
+
+def test_quality_warning_never_shows_the_quality_rounded_up_to_its_threshold(tiny_package, ort_session):
+    image = _glomeruli(1)[0]
+    quality = ort_session.predict(image).quality
+    gate = ifrt.Session(tiny_package, backend="ort", quality_threshold=quality + 1e-5)
+    warning = gate.predict(image).warnings[0]
+    shown = float(warning.split("image quality ")[1].split()[0])
+    assert shown < gate.quality_threshold and f"is below {gate.quality_threshold:g}" in warning
+
+
+def test_contrast_to_noise_tells_structure_from_camera_noise():
+    from ifrt.session import MIN_CONTRAST_TO_NOISE, contrast_to_noise
+
+    def ratio(image):
+        lo, hi = np.percentile(image, (1, 99.8))
+        return contrast_to_noise(image, lo, hi)
+
+    rng = np.random.default_rng(0)
+    assert 4.5 < ratio(rng.normal(1000, 10, (256, 256)).astype(np.float32)) < 6.5 < MIN_CONTRAST_TO_NOISE
+    assert ratio(np.full((64, 64), 1000, np.uint16)) == 0.0
+    assert ratio(rng.poisson(0.3, (256, 256)).astype(np.uint16)) < MIN_CONTRAST_TO_NOISE  # a few photons, mostly 0
+    assert ratio(_glomeruli(1)[0]) > 2 * MIN_CONTRAST_TO_NOISE
+
+
+@pytest.mark.parametrize("frame", [np.zeros((128, 128), np.uint16), np.full((128, 128), 1000, np.uint16),
+                                   np.random.default_rng(1).normal(500, 20, (128, 128)).astype(np.float32)],
+                         ids=["black", "uniform", "noise"])
+def test_a_frame_without_structure_is_never_a_reliable_diagnosis(tiny_package, frame):
     lenient = ifrt.Session(tiny_package, backend="ort", quality_threshold=0.0)
-    assert lenient.predict(_glomeruli(1)[0]).warnings == []
+    result = lenient.predict(frame)
+    assert not result.reliable
+    assert result.warnings[0].startswith("no structure above the pixel noise")
+    assert lenient.predict(_glomeruli(1)[0]).reliable
 
 
 def test_predict_a_list_returns_one_result_per_item(ort_session, tmp_path):
@@ -99,6 +139,8 @@ def test_focus_path_returns_quality_and_classical_metrics(ort_session):
     (np.zeros((0, 64), np.uint16), "array: image is empty"),
     (np.zeros((64, 64), np.uint32), "array: uint32 pixels are not supported (expected uint8, uint16 or float32)"),
     (np.zeros((2, 64, 64, 1), np.uint16), "array: expected an H x W or H x W x C image"),
+    (np.zeros((1, 1), np.uint16), "array: image is 1x1 pixels; the model needs at least 32x32"),
+    (np.zeros((16, 4000), np.uint8), "array: image is 16x4000 pixels; the model needs at least 32x32"),
 ])
 def test_bad_arrays_raise_input_error_naming_the_problem(ort_session, image, message):
     with pytest.raises(InputError) as info:
@@ -119,6 +161,20 @@ def test_a_modified_onnx_is_refused(tiny_package, tmp_path):
     (copy / "full.onnx").write_bytes(bytes(data))
     with pytest.raises(ModelPackageError, match=r"full.onnx: sha256 .* does not match its sidecar"):
         open_model(copy)
+
+
+def test_a_weights_only_model_runs_on_torch_under_auto_and_ort_says_to_export(tiny_package, tmp_path):
+    from ifrt.backends import BackendUnavailableError
+
+    pytest.importorskip("torch")
+    weights_only = tmp_path / "best"
+    weights_only.mkdir()
+    for name in ("model.safetensors", "model.json"):
+        shutil.copy(tiny_package / name, weights_only / name)
+    assert ifrt.Session(weights_only).backend_name == "torch"
+    with pytest.raises(BackendUnavailableError, match=r"best: no fp32 ONNX graphs here \(found: none\), so the ort "
+                                                      r"backend .* `ifrt export onnx .*best` or use the torch backend"):
+        ifrt.Session(weights_only, backend="ort")
 
 
 def test_unknown_backend_is_rejected(tiny_package):
