@@ -3,6 +3,7 @@ dims, metadata in `metadata_props`, full checker, graph simplification, and a sh
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from dataclasses import dataclass
@@ -76,7 +77,7 @@ def export_graph(model: torch.nn.Module, record: dict, graph: str, path: str | P
         module = Float16Graph(module).eval()
     example = torch.rand(2, 1, options.example_size, options.example_size)
     tmp = path.with_name(path.name + ".tmp.onnx")
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _quiet_operator_registry():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             module, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=list(module.output_names),
@@ -96,6 +97,19 @@ def export_graph(model: torch.nn.Module, record: dict, graph: str, path: str | P
     write_sidecar(path, metadata, sidecar_extra)
     log.info("exported %s graph to %s", graph, path)
     return path
+
+
+@contextlib.contextmanager
+def _quiet_operator_registry():
+    """Without torchvision, torch's exporter logs one warning per torchvision operator it skips; the graphs
+    use none of them, so the notices only bury the export's own report."""
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def set_metadata(onnx_model, metadata: dict[str, str]) -> None:
