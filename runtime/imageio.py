@@ -58,7 +58,7 @@ def image_format(path: str | os.PathLike) -> str:
         with open(path, "rb") as fh:
             head = fh.read(8)
     except FileNotFoundError:
-        raise ImageReadError(path, "file not found (check the path, or the manifest's folder)") from None
+        raise ImageReadError(path, "file not found (check the path)") from None
     except OSError as exc:
         raise ImageReadError(path, f"cannot open: {exc.strerror or exc}") from None
     if not head:
@@ -115,7 +115,8 @@ def _check_pixels(path: Path, shape: tuple[int, ...], max_pixels: int) -> None:
     height, width = int(shape[0]), int(shape[1])
     if height * width > max_pixels:
         raise ImageReadError(path, f"{width}x{height} = {height * width} pixels exceeds the limit of "
-                                   f"{max_pixels} (raise max_pixels if the image is genuine)")
+                                   f"{max_pixels} (raise --max-pixels, max_pixels= in Python, if the image "
+                                   "is genuine)")
     if height == 0 or width == 0:
         raise ImageReadError(path, f"image has size {width}x{height}; nothing to read")
 

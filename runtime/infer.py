@@ -7,12 +7,17 @@ report. Robust by construction:
   (Ctrl-C, kill) leaves every finished image recorded;
 - a rerun skips images already recorded as done (unless `overwrite`), and retries failed ones; it first
   cuts a torn last line and removes temporary files that a killed run left behind;
+- an image is known by its resolved path, so naming it twice (relative and absolute) does not redo it;
+- `run.json` records what made the results (model, backend, precision, the options that change
+  outputs); a rerun with other settings is refused rather than mixing two models' results in one folder;
+- each input gets its own output names, even when two inputs share a folder and file name;
 - a write error (a full disk) stops the run with the error: the finished images stay recorded.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -30,6 +35,12 @@ from ifrt.result import Result
 RESULTS = "results.jsonl"
 SUMMARY = "summary.csv"
 PATIENTS = "patients.json"
+RUN = "run.json"
+
+
+class InferSetupError(ValueError):
+    """The run cannot start: a bad patient source, or an output folder holding results made with another
+    model or other options. The message names the problem and the fix."""
 
 
 @dataclass
@@ -38,6 +49,7 @@ class InferReport:
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     interrupted: bool = False
+    patients: int = 0  # patients written to patients.json
 
     @property
     def exit_code(self) -> int:
@@ -82,13 +94,48 @@ def remove_stale_temporaries(out_dir: Path) -> None:
 
 
 def output_stem(source: Path) -> str:
-    """A file-name-safe stem that stays unique for same-named files in different folders."""
+    """A readable, file-name-safe stem: the file's folder and stem. Not unique on its own (see
+    `output_stems`)."""
     parent = re.sub(r"[^A-Za-z0-9._-]+", "_", source.parent.name) if source.parent.name else ""
     return f"{parent}__{source.stem}" if parent else source.stem
 
 
+def output_stems(items: list[tuple[Path, int | None]], taken: dict[str, tuple[str, int]]) -> dict[tuple[str, int], str]:
+    """{identity: stem} for the deblurred and overlay files of `items`. A stem is the readable
+    `output_stem` unless another input of the run, or an earlier result in the folder (`taken`: lower-case
+    stem -> identity), would share it, case-insensitively (x.TIF and x.tiff, a/x/img and b/x/img, good.tif
+    and good.png); then each such input gets a short hash of its resolved path, the same on every rerun."""
+    readable = {}
+    for source, page in items:
+        readable[identity_of(source, page)] = output_stem(source) + (f"_p{page}" if page is not None else "")
+    claims: dict[str, set[tuple[str, int]]] = {}
+    for identity, stem in readable.items():
+        claims.setdefault(stem.casefold(), set()).add(identity)
+    for stem, identity in taken.items():
+        claims.setdefault(stem, set()).add(identity)
+    stems = {}
+    for identity, stem in readable.items():
+        if len(claims[stem.casefold()]) > 1:
+            digest = hashlib.sha256(f"{identity[0]}#page={identity[1]}".encode()).hexdigest()[:8]
+            stem = f"{stem}_{digest}"
+        stems[identity] = stem
+    return stems
+
+
+def identity_of(source: Path, page: int | None) -> tuple[str, int]:
+    """What makes two work items the same image: the resolved file and the page."""
+    return str(source.resolve()), page or 0
+
+
+def record_identity(record: dict) -> tuple[str, int]:
+    """`identity_of` as recorded (records written before paths were resolved fall back to the source)."""
+    return record.get("path") or record["source"], record.get("page") or 0
+
+
 def write_deblurred_tiff(path: Path, source: Path, image: np.ndarray) -> None:
-    """Deblurred image in the input's dtype; a TIFF input's description and resolution are kept."""
+    """Deblurred image in the input's dtype; a TIFF input's resolution is kept, and its description when
+    it is still true: a shaped (tifffile), ImageJ or OME description of a page of another shape (three
+    samples per pixel, where the output has one) would make readers expect data the file does not hold."""
     import tifffile
 
     kwargs: dict = {"photometric": "minisblack"}
@@ -97,7 +144,9 @@ def write_deblurred_tiff(path: Path, source: Path, image: np.ndarray) -> None:
             with tifffile.TiffFile(source) as tif:
                 page = tif.pages[0]
                 tags = page.tags
-                if "ImageDescription" in tags and len(tif.pages) == 1:
+                describes_shape = page.is_shaped or page.is_imagej or page.is_ome
+                same_shape = tuple(page.shape) == image.shape
+                if "ImageDescription" in tags and len(tif.pages) == 1 and (same_shape or not describes_shape):
                     kwargs["description"] = tags["ImageDescription"].value
                     kwargs["metadata"] = None
                 if "XResolution" in tags and "YResolution" in tags:
@@ -145,6 +194,87 @@ def manifest_patients(path: Path) -> dict[str, str]:
     return {str((path.parent / row.path).resolve()): row.patient_id for row in read_manifest(path)}
 
 
+def patient_sources(pattern: str | None, manifest: Path | None) -> tuple[re.Pattern | None, dict[str, str] | None]:
+    """The compiled patient pattern and the manifest's patients, checked before anything is written."""
+    from ifrt.train.data.manifest import ManifestError
+
+    try:
+        compiled = re.compile(pattern) if pattern else None
+    except re.error as exc:
+        raise InferSetupError(f"patient pattern '{pattern}' is not a valid regular expression ({exc})") from None
+    try:
+        patients = manifest_patients(manifest) if manifest else None
+    except ManifestError as exc:
+        raise InferSetupError(f"patient manifest {exc}") from None
+    except OSError as exc:
+        raise InferSetupError(f"patient manifest {manifest}: cannot read it ({exc.strerror or exc})") from None
+    return compiled, patients
+
+
+def model_identity(session) -> dict:
+    """The model folder and one sha256 over what decides its outputs: every graph's recorded sha256
+    (from its verified sidecar), model.json, and for the torch backend the weights."""
+    from ifrt.model_package import sha256_file
+
+    package = session.package
+    digest = hashlib.sha256()
+    for name, graph in sorted(package.graphs.items()):
+        sidecar = json.loads(graph.with_name(graph.name + ".json").read_text())
+        digest.update(f"{name}={sidecar.get('sha256')}\n".encode())
+    if (package.root / "model.json").is_file():
+        digest.update(f"model.json={sha256_file(package.root / 'model.json')}\n".encode())
+    if session.backend_name == "torch" and package.weights is not None:
+        digest.update(f"weights={sha256_file(package.weights)}\n".encode())
+    return {"folder": str(package.root.resolve()), "sha256": digest.hexdigest()}
+
+
+def run_settings(session, *, deblur: bool, overlay: bool, maps: bool, pages: str, patient_pattern: str | None,
+                 patient_manifest: Path | None) -> dict:
+    """What made a folder's results: the model, backend and precision, and every option that changes an
+    image's record or output files."""
+    return {"model": model_identity(session), "backend": session.backend_name,
+            "precision": session.precision,
+            "options": {"deblur": deblur, "overlay": overlay, "maps": maps, "pages": pages, "tile": session.tile,
+                        "overlap": session.overlap, "max_untiled": session.max_untiled,
+                        "quality_threshold": session.quality_threshold,
+                        "patient_from": str(patient_manifest.resolve()) if patient_manifest else patient_pattern}}
+
+
+def _settings_differences(earlier: dict, now: dict) -> list[str]:
+    """'name: earlier -> now' for each setting that differs (the model by its sha256, not its folder)."""
+    flat_earlier = {"model": earlier.get("model", {}).get("sha256"), "backend": earlier.get("backend"),
+                    "precision": earlier.get("precision"), **earlier.get("options", {})}
+    flat_now = {"model": now["model"]["sha256"], "backend": now["backend"], "precision": now["precision"],
+                **now["options"]}
+    differences = []
+    for name, value in flat_now.items():
+        if flat_earlier.get(name) != value:
+            if name == "model":
+                before = f"{earlier.get('model', {}).get('folder')} ({str(flat_earlier.get(name))[:12]})"
+                value = f"{now['model']['folder']} ({value[:12]})"
+            else:
+                before = flat_earlier.get(name)
+            differences.append(f"{name}: {before} -> {value}")
+    return differences
+
+
+def check_settings(out_dir: Path, records: list[dict], settings: dict) -> None:
+    """Refuse to add results to a folder whose finished results were made with other settings: its
+    summary and patient report would mix two models or two sets of options."""
+    if not any(r.get("status") == "ok" for r in records):
+        return
+    fix = "pass --overwrite to redo them, or write to another -o folder"
+    try:
+        earlier = json.loads((out_dir / RUN).read_text())
+    except (OSError, json.JSONDecodeError):
+        raise InferSetupError(f"{out_dir} holds results that do not record the model and options that made "
+                              f"them; {fix}") from None
+    differences = _settings_differences(earlier, settings)
+    if differences:
+        raise InferSetupError(f"{out_dir} holds results made with other settings ({'; '.join(differences)}); "
+                              f"{fix}")
+
+
 def write_summary(out_dir: Path, records: list[dict]) -> None:
     buffer = io.StringIO()
     fields = ["source", "status", "patient_id", "diagnosis", "reliable", "quality", "blur_level", "error"]
@@ -158,10 +288,11 @@ def write_summary(out_dir: Path, records: list[dict]) -> None:
 
 
 def latest_records(records: list[dict]) -> list[dict]:
-    """One record per source: the last one written (a retry replaces an earlier failure)."""
-    latest: dict[str, dict] = {}
+    """One record per image (its resolved path and page): the last one written (a retry replaces an
+    earlier failure, and a rerun naming the image by another path does not add a second row)."""
+    latest: dict[tuple[str, int], dict] = {}
     for r in records:
-        latest[r["source"]] = r
+        latest[record_identity(r)] = r
     return list(latest.values())
 
 
@@ -197,38 +328,50 @@ def item_key(source: Path, page: int | None) -> str:
 
 def run_infer(session, sources: list[Path], out_dir: Path, *, deblur: bool = False, overlay: bool = False,
               overwrite: bool = False, patient_pattern: str | None = None, patient_manifest: Path | None = None,
-              maps: bool = True, pages: str = "first",
+              maps: bool = True, pages: str = "first", missing: list[tuple[str, str]] = (),
               progress: Callable[[int, int, str], None] | None = None) -> InferReport:
     """Run `session` over `sources` (with pages="all", every page of a multi-page TIFF), writing into
-    `out_dir` as described in the module docstring."""
+    `out_dir` as described in the module docstring. `missing` (source as given, reason) are inputs that
+    named no file: each is recorded as failed. Raises InferSetupError before writing anything when the
+    patient source is bad or `out_dir` holds results made with other settings (unless `overwrite`)."""
     from ifrt.patients import aggregate
 
+    pattern, manifest = patient_sources(patient_pattern, patient_manifest)
+    settings = run_settings(session, deblur=deblur, overlay=overlay, maps=maps, pages=pages,
+                            patient_pattern=patient_pattern, patient_manifest=patient_manifest)
+    items = expand_pages(sources, pages)
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / RESULTS
     if overwrite:
         results_path.unlink(missing_ok=True)
     repair_results(results_path)
+    previous = latest_records(read_records(out_dir))
+    check_settings(out_dir, previous, settings)
     remove_stale_temporaries(out_dir)
-    previous = read_records(out_dir)
-    done = {r["source"] for r in latest_records(previous) if r.get("status") == "ok"}
-    pattern = re.compile(patient_pattern) if patient_pattern else None
-    manifest = manifest_patients(patient_manifest) if patient_manifest else None
+    write_json_atomic(out_dir / RUN, settings)
+    done = {record_identity(r) for r in previous if r.get("status") == "ok"}
+    taken = {Path(r[k]).stem.casefold(): record_identity(r)
+             for r in previous for k in ("deblurred_path", "overlay_path") if r.get(k)}
+    stems = output_stems(items, taken)
     report = InferReport()
-    items = expand_pages(sources, pages)
     try:
         with open(results_path, "a", encoding="utf-8") as log:
+            for text, reason in missing:
+                _append(log, {"source": text, "status": "failed", "error": f"{text}: {reason}", "patient_id": None,
+                              "path": str(Path(text).absolute()), "page": 0})
+                report.failed.append((text, f"{text}: {reason}"))
             for index, (source, page) in enumerate(items):
                 key = item_key(source, page)
                 if progress:
                     progress(index, len(items), key)
-                if key in done:
+                identity = identity_of(source, page)
+                if identity in done:
                     report.skipped += 1
                     continue
-                record = _infer_one(session, source, page, out_dir, deblur=deblur, overlay=overlay, maps=maps,
-                                    patient_id=patient_of(source, pattern, manifest))
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                os.fsync(log.fileno())
+                record = _infer_one(session, source, page, out_dir, stems[identity], deblur=deblur, overlay=overlay,
+                                    maps=maps, patient_id=patient_of(source, pattern, manifest))
+                record["model"] = settings["model"]
+                _append(log, record)
                 if record["status"] == "ok":
                     report.done += 1
                 else:
@@ -240,10 +383,19 @@ def run_infer(session, sources: list[Path], out_dir: Path, *, deblur: bool = Fal
         write_summary(out_dir, records)
         ok = [_as_result(r, session.class_prior) for r in records if r.get("status") == "ok" and r.get("patient_id")]
         if ok:
-            write_json_atomic(out_dir / PATIENTS, [p.to_dict() for p in aggregate(ok)])
+            patients = aggregate(ok)
+            write_json_atomic(out_dir / PATIENTS, [p.to_dict() for p in patients])
+            report.patients = len(patients)
     if progress:
         progress(len(items), len(items), "")
     return report
+
+
+def _append(log, record: dict) -> None:
+    """One whole line per record, on disk before the next image starts."""
+    log.write(json.dumps(record) + "\n")
+    log.flush()
+    os.fsync(log.fileno())
 
 
 def _as_result(record: dict, class_prior: list[float] | None) -> Result:
@@ -255,28 +407,28 @@ def _as_result(record: dict, class_prior: list[float] | None) -> Result:
                   backend=record["backend"], patient_id=record["patient_id"], class_prior=class_prior)
 
 
-def _infer_one(session, source: Path, page: int | None, out_dir: Path, *, deblur: bool, overlay: bool,
+def _infer_one(session, source: Path, page: int | None, out_dir: Path, stem: str, *, deblur: bool, overlay: bool,
                maps: bool, patient_id: str | None) -> dict:
     from ifrt.imageio import read_image
 
     key = item_key(source, page)
+    path, page_index = identity_of(source, page)
     try:
-        image = read_image(source, max_pixels=session.max_pixels, page=page or 0)
-        result = session.predict(image, deblur=deblur, patient_id=patient_id)
+        image = read_image(source, max_pixels=session.max_pixels, page=page_index)
+        result = session.predict(image, deblur=deblur, patient_id=patient_id, name=key)
     except (ValueError, RuntimeError, OSError, MemoryError) as exc:
         reason = str(exc)
         if str(source) not in reason:
             reason = f"{key}: {reason}"
-        return {"source": key, "status": "failed", "error": reason, "patient_id": patient_id}
-    result.source = key
-    record = {**result.to_dict(maps=maps), "status": "ok", "path": str(source), "page": page or 0}
-    stem = output_stem(source) + (f"_p{page}" if page is not None else "")
+        return {"source": key, "status": "failed", "error": reason, "patient_id": patient_id, "path": path,
+                "page": page_index}
+    record = {**result.to_dict(maps=maps), "status": "ok", "path": path, "page": page_index}
     if deblur and result.deblurred is not None:
-        path = out_dir / "deblurred" / f"{stem}.tif"
-        write_deblurred_tiff(path, source, result.deblurred)
-        record["deblurred_path"] = str(path.relative_to(out_dir))
+        deblurred_path = out_dir / "deblurred" / f"{stem}.tif"
+        write_deblurred_tiff(deblurred_path, source, result.deblurred)
+        record["deblurred_path"] = str(deblurred_path.relative_to(out_dir))
     if overlay:
-        path = out_dir / "overlays" / f"{stem}.png"
-        write_image_atomic(path, quality_overlay(image, result.quality_map))
-        record["overlay_path"] = str(path.relative_to(out_dir))
+        overlay_path = out_dir / "overlays" / f"{stem}.png"
+        write_image_atomic(overlay_path, quality_overlay(image, result.quality_map))
+        record["overlay_path"] = str(overlay_path.relative_to(out_dir))
     return record

@@ -69,7 +69,8 @@ def _image_section(out_dir: Path, record: dict) -> str:
         deblurred = read_image(out_dir / record["deblurred_path"])
         figures.append(_figure(_png_data_uri(_thumbnail(deblurred, lo, hi)), "deblurred (same display range)"))
     probs = ", ".join(f"{c} {p:.0%}" for c, p in sorted(record["probabilities"].items(), key=lambda kv: -kv[1]))
-    flag = "" if record["reliable"] else ' <span class="warn">unreliable: re-acquire in focus</span>'
+    reasons = "; ".join(record.get("warnings") or []) or "re-acquire in focus"
+    flag = "" if record["reliable"] else f' <span class="warn">unreliable: {html.escape(reasons)}</span>'
     patient = f" · patient {html.escape(record['patient_id'])}" if record.get("patient_id") else ""
     return (f'<section><h3>{title}{patient}</h3><p><b>{html.escape(record["diagnosis"])}</b> ({html.escape(probs)})'
             f' · quality {record["quality"]:.2f} · blur level {record["blur_level"]}{flag}</p>'

@@ -51,9 +51,14 @@ class Result:
             "warnings": list(self.warnings),
         }
         if maps:
-            d["quality_map"] = np.round(self.quality_map, 3).tolist()
-            d["certainty"] = np.round(self.certainty, 3).tolist()
+            d["quality_map"], d["certainty"] = rounded_map(self.quality_map), rounded_map(self.certainty)
         return d
+
+
+def rounded_map(values: np.ndarray) -> list:
+    """A map as nested lists of 3-decimal numbers; rounded in float64, since a float32 0.487 is written out
+    as 0.4869999885559082."""
+    return np.round(np.asarray(values, np.float64), 3).tolist()
 
 
 @dataclass
@@ -75,6 +80,5 @@ class FocusResult:
              "metrics": {k: float(v) for k, v in self.metrics.items()},
              "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
         if maps:
-            d["quality_map"] = np.round(self.quality_map, 3).tolist()
-            d["certainty"] = np.round(self.certainty, 3).tolist()
+            d["quality_map"], d["certainty"] = rounded_map(self.quality_map), rounded_map(self.certainty)
         return d

@@ -89,6 +89,7 @@ class Session:
         if tile % TILE_GRID or overlap % TILE_GRID or overlap >= tile:
             raise ValueError(f"tile={tile}, overlap={overlap}: both must be multiples of {TILE_GRID} and overlap < tile")
         self.package: ModelPackage = open_model(model)
+        self.precision = precision
         options = dict(backend_options)
         if backend in ("ort", "auto") and precision != "fp32":
             options.setdefault("precision", precision)
@@ -115,8 +116,10 @@ class Session:
 
     # ---- predict -----------------------------------------------------------------------------------
 
-    def predict(self, source, *, deblur: bool = False, channel: int = 0, patient_id: str | None = None):
-        """Predict one image (array or path) -> Result, or a list/tuple of them -> list[Result]."""
+    def predict(self, source, *, deblur: bool = False, channel: int = 0, patient_id: str | None = None,
+                name: str | None = None):
+        """Predict one image (array or path) -> Result, or a list/tuple of them -> list[Result]. `name` is how
+        the result and error messages name an array (default "array"; a path names itself)."""
         if isinstance(source, (list, tuple)):
             return [self.predict(s, deblur=deblur, channel=channel, patient_id=patient_id) for s in source]
         start = time.perf_counter()
@@ -124,7 +127,7 @@ class Session:
             name = str(source)
             image = read_image(Path(source), max_pixels=self.max_pixels)
         else:
-            name = "array"
+            name = name or "array"
             image = source
         image = _prepare_array(image, name)
         read_ms = (time.perf_counter() - start) * 1e3

@@ -122,8 +122,8 @@ def test_sources_expand_globs_and_list_files(images, tmp_path):
     listing.write_text("# two images\nimages/P0_img0.tif\n\nimages/P1_img1.tif\n")
     assert [p.name for p in expand_sources([f"@{listing}"])] == ["P0_img0.tif", "P1_img1.tif"]
     assert len(expand_sources([str(images / "P0_*.tif"), str(images / "P0_img0.tif")])) == 2
-    with pytest.raises(SourceError, match="matches no files"):
-        expand_sources([str(images / "*.png")])
+    with pytest.raises(SourceError, match="list file not found"):
+        expand_sources([f"@{tmp_path / 'nope.txt'}"])
 
 
 def test_every_page_of_a_multipage_tiff_is_its_own_image_with_pages_all(session, tmp_path):

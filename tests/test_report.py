@@ -27,3 +27,13 @@ def test_report_embeds_input_overlay_and_deblurred_per_image_and_lists_patients(
     assert re.search(r"failed: .*broken\.tif", page)
     assert "<td>P1</td>" in page and "<td>P2</td>" in page
     assert "3 of 4 images analysed" in page and "not for clinical use" in page
+
+
+def test_an_unreliable_image_says_why(tiny_package, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    tifffile.imwrite(folder / "blank.tif", np.zeros((64, 64), np.uint16))
+    session = ifrt.Session(tiny_package, backend="ort", quality_threshold=0.0)
+    run_infer(session, expand_sources([str(folder)]), tmp_path / "out")
+    page = write_html_report(tmp_path / "out").read_text()
+    assert '<span class="warn">unreliable: no structure above the pixel noise' in page

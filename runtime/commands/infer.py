@@ -3,21 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import math
 from pathlib import Path
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of pixels")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a quality between 0 and 1")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "infer", help="diagnose, assess focus and deblur images (files, folders, globs, @lists)",
-        description="Writes OUT/results.jsonl (one JSON line per image), OUT/summary.csv, and with --deblur / "
-                    "--overlay the deblurred TIFFs and quality-map overlays. A bad file is recorded and the "
-                    "run continues; the exit code is 1 if any image failed. A rerun skips finished images.")
-    p.add_argument("sources", nargs="+", help="image files, folders, glob patterns, or @LIST (one path per line)")
+        description="Writes OUT/results.jsonl (one JSON line per image), OUT/summary.csv, OUT/run.json (the model "
+                    "and options that made the results), and with --deblur / --overlay the deblurred TIFFs and "
+                    "quality-map overlays. A bad file is recorded and the run continues; the exit code is 1 if "
+                    "any image failed. A rerun skips finished images; it is refused when the model or options "
+                    "differ from those in OUT/run.json (use --overwrite or another -o).")
+    p.add_argument("sources", nargs="+",
+                   help="image files, folders, glob patterns, or @LIST (one path per line, relative paths "
+                        "starting from the list file's folder)")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--model", help="model folder (default: the bundled default model)")
     p.add_argument("--backend", default="auto", choices=["auto", "trt", "ort", "torch"])
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
-    p.add_argument("--recursive", action="store_true", help="search folders recursively")
+    p.add_argument("--recursive", action="store_true",
+                   help="search folders recursively (the output folder is left out)")
     p.add_argument("--pages", choices=["first", "all"], default="first",
                    help="multi-page TIFFs: analyse the first page (default) or every page as its own image")
     p.add_argument("--deblur", action="store_true", help="write deblurred TIFFs (input dtype, metadata kept)")
@@ -25,15 +46,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-maps", dest="maps", action="store_false", help="leave the per-tile maps out of the JSON")
     p.add_argument("--patient-from", metavar="REGEX|MANIFEST",
                    help="patient of each image: a regex over the path (group 'patient' or group 1), or a "
-                        "manifest.csv; adds OUT/patients.json with patient diagnoses (the product of the images' class probabilities)")
-    p.add_argument("--quality-threshold", type=float, default=0.5,
-                   help="below this quality the diagnosis is marked unreliable (default 0.5)")
+                        "manifest.csv; adds OUT/patients.json with patient diagnoses (the product of the images' "
+                        "class probabilities)")
+    p.add_argument("--quality-threshold", type=_fraction, default=0.5,
+                   help="below this quality (0 to 1) the diagnosis is marked unreliable (default 0.5)")
     p.add_argument("--tile", type=int, default=512, help="tile size for large frames (default 512)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (default 64)")
-    p.add_argument("--max-pixels", type=int, default=None, help="refuse images with more pixels (default 2^28)")
+    p.add_argument("--max-pixels", type=_positive_int, default=None,
+                   help="refuse images with more pixels (default 2^28)")
     p.add_argument("--overwrite", action="store_true", help="redo images already recorded as done")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _folder_problem(exc: OSError) -> str:
+    """What is wrong with the output folder, in words, from the error that writing into it raised."""
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"permission denied ({exc.filename or exc})"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST) and exc.filename:
+        named = Path(exc.filename)
+        blocking = next((folder for folder in (named, *named.parents) if folder.is_file()), named)
+        return f"{blocking} is a file, not a folder"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "No space left on device"
+    return exc.strerror or str(exc)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,58 +87,95 @@ def run(args: argparse.Namespace) -> int:
             return Text(f"{task.speed:.1f} img/s" if task.speed else "- img/s")
 
     from ifrt.backends import BackendUnavailableError
-    from ifrt.infer import run_infer
+    from ifrt.infer import InferSetupError, expand_pages, patient_sources, read_records, run_infer
     from ifrt.model_package import ModelPackageError
     from ifrt.session import Session
-    from ifrt.sources import SourceError, expand_sources
+    from ifrt.sources import SourceError, collect_sources
 
-    console = Console(stderr=True)
+    # soft_wrap: one message is one line whatever the terminal width, so logs can be grepped.
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+
+    def say(message: str) -> None:
+        console.print(message, markup=False)
+
+    out = Path(args.out)
     try:
-        sources = expand_sources(args.sources, recursive=args.recursive)
+        found = collect_sources(args.sources, recursive=args.recursive, exclude=out)
     except SourceError as exc:
-        console.print(f"ifrt infer: {exc}", markup=False)
+        say(f"ifrt infer: {exc}")
         return 2
-    if not sources:
-        console.print("ifrt infer: no images found in the given sources", markup=False)
+    if found.duplicates:
+        say(f"ifrt infer: {found.duplicates} input(s) name a file already given (by another path); each file is "
+            "analysed once")
+    if not found.paths:
+        for text, reason in found.missing:
+            say(f"ifrt infer: {text}: {reason}")
+        hint = "".join(f"; {folder} has only subfolders (use --recursive)" for folder in found.folders_with_subfolders)
+        say(f"ifrt infer: no images found in the given sources{hint}")
         return 2
     patient_pattern = patient_manifest = None
     if args.patient_from:
-        if args.patient_from.endswith(".csv") and Path(args.patient_from).is_file():
+        if args.patient_from.endswith(".csv"):
             patient_manifest = Path(args.patient_from)
+            if not patient_manifest.is_file():
+                say(f"ifrt infer: --patient-from {patient_manifest}: manifest not found")
+                return 2
         else:
             patient_pattern = args.patient_from
+    try:
+        patient_sources(patient_pattern, patient_manifest)
+    except InferSetupError as exc:
+        say(f"ifrt infer: {exc}")
+        return 2
     options = {"backend": args.backend, "precision": args.precision, "tile": args.tile, "overlap": args.overlap,
                "quality_threshold": args.quality_threshold}
     if args.max_pixels:
         options["max_pixels"] = args.max_pixels
     try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        say(f"ifrt infer: cannot write results in {out}: {_folder_problem(exc)}")
+        return 2
+    try:
         session = Session(args.model, **options)
     except (ModelPackageError, BackendUnavailableError, ValueError) as exc:
-        console.print(f"ifrt infer: {exc}", markup=False)
+        say(f"ifrt infer: {exc}")
         return 2
-    console.print(f"ifrt infer: {len(sources)} images, model {session.package.root.name}, "
-                  f"backend {session.backend_name}", markup=False)
+    files = len(found.paths)
+    counted = f"{files} images" if args.pages == "first" else \
+        f"{files} file(s), {len(expand_pages(found.paths, args.pages))} pages"
+    say(f"ifrt infer: {counted}, model {session.package.root.name}, backend {session.backend_name}")
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TransferSpeed(),
                TimeRemainingColumn()]
     with Progress(*columns, console=console, disable=args.quiet, transient=False) as bar:
-        task = bar.add_task("infer", total=len(sources))
+        task = bar.add_task("infer", total=len(found.paths))
 
         def progress(index: int, total: int, _source: str) -> None:
             bar.update(task, completed=index, total=total)
 
         try:
-            report = run_infer(session, sources, Path(args.out), deblur=args.deblur, overlay=args.overlay,
+            report = run_infer(session, found.paths, out, deblur=args.deblur, overlay=args.overlay,
                                overwrite=args.overwrite, patient_pattern=patient_pattern,
                                patient_manifest=patient_manifest, maps=args.maps, pages=args.pages,
-                           progress=progress)
+                               missing=found.missing, progress=progress)
+        except InferSetupError as exc:
+            bar.stop()
+            say(f"ifrt infer: {exc}")
+            return 2
         except OSError as exc:  # the output folder, not an image: a full disk, a lost mount, no permission
             bar.stop()
-            console.print(f"ifrt infer: cannot write results in {args.out}: {exc}; the images finished so far "
-                          "are recorded, free space (or fix the folder) and rerun to finish", markup=False)
+            try:
+                recorded = sum(r.get("status") == "ok" for r in read_records(out))
+            except OSError:
+                recorded = 0
+            finished = "; the images finished so far are recorded, fix this and rerun to finish" if recorded else ""
+            say(f"ifrt infer: cannot write results in {out}: {_folder_problem(exc)}{finished}")
             return 1
     for _source, reason in report.failed:
-        console.print(f"failed: {reason}", markup=False)
-    console.print(f"ifrt infer: {report.done} done, {report.skipped} already done, {len(report.failed)} failed"
-                  + (", interrupted (rerun to finish)" if report.interrupted else "")
-                  + f"; results in {args.out}", markup=False)
+        say(f"failed: {reason}")
+    if args.patient_from and not report.patients and report.done + report.skipped:
+        say(f"ifrt infer: --patient-from {args.patient_from} matched none of the images, so no patients.json "
+            "was written")
+    say(f"ifrt infer: {report.done} done, {report.skipped} already done, {len(report.failed)} failed"
+        + (", interrupted (rerun to finish)" if report.interrupted else "") + f"; results in {args.out}")
     return report.exit_code
