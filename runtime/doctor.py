@@ -3,6 +3,7 @@ are visible, and for everything missing, how to get it (on a desktop and on a Je
 
 from __future__ import annotations
 
+import ctypes
 import importlib.metadata
 import importlib.util
 import platform
@@ -85,6 +86,25 @@ def _nvidia_smi_gpus() -> list[dict[str, str]]:
     return gpus
 
 
+def nvidia_driver_present() -> bool:
+    """Whether this machine has an NVIDIA driver to ask: the kernel module's version file, Jetson's integrated
+    GPU, or the driver library. Without one, CUDA's own error ("driver version is insufficient") misleads."""
+    if Path("/proc/driver/nvidia/version").exists() or jetson_release() is not None:
+        return True
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def _gpu_error(native: dict[str, Any]) -> str:
+    """Why no GPU is listed, in the words that fit this machine."""
+    if native.get("available") and not nvidia_driver_present():
+        return "no NVIDIA driver/GPU found"
+    return native["gpu_error"]
+
+
 def collect() -> dict[str, Any]:
     """Everything `ifrt doctor` reports, as plain JSON-able data."""
     ort_version, ort_providers = _onnxruntime()
@@ -110,7 +130,7 @@ def collect() -> dict[str, Any]:
         "onnxruntime_providers": ort_providers,
         "native": {k: v for k, v in native.items() if k not in ("gpus", "gpu_error")},
         "gpus": gpus,
-        "gpu_error": native["gpu_error"] if not gpus else "",
+        "gpu_error": _gpu_error(native) if not gpus else "",
     }
     report["advice"] = advice(report)
     return report
@@ -144,6 +164,9 @@ def advice(report: dict[str, Any]) -> list[str]:
         where = ("`sudo apt install python3-libnvinfer nvidia-tensorrt` (JetPack)" if jetson
                  else "`pip install 'ifrt[trt]'`")
         tips.append(f"TensorRT missing: the `trt` backend and `ifrt export trt` are unavailable; install {where}")
+    if pkgs["cuda-python"] == MISSING:
+        tips.append("cuda-python missing: `ifrt export trt` cannot run its check on a built engine; "
+                    "`pip install cuda-python` (included in `pip install 'ifrt[trt]'`)")
     if report["gpus"]:
         if native.get("available") and not native.get("with_cuda"):
             tips.append("a GPU is visible but the native module has no CUDA kernels: reinstall with nvcc on PATH "

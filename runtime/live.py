@@ -464,11 +464,14 @@ class FrameQueue:
             self._cond.notify_all()
 
     def get(self, timeout: float | None = None) -> Frame | Notice | None:
-        """The next notice, else the next frame; None once closed and drained; `queue.Empty` on timeout."""
+        """The next notice, else the next frame; None once closed and drained; `queue.Empty` on timeout.
+        A notice about a frame (a skipped input) waits for the frames read before it, so that events stay in
+        stream order; other notices (a reconnection) come first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
-                if self._notices:
+                if self._notices and not (self._frames and self._notices[0].index is not None
+                                          and self._notices[0].index > self._frames[0].index):
                     return self._notices.popleft()
                 if self._frames:
                     item = self._frames.popleft()

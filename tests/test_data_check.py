@@ -158,3 +158,32 @@ def test_command_json_report_of_a_valid_dataset_exits_zero(dataset, ifrt_cli):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["ok"] is True and report["rows"] == 4 and report["problems"] == []
+
+
+def test_blur_level_beyond_the_default_levels_is_reported(dataset):
+    _edit_manifest(dataset, "images/p0/img1.tif,p0,IgG,MN,1", "images/p0/img1.tif,p0,IgG,MN,9")
+    assert _problems(dataset) == [f"{dataset / 'manifest.csv'}:3: blur_level 9 is outside the levels 0..4 "
+                                  "(ifrt's default degradation)"]
+
+
+def test_blur_levels_come_from_synth_json_when_there_is_one(dataset):
+    (dataset / "synth.json").write_text(json.dumps({"degrade_config": {"sigmas": [0.0, 1.0]}}))
+    _edit_manifest(dataset, "images/p0/img1.tif,p0,IgG,MN,1", "images/p0/img1.tif,p0,IgG,MN,2")
+    assert _problems(dataset) == [f"{dataset / 'manifest.csv'}:3: blur_level 2 is outside the levels 0..1 "
+                                  f"({dataset / 'synth.json'})"]
+
+
+def test_report_lists_the_blur_levels_found(dataset):
+    assert check_dataset(dataset).blur_levels == [0, 1]
+
+
+def test_manifest_without_a_required_column_is_an_error(dataset, ifrt_cli):
+    (dataset / "manifest.csv").write_text("path,stain\nimages/p0/img0.tif,IgG\n")
+    proc = ifrt_cli("data", "check", str(dataset))
+    assert proc.returncode == 1
+    assert f"{dataset / 'manifest.csv'}: missing required column 'patient_id'" in proc.stdout
+
+
+def test_manifest_without_rows_is_an_error(dataset):
+    (dataset / "manifest.csv").write_text("path,patient_id\n")
+    assert _problems(dataset) == [f"{dataset / 'manifest.csv'}: no rows: the manifest names no image"]

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import numpy as np
+
 from ifrt.train.data.manifest import ManifestRow, read_manifest, write_manifest
 
 
@@ -19,7 +21,7 @@ def test_synth_command_writes_a_dataset_that_passes_check(tmp_path, ifrt_cli):
 def test_synth_command_reports_an_unknown_stain_without_a_traceback(tmp_path, ifrt_cli):
     proc = ifrt_cli("data", "synth", str(tmp_path), "--patients", "1", "--stains", "IgG,PLA2R")
     assert proc.returncode == 2
-    assert proc.stderr.startswith("error: no synthetic pattern for stain(s) PLA2R")
+    assert proc.stderr.startswith("ifrt data synth: no synthetic pattern for stain(s) PLA2R")
 
 
 def test_split_command_fills_splits_by_patient(tmp_path, ifrt_cli):
@@ -41,3 +43,61 @@ def test_data_tools_run_without_importing_torch(tmp_path):
             f"main(['data', 'check', {str(tmp_path)!r}]); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip().splitlines()[-1] == "False"
+
+
+def test_split_command_warns_when_a_split_has_no_patient(tmp_path, ifrt_cli):
+    write_manifest(tmp_path / "manifest.csv", [ManifestRow(path=f"{p}.tif", patient_id=f"p{p}", diagnosis="MN")
+                                               for p in range(2)])
+    proc = ifrt_cli("data", "split", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "train 1 patients, val 1 patients, test 0 patients" in proc.stdout
+    assert "ifrt data split: warning: no patient in test: 2 patient(s) cannot fill 3 splits" in proc.stderr
+
+
+def test_synth_of_twelve_patients_has_test_rows(tmp_path, ifrt_cli):
+    proc = ifrt_cli("data", "synth", str(tmp_path), "--patients", "12", "--images-per-patient", "1",
+                    "--size", "32", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr
+    assert {r.split for r in read_manifest(tmp_path)} == {"train", "val", "test"}
+
+
+def test_synth_into_a_database_is_refused_without_force(tmp_path, ifrt_cli):
+    args = ("data", "synth", str(tmp_path), "--images-per-patient", "1", "--size", "32", "--workers", "1")
+    assert ifrt_cli(*args, "--patients", "3").returncode == 0
+    before = sorted(p for p in tmp_path.rglob("*"))
+    proc = ifrt_cli(*args, "--patients", "1")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"ifrt data synth: {tmp_path}: already holds a database (manifest.csv")
+    assert "--force" in proc.stderr
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+
+
+def test_synth_with_force_leaves_no_image_of_the_old_database(tmp_path, ifrt_cli):
+    args = ("data", "synth", str(tmp_path), "--images-per-patient", "1", "--size", "32", "--workers", "1")
+    assert ifrt_cli(*args, "--patients", "3").returncode == 0
+    (tmp_path / "notes.txt").write_text("kept")
+    proc = ifrt_cli(*args, "--patients", "1", "--force")
+    assert proc.returncode == 0, proc.stderr
+    images = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "images").rglob("*.tif"))
+    assert images == [r.path for r in read_manifest(tmp_path)] == ["images/P00000/P00000_00_IgG.tif"]
+    assert (tmp_path / "notes.txt").read_text() == "kept"
+    assert ifrt_cli("data", "check", str(tmp_path), "--min-size", "32").returncode == 0
+
+
+def test_synth_never_deletes_images_it_did_not_write_even_with_force(tmp_path, ifrt_cli):
+    import tifffile
+
+    (tmp_path / "images").mkdir()
+    tifffile.imwrite(tmp_path / "images/mine.tif", np.zeros((64, 64), np.uint16))
+    proc = ifrt_cli("data", "synth", str(tmp_path), "--patients", "3", "--size", "32", "--workers", "1", "--force")
+    assert proc.returncode == 2
+    assert "no synth.json, so this data was not written by ifrt data synth and is not replaced" in proc.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["images", "mine.tif"]
+
+
+def test_data_errors_name_the_action(tmp_path, ifrt_cli):
+    write_manifest(tmp_path / "manifest.csv", [ManifestRow(path="x.tif", patient_id="p")])
+    proc = ifrt_cli("data", "index", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr == f"ifrt data index: {tmp_path / 'manifest.csv'} exists; pass --force to replace it\n"

@@ -50,3 +50,30 @@ def test_blurred_cells_name_their_blur_kind_when_the_manifest_records_it(db):
     assert captions(in_focus) == (f"{in_focus.stain}  {in_focus.patient_id}", None)
     unrecorded = dataclasses.replace(in_focus, blur_level=3, extra={})
     assert captions(unrecorded)[1] is None
+
+
+def test_sheet_can_be_a_jpeg(db, tmp_path):
+    sheet = cv2.imread(str(preview_sheet(db, tmp_path / "sheet.jpg", thumb=64)))
+    assert sheet.shape == (28 + 4 * 68, 110 + 3 * 68, 3)
+
+
+@pytest.mark.parametrize("name", ["sheet.tif", "sheet"])
+def test_command_refuses_a_sheet_name_that_cannot_hold_colour(db, tmp_path, ifrt_cli, name):
+    proc = ifrt_cli("data", "preview", str(db), "--out", str(tmp_path / name))
+    assert proc.returncode == 2
+    assert proc.stderr == (f"ifrt data preview: {tmp_path / name}: a contact sheet is a colour image; "
+                           "name it .png or .jpg\n")
+    assert not (tmp_path / name).exists()
+
+
+def test_command_refuses_a_cell_too_small_to_see(db, tmp_path, ifrt_cli):
+    proc = ifrt_cli("data", "preview", str(db), "--out", str(tmp_path / "s.png"), "--thumb", "0")
+    assert proc.returncode == 2
+    assert "argument --thumb: must be at least 16, got 0" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_command_names_an_output_folder_it_cannot_write(db, tmp_path, ifrt_cli):
+    (tmp_path / "file").write_text("not a folder")
+    proc = ifrt_cli("data", "preview", str(db), "--out", str(tmp_path / "file" / "s.png"))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"ifrt data preview: {tmp_path / 'file'}") and "Traceback" not in proc.stderr

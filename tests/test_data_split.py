@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from ifrt.train.data.manifest import ManifestError, ManifestRow
-from ifrt.train.data.split import largest_remainder, split_rows
+from ifrt.train.data.split import empty_splits, largest_remainder, split_rows
 
 
 def _rows(per_class=20, images=3):
@@ -48,3 +48,25 @@ def test_patient_with_two_diagnoses_is_refused():
 def test_largest_remainder_keeps_the_total():
     assert largest_remainder(7, (0.7, 0.15, 0.15)) == [5, 1, 1]
     assert sum(largest_remainder(101, (1, 1, 1))) == 101
+
+
+def test_eight_patients_of_four_classes_leave_no_split_empty():
+    rows = split_rows(_rows(per_class=2, images=1))
+    patients = Counter(split for _, split in {(r.patient_id, r.split) for r in rows})
+    assert patients == {"train": 6, "val": 1, "test": 1}  # per class 2, 0, 0; then one train patient each
+
+
+def test_twelve_patients_of_four_classes_get_a_test_patient():
+    rows = split_rows(_rows(per_class=3, images=1))
+    patients = Counter(split for _, split in {(r.patient_id, r.split) for r in rows})
+    assert patients == {"train": 7, "val": 4, "test": 1}  # per class 2, 1, 0; then one train patient to test
+
+
+def test_a_split_with_fraction_zero_stays_empty():
+    rows = split_rows(_rows(per_class=2, images=1), (1.0, 0.0, 0.0))
+    assert {r.split for r in rows} == {"train"}
+
+
+def test_two_patients_cannot_fill_three_splits_and_say_which_is_empty():
+    rows = split_rows(_rows(per_class=1, images=1)[:2])
+    assert empty_splits(rows) == ["test"]

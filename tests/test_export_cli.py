@@ -17,6 +17,7 @@ def test_export_onnx_then_triton_from_the_command_line(ifrt_cli, tmp_path):
     assert (tmp_path / "onnx/focus.int8.onnx.json").is_file()
     report = json.loads((tmp_path / "onnx/export_report.json").read_text())
     assert report["problems"] == [] and report["calibration"]["images"] == 2
+    assert "torchvision" not in proc.stderr  # the exporter's notices on operators the graphs do not use
 
     proc = ifrt_cli("export", "triton", str(tmp_path / "onnx"), "-o", str(tmp_path / "repo"), "--max-batch", "4")
     assert proc.returncode == 0, proc.stderr
@@ -34,3 +35,14 @@ def test_export_triton_without_onnx_files_exits_2(ifrt_cli, tmp_path):
     proc = ifrt_cli("export", "triton", str(tmp_path), "-o", str(tmp_path / "repo"))
     assert proc.returncode == 2
     assert "run `ifrt export onnx` first" in proc.stderr
+
+
+def test_export_onnx_of_a_run_folder_exports_its_best_checkpoint(ifrt_cli, tmp_path):
+    torch.manual_seed(0)
+    save_model(build_model(model_config("tiny", "hier")), tmp_path / "run" / "best")
+    proc = ifrt_cli("export", "onnx", str(tmp_path / "run"), "-o", str(tmp_path / "onnx"), "--graphs", "focus",
+                    "--calib-count", "1", "--calib-size", "64")
+    assert proc.returncode == 0, proc.stderr
+    assert (f"ifrt export onnx: {tmp_path / 'run'} is a run folder; exporting its best checkpoint "
+            f"{tmp_path / 'run' / 'best'}") in proc.stderr
+    assert (tmp_path / "onnx/focus.onnx").is_file()

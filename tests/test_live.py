@@ -81,6 +81,21 @@ def test_notices_are_not_dropped_with_frames():
     assert frames.get(timeout=0).index == 1
 
 
+def test_a_skipped_input_comes_after_the_frames_read_before_it():
+    frames = live.FrameQueue(capacity=2, drop=False)
+    frames.put(frame(0))
+    frames.put(frame(1))
+    frames.put(live.Notice("skipped", "the stream ended 100 bytes into frame 2", 2, "frame 2"))
+    assert [frames.get(timeout=0).index for _ in range(3)] == [0, 1, 2]
+
+
+def test_a_skipped_input_before_a_later_frame_comes_first():
+    frames = live.FrameQueue(capacity=2, drop=False)
+    frames.put(live.Notice("skipped", "unreadable", 0, "a.tif"))
+    frames.put(frame(1))
+    assert [frames.get(timeout=0).index for _ in range(2)] == [0, 1]
+
+
 def test_closed_queue_drains_then_returns_none():
     frames = live.FrameQueue()
     frames.put(frame(7))

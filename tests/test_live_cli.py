@@ -29,6 +29,7 @@ def test_raw_frames_on_stdin_with_every_frame_give_one_json_line_each(ifrt_cli, 
     assert proc.returncode == 0, proc.stderr
     records = json_lines(proc.stdout)
     assert [r["frame"] for r in records if r["event"] == "frame"] == [0, 1, 2]
+    assert [r["event"] for r in records] == ["frame", "frame", "frame", "skipped", "summary"]  # stream order
     skipped = [r for r in records if r["event"] == "skipped"]
     assert len(skipped) == 1 and "ended 3 bytes into frame 3" in skipped[0]["reason"]
     summary = records[-1]
@@ -166,3 +167,37 @@ def test_show_without_a_gui_build_of_opencv_says_what_to_install(ifrt_cli):
     proc = ifrt_cli("live", "0", "--show")
     assert proc.returncode == 2
     assert "--show needs OpenCV with GUI support" in proc.stderr and "pip install opencv-python" in proc.stderr
+
+
+def test_frame_size_below_32_is_refused_as_usage(ifrt_cli, tmp_path):
+    write_image_atomic(tmp_path / "a.tif", frames_of()[0])
+    proc = ifrt_cli("live", str(tmp_path / "a.tif"), "--size", "0")
+    assert proc.returncode == 2
+    assert "argument --size: must be at least 32, got 0" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_channel_of_an_image_file_is_refused_with_the_reason(ifrt_cli, tmp_path):
+    write_image_atomic(tmp_path / "rgb.png", np.zeros((32, 32, 3), np.uint8))
+    proc = ifrt_cli("live", str(tmp_path / "rgb.png"), "--channel", "1")
+    assert proc.returncode == 2
+    assert proc.stderr == (f"ifrt live: --channel applies to camera and video frames; {tmp_path / 'rgb.png'} is "
+                           "read as one channel (a colour image file as the per-pixel maximum of its channels): "
+                           "leave --channel out\n")
+
+
+@pytest.mark.parametrize(("content", "reason"), [(b"", "file is empty (0 bytes)"),
+                                                  (b"II*\x00garbage", "cannot find an image in the TIFF")])
+def test_an_unreadable_image_file_exits_1_with_the_reason(ifrt_cli, tmp_path, content, reason):
+    (tmp_path / "bad.tif").write_bytes(content)
+    proc = ifrt_cli("live", str(tmp_path / "bad.tif"))
+    assert proc.returncode == 1
+    assert f"ifrt live: {tmp_path / 'bad.tif'}: {reason}" in proc.stderr
+
+
+def test_an_image_file_that_cannot_be_analysed_exits_1_with_the_reason(ifrt_cli, tmp_path):
+    write_image_atomic(tmp_path / "nan.tif", np.full((64, 64), np.nan, np.float32))
+    proc = ifrt_cli("live", str(tmp_path / "nan.tif"), "--backend", "ort", "--stats-every", "0")
+    assert proc.returncode == 1
+    assert "4096 pixels are NaN or infinite" in proc.stderr
+    assert f"ifrt live: {tmp_path / 'nan.tif'}: the image was not analysed (the reason is above)" in proc.stderr
+    assert json_lines(proc.stdout)[-1]["frames"] == 0

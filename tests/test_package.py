@@ -87,3 +87,17 @@ def test_c_abi_library_matches_python_package_version():
 
     assert lib.ifrt_has_cuda() == int(load().build_info()["with_cuda"])
     assert (Path(ifrt.__file__).parent / "include" / "ifrt" / "ifrt.h").is_file()
+
+
+def test_doctor_advice_says_how_to_install_a_missing_cuda_python():
+    tips = doctor.advice(_report(**{"cuda-python": doctor.MISSING}))
+    assert any("cuda-python missing" in t and "pip install cuda-python" in t for t in tips)
+
+
+def test_doctor_without_an_nvidia_driver_says_so_rather_than_cuda_s_version_error(monkeypatch):
+    monkeypatch.setattr(doctor, "nvidia_driver_present", lambda: False)
+    monkeypatch.setattr(doctor, "_nvidia_smi_gpus", lambda: [])
+    monkeypatch.setattr(doctor, "_native", lambda: {
+        "available": True, "gpus": [],
+        "gpu_error": "CUDA driver version is insufficient for CUDA runtime version"})
+    assert doctor.collect()["gpu_error"] == "no NVIDIA driver/GPU found"

@@ -127,7 +127,7 @@ def test_unknown_config_key_is_rejected_with_its_name(database, tmp_path):
 
 
 def test_unknown_loss_key_is_rejected_with_its_name(database, tmp_path):
-    with pytest.raises(ValueError, match="loss config has unknown keys \\['deblur_pixle'\\]"):
+    with pytest.raises(ValueError, match=r"loss.deblur_pixle is not a setting \(known: "):
         train(database, load_config(TINY, {"loss": {"deblur_pixle": "mse"}}), tmp_path)
 
 
@@ -163,9 +163,9 @@ def test_validation_draws_its_own_blur_mix_and_levels_so_runs_trained_differentl
 
 @pytest.mark.parametrize(("data", "message"), [
     ({"val_degrade": {"sigmas": [0.0, 2.0]}}, r"data.val_degrade.sigmas: the blur levels are the labels"),
-    ({"val_degrade": {"p_defokus": 1.0}}, r"data.val_degrade \(on top of data.degrade\) has unknown keys \['p_defokus'\]"),
-    ({"val_degrade": {"p_defocus": 0.9}}, r"data.val_degrade \(on top of data.degrade\): p_defocus \+ p_spatial"),
-    ({"degrade": {"p_defokus": 1.0}}, r"data.degrade has unknown keys \['p_defokus'\]"),
+    ({"val_degrade": {"p_defokus": 1.0}}, r"data.val_degrade.p_defokus is not a setting"),
+    ({"val_degrade": {"p_defocus": 0.9}}, r"data.val_degrade: p_defocus \+ p_spatial"),
+    ({"degrade": {"p_defokus": 1.0}}, r"data.degrade.p_defokus is not a setting"),
     ({"levels": [5]}, r"data.levels=\[5\]: give blur levels among 0..4"),
     ({"val_levels": []}, r"data.val_levels=\[\]: give blur levels among 0..4"),
 ])

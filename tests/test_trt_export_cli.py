@@ -19,8 +19,13 @@ def test_export_trt_without_tensorrt_names_the_extra_and_jetpack_and_exits_2(ifr
     assert not (tmp_path / "full.engine").exists()
 
 
-def test_export_trt_check_reports_a_missing_sidecar_and_exits_1(ifrt_cli, tmp_path):
-    proc = ifrt_cli("export", "trt", "--check", str(tmp_path / "full.engine"))
+def test_export_trt_check_reports_a_missing_engine_then_a_missing_sidecar_and_exits_1(ifrt_cli, tmp_path):
+    engine = tmp_path / "full.engine"
+    proc = ifrt_cli("export", "trt", "--check", str(engine))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"ifrt export trt: {engine}: engine file not found"
+    engine.write_bytes(b"plan")
+    proc = ifrt_cli("export", "trt", "--check", str(engine))
     assert proc.returncode == 1
     assert "full.engine.json: engine sidecar not found" in proc.stderr
 
@@ -39,10 +44,10 @@ def test_export_trt_bad_profile_is_a_usage_error(ifrt_cli, tmp_path):
     assert "dim 2 must satisfy min <= opt <= max" in proc.stderr
 
 
-def test_export_without_target_prints_help_and_exits_2(ifrt_cli):
+def test_export_without_target_is_a_usage_error_like_every_command_group(ifrt_cli):
     proc = ifrt_cli("export")
     assert proc.returncode == 2
-    assert "trt" in proc.stdout
+    assert "ifrt export: error: the following arguments are required: TARGET" in proc.stderr
 
 
 def test_tensorrt_engine_wrapper_without_executor_says_what_to_install(tmp_path):

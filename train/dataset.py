@@ -55,14 +55,14 @@ class DataConfig:
             raise ValueError("data.val_degrade.sigmas: the blur levels are the labels the model learns; set "
                              "data.degrade.sigmas for training and validation alike")
         count = blur_level_count(self.degrade_config())
-        _degrade_config({**self.degrade, **self.val_degrade}, "data.val_degrade (on top of data.degrade)")
+        _degrade_config({**self.degrade, **self.val_degrade}, "data.val_degrade")
         for name, levels in (("levels", self.levels), ("val_levels", self.val_levels)):
             if levels is not None and (not levels or any(not 0 <= int(lv) < count for lv in levels)):
                 raise ValueError(f"data.{name}={levels}: give blur levels among 0..{count - 1} (one at least)")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> DataConfig:
-        return dataclass_from_dict(cls, d, "data config")
+        return dataclass_from_dict(cls, d, "data")
 
     def degrade_config(self) -> DegradeConfig:
         return _degrade_config(self.degrade, "data.degrade")

@@ -364,6 +364,10 @@ def natural_image_quality(models: dict[str, DeepMTND], cfg: DegradeConfig, seed:
 def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str | Path, *, split: str = "test",
              seed: int = 1234, batch_size: int = 8, max_images: int | None = None, deblur_images: int = 16,
              calibrate: bool = True, natural: bool = True, natural_draws: int = 3, threads: int = 2) -> dict:
+    for name, value, least in (("max_images", max_images, 1), ("deblur_images", deblur_images, 0),
+                               ("natural_draws", natural_draws, 1), ("batch_size", batch_size, 1)):
+        if value is not None and value < least:
+            raise ValueError(f"{name}={value}: give at least {least}")
     torch.set_num_threads(threads)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     dirs = [resolve_model_dir(p) for p in model_paths]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
@@ -35,7 +35,7 @@ from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of, rows
 from ifrt.train.losses import LossConfig, MultiTaskLoss, psnr
 from ifrt.train.model import DeepMTND, ModelConfig, model_config, save_model
 from ifrt.train.model.bank_init import fit_deconvolution_bank
-from ifrt.train.model.io import atomic_write_text, load_matching_weights, module_paths
+from ifrt.train.model.io import atomic_write_text, load_matching_weights, module_paths, write_safetensors
 from ifrt.train.model.kind_init import fit_blur_kind_head
 from ifrt.train.strict import dataclass_from_dict
 
@@ -66,7 +66,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> TrainConfig:
-        return dataclass_from_dict(cls, d, "train config")
+        return dataclass_from_dict(cls, d, "train")
 
 
 def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
@@ -129,9 +129,7 @@ def save_training_state(directory: Path, optimizer: torch.optim.Optimizer, crite
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    tmp = directory / "optimizer.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, directory / "optimizer.safetensors")
+    write_safetensors(directory / "optimizer.safetensors", tensors)
     atomic_write_text(directory / "trainer.json",
                       json.dumps({**state, "param_groups": sd["param_groups"]}, indent=2))
 
@@ -345,7 +343,7 @@ def class_prior_of(rows, class_names: list[str]) -> list[float]:
 
 def build_everything(data_dir: Path, config: dict):
     data_cfg = DataConfig.from_dict(config.get("data")).for_database(data_dir)
-    loss_cfg = dataclass_from_dict(LossConfig, config.get("loss"), "loss config")
+    loss_cfg = dataclass_from_dict(LossConfig, config.get("loss"), "loss")
     train_cfg = TrainConfig.from_dict(config.get("train"))
     manifest = data_dir / "manifest.csv"
     if not manifest.is_file():

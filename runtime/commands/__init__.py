@@ -1,6 +1,8 @@
 """`ifrt` subcommands. Each module defines `register(subparsers)`; imports of heavy dependencies
 (torch, onnx, tensorrt) happen inside the handlers, never at module import."""
 
+import argparse
+
 # Order is the order of `ifrt --help`.
 COMMAND_MODULES = [
     "ifrt.commands.demo",
@@ -13,3 +15,19 @@ COMMAND_MODULES = [
     "ifrt.commands.bench",
     "ifrt.commands.live",
 ]
+
+
+def int_at_least(minimum: int):
+    """An argparse type: an integer >= `minimum`, refused at parse time (exit 2, with the usage) rather than
+    failing deep inside a run."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse

@@ -15,6 +15,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ifrt.commands import int_at_least
+
+BACKEND_NAMES = ("trt", "ort", "torch")
+
 
 def _median_ms(fn: Callable[[], object], repeat: int, warmup: int = 2) -> float:
     for _ in range(warmup):
@@ -176,15 +180,14 @@ def bench_infer(args: argparse.Namespace) -> dict:
     from ifrt.model_package import open_model
 
     package = open_model(args.model)
-    names = [b for b in (args.backends.split(",") if args.backends else available_backends())]
+    names = args.backends or available_backends()
     backends = {}
     for name in names:
         try:
             backends[name] = create_backend(package, name)
         except BackendUnavailableError as exc:
             backends[name] = str(exc)
-    sizes = [int(v) for v in args.sizes.split(",")]
-    batches = [int(v) for v in args.batches.split(",")]
+    sizes, batches = args.sizes, args.batches
     rng = np.random.default_rng(0)
     rows = []
     for size in sizes:
@@ -205,6 +208,30 @@ def bench_infer(args: argparse.Namespace) -> dict:
             "target_ort_over_torch_at_512": 1.5}
 
 
+def _integers(multiple_of: int = 1):
+    """An argparse type: comma-separated positive integers, each a multiple of `multiple_of`."""
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        bad = [v for v in values if v < 1 or v % multiple_of]
+        if not values or bad:
+            rule = f"positive multiples of {multiple_of}" if multiple_of > 1 else "positive integers"
+            raise argparse.ArgumentTypeError(f"{text!r}: give {rule}" + (f" (not {bad[0]})" if bad else ""))
+        return values
+
+    return parse
+
+
+def _backend_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BACKEND_NAMES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: give backends among {', '.join(BACKEND_NAMES)}")
+    return names
+
+
 TARGETS: dict[str, Callable[[argparse.Namespace], dict]] = {"native": bench_native, "live": bench_live,
                                                              "infer": bench_infer}
 
@@ -212,16 +239,21 @@ TARGETS: dict[str, Callable[[argparse.Namespace], dict]] = {"native": bench_nati
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="benchmarks with a baseline in the same run (JSON)")
     p.add_argument("target", choices=sorted(TARGETS), help="what to measure")
-    p.add_argument("--size", type=int, default=2048, help="frame height and width (2048)")
-    p.add_argument("--repeat", type=int, default=15, help="timed runs per measurement; the median is reported")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for the native kernels (0: all cores)")
+    p.add_argument("--size", type=int_at_least(32), default=2048, help="frame height and width (default 2048)")
+    p.add_argument("--repeat", type=int_at_least(1), default=15,
+                   help="timed runs per measurement; the median is reported (default 15)")
+    p.add_argument("--threads", type=int_at_least(0), default=0,
+                   help="CPU threads for the native kernels (default 0: all cores)")
     p.add_argument("--model", help="live, infer: model folder (default: the bundled model)")
-    p.add_argument("--backend", default="auto", help="live: inference backend (auto, trt, ort, torch)")
-    p.add_argument("--frames", type=int, default=150, help="live: frames per run (150)")
-    p.add_argument("--fps", type=float, default=30.0, help="live: camera frame rate of the paced run (30)")
-    p.add_argument("--backends", help="infer: comma-separated backends (default: all available)")
-    p.add_argument("--sizes", default="256,512", help="infer: input sizes (default 256,512)")
-    p.add_argument("--batches", default="1,4", help="infer: batch sizes (default 1,4)")
+    p.add_argument("--backend", default="auto", choices=["auto", *BACKEND_NAMES],
+                   help="live: inference backend (default auto)")
+    p.add_argument("--frames", type=int_at_least(1), default=150, help="live: frames per run (default 150)")
+    p.add_argument("--fps", type=float, default=30.0, help="live: camera frame rate of the paced run (default 30)")
+    p.add_argument("--backends", type=_backend_names,
+                   help=f"infer: comma-separated backends among {', '.join(BACKEND_NAMES)} (default: all available)")
+    p.add_argument("--sizes", type=_integers(multiple_of=32), default=[256, 512],
+                   help="infer: input sizes, multiples of 32 as the network needs (default 256,512)")
+    p.add_argument("--batches", type=_integers(), default=[1, 4], help="infer: batch sizes (default 1,4)")
     p.set_defaults(func=run)
 
 

@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from ifrt.commands import int_at_least
+
 
 def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
@@ -23,12 +25,23 @@ def _numbers(text: str) -> list[float]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("data", help="synthesize, index, split, check and preview datasets")
+    p = subparsers.add_parser("data", help="synthesize, index, split, check and preview datasets",
+                              description="Datasets are a folder of images plus manifest.csv (path, patient_id, "
+                                          "stain, diagnosis, blur_level, sharp_path, split). Create one with "
+                                          "synth or index, assign splits with split, validate it with check and "
+                                          "look at it with preview.")
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    s = sub.add_parser("synth", help="write a synthetic IFVB-like database (images + manifest.csv)")
+    s = sub.add_parser("synth", help="write a synthetic IFVB-like database (images + manifest.csv)",
+                       description="Write a synthetic database of patients with a stain panel of glomerulus images, "
+                                   "each degraded and labelled, split by patient into train, val and test. A folder "
+                                   "that already holds a database is refused unless --force.")
     s.add_argument("out", help="output folder")
-    s.add_argument("--patients", type=int, default=100, help="number of patients (default 100)")
+    s.add_argument("--force", action="store_true",
+                   help="replace a database already in OUT: its manifest.csv, synth.json and images/, sharp/ and "
+                        "blur_maps/ folders are deleted first (other files are kept)")
+    s.add_argument("--patients", type=int_at_least(1), default=100,
+                   help="number of patients (default 100; at least 3 to fill train, val and test)")
     s.add_argument("--images-per-patient", type=int, default=None,
                    help="images per patient, stains in turn (default: one per stain)")
     s.add_argument("--size", type=int, default=512, help="image width and height in pixels (default 512)")
@@ -43,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
     s.set_defaults(func=run_synth)
 
-    s = sub.add_parser("index", help="build manifest.csv from ROOT/<diagnosis>/<patient>/<image>")
+    s = sub.add_parser("index", help="build manifest.csv from ROOT/<diagnosis>/<patient>/<image>",
+                       description="Build manifest.csv from a folder laid out as ROOT/<diagnosis>/<patient>/<image>; "
+                                   "files outside a patient folder are listed as skipped.")
     s.add_argument("root", help="dataset folder")
     s.add_argument("--out", default=None, help="manifest to write (default ROOT/manifest.csv)")
     s.add_argument("--force", action="store_true", help="replace an existing manifest")
@@ -51,35 +66,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="patient id = <diagnosis>/<patient> (when folder names repeat across diagnoses)")
     s.set_defaults(func=run_index)
 
-    s = sub.add_parser("split", help="assign train/val/test by patient, stratified by diagnosis")
+    s = sub.add_parser("split", help="assign train/val/test by patient, stratified by diagnosis",
+                       description="Assign each patient to train, val or test, stratified by diagnosis, so that no "
+                                   "patient is in two splits. A split left empty (too few patients) is a warning.")
     s.add_argument("dataset", help="dataset folder or manifest CSV")
     s.add_argument("--by", choices=["patient"], default="patient", help="grouping unit (always patient)")
     s.add_argument("--fractions", type=_numbers, default=[0.7, 0.15, 0.15], help="train,val,test (default 0.7,0.15,0.15)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="shuffles the patients of each diagnosis (default 0)")
     s.add_argument("--out", default=None, help="manifest to write (default: update the input)")
     s.set_defaults(func=run_split)
 
-    s = sub.add_parser("check", help="validate a dataset; lists every problem, exit 1 if any")
+    s = sub.add_parser("check", help="validate a dataset; lists every problem, exit 1 if any",
+                       description="Read the manifest and every file it names and list every problem (columns, "
+                                   "cells, blur levels, patient leakage, missing or unreadable files, pixels); "
+                                   "exit 1 if there is any. Modifies nothing.")
     s.add_argument("dataset", help="dataset folder or manifest CSV")
     s.add_argument("--min-size", type=int, default=64, help="smallest acceptable width/height (default 64)")
-    s.add_argument("--max-pixels", type=int, default=None, help="decompression-bomb limit per image")
+    s.add_argument("--max-pixels", type=int_at_least(1), default=None,
+                   help="decompression-bomb limit per image (default 2^28)")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=run_check)
 
-    s = sub.add_parser("preview", help="contact sheet by class x blur level (PNG)")
+    s = sub.add_parser("preview", help="contact sheet by class x blur level (PNG)",
+                       description="Write a colour contact sheet with one row per diagnosis and one column per blur "
+                                   "level, each cell one image of the dataset.")
     s.add_argument("dataset", help="dataset folder or manifest CSV")
-    s.add_argument("--out", required=True, help="sheet to write (.png)")
-    s.add_argument("--thumb", type=int, default=192, help="cell size in pixels (default 192)")
+    s.add_argument("--out", required=True, help="sheet to write (.png, or .jpg)")
+    s.add_argument("--thumb", type=int_at_least(16), default=192, help="cell size in pixels (default 192)")
     s.set_defaults(func=run_preview)
 
 
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+def _fail(args: argparse.Namespace, message: str) -> int:
+    """A usage error of `ifrt data ACTION`: one line on stderr, exit 2."""
+    print(f"ifrt data {args.data_command}: {message}", file=sys.stderr)
     return 2
+
+
+def _warn_empty_splits(args: argparse.Namespace, rows, fractions) -> None:
+    from ifrt.train.data.split import empty_splits
+
+    empty = empty_splits(rows, fractions)
+    if empty:
+        patients = len({row.patient_id for row in rows})
+        wanted = sum(f > 0 for f in fractions)
+        print(f"ifrt data {args.data_command}: warning: no patient in {', '.join(empty)}: {patients} patient(s) "
+              f"cannot fill {wanted} splits (give at least {wanted} patients); training needs val rows and "
+              "`ifrt eval` test rows", file=sys.stderr)
 
 
 def run_synth(args: argparse.Namespace) -> int:
     from ifrt.train.data import pathology
+    from ifrt.train.data.manifest import read_manifest
+    from ifrt.train.data.split import DEFAULT_FRACTIONS
     from ifrt.train.data.synth import synthesize_database
 
     try:
@@ -88,9 +126,10 @@ def run_synth(args: argparse.Namespace) -> int:
             bit_depth=args.bit_depth, seed=args.seed, classes=args.classes or pathology.DEFAULT_CLASSES,
             proportions=args.proportions, stains=args.stains or pathology.DEFAULT_STAINS,
             blur_levels=[int(v) for v in args.blur_levels] if args.blur_levels else None,
-            degrade=not args.no_degrade, workers=args.workers)
-    except ValueError as exc:
-        return _fail(str(exc))
+            degrade=not args.no_degrade, workers=args.workers, replace=args.force)
+    except (ValueError, FileExistsError) as exc:
+        return _fail(args, str(exc))
+    _warn_empty_splits(args, read_manifest(manifest), DEFAULT_FRACTIONS)
     print(f"wrote {manifest}")
     return 0
 
@@ -103,11 +142,11 @@ def run_index(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.root) / MANIFEST_NAME
     if out.exists() and not args.force:
-        return _fail(f"{out} exists; pass --force to replace it")
+        return _fail(args, f"{out} exists; pass --force to replace it")
     try:
         index = index_folder(args.root, manifest_dir=out.parent, prefix_patients=args.prefix_patients)
     except ManifestError as exc:
-        return _fail(str(exc))
+        return _fail(args, str(exc))
     for skipped in index.skipped:
         print(f"skipped {skipped}: not inside a patient folder (ROOT/<diagnosis>/<patient>/)", file=sys.stderr)
     write_manifest(out, index.rows)
@@ -127,7 +166,8 @@ def run_split(args: argparse.Namespace) -> int:
     try:
         rows = split_rows(read_manifest(source), tuple(args.fractions), args.seed)
     except (ManifestError, ValueError) as exc:
-        return _fail(str(exc))
+        return _fail(args, str(exc))
+    _warn_empty_splits(args, rows, args.fractions)
     write_manifest(out, rows)
     patients = Counter(split for _, split in {(r.patient_id, r.split) for r in rows})
     print(f"wrote {out}: " + ", ".join(f"{name} {patients.get(name, 0)} patients" for name in ("train", "val", "test")))
@@ -140,24 +180,26 @@ def run_check(args: argparse.Namespace) -> int:
 
     report = check_dataset(args.dataset, min_size=args.min_size, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     if args.json:
-        print(json.dumps({"manifest": report.manifest, "rows": report.rows, "files": report.files, "ok": report.ok,
+        print(json.dumps({"manifest": report.manifest, "rows": report.rows, "files": report.files,
+                          "blur_levels": report.blur_levels, "ok": report.ok,
                           "problems": [{"file": p.file, "message": p.message} for p in report.problems]}, indent=2))
     else:
         for problem in report.problems:
             print(problem)
         verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
-        print(f"{report.manifest}: {report.rows} rows, {report.files} files checked, {verdict}",
+        levels = report.blur_levels
+        found = f"blur levels {','.join(map(str, levels))}, " if levels else ""
+        print(f"{report.manifest}: {report.rows} rows, {found}{report.files} files checked, {verdict}",
               file=sys.stdout if report.ok else sys.stderr)
     return 0 if report.ok else 1
 
 
 def run_preview(args: argparse.Namespace) -> int:
-    from ifrt.train.data.manifest import ManifestError
     from ifrt.train.data.preview import preview_sheet
 
     try:
         out = preview_sheet(args.dataset, args.out, thumb=args.thumb)
-    except ManifestError as exc:
-        return _fail(str(exc))
+    except ValueError as exc:  # a bad --out name or manifest; a write that fails is an OSError
+        return _fail(args, str(exc))
     print(f"wrote {out}")
     return 0

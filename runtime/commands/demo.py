@@ -10,10 +10,14 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("demo", help="run the bundled sample images and write an HTML report")
+    p = subparsers.add_parser("demo", help="run the bundled sample images and write an HTML report",
+                              description="Run `ifrt infer` on the bundled sample images (diagnosis, focus quality, "
+                                          "deblurring, quality-map overlays), print a table of the results and write "
+                                          "OUT/report.html to open in a browser.")
     p.add_argument("-o", "--out", default="ifrt-demo", help="output folder (default ./ifrt-demo)")
     p.add_argument("--model", help="model folder (default: the bundled default model)")
-    p.add_argument("--backend", default="auto", choices=["auto", "trt", "ort", "torch"])
+    p.add_argument("--backend", default="auto", choices=["auto", "trt", "ort", "torch"],
+                   help="inference backend (default auto: the first installed of trt, ort, torch)")
     p.set_defaults(func=run)
 
 

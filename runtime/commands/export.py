@@ -8,20 +8,41 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+from ifrt.commands import int_at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="export a model: ONNX (onnx), TensorRT engine (trt), Triton (triton)")
-    targets = p.add_subparsers(dest="target", metavar="TARGET")
+    targets = p.add_subparsers(dest="target", metavar="TARGET", required=True)
     _register_onnx(targets)
     _register_trt(targets)
     _register_triton(targets)
-    p.set_defaults(func=lambda args: _no_target(p))
 
 
-def _no_target(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
+def _calibration_size(text: str) -> int:
+    """An argparse type: the network's input sides are multiples of 32 (five stride-2 stages), and the export
+    traces at least 64 (at 32 the tile count along each side is 1, which torch.export specializes to a
+    constant, so the dynamic dims cannot be exported)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 64 or value % 32:
+        raise argparse.ArgumentTypeError(f"{value} is not a multiple of 32 of at least 64 "
+                                         f"(e.g. {max(64, value // 32 * 32)})")
+    return value
+
+
+def resolve_model_folder(path: str) -> str:
+    """A run folder written by `ifrt train` stands for its best checkpoint (best/), as `ifrt eval` reads it;
+    a model folder stands for itself."""
+    best = Path(path) / "best"
+    if not (Path(path) / "model.json").is_file() and (best / "model.json").is_file():
+        print(f"ifrt export onnx: {path} is a run folder; exporting its best checkpoint {best}", file=sys.stderr)
+        return str(best)
+    return path
 
 
 # ---- onnx ----------------------------------------------------------------------------------------
@@ -32,9 +53,10 @@ def _register_onnx(targets: argparse._SubParsersAction) -> None:
         "onnx", help="trained model folder -> full.onnx + focus.onnx (+ .fp16.onnx), checked against torch",
         description="Export the full and focus graphs with dynamic batch and spatial dims and the model's "
                     "metadata, check each against torch on calibration images (fp32: max abs diff <= 1e-4 and "
-                    "identical argmax; fp16: diagnosis agreement >= 99.5%%, deblurred PSNR drift <= 0.1 dB), "
+                    "identical argmax; fp16: diagnosis agreement >= 99.5%, deblurred PSNR drift <= 0.1 dB), "
                     "and write export_report.json. A graph that fails its check is not kept (exit 1).")
-    p.add_argument("model", help="model folder written by `ifrt train` (model.safetensors + model.json)")
+    p.add_argument("model", help="model folder written by `ifrt train` (model.safetensors + model.json), or a run "
+                                 "folder (its best/ checkpoint is exported)")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--fp16", action="store_true",
                    help="also write float16 graphs (float32 I/O), refused if activations approach the fp16 range")
@@ -42,8 +64,9 @@ def _register_onnx(targets: argparse._SubParsersAction) -> None:
                    help="also write Q/DQ INT8 graphs calibrated on the calibration images (agreement reported)")
     p.add_argument("--calib", metavar="DIR",
                    help="calibration images: a folder or a dataset with manifest.csv (default: synthetic glomeruli)")
-    p.add_argument("--calib-count", type=int, default=16, help="calibration images (default 16)")
-    p.add_argument("--calib-size", type=int, default=256, help="calibration image side, a multiple of 32")
+    p.add_argument("--calib-count", type=int_at_least(1), default=16, help="calibration images (default 16)")
+    p.add_argument("--calib-size", type=_calibration_size, default=256,
+                   help="calibration image side, a multiple of 32 of at least 64 (default 256)")
     p.add_argument("--graphs", default="full,focus", help="comma-separated graphs to export (default full,focus)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18; TensorRT 10 parses 9..20)")
     p.add_argument("--static", action="store_true", help="fixed batch and spatial dims (the calibration size)")
@@ -64,7 +87,7 @@ def run_onnx(args: argparse.Namespace) -> int:
     options = OnnxExportOptions(opset=args.opset, example_size=args.calib_size, dynamic_batch=not args.static,
                                 dynamic_spatial=not args.static, simplify=args.simplify)
     try:
-        report = export_onnx(args.model, args.out, fp16=args.fp16, int8=args.int8, calibration_source=args.calib,
+        report = export_onnx(resolve_model_folder(args.model), args.out, fp16=args.fp16, int8=args.int8, calibration_source=args.calib,
                              calibration_count=args.calib_count, calibration_size=args.calib_size, graphs=graphs,
                              options=options)
     except (FileNotFoundError, ValueError) as exc:
@@ -104,8 +127,6 @@ def _register_triton(targets: argparse._SubParsersAction) -> None:
 
 
 def run_triton(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     try:
         from ifrt.export.triton import write_repository
     except ImportError as exc:
@@ -223,9 +244,13 @@ def _check_engine(args: argparse.Namespace) -> int:
     from ifrt.engine import SidecarError, check_engine
 
     try:
+        if not Path(args.check).is_file():
+            raise FileNotFoundError(f"{args.check}: engine file not found")
         reasons = check_engine(args.check, device=args.device, allow_same_model_gpu=args.allow_other_gpu)
     except (SidecarError, FileNotFoundError) as exc:
         print(f"ifrt export trt: {exc}", file=sys.stderr)
+        if args.json:  # a script reading stdout gets the verdict whichever way the check fails
+            print(json.dumps({"engine": args.check, "ok": False, "reasons": [str(exc)]}, indent=2))
         return 1
     if args.json:
         print(json.dumps({"engine": args.check, "ok": not reasons, "reasons": reasons}, indent=2))

@@ -35,8 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "starting from the list file's folder)")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--model", help="model folder (default: the bundled default model)")
-    p.add_argument("--backend", default="auto", choices=["auto", "trt", "ort", "torch"])
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
+    p.add_argument("--backend", default="auto", choices=["auto", "trt", "ort", "torch"],
+                   help="inference backend; auto takes the fastest that loads the model: trt, ort, torch (default auto)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
+                   help="the model's fp32 or fp16 graphs (TensorRT builds FP16 either way; default fp32)")
     p.add_argument("--recursive", action="store_true",
                    help="search folders recursively (the output folder is left out)")
     p.add_argument("--pages", choices=["first", "all"], default="first",

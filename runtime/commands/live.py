@@ -2,13 +2,16 @@
 watched for new image files, or `-` with `--raw WxH:TYPE` for raw frames on stdin (an image file gives one frame). JSON lines on
 stdout (one per frame), progress and messages on stderr; `--show` opens an overlay window instead of
 printing frames. Exit status: 0 when the source ended or a limit was reached, 1 when the source was lost
-(camera gone, folder removed), 2 for a usage error, 130 after Ctrl-C."""
+(camera gone, folder removed) or a single image file could not be analysed, 2 for a usage error, 130 after
+Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from ifrt.commands import int_at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,9 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="onnxruntime inference threads (default 1: preprocessing and metrics use every core; "
                         "0: one per core)")
-    p.add_argument("--size", type=int, default=512, help="longer side the frame is downsampled to for the focus "
-                                                         "graph (default 512)")
-    p.add_argument("--channel", type=int, default=0, help="channel of a multi-channel frame (default 0)")
+    p.add_argument("--size", type=int_at_least(32), default=512,
+                   help="longer side the frame is downsampled to for the focus graph (default 512)")
+    p.add_argument("--channel", type=int_at_least(0), default=None,
+                   help="camera, video: channel of a colour frame to analyse (default: the per-pixel maximum of "
+                        "the colour channels, as image files are read)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many analysed frames")
     p.add_argument("--sweep", action="store_true",
                    help="Z sweep: report the best-focused frame (highest learned quality; the classical metric "
@@ -62,6 +67,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def is_image_file(source: str | None) -> bool:
+    from ifrt.imageio import IMAGE_SUFFIXES
+
+    return source not in (None, "-") and Path(source).is_file() and Path(source).suffix.lower() in IMAGE_SUFFIXES
+
+
 def open_source(args: argparse.Namespace):
     from ifrt import live
     from ifrt.imageio import IMAGE_SUFFIXES, read_image
@@ -82,10 +93,13 @@ def open_source(args: argparse.Namespace):
     if source == "-":
         raise ValueError("stdin needs the frame format: --raw WIDTHxHEIGHT:TYPE, e.g. --raw 2048x2048:uint16")
     if source.isdigit():
-        return live.camera_source(int(source), reconnect=args.reconnect, backoff=args.backoff)
+        return live.camera_source(int(source), reconnect=args.reconnect, backoff=args.backoff, channel=args.channel)
+    if args.channel is not None and not is_video:
+        raise ValueError(f"--channel applies to camera and video frames; {source} is read as one channel (a colour "
+                         "image file as the per-pixel maximum of its channels): leave --channel out")
     if path.is_dir():
         return live.FolderSource(path, existing=args.existing)
-    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+    if is_image_file(source):
         return live.ArraySource([read_image(path)], count=1, name=str(path))  # one frame; errors name the file
     if is_video:
         fps = args.fps
@@ -94,17 +108,21 @@ def open_source(args: argparse.Namespace):
                 fps = float(fps)
             except ValueError:
                 raise ValueError(f"--fps {fps}: give a number of frames per second or 'file'") from None
-        return live.video_source(path, fps=fps, loop=args.loop)
+        return live.video_source(path, fps=fps, loop=args.loop, channel=args.channel)
     raise ValueError(f"{source}: no such camera index, file or folder")
 
 
 def run(args: argparse.Namespace) -> int:
     from ifrt import live
+    from ifrt.imageio import ImageReadError
     from ifrt.model_package import ModelPackageError
 
     try:
         source = open_source(args)
-    except (ValueError, live.SourceLost) as exc:  # ImageReadError is a ValueError
+    except ImageReadError as exc:  # the one image file given cannot be analysed: not a usage error
+        print(f"ifrt live: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, live.SourceLost) as exc:
         print(f"ifrt live: {exc}", file=sys.stderr)
         return 2
     viewer = None
@@ -119,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     except (ModelPackageError, RuntimeError, ValueError) as exc:
         print(f"ifrt live: {exc}", file=sys.stderr)
         return 2
-    options = live.LiveOptions(size=args.size, channel=args.channel, max_frames=args.max_frames, maps=args.maps,
+    options = live.LiveOptions(size=args.size, max_frames=args.max_frames, maps=args.maps,
                                sweep=args.sweep, sweep_tolerance=args.sweep_tolerance,
                                sweep_metric=args.sweep_metric, stats_every=args.stats_every, any_size=args.any_size,
                                drop=False if args.every_frame else None)
@@ -138,5 +156,8 @@ def run(args: argparse.Namespace) -> int:
     live.stderr_log(live.format_summary(summary))
     if summary.error:
         live.stderr_log(summary.error)
+        return 1
+    if is_image_file(args.source) and not summary.frames and summary.skipped:
+        live.stderr_log(f"{args.source}: the image was not analysed (the reason is above)")
         return 1
     return 130 if summary.stop == "interrupted" else 0

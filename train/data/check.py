@@ -1,8 +1,9 @@
 """Validate a dataset against the contract, reporting every problem with the file it is about.
 
 Reads the manifest and every file it names; modifies nothing. Problems found:
-- manifest: unreadable, missing required columns, unknown columns, malformed cells (blur_level, split,
-  empty path or patient_id), duplicate rows, paths that are absolute or leave the dataset folder;
+- manifest: unreadable, no rows, missing required columns, unknown columns, malformed cells (blur_level,
+  split, empty path or patient_id), blur levels outside the database's levels, duplicate rows, paths that are
+  absolute or leave the dataset folder;
 - patients: one patient in two splits (leakage), one patient with two diagnoses;
 - files (images, sharp references, blur maps): missing, empty (0 bytes), unreadable, too many pixels;
 - pixels (images and sharp references): smaller than `min_size`, constant, non-finite values, a sharp
@@ -12,14 +13,16 @@ Reads the manifest and every file it names; modifies nothing. Problems found:
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from ifrt.imageio import DEFAULT_MAX_PIXELS, ImageReadError, read_image
+from ifrt.train.data.degrade import blur_level_count
 from ifrt.train.data.manifest import (
     COLUMNS,
     EXTRA_COLUMNS,
@@ -46,6 +49,7 @@ class Report:
     manifest: str
     rows: int = 0
     files: int = 0
+    blur_levels: list[int] = field(default_factory=list)  # the distinct levels the rows name
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -67,6 +71,17 @@ def _path_problem(value: str) -> str | None:
     if ".." in pure.parts:
         return f"path '{value}' leaves the dataset folder; keep files under the manifest's folder"
     return None
+
+
+def blur_level_range(root: Path) -> tuple[int, str]:
+    """How many blur levels the database's labels may use, and where that number comes from: the degradation
+    recorded in synth.json by `ifrt data synth`, else ifrt's default degradation (what training learns)."""
+    record = root / "synth.json"
+    try:
+        sigmas = json.loads(record.read_text())["degrade_config"]["sigmas"]
+        return len(sigmas), str(record)
+    except (OSError, ValueError, KeyError, TypeError):
+        return blur_level_count(), "ifrt's default degradation"
 
 
 def _check_pixels(image: np.ndarray, min_size: int) -> list[str]:
@@ -97,6 +112,8 @@ def check_dataset(dataset: str | os.PathLike, *, min_size: int = 64,
         add(Problem(str(manifest), str(exc).removeprefix(f"{manifest}: ")))
         return report
     report.rows = len(table)
+    if not table:
+        add(Problem(str(manifest), "no rows: the manifest names no image"))
 
     for name in REQUIRED_COLUMNS:
         if name not in header:
@@ -113,6 +130,8 @@ def check_dataset(dataset: str | os.PathLike, *, min_size: int = 64,
     diagnoses_of: dict[str, set[str]] = defaultdict(set)
     seen_paths: dict[str, str] = {}
     images: dict[str, tuple[str, str]] = {}   # relative path -> (kind, where it was named)
+    level_count, level_source = blur_level_range(root)
+    levels_seen: set[int] = set()
     pairs = []                                # (image, sharp reference) relative paths
     for cells in table:
         where = f"{manifest}:{cells['#line']}"
@@ -124,6 +143,11 @@ def check_dataset(dataset: str | os.PathLike, *, min_size: int = 64,
         if row.path in seen_paths:
             add(Problem(where, f"path '{row.path}' is listed again (first at line {seen_paths[row.path]})"))
         seen_paths.setdefault(row.path, cells["#line"])
+        if row.blur_level is not None:
+            levels_seen.add(row.blur_level)
+        if row.blur_level is not None and row.blur_level >= level_count:
+            add(Problem(where, f"blur_level {row.blur_level} is outside the levels 0..{level_count - 1} "
+                               f"({level_source})"))
         if row.split:
             splits_of[row.patient_id].add(row.split)
         if row.diagnosis:
@@ -140,6 +164,7 @@ def check_dataset(dataset: str | os.PathLike, *, min_size: int = 64,
         if row.sharp_path and row.sharp_path != row.path and not _path_problem(row.sharp_path):
             pairs.append((row.path, row.sharp_path))
 
+    report.blur_levels = sorted(levels_seen)
     for patient, splits in sorted(splits_of.items()):
         if len(splits) > 1:
             add(Problem(str(manifest), f"patient {patient} is in splits {', '.join(sorted(splits))}: one patient "

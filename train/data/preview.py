@@ -18,12 +18,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ifrt.imageio import ImageReadError, read_image, write_image_atomic
+from ifrt.imageio import ImageReadError, read_image, write_bytes_atomic
 from ifrt.train.data.manifest import ManifestRow, manifest_path, read_manifest, resolve
 
 _CANDIDATES = 6
 _LABEL_W, _HEADER_H = 110, 28
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+MIN_THUMB = 16  # smaller cells hold no legible image or caption
 
 
 def _display(image: np.ndarray, thumb: int) -> np.ndarray:
@@ -70,7 +71,13 @@ def captions(row: ManifestRow) -> tuple[str, str | None]:
 
 
 def preview_sheet(dataset: str | os.PathLike, out: str | os.PathLike, *, thumb: int = 192) -> Path:
-    """Write the contact sheet of `dataset` (folder or manifest) to `out` (PNG); returns its path."""
+    """Write the contact sheet of `dataset` (folder or manifest) to `out` (.png, or .jpg/.jpeg: the sheet is
+    colour, which ifrt's TIFF writer does not take); returns its path."""
+    suffix = Path(out).suffix.lower()
+    if suffix not in (".png", ".jpg", ".jpeg"):
+        raise ValueError(f"{out}: a contact sheet is a colour image; name it .png or .jpg")
+    if thumb < MIN_THUMB:
+        raise ValueError(f"thumb {thumb} is too small (at least {MIN_THUMB} pixels)")
     manifest = manifest_path(dataset)
     rows = read_manifest(manifest)
     classes: list[str | None] = sorted({r.diagnosis for r in rows if r.diagnosis is not None})
@@ -104,4 +111,7 @@ def preview_sheet(dataset: str | os.PathLike, out: str | os.PathLike, *, thumb: 
             _text(sheet, below, (x + 4, y + thumb - 6), 0.4)
             if above:
                 _text(sheet, above, (x + 4, y + 14), 0.4)
-    return write_image_atomic(out, sheet)
+    ok, encoded = cv2.imencode(suffix, sheet)
+    if not ok:
+        raise ValueError(f"{out}: OpenCV could not encode the sheet")
+    return write_bytes_atomic(out, encoded.tobytes())

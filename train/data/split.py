@@ -2,7 +2,10 @@
 
 Patients are grouped by diagnosis (unknown diagnosis is a group of its own), shuffled with the seed,
 and each group is cut by the fractions with largest-remainder rounding, so every class is represented in
-each split in proportion, as far as whole patients allow.
+each split in proportion, as far as whole patients allow. Rounding per class can leave a split empty when
+classes have few patients (12 patients in 4 classes: 3 per class, none for test); then a patient moves to it
+from the largest split, so that every split with a positive fraction holds a patient whenever there are at
+least as many patients as such splits.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from collections import defaultdict
 import numpy as np
 
 from ifrt.train.data.manifest import SPLITS, ManifestError, ManifestRow
+
+DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)  # train, val, test
 
 
 def patient_diagnoses(rows: list[ManifestRow]) -> dict[str, str | None]:
@@ -36,7 +41,7 @@ def largest_remainder(count: int, fractions: tuple[float, ...]) -> list[int]:
     return sizes.tolist()
 
 
-def assign_splits(patients: dict[str, str | None], fractions=(0.7, 0.15, 0.15), seed: int = 0) -> dict[str, str]:
+def assign_splits(patients: dict[str, str | None], fractions=DEFAULT_FRACTIONS, seed: int = 0) -> dict[str, str]:
     """patient_id -> split name, stratified by diagnosis."""
     if len(fractions) != len(SPLITS) or min(fractions) < 0 or sum(fractions) <= 0:
         raise ValueError(f"fractions must be three non-negative numbers for {', '.join(SPLITS)}, got {fractions}")
@@ -53,10 +58,38 @@ def assign_splits(patients: dict[str, str | None], fractions=(0.7, 0.15, 0.15), 
             for i in order[start:start + size]:
                 assignment[members[i]] = split
             start += size
+    return _fill_empty_splits(assignment, patients, fractions)
+
+
+def _fill_empty_splits(assignment: dict[str, str], patients: dict[str, str | None],
+                       fractions) -> dict[str, str]:
+    """Move one patient into each empty split that should have some, taken from the largest split and, within
+    it, from the diagnosis with the most patients there (so no class leaves a split it was in alone)."""
+    wanted = [split for split, fraction in zip(SPLITS, fractions, strict=True) if fraction > 0]
+    for split in wanted:
+        members = defaultdict(list)
+        for patient, assigned in sorted(assignment.items()):
+            members[assigned].append(patient)
+        if members[split]:
+            continue
+        donor = max(wanted, key=lambda s: len(members[s]))
+        if len(members[donor]) < 2:
+            break  # too few patients: some split stays empty (see empty_splits)
+        by_class = defaultdict(list)
+        for patient in members[donor]:
+            by_class[patients[patient] or ""].append(patient)
+        largest = max(sorted(by_class), key=lambda key: len(by_class[key]))
+        assignment[by_class[largest][-1]] = split
     return assignment
 
 
-def split_rows(rows: list[ManifestRow], fractions=(0.7, 0.15, 0.15), seed: int = 0) -> list[ManifestRow]:
+def empty_splits(rows: list[ManifestRow], fractions=DEFAULT_FRACTIONS) -> list[str]:
+    """The splits with a positive fraction that no row is in (too few patients to fill them all)."""
+    present = {row.split for row in rows}
+    return [split for split, fraction in zip(SPLITS, fractions, strict=True) if fraction > 0 and split not in present]
+
+
+def split_rows(rows: list[ManifestRow], fractions=DEFAULT_FRACTIONS, seed: int = 0) -> list[ManifestRow]:
     """Rows with `split` filled in by patient (existing splits are replaced)."""
     assignment = assign_splits(patient_diagnoses(rows), fractions, seed)
     for row in rows:

@@ -6,6 +6,8 @@ Layout written under `out_dir`:
     sharp/<patient>/<name>.tif            its in-focus reference: the same scene, noise-free, quantized
     blur_maps/<patient>/<name>.tif        float32 per-32x32-tile blur severity in level units
     synth.json                            the generator's parameters
+A folder that already holds a database is refused unless `replace` is given; then these files and folders
+are deleted first, so no image of the old database is left behind without a manifest row.
 Every random draw comes from seeds derived from (seed, patient, image), so the bytes do not depend on
 the number of worker processes or the order they finish in. Same seed, same bytes holds for one platform
 and set of library versions; OpenCV's vectorised filters may round differently on another CPU.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -34,10 +37,13 @@ from ifrt.train.data.pathology import (
     check_stains,
     sample_patient,
 )
-from ifrt.train.data.split import assign_splits, largest_remainder
+from ifrt.train.data.split import DEFAULT_FRACTIONS, assign_splits, largest_remainder
 from ifrt.train.data.stain import deposits, expose
 
 _PATIENT_STREAM, _IMAGE_STREAM = 0, 1
+# What a synthetic database consists of under its folder (see the module docstring).
+DATABASE_FOLDERS = ("images", "sharp", "blur_maps")
+DATABASE_FILES = (MANIFEST_NAME, "synth.json")
 
 
 def render_image(rng: np.random.Generator, patient: Patient, stain: str, size: int = 512) -> np.ndarray:
@@ -125,15 +131,35 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)  # parallelism comes from the processes
 
 
+def _clear_database(out: Path, replace: bool) -> None:
+    """Refuse, or with `replace` delete, a database already in `out`: writing over one would leave the old
+    images that the new manifest does not name."""
+    found = [name for name in (*DATABASE_FILES, *DATABASE_FOLDERS) if (out / name).exists()]
+    if not found:
+        return
+    if not replace:
+        raise FileExistsError(f"{out}: already holds a database ({', '.join(found)}); choose an empty folder "
+                              "or replace it (ifrt data synth --force)")
+    if not (out / "synth.json").is_file():  # someone's own images: never deleted, not even with --force
+        raise FileExistsError(f"{out}: holds {', '.join(found)} but no synth.json, so this data was not written "
+                              "by ifrt data synth and is not replaced; choose another folder")
+    for name in DATABASE_FOLDERS:
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+    for name in DATABASE_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
 def synthesize_database(out_dir: str | os.PathLike, *, patients: int = 100, images_per_patient: int | None = None,
                         size: int = 512, bit_depth: int = 16, seed: int = 0, classes=DEFAULT_CLASSES,
                         proportions=None, stains=DEFAULT_STAINS, blur_levels=None, degrade: bool = True,
-                        degrade_config: DegradeConfig | None = None, split_fractions=(0.7, 0.15, 0.15),
-                        workers: int | None = None) -> Path:
+                        degrade_config: DegradeConfig | None = None, split_fractions=DEFAULT_FRACTIONS,
+                        workers: int | None = None, replace: bool = False) -> Path:
     """Write a synthetic database (see the module docstring) and return its manifest path.
 
     images_per_patient defaults to one image per stain; blur_levels (default: every level of the
-    degradation config) is the set each observed image's level is drawn from, uniformly.
+    degradation config) is the set each observed image's level is drawn from, uniformly. `replace` deletes a
+    database already in `out_dir` first; without it such a folder is refused (FileExistsError).
     """
     classes, stains = tuple(classes), tuple(stains)
     check_classes(classes)
@@ -148,6 +174,7 @@ def synthesize_database(out_dir: str | os.PathLike, *, patients: int = 100, imag
         raise ValueError(f"blur levels {list(levels)} must lie in 0..{blur_level_count(cfg) - 1}")
     images_per_patient = images_per_patient or len(stains)
     out = Path(out_dir)
+    _clear_database(out, replace)
     out.mkdir(parents=True, exist_ok=True)
 
     diagnoses = patient_diagnoses(patients, classes, proportions, seed)

@@ -101,7 +101,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        return dataclass_from_dict(cls, d, "model config")
+        return dataclass_from_dict(cls, d, "model")
 
 
 # Named sizes. `s` is the edge model (1.76 GFLOPs at 512x512 with the default refinement, at most 3 with a
@@ -121,4 +121,4 @@ def model_config(size: str = "s", variant: str = "hier", **overrides) -> ModelCo
     """A named size with optional overrides, e.g. `model_config("s", "flat", class_names=[...])`."""
     if size not in SIZES:
         raise ValueError(f"model size {size!r} is unknown (expected one of {', '.join(SIZES)})")
-    return ModelConfig(variant=variant, size=size, **{**SIZES[size], **overrides})
+    return dataclass_from_dict(ModelConfig, {"variant": variant, "size": size, **SIZES[size], **overrides}, "model")

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
 from .config import ModelConfig
 from .network import DeepMTND
@@ -22,14 +23,21 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write `tensors` to `path` atomically, as an ordinary new file whose permissions the umask decides
+    (safetensors' `save_file` creates 0600 files, which other users of a shared model folder cannot read)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)  # a leftover of an interrupted save would keep its own permissions
+    tmp.write_bytes(save(tensors, metadata=metadata))
+    os.replace(tmp, path)
+
+
 def save_model(model: DeepMTND, directory: str | Path, extra: dict | None = None) -> Path:
     """Write `model.safetensors` and `model.json` (config + `extra`, e.g. training metrics) atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    tmp = directory / (WEIGHTS + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "variant": model.cfg.variant})
-    os.replace(tmp, directory / WEIGHTS)
+    write_safetensors(directory / WEIGHTS, state, metadata={"format": "pt", "variant": model.cfg.variant})
     record = {"model": model.cfg.to_dict(), **(extra or {})}
     atomic_write_text(directory / CONFIG, json.dumps(record, indent=2))
     return directory
@@ -39,7 +47,13 @@ def read_model_record(directory: str | Path) -> dict:
     path = Path(directory) / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no model config here (expected {CONFIG} beside {WEIGHTS})")
-    return json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); copy the model folder again") from None
+    if not isinstance(record, dict) or not isinstance(record.get("model"), dict):
+        raise ValueError(f"{path}: no \"model\" section; this is not a model config written by `ifrt train`")
+    return record
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -55,7 +69,10 @@ def _read_weights(directory: Path, device: str) -> tuple[Path, dict[str, torch.T
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: weights missing")
-    return weights, load_file(str(weights), device=device)
+    try:
+        return weights, load_file(str(weights), device=device)
+    except SafetensorError as exc:
+        raise ValueError(f"{weights}: not a readable safetensors file ({exc}); copy the model folder again") from None
 
 
 def load_model(directory: str | Path, map_location: str = "cpu") -> DeepMTND:
