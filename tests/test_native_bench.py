@@ -1,4 +1,5 @@
-"""`ifrt bench native` prints its measurements as JSON (the numbers themselves are not asserted)."""
+"""`ifrt bench` prints its measurements as JSON, each against a baseline measured in the same run (the
+numbers themselves are not asserted)."""
 
 import json
 
@@ -14,3 +15,17 @@ def test_bench_native_prints_ratios_and_bandwidth_as_json(ifrt_cli):
         assert pre[key] > 0, key
     assert report["memcpy_gbps"] > 0
     assert report["focus"]["native_over_opencv"] > 0
+
+
+def test_bench_infer_measures_the_torch_baseline_whatever_backends_are_asked_for(ifrt_cli, tiny_package):
+    import pytest
+
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    proc = ifrt_cli("bench", "infer", "--model", str(tiny_package), "--backends", "ort", "--sizes", "64",
+                    "--batches", "1", "--repeat", "2")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["backend"]: r for r in json.loads(proc.stdout)["results"]}
+    assert set(rows) == {"ort", "torch"}
+    assert rows["torch"]["speedup_vs_torch"] == 1.0
+    assert rows["ort"]["speedup_vs_torch"] == round(rows["torch"]["latency_ms"] / rows["ort"]["latency_ms"], 3)

@@ -180,7 +180,8 @@ def bench_infer(args: argparse.Namespace) -> dict:
     from ifrt.model_package import open_model
 
     package = open_model(args.model)
-    names = args.backends or available_backends()
+    # torch eager is the baseline every speed-up is measured against, in this run: always measured.
+    names = list(dict.fromkeys([*(args.backends or available_backends()), "torch"]))
     backends = {}
     for name in names:
         try:
@@ -250,7 +251,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int_at_least(1), default=150, help="live: frames per run (default 150)")
     p.add_argument("--fps", type=float, default=30.0, help="live: camera frame rate of the paced run (default 30)")
     p.add_argument("--backends", type=_backend_names,
-                   help=f"infer: comma-separated backends among {', '.join(BACKEND_NAMES)} (default: all available)")
+                   help=f"infer: comma-separated backends among {', '.join(BACKEND_NAMES)} (default: all available; "
+                        "torch, the baseline, is measured whatever is given)")
     p.add_argument("--sizes", type=_integers(multiple_of=32), default=[256, 512],
                    help="infer: input sizes, multiples of 32 as the network needs (default 256,512)")
     p.add_argument("--batches", type=_integers(), default=[1, 4], help="infer: batch sizes (default 1,4)")
