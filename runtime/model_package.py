@@ -160,9 +160,12 @@ def check_external_data(onnx_path: Path) -> None:
 def open_model(model: str | Path | None = None) -> ModelPackage:
     """Open and verify a model folder (None: the bundled default model)."""
     root = Path(model) if model is not None else DEFAULT_MODEL_DIR
+    if root.is_file():
+        raise ModelPackageError(f"{root}: is a file; give the model folder that holds it")
     if not root.is_dir():
         hint = " (the bundled default model is missing from this install)" if model is None else ""
         raise ModelPackageError(f"{root}: model folder not found{hint}")
+    root = _checkpoint_of_run(root)
     graphs, metadata = {}, None
     for name in GRAPHS:
         for precision in ("fp32", "fp16", "int8"):
@@ -178,5 +181,25 @@ def open_model(model: str | Path | None = None) -> ModelPackage:
     if metadata is None:
         if weights is None:
             raise ModelPackageError(f"{root}: no full.onnx and no model.safetensors here: not an ifrt model folder")
-        metadata = json.loads((root / "model.json").read_text())["model"]
+        metadata = _model_record(root / "model.json")
     return ModelPackage(root=root, metadata=metadata, graphs=graphs, weights=weights)
+
+
+def _checkpoint_of_run(root: Path) -> Path:
+    """A training run folder (`ifrt train --out`) stands for its best checkpoint, as `ifrt eval` reads it."""
+    holds_model = (root / "model.json").is_file() or any((root / f"{g}.onnx").is_file() for g in GRAPHS)
+    if not holds_model and (root / "best" / "model.json").is_file():
+        return root / "best"
+    return root
+
+
+def _model_record(path: Path) -> dict:
+    """The `model` entry of a model.json, or an error naming the file."""
+    try:
+        return json.loads(path.read_text())["model"]
+    except FileNotFoundError:
+        raise ModelPackageError(f"{path.parent}: model.safetensors without its model.json") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelPackageError(f"{path}: not valid JSON ({exc})") from None
+    except (KeyError, TypeError):
+        raise ModelPackageError(f"{path}: no \"model\" entry (not written by ifrt train)") from None

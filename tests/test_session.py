@@ -177,6 +177,36 @@ def test_a_weights_only_model_runs_on_torch_under_auto_and_ort_says_to_export(ti
         ifrt.Session(weights_only, backend="ort")
 
 
+def test_a_training_run_folder_opens_as_its_best_checkpoint(tiny_package, tmp_path):
+    pytest.importorskip("torch")
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    for name in ("model.safetensors", "model.json"):
+        shutil.copy(tiny_package / name, run / "best" / name)
+    assert open_model(run).root == run / "best"
+    assert ifrt.Session(run).backend_name == "torch"
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda d: (d / "model.json").write_text("{"), r"model.json: not valid JSON"),
+    (lambda d: (d / "model.json").write_text("{}"), r'model.json: no "model" entry'),
+    (lambda d: (d / "model.json").unlink(), r"model.safetensors without its model.json"),
+], ids=["corrupt", "empty", "missing"])
+def test_a_bad_model_json_is_named(tiny_package, tmp_path, make, message):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("model.safetensors", "model.json"):
+        shutil.copy(tiny_package / name, folder / name)
+    make(folder)
+    with pytest.raises(ModelPackageError, match=message):
+        open_model(folder)
+
+
+def test_a_file_given_as_the_model_folder_is_named_as_such(tiny_package):
+    with pytest.raises(ModelPackageError, match=r"full.onnx: is a file; give the model folder that holds it"):
+        open_model(tiny_package / "full.onnx")
+
+
 def test_unknown_backend_is_rejected(tiny_package):
     with pytest.raises(ValueError, match="backend 'cuda' is unknown"):
         ifrt.Session(tiny_package, backend="cuda")
