@@ -181,7 +181,7 @@ def open_model(model: str | Path | None = None) -> ModelPackage:
     if metadata is None:
         if weights is None:
             raise ModelPackageError(f"{root}: no full.onnx and no model.safetensors here: not an ifrt model folder")
-        metadata = _model_record(root / "model.json")
+        metadata = read_model_record(root)["model"]
     return ModelPackage(root=root, metadata=metadata, graphs=graphs, weights=weights)
 
 
@@ -193,13 +193,16 @@ def _checkpoint_of_run(root: Path) -> Path:
     return root
 
 
-def _model_record(path: Path) -> dict:
-    """The `model` entry of a model.json, or an error naming the file."""
+def read_model_record(directory: str | Path) -> dict:
+    """A model folder's model.json: the network's config (`model`) and what training recorded beside it, or
+    an error naming the file."""
+    path = Path(directory) / "model.json"
+    if not path.is_file():
+        raise ModelPackageError(f"{path}: no model config here (expected model.json beside model.safetensors)")
     try:
-        return json.loads(path.read_text())["model"]
-    except FileNotFoundError:
-        raise ModelPackageError(f"{path.parent}: model.safetensors without its model.json") from None
+        record = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelPackageError(f"{path}: not valid JSON ({exc})") from None
-    except (KeyError, TypeError):
-        raise ModelPackageError(f"{path}: no \"model\" entry (not written by ifrt train)") from None
+        raise ModelPackageError(f"{path}: not valid JSON ({exc}); copy the model folder again") from None
+    if not isinstance(record, dict) or not isinstance(record.get("model"), dict):
+        raise ModelPackageError(f"{path}: no \"model\" section; this is not a model config written by `ifrt train`")
+    return record

@@ -189,8 +189,8 @@ def test_a_training_run_folder_opens_as_its_best_checkpoint(tiny_package, tmp_pa
 
 @pytest.mark.parametrize(("make", "message"), [
     (lambda d: (d / "model.json").write_text("{"), r"model.json: not valid JSON"),
-    (lambda d: (d / "model.json").write_text("{}"), r'model.json: no "model" entry'),
-    (lambda d: (d / "model.json").unlink(), r"model.safetensors without its model.json"),
+    (lambda d: (d / "model.json").write_text("{}"), r'model.json: no "model" section'),
+    (lambda d: (d / "model.json").unlink(), r"model.json: no model config here"),
 ], ids=["corrupt", "empty", "missing"])
 def test_a_bad_model_json_is_named(tiny_package, tmp_path, make, message):
     folder = tmp_path / "model"

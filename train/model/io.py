@@ -10,6 +10,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from ifrt.model_package import read_model_record
+
 from .config import ModelConfig
 from .network import DeepMTND
 
@@ -41,19 +43,6 @@ def save_model(model: DeepMTND, directory: str | Path, extra: dict | None = None
     record = {"model": model.cfg.to_dict(), **(extra or {})}
     atomic_write_text(directory / CONFIG, json.dumps(record, indent=2))
     return directory
-
-
-def read_model_record(directory: str | Path) -> dict:
-    path = Path(directory) / CONFIG
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no model config here (expected {CONFIG} beside {WEIGHTS})")
-    try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); copy the model folder again") from None
-    if not isinstance(record, dict) or not isinstance(record.get("model"), dict):
-        raise ValueError(f"{path}: no \"model\" section; this is not a model config written by `ifrt train`")
-    return record
 
 
 def resolve_model_dir(path: str | Path) -> Path:
