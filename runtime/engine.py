@@ -219,6 +219,8 @@ def validate_sidecar(sidecar: Any, source: str = "engine sidecar") -> dict[str, 
     """Returns the sidecar if it has every field with the right type; SidecarError names the problem."""
     if not isinstance(sidecar, dict):
         raise SidecarError(f"{source}: not a JSON object")
+    if "format" not in sidecar:
+        raise SidecarError(f'{source}: missing "format" (not an ifrt engine sidecar)')
     if sidecar.get("format") != SIDECAR_FORMAT:
         raise SidecarError(f"{source}: format {sidecar.get('format')!r} is not {SIDECAR_FORMAT} "
                            "(written by a newer or different tool)")

@@ -201,6 +201,7 @@ def test_missing_sidecar_is_named(tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda s: s.update(format="other/2"), "format 'other/2' is not ifrt.engine/1"),
+    (lambda s: s.clear(), 'missing "format" \\(not an ifrt engine sidecar\\)'),
     (lambda s: s.pop("onnx_sha256"), 'missing "onnx_sha256"'),
     (lambda s: s.update(dla_core="0"), '"dla_core" must be int'),
     (lambda s: s["gpu"].pop("uuid"), '"gpu.uuid" must be a string'),
