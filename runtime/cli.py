@@ -26,6 +26,11 @@ USER_ERRORS = (
 
 TRACEBACK_VARIABLE = "IFRT_TRACEBACK"
 
+# Exit codes of every command: 0 done; 1 done, but some inputs failed (an image `ifrt infer` could not read, the
+# problems `ifrt data check` found); 2 could not run (a wrong command line, or a model, database, config or
+# folder it needs is missing or invalid); 130 interrupted.
+EXIT_CANNOT_RUN = 2
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if not is_user_error(exc) or os.environ.get(TRACEBACK_VARIABLE) == "1":
             raise
         print(f"{args.command_name}: {error_message(exc)}", file=sys.stderr)
-        return 1
+        return EXIT_CANNOT_RUN
 
 
 if __name__ == "__main__":

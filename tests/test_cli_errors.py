@@ -43,9 +43,9 @@ def not_a_folder(tmp_path):
 # ---- the central handler -------------------------------------------------------------------------------------
 
 
-def test_user_error_prints_one_line_naming_the_command_and_exits_1(capsys, tmp_path):
+def test_user_error_prints_one_line_naming_the_command_and_exits_2(capsys, tmp_path):
     code, _, err = run_cli(capsys, "demo", "--model", str(tmp_path / "nomodel"), "-o", str(tmp_path / "out"))
-    assert code == 1
+    assert code == 2
     assert one_line_error(err) == f"ifrt demo: {tmp_path / 'nomodel'}: model folder not found"
 
 
@@ -77,7 +77,7 @@ def test_a_multi_line_message_becomes_one_line():
 
 def test_demo_into_a_folder_it_cannot_create_names_it(capsys, not_a_folder):
     code, _, err = run_cli(capsys, "demo", "-o", str(not_a_folder / "demo"))
-    assert code == 1
+    assert code == 2
     assert one_line_error(err).startswith(f"ifrt demo: {not_a_folder / 'demo'}: ")
 
 
@@ -87,7 +87,7 @@ def test_demo_with_a_backend_that_is_not_installed_says_so(capsys, tmp_path):
     if "trt" in available_backends():
         pytest.skip("TensorRT is available here")
     code, _, err = run_cli(capsys, "demo", "--backend", "trt", "-o", str(tmp_path / "out"))
-    assert code == 1
+    assert code == 2
     assert one_line_error(err).startswith("ifrt demo: ") and "TensorRT" in err
 
 
@@ -102,7 +102,7 @@ def test_demo_help_describes_the_command_and_its_backend_option(capsys):
 
 def test_synth_into_a_folder_it_cannot_create_names_it(capsys, not_a_folder):
     code, _, err = run_cli(capsys, "data", "synth", str(not_a_folder / "db"), "--patients", "1", "--size", "32")
-    assert code == 1
+    assert code == 2
     assert one_line_error(err).startswith(f"ifrt data synth: {not_a_folder / 'db'}: ")
 
 
@@ -122,7 +122,7 @@ def test_eval_of_a_missing_model_folder_names_it(capsys, database, tmp_path):
     pytest.importorskip("torch")
     code, _, err = run_cli(capsys, "eval", "--model", str(tmp_path / "nomodel"), "--data", str(database),
                            "--out", str(tmp_path / "report"))
-    assert code == 1
+    assert code == 2
     assert one_line_error(err).startswith(f"ifrt eval: {tmp_path / 'nomodel'}: no model.json here")
 
 
@@ -130,7 +130,7 @@ def test_eval_of_a_missing_database_names_its_manifest(capsys, broken_model, tmp
     pytest.importorskip("torch")
     code, _, err = run_cli(capsys, "eval", "--model", str(broken_model), "--data", str(tmp_path / "nodata"),
                            "--out", str(tmp_path / "report"))
-    assert code == 1
+    assert code == 2
     assert one_line_error(err).startswith(f"ifrt eval: {tmp_path / 'nodata' / 'manifest.csv'}: manifest not found")
 
 
@@ -141,7 +141,7 @@ def test_eval_of_a_split_without_rows_says_how_to_fill_it(capsys, broken_model, 
     write_manifest(tmp_path / "db" / "manifest.csv", [ManifestRow(path="a.tif", patient_id="p", split="train")])
     code, _, err = run_cli(capsys, "eval", "--model", str(broken_model), "--data", str(tmp_path / "db"),
                            "--out", str(tmp_path / "report"))
-    assert code == 1
+    assert code == 2
     assert one_line_error(err) == (f"ifrt eval: {tmp_path / 'db' / 'manifest.csv'}: no rows with split='test' "
                                    f"(choose another with --split, or assign splits with `ifrt data split "
                                    f"{tmp_path / 'db'}`)")
@@ -151,7 +151,7 @@ def test_eval_of_a_corrupt_model_json_names_the_file(capsys, database, broken_mo
     pytest.importorskip("torch")
     code, _, err = run_cli(capsys, "eval", "--model", str(broken_model), "--data", str(database),
                            "--out", str(tmp_path / "report"))
-    assert code == 1
+    assert code == 2
     assert one_line_error(err).startswith(f"ifrt eval: {broken_model / 'model.json'}: not valid JSON")
 
 
@@ -161,7 +161,7 @@ def test_eval_of_an_invalid_manifest_row_names_the_line(capsys, broken_model, tm
     (tmp_path / "db" / "manifest.csv").write_text("path,patient_id,blur_level,split\na.tif,p,abc,test\n")
     code, _, err = run_cli(capsys, "eval", "--model", str(broken_model), "--data", str(tmp_path / "db"),
                            "--out", str(tmp_path / "report"))
-    assert code == 1
+    assert code == 2
     assert one_line_error(err).startswith(f"ifrt eval: {tmp_path / 'db' / 'manifest.csv'}:2: blur_level 'abc'")
 
 
@@ -198,7 +198,7 @@ def test_bench_refuses_bad_arguments_before_measuring(capsys, argv, message):
 
 def test_bench_of_a_missing_model_names_it(capsys, tmp_path):
     code, _, err = run_cli(capsys, "bench", "infer", "--model", str(tmp_path / "nomodel"), "--sizes", "32")
-    assert code == 1
+    assert code == 2
     assert one_line_error(err) == f"ifrt bench: {tmp_path / 'nomodel'}: model folder not found"
 
 

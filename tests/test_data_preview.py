@@ -75,5 +75,5 @@ def test_command_refuses_a_cell_too_small_to_see(db, tmp_path, ifrt_cli):
 def test_command_names_an_output_folder_it_cannot_write(db, tmp_path, ifrt_cli):
     (tmp_path / "file").write_text("not a folder")
     proc = ifrt_cli("data", "preview", str(db), "--out", str(tmp_path / "file" / "s.png"))
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.startswith(f"ifrt data preview: {tmp_path / 'file'}") and "Traceback" not in proc.stderr
