@@ -5,12 +5,14 @@ quantized graph can be checked here before any GPU sees it.
 
 Quantization is symmetric (zero points 0, which TensorRT requires), per output channel for weights,
 with activation ranges from the 99.999th percentile of calibration activations (min-max lets rare
-outliers waste the int8 range)."""
+outliers waste the int8 range; it is used only when the percentile histograms cannot be built, and
+the export report and the int8 sidecar record which was used)."""
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,23 @@ import numpy as np
 from .graphs import INPUT_NAME
 
 log = logging.getLogger("ifrt.export")
+
+ACTIVATION_PERCENTILE = 99.999
+
+
+@dataclass
+class Int8Graph:
+    path: Path
+    # How the activation ranges were set: {"method": "percentile", "percentile": 99.999}, or
+    # {"method": "minmax", "fallback_reason": ...} when the percentile histograms could not be built.
+    calibration: dict
+
+
+def describe_calibration(calibration: dict) -> str:
+    """An `Int8Graph.calibration` record in a few words, for the export summary line."""
+    if calibration["method"] == "percentile":
+        return f"{calibration['percentile']:g}th-percentile ranges"
+    return f"min-max ranges, percentile calibration failed: {calibration['fallback_reason']}"
 
 
 class _Images:
@@ -30,9 +49,11 @@ class _Images:
         return next(self._items, None)
 
 
-def quantize_int8(fp32_path: str | Path, int8_path: str | Path, images: np.ndarray) -> Path:
+def quantize_int8(fp32_path: str | Path, int8_path: str | Path, images: np.ndarray) -> Int8Graph:
     """Write the Q/DQ INT8 version of an fp32 ifrt ONNX, calibrated on `images` [N,1,H,W] float32.
-    The ifrt metadata is kept, with `ifrt.precision` set to int8."""
+    The ifrt metadata is kept, with `ifrt.precision` set to int8. Activation ranges are percentile ranges
+    unless their histograms cannot be built; then min-max ranges are used for the whole graph, and the
+    returned calibration record says so and why, so that the report does not promise percentile ranges."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -50,15 +71,18 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, images: np.ndarr
             quantize_static(str(prepared), str(quantized), _Images(np.ascontiguousarray(images, np.float32)),
                             quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
                             weight_type=QuantType.QInt8, per_channel=True, calibrate_method=method,
-                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                           "CalibPercentile": ACTIVATION_PERCENTILE})
 
         try:
             quantize(CalibrationMethod.Percentile)
+            calibration = {"method": "percentile", "percentile": ACTIVATION_PERCENTILE}
         except ValueError as exc:
-            # The percentile histogram cannot be built for an activation that is constant on every
-            # calibration image; min-max ranges are defined for it.
-            log.warning("percentile calibration failed (%s); using min-max ranges", exc)
+            # The percentile histogram cannot be built for an activation that is (nearly) constant on every
+            # calibration image ("Too many bins for data range"); min-max ranges are defined for it.
+            log.warning("%s: percentile calibration failed (%s); using min-max ranges", int8_path.name, exc)
             quantize(CalibrationMethod.MinMax)
+            calibration = {"method": "minmax", "fallback_reason": str(exc)}
         model = onnx.load(str(quantized))
     props = {p.key: p.value for p in onnx.load(str(fp32_path), load_external_data=False).metadata_props}
     props["ifrt.precision"] = "int8"
@@ -67,5 +91,5 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, images: np.ndarr
     tmp_out = int8_path.with_name(int8_path.name + ".tmp.onnx")
     onnx.save(model, str(tmp_out))
     tmp_out.replace(int8_path)
-    log.info("wrote int8 graph %s", int8_path)
-    return int8_path
+    log.info("wrote int8 graph %s (%s calibration)", int8_path, calibration["method"])
+    return Int8Graph(int8_path, calibration)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -57,13 +58,33 @@ def load_calibration(source: str | Path | None, count: int, size: int) -> calibr
     return calibration.synthetic(count, size)
 
 
+MODEL_FILES = ("model.json", "model.safetensors")
+
+
+def copy_model_files(model_dir: Path, out_dir: Path) -> dict[str, str]:
+    """Copy the weights and their config beside the exported graphs, so that the output folder is a complete
+    model folder (the torch backend, `ifrt eval` and the torch baseline of `ifrt bench infer` read them).
+    Each file goes through a temporary file and a rename: a reader never sees a half-written one.
+    Returns {file name: sha256} for the report."""
+    from ifrt.imageio import atomic_path
+    from ifrt.model_package import sha256_file
+
+    copied = {}
+    for name in MODEL_FILES:
+        with atomic_path(out_dir / name) as tmp:
+            shutil.copyfile(model_dir / name, tmp)
+        copied[name] = sha256_file(out_dir / name)
+    return copied
+
+
 def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = False, int8: bool = False,
                 calibration_source: str | Path | None = None, calibration_count: int = 16, calibration_size: int = 256,
                 graphs: tuple[str, ...] = GRAPHS, options: OnnxExportOptions | None = None) -> dict:
     """Export, verify and report. Raises ExportCheckError (after removing the failing file) when a graph
     breaks the parity contract, Fp16RangeError when FP16 would overflow. With `int8`, also a Q/DQ INT8
     graph calibrated on the calibration images; its agreement with torch is reported, not enforced
-    (INT8 trades accuracy for speed, and the trade is the user's to judge)."""
+    (INT8 trades accuracy for speed, and the trade is the user's to judge). When `out_dir` is not the model
+    folder, the model's weights and config are copied into it (see `copy_model_files`)."""
     import onnx
 
     from ifrt.imageio import write_text_atomic
@@ -99,9 +120,12 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
                 path16.unlink(missing_ok=True)
             found += fp16_problems
         if int8 and not found:
-            path8 = quantize_int8(path, out_dir / f"{graph}.int8.onnx", calib.images)
+            int8_graph = quantize_int8(path, out_dir / f"{graph}.int8.onnx", calib.images)
+            path8 = int8_graph.path
+            report["calibration"].setdefault("int8", {})[graph] = int8_graph.calibration
+            shared = {k: v for k, v in report["calibration"].items() if k != "int8"}
             write_sidecar(path8, {p.key: p.value for p in onnx.load(str(path8)).metadata_props},
-                          {"int8_calibration": report["calibration"]})
+                          {"int8_calibration": {**shared, **int8_graph.calibration}})
             entry["int8_vs_torch"] = compare(reference, onnx_outputs(path8, calib.images), calib.sharp)
             entry["int8_file"] = path8.name
         if found:
@@ -109,6 +133,8 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
         report["graphs"][graph] = entry
         problems += found
     report["problems"] = problems
+    if out_dir.resolve() != model_dir.resolve():
+        report["model_files"] = copy_model_files(model_dir, out_dir)
     write_text_atomic(out_dir / "export_report.json", json.dumps(report, indent=2) + "\n")
     if problems:
         raise ExportCheckError("; ".join(problems))

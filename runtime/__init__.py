@@ -15,12 +15,16 @@ __all__ = ["__version__", "Session", "Result", "FocusResult", "aggregate"]
 
 _LAZY = {"Session": "ifrt.session", "Result": "ifrt.result", "FocusResult": "ifrt.result",
          "aggregate": "ifrt.patients"}
+# Submodules reachable as attributes (`ifrt.normalize.normalize(...)`) without importing them first.
+_SUBMODULES = ("acquisition", "engine", "export", "imageio", "live", "normalize", "train")
 
 
 def __getattr__(name: str):
     # Loaded on first use so that `import ifrt` stays light (no native module or onnxruntime import).
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"ifrt.{name}")
     raise AttributeError(f"module 'ifrt' has no attribute {name!r}")

@@ -32,7 +32,7 @@ def require_onnx_graphs(package: ModelPackage, precision: str, backend: str) -> 
         raise BackendUnavailableError(
             f"{package.root}: no {precision} ONNX graphs here (found: {found}), so the {backend} backend cannot run "
             f"this model; export them with `ifrt export onnx {package.root}`"
-            + (" or use the torch backend" if package.weights is not None else ""))
+            + (" or use the torch backend" if package.weights is not None and precision == "fp32" else ""))
 
 
 class OrtBackend:
@@ -71,7 +71,12 @@ class OrtBackend:
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, package: ModelPackage, device: str | None = None):
+    def __init__(self, package: ModelPackage, precision: str = "fp32", device: str | None = None):
+        # Refused rather than ignored: a run recorded as fp16 must have run in fp16, and `auto` then says why
+        # no backend loads instead of silently running fp32.
+        if precision != "fp32":
+            raise BackendUnavailableError(f"the torch backend runs fp32 only, not {precision} (use the ort or trt "
+                                          f"backend with {precision} ONNX graphs, or precision fp32)")
         if importlib.util.find_spec("torch") is None:
             raise BackendUnavailableError("the torch backend needs PyTorch: pip install 'ifrt[train]'")
         if package.weights is None:
@@ -138,8 +143,13 @@ def available_backends() -> list[str]:
     return found
 
 
-def create_backend(package: ModelPackage, backend: str = "auto", **options):
-    """Construct `backend` for `package`; `auto` tries trt, ort, torch in order and keeps the first that loads."""
+def create_backend(package: ModelPackage, backend: str = "auto", *, per_backend: dict[str, dict] | None = None,
+                   **options):
+    """Construct `backend` for `package`; `auto` tries trt, ort, torch in order and keeps the first that loads.
+
+    `options` go to whichever backend is constructed; `per_backend` maps a backend name to options only that
+    backend takes (`{"ort": {"threads": 1}}`), so that `auto` can tune one backend without the others
+    refusing an argument they do not know."""
     if backend not in ("auto", *BACKENDS):
         raise ValueError(f"backend {backend!r} is unknown (expected auto, {', '.join(BACKENDS)})")
     candidates = available_backends() if backend == "auto" else [backend]
@@ -147,7 +157,7 @@ def create_backend(package: ModelPackage, backend: str = "auto", **options):
     for name in candidates:
         cls = {"trt": TrtBackend, "ort": OrtBackend, "torch": TorchBackend}[name]
         try:
-            return cls(package, **options)
+            return cls(package, **options, **(per_backend or {}).get(name, {}))
         except (BackendUnavailableError, ImportError) as exc:
             if backend != "auto":
                 raise BackendUnavailableError(str(exc)) from exc

@@ -50,6 +50,8 @@ class InferReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     interrupted: bool = False
     patients: int = 0  # patients written to patients.json
+    analysed: int = 0  # images with a result in the folder, this run's and earlier runs'
+    unmatched: int = 0  # of those, images the patient source gave no patient (left out of patients.json)
 
     @property
     def exit_code(self) -> int:
@@ -94,10 +96,11 @@ def remove_stale_temporaries(out_dir: Path) -> None:
 
 
 def output_stem(source: Path) -> str:
-    """A readable, file-name-safe stem: the file's folder and stem. Not unique on its own (see
-    `output_stems`)."""
-    parent = re.sub(r"[^A-Za-z0-9._-]+", "_", source.parent.name) if source.parent.name else ""
-    return f"{parent}__{source.stem}" if parent else source.stem
+    """A readable, file-name-safe stem: the file's folder and stem, each run of characters other than
+    letters, digits, `.`, `_` and `-` (spaces included) replaced by `_`, so that the names need no quoting
+    in a shell. Not unique on its own (see `output_stems`)."""
+    folder, stem = (re.sub(r"[^A-Za-z0-9._-]+", "_", part) for part in (source.parent.name, source.stem))
+    return f"{folder}__{stem}" if folder else stem
 
 
 def output_stems(items: list[tuple[Path, int | None]], taken: dict[str, tuple[str, int]]) -> dict[tuple[str, int], str]:
@@ -381,7 +384,11 @@ def run_infer(session, sources: list[Path], out_dir: Path, *, deblur: bool = Fal
     finally:
         records = latest_records(read_records(out_dir))
         write_summary(out_dir, records)
-        ok = [_as_result(r, session.class_prior) for r in records if r.get("status") == "ok" and r.get("patient_id")]
+        analysed = [r for r in records if r.get("status") == "ok"]
+        report.analysed = len(analysed)
+        if pattern is not None or manifest is not None:
+            report.unmatched = sum(not r.get("patient_id") for r in analysed)
+        ok = [_as_result(r, session.class_prior) for r in analysed if r.get("patient_id")]
         if ok:
             patients = aggregate(ok)
             write_json_atomic(out_dir / PATIENTS, [p.to_dict() for p in patients])

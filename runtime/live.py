@@ -372,11 +372,15 @@ class RawStreamSource:
 class ArraySource:
     """In-memory frames, e.g. synthetic frames for `ifrt bench live`. `count` frames cycling through
     `images`, each copied into a new buffer as a camera delivers one; `fps` paces them like a camera
-    (None: as fast as they are taken)."""
+    (None: as fast as they are taken). `labels`, one per image, name the frames as the operator knows them
+    (an image file's name, as folder mode labels its files); without them frames are "frame 0", "frame 1"..."""
 
     def __init__(self, images: Iterable[np.ndarray], *, count: int, fps: float | None = None,
-                 name: str = "synthetic", live: bool | None = None):
+                 name: str = "synthetic", live: bool | None = None, labels: Iterable[str] | None = None):
         self.images, self.count, self.fps, self.name = list(images), count, fps, name
+        self.labels = None if labels is None else list(labels)
+        if self.labels is not None and len(self.labels) != len(self.images):
+            raise ValueError(f"{name}: {len(self.labels)} labels for {len(self.images)} images")
         self.live = fps is not None if live is None else live
 
     def frames(self, stop: threading.Event) -> Iterator[Frame | Notice]:
@@ -389,28 +393,22 @@ class ArraySource:
                 if delay > 0 and stop.wait(delay):
                     return
             image = self.images[index % len(self.images)].copy()
-            yield Frame(image, index, f"frame {index}", time.perf_counter())
+            label = f"frame {index}" if self.labels is None else self.labels[index % len(self.labels)]
+            yield Frame(image, index, label, time.perf_counter())
 
 
 # ---- session -------------------------------------------------------------------------------------------
 
 
 def open_session(model=None, backend: str = "auto", *, threads: int = 1):
-    """A `Session` for the live loop. When the backend is onnxruntime it gets `threads` inference threads
+    """A `Session` for the live loop, with the backend chosen as `Session(model, backend)` chooses it (`auto`:
+    the first backend that can load this model). When that is onnxruntime it gets `threads` inference threads
     (0: one per core). One is the default because the loop's other stages, native preprocessing and focus
     metrics, already use every core, and onnxruntime's idle worker threads spin between runs, taking CPU
-    from those stages: with two threads on two cores a 2048x2048 frame cost 43 ms of CPU instead of 25.
-    Other backends are created as `Session(model, backend)` creates them."""
-    from ifrt.backends import available_backends
+    from those stages: with two threads on two cores a 2048x2048 frame cost 43 ms of CPU instead of 25."""
     from ifrt.session import Session
 
-    resolved = backend
-    if backend == "auto":
-        found = available_backends()
-        resolved = found[0] if found else backend
-    if resolved == "ort":
-        return Session(model, backend="ort", threads=threads or None)
-    return Session(model, backend=backend)
+    return Session(model, backend=backend, per_backend={"ort": {"threads": threads or None}})
 
 
 # ---- hand-over -------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ at random blur levels: accuracy 0.943 against 0.937 for the mean, ECE 0.011 agai
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ifrt.result import Result
+
+log = logging.getLogger("ifrt")
 
 PROBABILITY_FLOOR = 1e-6  # one image's zero costs a class much (log 1e-6 = -13.8) but not everything
 
@@ -65,13 +68,23 @@ class PatientReport:
 
 def aggregate(results: Iterable[Result], by: str = "patient") -> list[PatientReport]:
     """One report per patient (sorted by id), its probabilities `combine_probabilities` of its images' with
-    their model's class prior. Results without a patient_id are skipped."""
+    their model's class prior. Results without a patient_id are skipped with a warning; when none has one,
+    ValueError, since an empty report would read as "no patients" rather than "no patient ids given"."""
     if by != "patient":
         raise ValueError(f"aggregate by {by!r} is not supported (only 'patient')")
     groups: dict[str, list[Result]] = defaultdict(list)
+    without_patient = total = 0
     for r in results:
-        if r.patient_id is not None:
+        total += 1
+        if r.patient_id is None:
+            without_patient += 1
+        else:
             groups[r.patient_id].append(r)
+    if total and without_patient == total:
+        raise ValueError(f"none of the {total} results has a patient_id: pass one when predicting, "
+                         "session.predict(image, patient_id=...)")
+    if without_patient:
+        log.warning("ifrt.aggregate: %d of %d results have no patient_id and are left out", without_patient, total)
     reports = []
     for patient, items in sorted(groups.items()):
         names = items[0].class_names

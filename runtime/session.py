@@ -91,7 +91,10 @@ class Session:
         self.package: ModelPackage = open_model(model)
         self.precision = precision
         options = dict(backend_options)
-        if backend in ("ort", "auto") and precision != "fp32":
+        # Every backend gets fp16 when asked, so one that cannot honour it refuses (and `auto` moves on) instead
+        # of running fp32 under an fp16 label. fp32 is left to each backend's default: TensorRT builds FP16
+        # engines from the fp32 graphs either way, as documented above.
+        if precision != "fp32":
             options.setdefault("precision", precision)
         self.backend = create_backend(self.package, backend, **options)
         self.tile, self.overlap, self.max_untiled = tile, overlap, max_untiled

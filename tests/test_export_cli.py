@@ -7,6 +7,10 @@ import torch
 from ifrt.train.model import build_model, model_config, save_model
 
 
+def report_of(folder):
+    return json.loads((folder / "export_report.json").read_text())
+
+
 def test_export_onnx_then_triton_from_the_command_line(ifrt_cli, tmp_path):
     torch.manual_seed(0)
     save_model(build_model(model_config("tiny", "hier")), tmp_path / "model")
@@ -14,10 +18,17 @@ def test_export_onnx_then_triton_from_the_command_line(ifrt_cli, tmp_path):
                     "--calib-count", "2", "--calib-size", "64", "--int8")
     assert proc.returncode == 0, proc.stderr
     assert "focus: focus.onnx (max |onnx - torch| =" in proc.stdout and ", focus.int8.onnx" in proc.stdout
-    assert (tmp_path / "onnx/focus.int8.onnx.json").is_file()
-    report = json.loads((tmp_path / "onnx/export_report.json").read_text())
+    report = report_of(tmp_path / "onnx")
     assert report["problems"] == [] and report["calibration"]["images"] == 2
+    # An untrained model's zero-initialized layers give activations constant on every image, for which no
+    # percentile histogram can be built: the fallback to min-max ranges is recorded and shown, not hidden.
+    fallback = report["calibration"]["int8"]["focus"]
+    assert fallback["method"] == "minmax" and "Too many bins" in fallback["fallback_reason"]
+    assert ", int8 calibration: min-max ranges, percentile calibration failed: Too many bins" in proc.stdout
+    sidecar = json.loads((tmp_path / "onnx/focus.int8.onnx.json").read_text())
+    assert sidecar["int8_calibration"] == {"source": "synthetic (seed 0)", "images": 2, "size": 64, **fallback}
     assert "torchvision" not in proc.stderr  # the exporter's notices on operators the graphs do not use
+    assert {"model.json", "model.safetensors"} <= set(report["model_files"])
 
     proc = ifrt_cli("export", "triton", str(tmp_path / "onnx"), "-o", str(tmp_path / "repo"), "--max-batch", "4")
     assert proc.returncode == 0, proc.stderr
@@ -43,6 +54,7 @@ def test_export_onnx_of_a_run_folder_exports_its_best_checkpoint(ifrt_cli, tmp_p
     proc = ifrt_cli("export", "onnx", str(tmp_path / "run"), "-o", str(tmp_path / "onnx"), "--graphs", "focus",
                     "--calib-count", "1", "--calib-size", "64")
     assert proc.returncode == 0, proc.stderr
-    assert (f"ifrt export onnx: {tmp_path / 'run'} is a run folder; exporting its best checkpoint "
+    assert (f"note: {tmp_path / 'run'} is a run folder; exporting its best checkpoint "
             f"{tmp_path / 'run' / 'best'}") in proc.stderr
+    assert "ifrt export onnx:" not in proc.stderr  # the prefix of errors
     assert (tmp_path / "onnx/focus.onnx").is_file()

@@ -157,3 +157,21 @@ def test_a_broken_graph_is_removed_and_reported(model_dir, tmp_path, monkeypatch
                              options=OnnxExportOptions(example_size=64))
     assert not (tmp_path / "full.onnx").exists()
     assert json.loads((tmp_path / "export_report.json").read_text())["problems"]
+
+
+def test_export_to_another_folder_makes_it_a_complete_model_folder(model_dir, tmp_path):
+    import ifrt
+
+    out = tmp_path / "onnx"
+    report = pipeline.export_onnx(model_dir, out, calibration_count=1, calibration_size=64, graphs=("focus",),
+                                  options=OnnxExportOptions(example_size=64))
+    for name in ("model.json", "model.safetensors"):
+        assert (out / name).read_bytes() == (model_dir / name).read_bytes()
+        assert report["model_files"][name] == sha256_file(model_dir / name)
+    assert json.loads((out / "export_report.json").read_text())["model_files"] == report["model_files"]
+    assert ifrt.Session(out, backend="torch").backend_name == "torch"
+
+
+def test_export_in_place_records_no_copied_model_files(exported):
+    _, report = exported
+    assert "model_files" not in report

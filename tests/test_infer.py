@@ -138,3 +138,17 @@ def test_every_page_of_a_multipage_tiff_is_its_own_image_with_pages_all(session,
     assert sorted(p.name for p in (out / "deblurred").iterdir()) == [f"{tmp_path.name}__stack_p{p}.tif" for p in range(3)]
     first_only = run_infer(session, [tmp_path / "stack.tif"], tmp_path / "first")
     assert first_only.done == 1 and read_records(tmp_path / "first")[0]["source"] == str(tmp_path / "stack.tif")
+
+
+def test_output_names_replace_spaces_in_the_file_stem_as_in_its_folder():
+    from pathlib import Path
+
+    from ifrt.infer import output_stem
+
+    assert output_stem(Path("Patient P00000/IgA img 1.tif")) == "Patient_P00000__IgA_img_1"
+    assert output_stem(Path("run-2/slide_3.v2.tif")) == "run-2__slide_3.v2"  # safe names are kept as they are
+
+
+def test_a_run_reports_how_many_images_matched_no_patient(session, images, tmp_path):
+    report = run_infer(session, sorted(images.iterdir()), tmp_path / "out", patient_pattern=r"(P0)_")
+    assert (report.analysed, report.unmatched, report.patients) == (3, 1, 1)

@@ -62,6 +62,29 @@ def test_a_patient_regex_matching_nothing_warns_that_no_patients_json_was_writte
     assert r"ifrt infer: --patient-from (Q\d)_ matched none of the images, so no patients.json was written" in lines
 
 
+def test_images_a_patient_regex_leaves_unmatched_are_counted_in_a_warning(infer, folder, tmp_path):
+    code, lines = infer(str(folder), "-o", str(tmp_path / "out"), "--patient-from", r"(P0)_")
+    assert code == 0
+    assert [p["patient_id"] for p in json.loads((tmp_path / "out/patients.json").read_text())] == ["P0"]
+    assert ("ifrt infer: 1 of 2 images matched no patient ((P0)_); they are left out of patients.json"
+            in lines)
+
+
+def test_fp16_on_a_weights_only_model_is_refused_with_the_reason(tiny_package, folder, tmp_path, capsys):
+    import shutil
+
+    pytest.importorskip("torch")
+    run = tmp_path / "run" / "best"
+    run.mkdir(parents=True)
+    for name in ("model.safetensors", "model.json"):
+        shutil.copy(tiny_package / name, run / name)
+    code = cli.main(["infer", str(folder), "-o", str(tmp_path / "out"), "--model", str(run.parent),
+                     "--precision", "fp16", "--quiet"])
+    error = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in error
+    assert "the torch backend runs fp32 only, not fp16" in error
+
+
 def test_each_message_is_one_line_however_long(infer, folder, tmp_path):
     deep = folder / ("a_rather_long_folder_name_" * 4)
     deep.mkdir()

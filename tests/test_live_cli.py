@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -201,3 +202,44 @@ def test_an_image_file_that_cannot_be_analysed_exits_1_with_the_reason(ifrt_cli,
     assert "4096 pixels are NaN or infinite" in proc.stderr
     assert f"ifrt live: {tmp_path / 'nan.tif'}: the image was not analysed (the reason is above)" in proc.stderr
     assert json_lines(proc.stdout)[-1]["frames"] == 0
+
+
+def training_run_of(package, run):
+    """A training run folder as `ifrt train` leaves it: weights and config under best/, no ONNX graphs."""
+    (run / "best").mkdir(parents=True)
+    for name in ("model.safetensors", "model.json"):
+        shutil.copy(package / name, run / "best" / name)
+    return run
+
+
+def test_live_runs_a_training_run_folder_on_torch_under_auto(ifrt_cli, tiny_package, tmp_path):
+    pytest.importorskip("torch")
+    run = training_run_of(tiny_package, tmp_path / "run")
+    write_image_atomic(tmp_path / "a.tif", frames_of((64, 64), count=1)[0])
+    proc = ifrt_cli("live", str(tmp_path / "a.tif"), "--model", str(run), "--stats-every", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "backend torch" in proc.stderr
+    assert [r["event"] for r in json_lines(proc.stdout)] == ["frame", "summary"]
+
+
+def test_bench_live_runs_a_training_run_folder_on_torch_under_auto(ifrt_cli, tiny_package, tmp_path):
+    pytest.importorskip("torch")
+    run = training_run_of(tiny_package, tmp_path / "run")
+    proc = ifrt_cli("bench", "live", "--model", str(run), "--size", "64", "--frames", "2", "--fps", "100")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["pipeline"]["frames"] == 2
+
+
+def test_bench_live_with_a_model_that_no_backend_loads_gives_no_model_hint(ifrt_cli, tiny_package, tmp_path):
+    run = training_run_of(tiny_package, tmp_path / "run")
+    proc = ifrt_cli("bench", "live", "--model", str(run), "--backend", "ort", "--size", "64", "--frames", "2")
+    assert proc.returncode != 0
+    assert "no fp32 ONNX graphs here" in proc.stderr and "give a model folder with --model" not in proc.stderr
+
+
+def test_a_single_image_file_is_labelled_with_its_file_name(ifrt_cli, tiny_package, tmp_path):
+    write_image_atomic(tmp_path / "slide 3.tif", frames_of((64, 64), count=1)[0])
+    proc = ifrt_cli("live", str(tmp_path / "slide 3.tif"), "--model", str(tiny_package), "--backend", "ort",
+                    "--stats-every", "0", "--no-maps")
+    assert proc.returncode == 0, proc.stderr
+    assert json_lines(proc.stdout)[0]["label"] == "slide 3.tif"

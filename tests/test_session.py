@@ -187,6 +187,55 @@ def test_a_training_run_folder_opens_as_its_best_checkpoint(tiny_package, tmp_pa
     assert ifrt.Session(run).backend_name == "torch"
 
 
+def weights_only_copy(package, folder):
+    """The model's weights and config alone, as a training run's best/ holds them (no ONNX graphs)."""
+    folder.mkdir()
+    for name in ("model.safetensors", "model.json"):
+        shutil.copy(package / name, folder / name)
+    return folder
+
+
+def test_fp16_on_a_weights_only_model_says_why_no_backend_loads(tiny_package, tmp_path):
+    from ifrt.backends import BackendUnavailableError
+
+    pytest.importorskip("torch")
+    with pytest.raises(BackendUnavailableError, match=r"no inference backend could load this model: .*"
+                                                      r"torch: the torch backend runs fp32 only, not fp16"):
+        ifrt.Session(weights_only_copy(tiny_package, tmp_path / "best"), precision="fp16")
+
+
+def test_fp16_on_the_torch_backend_is_refused_not_ignored(tiny_package):
+    from ifrt.backends import BackendUnavailableError
+
+    pytest.importorskip("torch")
+    with pytest.raises(BackendUnavailableError, match=r"the torch backend runs fp32 only, not fp16"):
+        ifrt.Session(tiny_package, backend="torch", precision="fp16")
+
+
+def test_live_session_picks_the_backend_that_loads_the_model(tiny_package, tmp_path):
+    from ifrt.live import open_session
+
+    pytest.importorskip("torch")
+    assert open_session(weights_only_copy(tiny_package, tmp_path / "best")).backend_name == "torch"
+
+
+def test_live_session_on_onnxruntime_gets_its_thread_count(tiny_package):
+    from ifrt.live import open_session
+
+    session = open_session(tiny_package, backend="ort", threads=1)
+    assert session.backend._options.intra_op_num_threads == 1
+
+
+def test_options_for_one_backend_reach_only_that_backend(tiny_package):
+    from ifrt.backends import create_backend
+
+    pytest.importorskip("torch")
+    torch_backend = create_backend(open_model(tiny_package), "torch", per_backend={"ort": {"threads": 3}})
+    assert torch_backend.name == "torch"
+    ort_backend = create_backend(open_model(tiny_package), "ort", per_backend={"ort": {"threads": 3}})
+    assert ort_backend._options.intra_op_num_threads == 3
+
+
 @pytest.mark.parametrize(("make", "message"), [
     (lambda d: (d / "model.json").write_text("{"), r"model.json: not valid JSON"),
     (lambda d: (d / "model.json").write_text("{}"), r'model.json: no "model" section'),
@@ -231,6 +280,22 @@ def test_aggregate_multiplies_the_images_probabilities():
     assert reports[0].mean_quality == pytest.approx(0.5)
     assert reports[1].label == "B"
     np.testing.assert_allclose(reports[1].probabilities, [0.2, 0.8])
+
+
+def test_aggregate_without_any_patient_id_says_to_pass_one():
+    with pytest.raises(ValueError, match=r"none of the 2 results has a patient_id: .*predict\(image, patient_id=\.\.\.\)"):
+        ifrt.aggregate([_result(None, [0.9, 0.1]), _result(None, [0.4, 0.6])])
+
+
+def test_aggregate_of_no_results_is_no_patients():
+    assert ifrt.aggregate([]) == []
+
+
+def test_aggregate_warns_how_many_results_without_patient_id_it_leaves_out(caplog):
+    with caplog.at_level("WARNING", logger="ifrt"):
+        reports = ifrt.aggregate([_result("p1", [0.9, 0.1]), _result(None, [0.4, 0.6]), _result(None, [0.4, 0.6])])
+    assert [r.patient_id for r in reports] == ["p1"]
+    assert "2 of 3 results have no patient_id and are left out" in caplog.text
 
 
 def test_an_uninformative_image_leaves_the_patient_unchanged():

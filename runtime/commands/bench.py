@@ -166,7 +166,8 @@ def bench_live(args: argparse.Namespace) -> dict:
     try:
         session = open_session(args.model, backend=args.backend)  # as `ifrt live` opens it
     except (ModelPackageError, RuntimeError) as exc:
-        raise SystemExit(f"ifrt bench live: {exc} (give a model folder with --model)") from None
+        hint = "" if args.model else " (give a model folder with --model)"
+        raise SystemExit(f"ifrt bench live: {exc}{hint}") from None
     baseline = None
     if session.backend_name != "torch" and session.package.weights and importlib.util.find_spec("torch"):
         baseline = Session(args.model, backend="torch")  # torch eager on the same model, in the same run

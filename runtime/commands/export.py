@@ -40,7 +40,7 @@ def resolve_model_folder(path: str) -> str:
     a model folder stands for itself."""
     best = Path(path) / "best"
     if not (Path(path) / "model.json").is_file() and (best / "model.json").is_file():
-        print(f"ifrt export onnx: {path} is a run folder; exporting its best checkpoint {best}", file=sys.stderr)
+        print(f"note: {path} is a run folder; exporting its best checkpoint {best}", file=sys.stderr)
         return str(best)
     return path
 
@@ -77,6 +77,7 @@ def _register_onnx(targets: argparse._SubParsersAction) -> None:
 def run_onnx(args: argparse.Namespace) -> int:
     try:
         from ifrt.export.fp16 import Fp16RangeError
+        from ifrt.export.int8 import describe_calibration
         from ifrt.export.onnx_export import OnnxExportOptions
         from ifrt.export.pipeline import ExportCheckError, export_onnx
     except ImportError as exc:
@@ -104,6 +105,8 @@ def run_onnx(args: argparse.Namespace) -> int:
                 agree = entry[f"{precision}_vs_torch"]["argmax_agreement"].get("diagnosis_logits")
                 line += f", {entry[f'{precision}_file']}"
                 line += f" (diagnosis agreement {agree:.1%})" if agree is not None else ""
+        if "int8_file" in entry:
+            line += f", int8 calibration: {describe_calibration(report['calibration']['int8'][graph])}"
         print(line)
     return 0
 

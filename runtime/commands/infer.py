@@ -178,6 +178,9 @@ def run(args: argparse.Namespace) -> int:
     if args.patient_from and not report.patients and report.done + report.skipped:
         say(f"ifrt infer: --patient-from {args.patient_from} matched none of the images, so no patients.json "
             "was written")
+    elif report.patients and report.unmatched:
+        say(f"ifrt infer: {report.unmatched} of {report.analysed} images matched no patient ({args.patient_from}); "
+            "they are left out of patients.json")
     say(f"ifrt infer: {report.done} done, {report.skipped} already done, {len(report.failed)} failed"
         + (", interrupted (rerun to finish)" if report.interrupted else "") + f"; results in {args.out}")
     return report.exit_code

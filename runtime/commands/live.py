@@ -100,7 +100,8 @@ def open_source(args: argparse.Namespace):
     if path.is_dir():
         return live.FolderSource(path, existing=args.existing)
     if is_image_file(source):
-        return live.ArraySource([read_image(path)], count=1, name=str(path))  # one frame; errors name the file
+        # One frame; errors name the file, and so does the frame's label.
+        return live.ArraySource([read_image(path)], count=1, name=str(path), labels=[path.name])
     if is_video:
         fps = args.fps
         if fps is not None and fps != "file":
