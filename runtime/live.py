@@ -763,8 +763,11 @@ def run_live(session, source: FrameSource, sink: Callable[[dict], None], options
                 record = {"event": "frame", "frame": item.index, "label": item.label, **result.to_dict(maps=options.maps)}
                 record["dropped"] = frames.dropped
                 if sweep is not None:
-                    record["sweep_best"] = sweep.add(item.index, item.label, result.quality, result.metrics)
-                    record["sweep_best_frame"] = sweep.best()["frame"]
+                    # A frame without structure (an empty field) has a meaningless quality: it never wins a sweep.
+                    record["sweep_best"] = (not result.warnings
+                                            and sweep.add(item.index, item.label, result.quality, result.metrics))
+                    best = sweep.best()
+                    record["sweep_best_frame"] = best["frame"] if best else None
                 latency_ms = (time.perf_counter() - item.acquired) * 1e3
                 record["timings_ms"]["latency"] = round(latency_ms, 3)
                 sink(record)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,12 +73,16 @@ class FocusResult:
     certainty: np.ndarray
     metrics: dict[str, float]  # classical focus metrics (var_laplacian, tenengrad, ...)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    contrast_to_noise: float = math.inf  # the frame's range over its pixel noise (ifrt.session.contrast_to_noise)
+    warnings: list[str] = field(default_factory=list)  # why the quality score cannot be trusted (no structure)
 
     def to_dict(self, maps: bool = True) -> dict:
         d = {"quality": round(self.quality, 6), "blur_level": self.blur_level,
              "blur_probabilities": [round(float(p), 6) for p in self.blur_probabilities],
              "certainty_mean": round(float(np.mean(self.certainty)), 6),
              "metrics": {k: float(v) for k, v in self.metrics.items()},
+             "contrast_to_noise": round(self.contrast_to_noise, 2) if math.isfinite(self.contrast_to_noise) else None,
+             "warnings": list(self.warnings),
              "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
         if maps:
             d["quality_map"], d["certainty"] = rounded_map(self.quality_map), rounded_map(self.certainty)

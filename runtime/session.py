@@ -226,11 +226,19 @@ class Session:
         t2 = time.perf_counter()
         blur_probs = postprocess.softmax(out["blur_logits"])[0]
         classical = focus_metrics.focus(frame, tile=metric_tile, channel=channel).metrics if metrics else {}
+        # On the downsampled frame the graph saw (a few ms): its own range, since area averaging lowers the
+        # noise and the range together, and camera noise alone stays near 5 times its noise whatever the size.
+        seen = pre.tensor[0, 0, :pre.plan["resized_height"], :pre.plan["resized_width"]]
+        lo, hi = np.percentile(seen, (1.0, 99.8))
+        contrast = contrast_to_noise(seen, float(lo), float(hi))
+        warnings = [] if contrast >= MIN_CONTRAST_TO_NOISE else [
+            f"no structure above the pixel noise (range {contrast:.1f} times the noise, fewer than "
+            f"{MIN_CONTRAST_TO_NOISE:g}): the quality score means nothing here; an empty field or a closed shutter?"]
         t3 = time.perf_counter()
         return FocusResult(quality=float(np.asarray(out["quality"]).reshape(-1)[0]),
                            blur_level=int(np.argmax(blur_probs)), blur_probabilities=blur_probs,
                            quality_map=np.asarray(out["quality_map"])[0, 0], certainty=np.asarray(out["certainty"])[0, 0],
-                           metrics=classical,
+                           metrics=classical, contrast_to_noise=contrast, warnings=warnings,
                            timings_ms={"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3,
                                        "metrics": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3})
 

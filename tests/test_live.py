@@ -522,6 +522,35 @@ def test_sweep_reports_the_frame_the_rule_picks(session):
     assert analysed[-1]["sweep_best_frame"] == best[0]["frame"]
 
 
+class _ScriptedSession:
+    """Gives each frame the focus result scripted for it (frames are numbered by their first pixel)."""
+
+    def __init__(self, results):
+        self.results = results
+
+    def focus(self, frame, **options):
+        return self.results[int(frame.flat[0])]
+
+
+def test_a_frame_without_structure_never_wins_a_sweep_however_high_its_quality():
+    from ifrt.result import FocusResult
+
+    def result(quality, sharpness, warnings=()):
+        return FocusResult(quality=quality, blur_level=0, blur_probabilities=np.ones(5) / 5,
+                           quality_map=np.ones((1, 1)), certainty=np.ones((1, 1)),
+                           metrics={"normalized_variance": sharpness}, warnings=list(warnings))
+
+    scripted = _ScriptedSession([result(0.5, 10.0), result(0.99, 50.0, ["no structure above the pixel noise"]),
+                                 result(0.6, 20.0)])
+    frames = [np.full((64, 64), i, np.uint16) for i in range(3)]
+    records, summary = run(scripted, live.ArraySource(frames, count=3, live=False), sweep=True)
+    analysed = [r for r in records if r["event"] == "frame"]
+    assert [r["sweep_best"] for r in analysed] == [True, False, True]
+    assert [r["sweep_best_frame"] for r in analysed] == [0, 0, 2]
+    assert analysed[1]["warnings"] == ["no structure above the pixel noise"]
+    assert summary.sweep_best["frame"] == 2
+
+
 def test_overlay_is_a_colour_image_of_the_display_size(session):
     image = structured((256, 128))
     result = session.focus(image)

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from ifrt import live
 from ifrt.imageio import write_image_atomic
 
 
@@ -40,14 +41,17 @@ def test_raw_frames_on_stdin_with_every_frame_give_one_json_line_each(ifrt_cli, 
 
 
 def write_video(path, count: int, fps: float):
-    """An 8-bit MJPG video of `count` 64x64 sweep frames (skips the test where OpenCV cannot write one)."""
+    """An 8-bit MJPG video of `count` 64x64 frames of a focus sweep through a glomerulus field (skips the test
+    where OpenCV cannot write one)."""
     import cv2
 
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (64, 64), isColor=False)
     if not writer.isOpened():
         pytest.skip("this OpenCV build cannot write MJPG video")
-    for f in frames_of((64, 64), count=count):
-        writer.write((f >> 8).astype(np.uint8))
+    frames = live.sweep_frames(size=64, count=count)
+    scale = 255 / max(int(f.max()) for f in frames)
+    for f in frames:
+        writer.write(np.round(f * scale).astype(np.uint8))
     writer.release()
     return path
 

@@ -116,6 +116,18 @@ def test_a_frame_without_structure_is_never_a_reliable_diagnosis(tiny_package, f
     assert lenient.predict(_glomeruli(1)[0]).reliable
 
 
+def test_focus_on_a_frame_without_structure_says_its_quality_means_nothing(ort_session):
+    blank = ort_session.focus(np.zeros((1024, 1024), np.uint16), size=256)
+    noise = ort_session.focus(np.random.default_rng(2).normal(500, 20, (1024, 1024)).astype(np.float32), size=256)
+    for result in (blank, noise):
+        assert result.warnings and result.warnings[0].startswith("no structure above the pixel noise")
+    assert 4.5 < noise.contrast_to_noise < 6.5  # area-downsampled noise is still noise
+    from ifrt.live import sweep_frames
+
+    tissue = ort_session.focus(sweep_frames(size=1024, count=1)[0], size=256)  # a glomerulus field with camera noise
+    assert tissue.warnings == [] and tissue.to_dict()["contrast_to_noise"] > 16
+
+
 def test_predict_a_list_returns_one_result_per_item(ort_session, tmp_path):
     import tifffile
 
