@@ -125,3 +125,46 @@ def test_database_bit_depth_comes_from_synth_json_unless_the_config_sets_one(tmp
     assert DataConfig().for_database(tmp_path).degrade_config().bit_depth == 12
     assert DataConfig(degrade={"bit_depth": 14}).for_database(tmp_path).degrade_config().bit_depth == 14
     assert DataConfig().for_database(tmp_path / "elsewhere").degrade_config().bit_depth == 16
+
+
+def _frames(root, sizes, references=False):
+    """Manifest rows over uint16 frames of the given (height, width), each its own in-focus reference if
+    `references`."""
+    import tifffile
+
+    from ifrt.train.data.manifest import ManifestRow
+
+    rows = []
+    for i, size in enumerate(sizes):
+        name = f"frame{i}.tif"
+        tifffile.imwrite(root / name, np.random.default_rng(i).integers(100, 4000, size, dtype=np.uint16))
+        rows.append(ManifestRow(path=name, patient_id=f"p{i}", sharp_path=name if references else None))
+    return rows
+
+
+def test_a_training_frame_smaller_than_the_crop_is_refused_naming_it_its_size_and_the_fix(tmp_path):
+    rows = _frames(tmp_path, [(96, 128), (64, 96)])
+    ds = ManifestDataset(tmp_path, rows, [], DataConfig(crop=96), train=True)
+    message = (rf"{tmp_path / 'frame1.tif'}: 64x96 pixels is smaller than the training crop \(data.crop=96\); set "
+               r"data.crop to a multiple of 32 no larger than the smallest training image")
+    with pytest.raises(ValueError, match=message + r" \(data.crop=64 fits every one\)"):
+        ds.check_batchable()
+    with pytest.raises(ValueError, match=message):
+        ds[1]
+
+
+def test_whole_training_frames_of_different_sizes_are_refused_naming_the_odd_one(tmp_path):
+    rows = _frames(tmp_path, [(64, 64), (70, 90), (96, 64)])  # the first two trim to 64x64
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'frame2.tif'}: 96x64 pixels, but {tmp_path / 'frame0.tif'} "
+                                         r"is 64x64: with data.crop=0 every training image is used whole"):
+        ManifestDataset(tmp_path, rows, [], DataConfig(crop=0), train=True).check_batchable()
+    ManifestDataset(tmp_path, rows[:2], [], DataConfig(crop=0), train=True).check_batchable()
+
+
+def test_a_random_scene_takes_the_size_of_the_whole_frame_it_replaces(tmp_path):
+    rows = _frames(tmp_path, [(96, 64)], references=True)
+    ds = ManifestDataset(tmp_path, rows, [], DataConfig(crop=0, content_diversity=1.0, flips=False), train=True)
+    sample = ds[0]
+    assert int(sample["diagnosis"]) == -1  # a random scene
+    assert sample["image"].shape == sample["sharp"].shape == (1, 96, 64)
+    assert sample["blur_map"].shape == (3, 2)

@@ -1,5 +1,6 @@
 """`ifrt eval`: one report comparing a single-task and a hierarchical model per blur level."""
 
+import dataclasses
 import json
 import os
 
@@ -178,3 +179,19 @@ def test_markdown_report_and_plots_are_written(report_dir):
     assert text.count("hier names the blur kind of ") == 2  # under the Gaussian and the defocus table
     for name in ("accuracy_per_level.png", "quality_per_level.png", "confusion_hier.png", "reliability_st.png"):
         assert (report_dir / name).stat().st_size > 1000, name
+
+
+def test_a_split_without_in_focus_references_is_refused_naming_the_manifest_and_the_fix(tmp_path):
+    from ifrt.train.data.manifest import read_manifest, write_manifest
+    from ifrt.train.evaluate import evaluate
+    from ifrt.train.model import build_model, model_config, save_model
+
+    database = make_tiny_database(tmp_path / "db")
+    manifest = database / "manifest.csv"
+    write_manifest(manifest, [dataclasses.replace(row, sharp_path=None) for row in read_manifest(manifest)])
+    save_model(build_model(model_config("tiny", "hier", class_names=["DN", "IgAN", "LN", "MN"])), tmp_path / "model")
+    with pytest.raises(ValueError, match=rf"{manifest}: no row with split='test' has an in-focus reference "
+                                         r"\(sharp_path\), so there is nothing to degrade per blur level; fill "
+                                         r"sharp_path with the in-focus capture of each field \(for an in-focus "
+                                         r"capture, the image itself\)"):
+        evaluate([tmp_path / "model"], database, tmp_path / "report")

@@ -303,3 +303,171 @@ def test_psnr_gain_selection_prefers_the_better_deblurring_and_falls_back_to_the
     assert selection_score({"val_loss": 0.5}, "psnr_gain") == -0.5  # a single-task run has no deblurring
     with pytest.raises(ValueError, match="psnr_gain"):
         selection_score({"val_loss": 0.5}, "best")
+
+
+# ---- a database without in-focus references ---------------------------------------------------------------
+
+
+def _without_references(database, destination, keep: int = 0):
+    """A copy of `database` whose training rows, all but the first `keep`, have no in-focus reference, as a
+    manifest from `ifrt data index` has none."""
+    import shutil
+
+    from ifrt.train.data.manifest import read_manifest, write_manifest
+
+    shutil.copytree(database, destination)
+    rows, kept = [], 0
+    for row in read_manifest(destination / "manifest.csv"):
+        if row.split == "train":
+            kept += 1
+            if kept > keep:
+                row.sharp_path = None
+        rows.append(row)
+    write_manifest(destination / "manifest.csv", rows)
+    return destination
+
+
+def test_training_without_in_focus_references_warns_that_only_the_diagnosis_trains(database, tmp_path, capfd):
+    data = _without_references(database, tmp_path / "db")
+    train(data, load_config(TINY, {"train": {"epochs": 1, "stop_after_steps": 1}}), tmp_path / "run")
+    err = capfd.readouterr().err
+    assert (f"warning: {data / 'manifest.csv'}: no training row has an in-focus reference (sharp_path), so only "
+            "the diagnosis will be trained") in err
+    assert "fill the manifest's sharp_path with the in-focus capture of each field (for an in-focus capture, " \
+           "the image itself)" in err
+
+
+def test_training_rows_lacking_a_reference_are_counted(database, tmp_path, capfd):
+    data = _without_references(database, tmp_path / "db", keep=3)
+    train(data, load_config(TINY, {"train": {"epochs": 1, "stop_after_steps": 1}}), tmp_path / "run")
+    assert "5 of 8 training rows have no in-focus reference (sharp_path)" in capfd.readouterr().err
+
+
+def test_a_single_task_run_without_references_is_not_warned(database, tmp_path, capfd):
+    data = _without_references(database, tmp_path / "db")
+    config = load_config(TINY, {"model": {"variant": "st"}, "train": {"epochs": 1, "stop_after_steps": 1}})
+    train(data, config, tmp_path / "run")
+    assert "warning" not in capfd.readouterr().err
+
+
+# ---- training frames that cannot share a batch ---------------------------------------------------------------
+
+
+def test_a_crop_larger_than_the_training_images_is_refused_before_the_run_starts(database, tmp_path):
+    with pytest.raises(ValueError, match=r"\.tif: 64x64 pixels is smaller than the training crop \(data.crop=96\); "
+                                         r"set data.crop to a multiple of 32 no larger than the smallest training "
+                                         r"image \(data.crop=64 fits every one\)"):
+        train(database, load_config(TINY, {"data": {"crop": 96}}), tmp_path)
+    assert not (tmp_path / "config.yaml").exists()
+
+
+def test_whole_validation_frames_of_different_sizes_are_validated_one_at_a_time(database, tmp_path):
+    import shutil
+
+    import cv2
+    import tifffile
+
+    from ifrt.train.data.manifest import read_manifest
+
+    data = shutil.copytree(database, tmp_path / "db")
+    reference = data / next(r for r in read_manifest(data / "manifest.csv") if r.split == "val").sharp_path
+    tifffile.imwrite(reference, cv2.resize(tifffile.imread(reference), (96, 96)))  # one larger validation frame
+    train(data, load_config(TINY, {"train": {"epochs": 1}}), tmp_path / "run")
+    assert float(_metrics(tmp_path / "run")[0]["val_loss"]) > 0
+
+
+# ---- resuming --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stopped_run(database, tmp_path):
+    """A run of the tiny config stopped after its first step, as a kill would leave it."""
+    run = tmp_path / "stopped"
+    train(database, load_config(TINY, {"train": {"epochs": 1, "batch_size": 2, "stop_after_steps": 1}}), run)
+    return run
+
+
+@pytest.mark.parametrize(("overrides", "difference"), [
+    ({"train": {"lr": 0.5}}, "train.lr: 0.003 -> 0.5"),
+    ({"train": {"epochs": 3}}, "train.epochs: 1 -> 3"),  # the run has not finished: its schedule would change
+    ({"model": {"variant": "st"}}, "model.variant: hier -> st"),
+    ({"loss": {"weights": {"deblur": 0.2}}}, "loss.weights.deblur: 1.0 -> 0.2"),
+])
+def test_resuming_with_other_settings_is_refused_naming_each_difference(database, stopped_run, overrides, difference):
+    saved = (stopped_run / "config.yaml").read_text()
+    config = load_config(TINY, {"train": {"epochs": 1, "batch_size": 2}})
+    for section, values in overrides.items():
+        config[section] = {**config.get(section, {}), **values}
+    with pytest.raises(ValueError, match=f"{stopped_run}: cannot resume with other settings than the run's own") as e:
+        train(database, config, stopped_run)
+    assert difference in str(e.value)
+    assert "or give another --out for a new run" in str(e.value)
+    assert (stopped_run / "config.yaml").read_text() == saved
+    assert json.loads((stopped_run / "last" / "trainer.json").read_text())["batches_done"] == 1
+
+
+def test_resuming_on_other_data_is_refused(database, stopped_run, tmp_path):
+    import shutil
+
+    other = shutil.copytree(database, tmp_path / "other")
+    with pytest.raises(ValueError, match=f"--data: {database.resolve()} -> {other.resolve()}"):
+        train(other, load_config(TINY, {"train": {"epochs": 1, "batch_size": 2}}), stopped_run)
+
+
+def test_a_runs_own_config_resumes_it(database, stopped_run):
+    import yaml
+
+    config = yaml.safe_load((stopped_run / "config.yaml").read_text())
+    config["train"]["stop_after_steps"] = 0  # how long this process trains is not a setting of the run
+    summary = train(database, config, stopped_run)
+    assert summary["steps"] == 4  # 8 training images, 2 per batch
+
+
+def test_a_stale_class_prior_is_refused_and_the_runs_own_one_accepted(cli_run, database, tmp_path):
+    import yaml
+
+    saved = yaml.safe_load((cli_run[0] / "config.yaml").read_text())
+    stale = load_config(cli_run[0] / "config.yaml", {"model": {"class_prior": [0.7, 0.1, 0.1, 0.1]}})
+    with pytest.raises(ValueError, match=r"model.class_prior=\[0.7, 0.1, 0.1, 0.1\] in the config, but the training "
+                                         r"split of .* gives \[.*\]: leave model.class_prior out \(the database "
+                                         r"decides it\)"):
+        train(database, stale, tmp_path / "stale")
+    assert not (tmp_path / "stale").exists()
+    own = load_config(cli_run[0] / "config.yaml", {"train": {"epochs": 1, "stop_after_steps": 1}})
+    summary = train(database, own, tmp_path / "own")
+    assert summary["model"]["class_prior"] == pytest.approx(saved["model"]["class_prior"], abs=1e-12)
+
+
+# ---- Ctrl-C ------------------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_mid_epoch_checkpoints_and_the_rerun_ends_with_the_weights_of_an_uninterrupted_run(
+        database, tmp_path, monkeypatch):
+    import signal
+
+    from ifrt.train import trainer
+
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    config = load_config(TINY, {"train": {"epochs": 2, "batch_size": 2}})
+    train(database, config, straight)
+    lr_at = trainer.lr_at
+    pressed = []
+
+    def ctrl_c_during_the_second_step(step, total, cfg):
+        if step == 1 and not pressed:
+            pressed.append(step)
+            signal.raise_signal(signal.SIGINT)
+        return lr_at(step, total, cfg)
+
+    monkeypatch.setattr(trainer, "lr_at", ctrl_c_during_the_second_step)
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(trainer.TrainingInterrupted, match="^interrupted; rerun the same command to resume at "
+                                                          "epoch 1, batch 2$"):
+        train(database, config, interrupted)
+    assert signal.getsignal(signal.SIGINT) is handler  # the previous handler is back
+    assert json.loads((interrupted / "last" / "trainer.json").read_text())["batches_done"] == 2
+    monkeypatch.setattr(trainer, "lr_at", lr_at)
+    train(database, config, interrupted)
+    a = load_file(str(straight / "last" / "model.safetensors"))
+    b = load_file(str(interrupted / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ifrt.imageio import image_shape
 from ifrt.normalize import apply_range, percentile_range
 from ifrt.train.data import noise
 from ifrt.train.data.degrade import DegradeConfig, blur_level_count, degrade
@@ -200,15 +201,66 @@ class ManifestDataset(Dataset):
     def _read(self, relative: str) -> np.ndarray:
         return read_signal(self.root / relative, self.degrade_cfg)
 
-    def _crop_box(self, shape, rng) -> tuple[int, int, int, int]:
+    def _degraded_on_the_fly(self, row) -> bool:
+        return bool(row.sharp_path) and (self.cfg.on_the_fly or self.level is not None)
+
+    def source_of(self, row) -> str:
+        """The file a row's sample is cut from: its in-focus reference when it is degraded on the fly, else
+        the recorded image."""
+        return row.sharp_path if self._degraded_on_the_fly(row) else row.path
+
+    def frame_sizes(self) -> dict[str, tuple[int, int]]:
+        """(height, width) of every sample's source file, from the image headers (no pixels decoded)."""
+        sources = dict.fromkeys(self.source_of(row) for row in self.rows)
+        return {relative: image_shape(self.root / relative) for relative in sources}
+
+    def check_batchable(self) -> None:
+        """Refuse, before anything trains, training frames that could not share a batch: one smaller than
+        `data.crop`, or, with crop 0 (whole frames), sizes that differ once trimmed to whole tiles. Otherwise
+        torch's collate would stop mid-epoch with a traceback naming no file."""
+        sizes = self.frame_sizes()
+        for relative, (h, w) in sizes.items():
+            if min(h, w) < TILE:
+                raise ValueError(f"{self.root / relative}: {h}x{w} pixels is smaller than one {TILE}x{TILE} tile; "
+                                 "leave it out of the training split")
+        smallest = min(min(size) for size in sizes.values())
+        fix = (f"set data.crop to a multiple of {TILE} no larger than the smallest training image "
+               f"(data.crop={smallest // TILE * TILE} fits every one)")
+        crop = self.cfg.crop
+        if crop:
+            for relative, (h, w) in sizes.items():
+                if h < crop or w < crop:
+                    raise ValueError(f"{self.root / relative}: {h}x{w} pixels is smaller than the training crop "
+                                     f"(data.crop={crop}); {fix}")
+            return
+        first, (h0, w0) = next(iter(sizes.items()))
+        for relative, (h, w) in sizes.items():
+            if (h // TILE, w // TILE) != (h0 // TILE, w0 // TILE):
+                raise ValueError(f"{self.root / relative}: {h}x{w} pixels, but {self.root / first} is {h0}x{w0}: "
+                                 f"with data.crop=0 every training image is used whole (trimmed to a multiple of "
+                                 f"{TILE}), and a batch needs them all the same size; {fix}")
+
+    def _random_scene(self, row, rng: np.random.Generator) -> np.ndarray:
+        """A random scene in place of this row's frame: at the training crop, or with whole frames (crop 0) at
+        the frame's own size, so that it batches with the other frames."""
+        if self.cfg.crop:
+            return random_scene(rng, self.cfg.crop)
+        h, w = image_shape(self.root / row.sharp_path)
+        return random_scene(rng, max(h, w))[:h, :w]
+
+    def _crop_box(self, shape, rng, relative: str) -> tuple[int, int, int, int]:
         h, w = shape
         size = self.cfg.crop if self.train and self.cfg.crop else 0
-        if size and h >= size and w >= size:
+        if size:
+            if h < size or w < size:
+                raise ValueError(f"{self.root / relative}: {h}x{w} pixels is smaller than the training crop "
+                                 f"(data.crop={size}); set data.crop to a multiple of {TILE} no larger than the "
+                                 "smallest training image")
             y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
             return y, x, size, size
         ch, cw = h // TILE * TILE, w // TILE * TILE
         if ch == 0 or cw == 0:
-            raise ValueError(f"image of size {h}x{w} is smaller than one {TILE}x{TILE} tile")
+            raise ValueError(f"{self.root / relative}: {h}x{w} pixels is smaller than one {TILE}x{TILE} tile")
         return (h - ch) // 2, (w - cw) // 2, ch, cw
 
     def _recorded_blur_map(self, row, blur_level: int, y: int, x: int, h: int, w: int) -> np.ndarray:
@@ -229,13 +281,13 @@ class ManifestDataset(Dataset):
         epoch = self.epoch if self.train else 0
         rng = np.random.default_rng([self.seed, epoch, index, 0 if self.level is None else self.level + 1])
         diagnosis = self.class_index.get(row.diagnosis, -1) if row.diagnosis else -1
-        if row.sharp_path and (self.cfg.on_the_fly or self.level is not None):
+        if self._degraded_on_the_fly(row):
             if self.train and rng.random() < self.cfg.content_diversity:
-                sharp = random_scene(rng, self.cfg.crop or 256)
+                sharp = self._random_scene(row, rng)
                 diagnosis = -1  # a random scene has no diagnosis
             else:
                 sharp = self._read(row.sharp_path)
-            y, x, h, w = self._crop_box(sharp.shape, rng)
+            y, x, h, w = self._crop_box(sharp.shape, rng, row.sharp_path)
             sharp = np.ascontiguousarray(sharp[y:y + h, x:x + w])
             level = self.level if self.level is not None else int(rng.choice(self.levels))
             degraded = degrade(sharp, rng, self.degrade_cfg, level=level)
@@ -245,7 +297,7 @@ class ManifestDataset(Dataset):
             has_sharp = True
         else:
             image = self._read(row.path)
-            y, x, h, w = self._crop_box(image.shape, rng)
+            y, x, h, w = self._crop_box(image.shape, rng, row.path)
             image = np.ascontiguousarray(image[y:y + h, x:x + w])
             blur_level = row.blur_level if row.blur_level is not None else -1
             has_sharp = bool(row.sharp_path)

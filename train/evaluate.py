@@ -137,7 +137,7 @@ def fit_temperatures(models: dict[str, DeepMTND], data_dir: Path, class_names: l
                      levels: list[int], seed: int, batch_size: int, max_images: int | None) -> dict[str, float]:
     """Temperature per model, fitted on the validation split at every blur level."""
     try:
-        rows = _focus_rows(rows_for_split(data_dir / "manifest.csv", "val"), max_images)
+        rows = _focus_rows(data_dir / "manifest.csv", "val", max_images)
     except ValueError:
         return {name: 1.0 for name in models}
     logits: dict[str, list] = {name: [] for name in models}
@@ -153,11 +153,13 @@ def fit_temperatures(models: dict[str, DeepMTND], data_dir: Path, class_names: l
     return {name: M.fit_temperature(np.concatenate(v)[known], t[known]) for name, v in logits.items()}
 
 
-def _focus_rows(rows, max_images):
-    """Rows with an in-focus reference: the ones that can be degraded to every level."""
-    focus = [r for r in rows if r.sharp_path]
+def _focus_rows(manifest: Path, split: str, max_images: int | None) -> list:
+    """The split's rows with an in-focus reference: the ones that can be degraded to every level."""
+    focus = [r for r in rows_for_split(manifest, split) if r.sharp_path]
     if not focus:
-        raise ValueError("no rows with an in-focus reference (sharp_path) in this split: nothing to degrade per level")
+        raise ValueError(f"{manifest}: no row with split={split!r} has an in-focus reference (sharp_path), so there "
+                         "is nothing to degrade per blur level; fill sharp_path with the in-focus capture of each "
+                         "field (for an in-focus capture, the image itself)")
     return focus[:max_images] if max_images else focus
 
 
@@ -386,7 +388,7 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
     cfg = degrade_config_of(dirs[0])
     data_cfg = DataConfig(crop=0, degrade={k: getattr(cfg, k) for k in cfg.__dataclass_fields__})
     levels = list(range(blur_level_count(cfg)))
-    rows = _focus_rows(rows_for_split(data_dir / "manifest.csv", split), max_images)
+    rows = _focus_rows(data_dir / "manifest.csv", split, max_images)
     patients = [r.patient_id for r in rows]
     grades = [r.extra.get("grade") for r in rows]
     stain_positive = np.array([float(g) > 0 for g in grades]) if all(g not in (None, "") for g in grades) else None

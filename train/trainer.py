@@ -7,8 +7,9 @@ Run directory:
     metrics.csv, tb/      one row per epoch; TensorBoard scalars
 
 No pickles: optimizer state is saved as safetensors tensors plus JSON. A killed run restarts from
-`last/` at the batch where it was checkpointed; batches are a function of (seed, epoch), so the
-resumed run sees the same samples in the same order as an uninterrupted one.
+`last/` at the batch where it was checkpointed (Ctrl-C in a single process checkpoints after the current
+step); batches are a function of (seed, epoch), so the resumed run sees the same samples in the same order
+as an uninterrupted one. A run resumes only with the data and settings it was started with.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ifrt.train.data.manifest import read_manifest
-from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of, rows_for_split
+from ifrt.train.dataset import TILE, DataConfig, ManifestDataset, class_names_of, rows_for_split
 from ifrt.train.losses import LossConfig, MultiTaskLoss, psnr
 from ifrt.train.model import DeepMTND, ModelConfig, model_config, save_model
 from ifrt.train.model.bank_init import fit_deconvolution_bank
@@ -341,6 +344,113 @@ def class_prior_of(rows, class_names: list[str]) -> list[float]:
     return [c / sum(counts) for c in counts]
 
 
+def warn_missing_references(manifest: Path, rows, variant: str) -> None:
+    """Say on stderr when training rows lack an in-focus reference (sharp_path): only rows with one are degraded
+    on the fly, so without them the blur, quality and deblurring heads learn nothing, and silently so, as
+    their losses are masked. A single-task (st) run trains only the diagnosis anyway."""
+    missing = sum(not row.sharp_path for row in rows)
+    if variant == "st" or not missing:
+        return
+    fix = ("fill the manifest's sharp_path with the in-focus capture of each field (for an in-focus capture, "
+           "the image itself)")
+    if missing == len(rows):
+        print(f"warning: {manifest}: no training row has an in-focus reference (sharp_path), so only the diagnosis "
+              "will be trained (and the blur level where a row records one; the deblurring not at all); "
+              f"{fix}", file=sys.stderr)
+    else:
+        print(f"warning: {manifest}: {missing} of {len(rows)} training rows have no in-focus reference (sharp_path) "
+              f"and train only the diagnosis (and a blur_level they record); {fix}", file=sys.stderr)
+
+
+def run_config(model_cfg: ModelConfig, data_cfg: DataConfig, loss_cfg: LossConfig, train_cfg: TrainConfig) -> dict:
+    """The resolved configuration, as the run folder's config.yaml records it."""
+    return {"model": model_cfg.to_dict(), "data": dataclasses.asdict(data_cfg),
+            "loss": dataclasses.asdict(loss_cfg), "train": dataclasses.asdict(train_cfg)}
+
+
+# Settings that say how this process runs, not what the run learns: a resumed run may change them.
+PROCESS_SETTINGS = frozenset({"train.stop_after_steps", "train.progress", "train.threads", "train.num_workers",
+                              "train.checkpoint_minutes"})
+
+
+def _leaves(config: dict, prefix: str = "") -> dict[str, object]:
+    """A nested config as dotted keys: {"train": {"lr": 0.1}} -> {"train.lr": 0.1}."""
+    leaves: dict[str, object] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            leaves.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
+
+
+def check_resume(run_dir: Path, data_dir: Path, config: dict) -> list[str]:
+    """Refuse to resume run_dir with other data or settings than it was trained with: a resumed run must end as
+    the uninterrupted one would, and its config.yaml must stay true. PROCESS_SETTINGS may change, and a finished
+    run may be given more epochs (trained further); returns those allowed changes, as `key: old -> new`."""
+    saved_state = json.loads((run_dir / "last" / "trainer.json").read_text())
+    saved = _leaves(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    now = _leaves(yaml.safe_load(yaml.safe_dump(config)))  # as config.yaml will record it
+    finished = saved_state["epoch"] >= saved["train.epochs"]
+    refused, allowed = [], []
+    recorded = saved_state.get("data")
+    if recorded is not None and recorded != str(data_dir.resolve()):
+        refused.append(f"--data: {recorded} -> {data_dir.resolve()}")
+    for key in dict.fromkeys([*saved, *now]):
+        before, after = saved.get(key, "(unset)"), now.get(key, "(unset)")
+        if before == after:
+            continue
+        change = f"{key}: {before} -> {after}"
+        if key in PROCESS_SETTINGS or (key == "train.epochs" and finished and after > before):
+            allowed.append(change)
+        else:
+            refused.append(change)
+    if refused:
+        raise ValueError(f"{run_dir}: cannot resume with other settings than the run's own ({'; '.join(refused)}); "
+                         f"run the same command as before (its settings are in {run_dir / 'config.yaml'}), or "
+                         "give another --out for a new run")
+    return allowed
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training after a step and `last/` holds the checkpoint to resume from; the message says
+    where."""
+
+
+class StopRequest:
+    """While a single-process run trains, the first Ctrl-C (SIGINT) asks it to stop after the current optimizer
+    step, checkpointed, and a second one stops it at once. The previous handler is restored on exit. Off under
+    torchrun, whose processes cannot agree on a common step to stop at, and outside the main thread, where
+    Python installs no signal handlers."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self) -> StopRequest:
+        if self.enabled:
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.SIG_DFL)
+
+    def handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step (Ctrl-C again to stop at once, without a checkpoint)", file=sys.stderr,
+              flush=True)
+
+
+def ignore_ctrl_c(worker_id: int) -> None:
+    """A DataLoader worker's start: Ctrl-C reaches the whole process group, and a worker it ended would fail the
+    batch the main process waits for; the main process alone decides when to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def build_everything(data_dir: Path, config: dict):
     data_cfg = DataConfig.from_dict(config.get("data")).for_database(data_dir)
     loss_cfg = dataclass_from_dict(LossConfig, config.get("loss"), "loss")
@@ -359,9 +469,14 @@ def build_everything(data_dir: Path, config: dict):
         if given is not None and (list(given) if isinstance(given, (list, tuple)) else given) != found:
             raise ValueError(f"model.{key}={given} in the config, but the database {data_dir} has {found}: "
                              f"leave model.{key} out (the database decides it)")
-    model_section.setdefault("class_prior", class_prior_of([r for r in rows if r.split == "train"], class_names))
+    prior = class_prior_of([r for r in rows if r.split == "train"], class_names)
+    given = model_section.pop("class_prior", None)
+    if given is not None and not (isinstance(given, (list, tuple)) and len(given) == len(prior) and
+                                  all(abs(float(g) - p) <= 1e-6 for g, p in zip(given, prior, strict=True))):
+        raise ValueError(f"model.class_prior={given} in the config, but the training split of {data_dir} gives "
+                         f"{[round(p, 6) for p in prior]}: leave model.class_prior out (the database decides it)")
     model_cfg = model_config(size, variant, class_names=class_names, blur_levels=probe.blur_levels,
-                             **model_section)
+                             class_prior=prior, **model_section)
     return data_cfg, loss_cfg, train_cfg, model_cfg, manifest
 
 
@@ -383,10 +498,17 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     dist_info, device = init_distributed()
     data_cfg, loss_cfg, train_cfg, model_cfg, manifest = build_everything(data_dir, config)
+    last_dir, best_dir = run_dir / "last", run_dir / "best"
+    resuming = (last_dir / "trainer.json").is_file()
+    allowed_changes = check_resume(run_dir, data_dir, run_config(model_cfg, data_cfg, loss_cfg, train_cfg)) \
+        if resuming else []
     torch.set_num_threads(train_cfg.threads)
     torch.manual_seed(train_cfg.seed)
 
     train_set, val_set = make_datasets(data_dir, manifest, data_cfg, train_cfg, model_cfg)
+    train_set.check_batchable()
+    if dist_info.main:
+        warn_missing_references(manifest, train_set.rows, model_cfg.variant)
 
     model = DeepMTND(model_cfg).to(device)
     if train_cfg.channels_last:
@@ -403,17 +525,18 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
                                    {"params": no_decay, "weight_decay": 0.0},
                                    {"params": list(criterion.parameters()), "weight_decay": 0.0}], lr=train_cfg.lr)
 
-    state = {"epoch": 0, "batches_done": 0, "step": 0, "best_score": -math.inf, "best_epoch": -1}
-    last_dir, best_dir = run_dir / "last", run_dir / "best"
+    # The data folder is recorded with the resume point: a run resumes on the data it was trained on.
+    state = {"epoch": 0, "batches_done": 0, "step": 0, "best_score": -math.inf, "best_epoch": -1,
+             "data": str(data_dir.resolve())}
     loaded: dict[str, list[str]] | None = None  # what init_from supplied; None for a fresh or resumed run
-    resuming = (last_dir / "trainer.json").is_file()
     if resuming:
         from safetensors.torch import load_file as load_weights
 
         model.load_state_dict(load_weights(str(last_dir / "model.safetensors"), device=str(device)))
-        state = load_training_state(last_dir, optimizer, criterion)
+        state = {**load_training_state(last_dir, optimizer, criterion), "data": state["data"]}
         if dist_info.main:
-            print(f"resuming {run_dir} at epoch {state['epoch'] + 1}, batch {state['batches_done']}", file=sys.stderr)
+            print(f"resuming {run_dir} at epoch {state['epoch'] + 1}, batch {state['batches_done']}"
+                  + "".join(f"; {change}" for change in allowed_changes), file=sys.stderr)
     elif train_cfg.init_from:
         loaded = load_matching_weights(model, train_cfg.init_from)
         if dist_info.main:
@@ -434,9 +557,8 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
                   f"training images (accuracy on them {fit['accuracy']:.3f})", file=sys.stderr)
     if dist_info.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(
-            {"model": model_cfg.to_dict(), "data": dataclasses.asdict(data_cfg),
-             "loss": dataclasses.asdict(loss_cfg), "train": dataclasses.asdict(train_cfg)}, sort_keys=False))
+        atomic_write_text(run_dir / "config.yaml",
+                          yaml.safe_dump(run_config(model_cfg, data_cfg, loss_cfg, train_cfg), sort_keys=False))
 
     net: nn.Module = model
     if dist_info.world > 1:
@@ -453,8 +575,14 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
     log = MetricsLog(run_dir) if dist_info.main else None
     # Own generators: a DataLoader iterator otherwise draws its base seed from the global torch RNG,
     # which would make a run resumed mid-epoch see different dropout masks than an uninterrupted one.
-    val_loader = DataLoader(val_set, batch_size=train_cfg.batch_size, num_workers=train_cfg.num_workers,
-                            generator=torch.Generator().manual_seed(train_cfg.seed))
+    # Validation sees whole frames: of several sizes, they cannot share a batch (in eval mode a frame's outputs do
+    # not depend on its batch).
+    val_sizes = {(h // TILE, w // TILE) for h, w in val_set.frame_sizes().values()}
+    val_batch_size = train_cfg.batch_size if len(val_sizes) == 1 else 1
+    stop_request = StopRequest(enabled=dist_info.world == 1)
+    worker_init = ignore_ctrl_c if stop_request.enabled else None
+    val_loader = DataLoader(val_set, batch_size=val_batch_size, num_workers=train_cfg.num_workers,
+                            worker_init_fn=worker_init, generator=torch.Generator().manual_seed(train_cfg.seed))
 
     def checkpoint(epoch_done: int, batches_done: int) -> None:
         state.update(epoch=epoch_done, batches_done=batches_done)
@@ -466,81 +594,88 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
     started = time.monotonic()
     steps_here = 0
     set_training(model, frozen)
-    for epoch in range(state["epoch"], train_cfg.epochs):
-        if train_cfg.stop_after_steps and steps_here >= train_cfg.stop_after_steps:
-            break
-        train_set.set_epoch(epoch)
-        skip = state["batches_done"] * train_cfg.batch_size
-        sampler = EpochSampler(len(train_set), seed=train_cfg.seed, epoch=epoch, rank=dist_info.rank,
-                               world=dist_info.world, skip=skip)
-        loader = DataLoader(train_set, batch_size=train_cfg.batch_size, sampler=sampler,
-                            num_workers=train_cfg.num_workers, drop_last=True,
-                            generator=torch.Generator().manual_seed(train_cfg.seed + epoch))
-        running: dict[str, float] = {}
-        n_batches = 0
-        last_save = time.monotonic()
-        progress = _progress(loader, train_cfg.progress and dist_info.main, f"epoch {epoch + 1}/{train_cfg.epochs}",
-                             initial=state["batches_done"], total=batches_per_epoch)
-        for batch in progress:
-            batch = to_device(batch, device, train_cfg.channels_last)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(state["step"], total_steps, train_cfg)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                out = net(batch["image"], with_tiles=True)
-            loss, logged = criterion(out, batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if dist_info.world > 1:
-                _allreduce_grads(criterion, dist_info.world)
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(trainable, train_cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            state["step"] += 1
-            state["batches_done"] += 1
-            n_batches += 1
-            for k, v in logged.items():
-                running[k] = running.get(k, 0.0) + v
-            if dist_info.main and train_cfg.progress and hasattr(progress, "set_postfix"):
-                progress.set_postfix(loss=f"{logged['loss']:.3f}")
-            if log is not None and state["step"] % 10 == 0:
-                log.scalar("train/loss_step", logged["loss"], state["step"])
-            if train_cfg.checkpoint_minutes > 0 and time.monotonic() - last_save > 60 * train_cfg.checkpoint_minutes:
-                checkpoint(epoch, state["batches_done"])
-                last_save = time.monotonic()
-            steps_here += 1
+    with stop_request:
+        for epoch in range(state["epoch"], train_cfg.epochs):
+            if stop_request.requested:  # Ctrl-C between steps (validation, start-up): resume where `last/` is
+                raise TrainingInterrupted(f"interrupted; rerun the same command to resume at epoch {epoch + 1}, "
+                                          f"batch {state['batches_done']}")
             if train_cfg.stop_after_steps and steps_here >= train_cfg.stop_after_steps:
                 break
-        if train_cfg.stop_after_steps and steps_here >= train_cfg.stop_after_steps and \
-                state["batches_done"] < batches_per_epoch:
-            checkpoint(epoch, state["batches_done"])
+            train_set.set_epoch(epoch)
+            skip = state["batches_done"] * train_cfg.batch_size
+            sampler = EpochSampler(len(train_set), seed=train_cfg.seed, epoch=epoch, rank=dist_info.rank,
+                                   world=dist_info.world, skip=skip)
+            loader = DataLoader(train_set, batch_size=train_cfg.batch_size, sampler=sampler,
+                                num_workers=train_cfg.num_workers, drop_last=True, worker_init_fn=worker_init,
+                                generator=torch.Generator().manual_seed(train_cfg.seed + epoch))
+            running: dict[str, float] = {}
+            n_batches = 0
+            last_save = time.monotonic()
+            progress = _progress(loader, train_cfg.progress and dist_info.main, f"epoch {epoch + 1}/{train_cfg.epochs}",
+                                 initial=state["batches_done"], total=batches_per_epoch)
+            for batch in progress:
+                batch = to_device(batch, device, train_cfg.channels_last)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(state["step"], total_steps, train_cfg)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    out = net(batch["image"], with_tiles=True)
+                loss, logged = criterion(out, batch)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if dist_info.world > 1:
+                    _allreduce_grads(criterion, dist_info.world)
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(trainable, train_cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                state["step"] += 1
+                state["batches_done"] += 1
+                n_batches += 1
+                for k, v in logged.items():
+                    running[k] = running.get(k, 0.0) + v
+                if dist_info.main and train_cfg.progress and hasattr(progress, "set_postfix"):
+                    progress.set_postfix(loss=f"{logged['loss']:.3f}")
+                if log is not None and state["step"] % 10 == 0:
+                    log.scalar("train/loss_step", logged["loss"], state["step"])
+                if train_cfg.checkpoint_minutes > 0 and time.monotonic() - last_save > 60 * train_cfg.checkpoint_minutes:
+                    checkpoint(epoch, state["batches_done"])
+                    last_save = time.monotonic()
+                steps_here += 1
+                if stop_request.requested or (train_cfg.stop_after_steps and steps_here >= train_cfg.stop_after_steps):
+                    break
+            stopping = stop_request.requested or (train_cfg.stop_after_steps and steps_here >= train_cfg.stop_after_steps)
+            if stopping and state["batches_done"] < batches_per_epoch:
+                checkpoint(epoch, state["batches_done"])
+                if stop_request.requested:
+                    raise TrainingInterrupted(f"interrupted; rerun the same command to resume at epoch {epoch + 1}, "
+                                              f"batch {state['batches_done']}")
+                if dist_info.main:
+                    print(f"stopped after {steps_here} steps at epoch {epoch + 1}, batch {state['batches_done']}; "
+                          "run the same command again to resume", file=sys.stderr)
+                break
+            if dist_info.world > 1:
+                import torch.distributed as dist
+
+                dist.barrier()
             if dist_info.main:
-                print(f"stopped after {steps_here} steps at epoch {epoch + 1}, batch {state['batches_done']}; "
-                      "run the same command again to resume", file=sys.stderr)
-            break
-        if dist_info.world > 1:
-            import torch.distributed as dist
+                metrics = validate(model, val_loader, criterion, device, train_cfg.channels_last)
+                set_training(model, frozen)
+                score = selection_score(metrics, train_cfg.select)
+                row = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
+                       **{f"train_{k}": v / max(n_batches, 1) for k, v in running.items()}, **metrics,
+                       "score": score, "seconds": time.monotonic() - started}
+                if score > state["best_score"]:
+                    state.update(best_score=score, best_epoch=epoch + 1)
+                    save_model(model, best_dir, {"epoch": epoch + 1, "metrics": metrics, "score": score})
+                log.row(row, state["step"])
+                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                      file=sys.stderr, flush=True)
+            state["batches_done"] = 0
+            checkpoint(epoch + 1, 0)
+            if dist_info.world > 1:
+                import torch.distributed as dist
 
-            dist.barrier()
-        if dist_info.main:
-            metrics = validate(model, val_loader, criterion, device, train_cfg.channels_last)
-            set_training(model, frozen)
-            score = selection_score(metrics, train_cfg.select)
-            row = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
-                   **{f"train_{k}": v / max(n_batches, 1) for k, v in running.items()}, **metrics,
-                   "score": score, "seconds": time.monotonic() - started}
-            if score > state["best_score"]:
-                state.update(best_score=score, best_epoch=epoch + 1)
-                save_model(model, best_dir, {"epoch": epoch + 1, "metrics": metrics, "score": score})
-            log.row(row, state["step"])
-            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-                  file=sys.stderr, flush=True)
-        state["batches_done"] = 0
-        checkpoint(epoch + 1, 0)
-        if dist_info.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
+                dist.barrier()
 
     summary = {"run_dir": str(run_dir), "epochs": train_cfg.epochs, "steps": state["step"],
                "best_epoch": state["best_epoch"], "best_score": state["best_score"],
@@ -577,4 +712,4 @@ def _progress(iterable, enabled: bool, desc: str, initial: int, total: int):
     return tqdm(iterable, desc=desc, initial=initial, total=total, leave=False, mininterval=10)
 
 
-__all__ = ["DataConfig", "LossConfig", "ModelConfig", "TrainConfig", "load_config", "train"]
+__all__ = ["DataConfig", "LossConfig", "ModelConfig", "TrainConfig", "TrainingInterrupted", "load_config", "train"]

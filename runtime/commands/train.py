@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import yaml
 
-        from ifrt.train.trainer import load_config, train
+        from ifrt.train.trainer import TrainingInterrupted, load_config, train
     except ImportError as exc:
         raise SystemExit(f"ifrt train needs PyTorch: pip install 'ifrt[train]' ({exc})") from exc
     try:
@@ -67,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ValueError(f"{args.config}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
     check_splits(args.data)
-    summary = train(args.data, config, args.out)
+    try:
+        summary = train(args.data, config, args.out)
+    except TrainingInterrupted as exc:  # checkpointed: the message says where a rerun resumes
+        print(exc, file=sys.stderr)
+        return 130
     print(json.dumps({k: v for k, v in summary.items() if k != "model"}, indent=2))
     return 0
