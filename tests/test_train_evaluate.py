@@ -195,3 +195,21 @@ def test_a_split_without_in_focus_references_is_refused_naming_the_manifest_and_
                                          r"sharp_path with the in-focus capture of each field \(for an in-focus "
                                          r"capture, the image itself\)"):
         evaluate([tmp_path / "model"], database, tmp_path / "report")
+
+
+def test_test_frames_of_different_sizes_are_evaluated_one_at_a_time(tmp_path):
+    import cv2
+    import tifffile
+
+    from ifrt.train.data.manifest import read_manifest
+    from ifrt.train.evaluate import evaluate
+    from ifrt.train.model import build_model, model_config, save_model
+
+    database = make_tiny_database(tmp_path / "db")
+    rows = [r for r in read_manifest(database / "manifest.csv") if r.split == "test"]
+    reference = database / rows[0].sharp_path
+    tifffile.imwrite(reference, cv2.resize(tifffile.imread(reference), (96, 96)))  # one larger test frame
+    save_model(build_model(model_config("tiny", "hier", class_names=["DN", "IgAN", "LN", "MN"])), tmp_path / "model")
+    report = evaluate([tmp_path / "model"], database, tmp_path / "report", deblur_images=0, natural=False,
+                      calibrate=False)
+    assert report["images"] == len(rows)

@@ -214,6 +214,12 @@ class ManifestDataset(Dataset):
         sources = dict.fromkeys(self.source_of(row) for row in self.rows)
         return {relative: image_shape(self.root / relative) for relative in sources}
 
+    def whole_frame_batch_size(self, requested: int) -> int:
+        """The batch size this dataset's whole frames (validation, evaluation) can share: `requested` when they
+        all trim to one size in whole tiles, else 1 (in eval mode a frame's outputs do not depend on its batch)."""
+        sizes = {(h // TILE, w // TILE) for h, w in self.frame_sizes().values()}
+        return requested if len(sizes) <= 1 else 1
+
     def check_batchable(self) -> None:
         """Refuse, before anything trains, training frames that could not share a batch: one smaller than
         `data.crop`, or, with crop 0 (whole frames), sizes that differ once trimmed to whole tiles. Otherwise

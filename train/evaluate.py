@@ -50,7 +50,7 @@ def degrade_config_of(model_dir: Path) -> DegradeConfig:
 @torch.no_grad()
 def _run(models: dict[str, DeepMTND], dataset: ManifestDataset, batch_size: int) -> dict[str, dict]:
     """Outputs of every model on every sample, plus the sample targets, as numpy arrays."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=dataset.whole_frame_batch_size(batch_size))
     collected: dict[str, dict[str, list]] = {name: {} for name in models}
     targets: dict[str, list] = {}
     for batch in loader:

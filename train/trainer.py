@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ifrt.train.data.manifest import read_manifest
-from ifrt.train.dataset import TILE, DataConfig, ManifestDataset, class_names_of, rows_for_split
+from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of, rows_for_split
 from ifrt.train.losses import LossConfig, MultiTaskLoss, psnr
 from ifrt.train.model import DeepMTND, ModelConfig, model_config, save_model
 from ifrt.train.model.bank_init import fit_deconvolution_bank
@@ -575,10 +575,7 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
     log = MetricsLog(run_dir) if dist_info.main else None
     # Own generators: a DataLoader iterator otherwise draws its base seed from the global torch RNG,
     # which would make a run resumed mid-epoch see different dropout masks than an uninterrupted one.
-    # Validation sees whole frames: of several sizes, they cannot share a batch (in eval mode a frame's outputs do
-    # not depend on its batch).
-    val_sizes = {(h // TILE, w // TILE) for h, w in val_set.frame_sizes().values()}
-    val_batch_size = train_cfg.batch_size if len(val_sizes) == 1 else 1
+    val_batch_size = val_set.whole_frame_batch_size(train_cfg.batch_size)
     stop_request = StopRequest(enabled=dist_info.world == 1)
     worker_init = ignore_ctrl_c if stop_request.enabled else None
     val_loader = DataLoader(val_set, batch_size=val_batch_size, num_workers=train_cfg.num_workers,
