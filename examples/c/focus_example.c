@@ -43,6 +43,19 @@ static void make_frame(uint16_t* frame, int blurred) {
   }
 }
 
+/* An H x W one-channel ifrt_image over caller memory, rows `row_stride` bytes apart: no copy is made. */
+static ifrt_image describe(const void* data, ifrt_dtype dtype, int64_t row_stride) {
+  ifrt_image image;
+  memset(&image, 0, sizeof(image));
+  image.data = data;
+  image.dtype = dtype;
+  image.height = H;
+  image.width = W;
+  image.channels = 1;
+  image.row_stride = row_stride;
+  return image;
+}
+
 int main(void) {
   static uint16_t sharp[H * PITCH], blurred[H * PITCH];
   ifrt_image image;
@@ -60,13 +73,7 @@ int main(void) {
   make_frame(blurred, 1);
 
   /* The camera buffer is used in place: 2-byte pixels, rows PITCH pixels apart. */
-  memset(&image, 0, sizeof(image));
-  image.data = sharp;
-  image.dtype = IFRT_DTYPE_UINT16;
-  image.height = H;
-  image.width = W;
-  image.channels = 1;
-  image.row_stride = PITCH * sizeof(uint16_t);
+  image = describe(sharp, IFRT_DTYPE_UINT16, PITCH * (int64_t)sizeof(uint16_t));
 
   /* ---- focus metrics, global and on a 3 x 4 grid of 32-pixel tiles ---- */
   ifrt_focus_options_init(&focus_options);
@@ -126,13 +133,7 @@ int main(void) {
 
     /* The deblurred output comes back in the input's units and dtype: here the preprocessed frame itself,
      * viewed through an ifrt_image (float32 rows of the padded tensor). */
-    memset(&normalized, 0, sizeof(normalized));
-    normalized.data = tensor;
-    normalized.dtype = IFRT_DTYPE_FLOAT32;
-    normalized.height = H;
-    normalized.width = W;
-    normalized.channels = 1;
-    normalized.row_stride = shape.width * (int64_t)sizeof(float);
+    normalized = describe(tensor, IFRT_DTYPE_FLOAT32, shape.width * (int64_t)sizeof(float));
     expect_status("ifrt_denormalize", ifrt_denormalize(&normalized, lo, hi, restored, IFRT_DTYPE_UINT16), IFRT_OK, "");
     for (i = 0; i < (int64_t)H * W; ++i) {
       int64_t d = (int64_t)restored[i] - (int64_t)sharp[(i / W) * PITCH + i % W];
