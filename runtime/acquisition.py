@@ -17,7 +17,9 @@ Metadata keys (prefix configurable): `ifrt_quality` (0..1, 1 = in focus), `ifrt_
 metric (`ifrt_var_laplacian`, `ifrt_tenengrad`, `ifrt_brenner`, `ifrt_normalized_variance`,
 `ifrt_vollath_f4`), `ifrt_latency_ms`, `ifrt_backend`; with `maps=True` also `ifrt_quality_map` and
 `ifrt_certainty_map` (nested lists, one value per 32x32 tile of the downsampled frame); with `sweep=True`
-`ifrt_sweep_best` (this image is the best of its stack so far) and `ifrt_sweep_best_image` (the best so far).
+`ifrt_sweep_best` (this image is the best of its stack so far) and `ifrt_sweep_best_image` (the best so far,
+None while no image of the stack has structure). An image with no structure above its pixel noise (an empty
+field, a closed shutter) gets `ifrt_warnings` saying its quality means nothing, and never wins a sweep.
 Values are plain Python numbers, strings and lists, so every metadata writer can serialize them.
 """
 
@@ -29,6 +31,7 @@ import time
 import numpy as np
 
 from ifrt.live import DEFAULT_SWEEP_METRIC, DEFAULT_SWEEP_TOLERANCE, SweepTracker
+from ifrt.result import rounded_map
 
 log = logging.getLogger("ifrt")
 
@@ -85,16 +88,21 @@ class FocusHook:
         for name, value in result.metrics.items():
             metadata[f"{p}{name}"] = float(value)
         if self.maps:
-            metadata[f"{p}quality_map"] = np.round(result.quality_map.astype(np.float64), 3).tolist()
-            metadata[f"{p}certainty_map"] = np.round(result.certainty.astype(np.float64), 3).tolist()
+            metadata[f"{p}quality_map"] = rounded_map(result.quality_map)
+            metadata[f"{p}certainty_map"] = rounded_map(result.certainty)
+        if result.warnings:
+            metadata[f"{p}warnings"] = list(result.warnings)
         if self.sweep:
             tracker = self.stacks.setdefault(self._stack(metadata),
                                              SweepTracker(self.sweep_tolerance, self.sweep_metric))
             z_um = self._z_position(metadata)
             extra = {"z_um": z_um} if z_um is not None else {}
-            is_best = tracker.add(index, self._label(metadata, index), result.quality, result.metrics, **extra)
+            # An image without structure has a meaningless quality: it never wins a sweep.
+            is_best = not result.warnings and tracker.add(index, self._label(metadata, index), result.quality,
+                                                          result.metrics, **extra)
+            best = tracker.best()
             metadata[f"{p}sweep_best"] = bool(is_best)
-            metadata[f"{p}sweep_best_image"] = tracker.best()["label"]
+            metadata[f"{p}sweep_best_image"] = best["label"] if best else None
         metadata[f"{p}backend"] = str(self.session.backend_name)
         metadata[f"{p}latency_ms"] = round((time.perf_counter() - start) * 1e3, 3)
         return image, metadata

@@ -19,12 +19,12 @@ def session(tiny_package):
 
 @pytest.fixture(scope="module")
 def stack():
-    return live.sweep_frames(size=128, count=5)
+    return live.sweep_frames(size=256, count=5)  # a glomerulus in the field: structure well above the noise
 
 
 def pycromanager_metadata(z: int, time: int = 0) -> dict:
     return {"Axes": {"z": z, "time": time}, "ZPosition_um_Intended": -1.0 + 0.5 * z, "PixelType": "GRAY16",
-            "Width": 128, "Height": 128}
+            "Width": 256, "Height": 256}
 
 
 def test_hook_returns_the_image_untouched_and_the_metadata_with_focus_results(session, stack):
@@ -48,7 +48,7 @@ def test_hook_returns_the_image_untouched_and_the_metadata_with_focus_results(se
 def test_hook_metadata_is_plain_json(session, stack):
     _, metadata = focus_hook(session, maps=True)(stack[0], pycromanager_metadata(0))
     assert json.loads(json.dumps(metadata)) == metadata
-    assert np.asarray(metadata["ifrt_quality_map"]).shape == (4, 4)
+    assert np.asarray(metadata["ifrt_quality_map"]).shape == (8, 8)  # one value per 32x32 tile
 
 
 def test_every_added_key_has_the_prefix(session, stack):
@@ -86,6 +86,17 @@ def test_sweep_marks_the_best_image_of_each_stack(session, stack):
         assert best["label"] == f"z={expected.best()['frame']}, time={time_point}"
         assert best["z_um"] == -1.0 + 0.5 * expected.best()["frame"]
         assert records[(time_point, 4)]["ifrt_sweep_best_image"] == best["label"]
+
+
+def test_an_image_without_structure_is_flagged_and_never_wins_its_sweep(session, stack):
+    hook = focus_hook(session, sweep=True)
+    _, blank = hook(np.zeros((128, 128), np.uint16), pycromanager_metadata(0))  # the shutter still closed
+    assert blank["ifrt_warnings"][0].startswith("no structure above the pixel noise")
+    assert blank["ifrt_sweep_best"] is False and blank["ifrt_sweep_best_image"] is None
+    _, first = hook(stack[0], pycromanager_metadata(1))
+    assert "ifrt_warnings" not in first and first["ifrt_sweep_best"] is True
+    assert first["ifrt_sweep_best_image"] == "z=1, time=0"
+    json.dumps(blank)
 
 
 def test_metadata_that_is_not_a_dict_passes_through(session, stack):
