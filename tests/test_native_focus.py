@@ -109,6 +109,10 @@ def test_channel_pick_and_strided_input():
     (np.zeros((4, 4), np.int16), {}, "int16 pixels are not supported"),
     (np.zeros((4, 4, 2), np.uint8), {"channel": 2}, "channel 2 is out of range"),
     (np.zeros((4, 4), np.uint8), {"tile": (8, 0)}, "focus tile size 8x0 is invalid"),
+    (np.where(np.eye(8, dtype=bool)[:, ::-1], np.nan, 1.0).astype(np.float32), {},
+     r"pixel \(0, 7\) is not finite; focus metrics need finite values"),
+    (np.pad(np.full((1, 1), np.inf, np.float32), ((3, 4), (5, 2)), constant_values=2.0), {"tile": (4, 4)},
+     r"pixel \(3, 5\) is not finite"),
 ])
 def test_bad_inputs_raise_clear_errors(image, kwargs, message):
     with pytest.raises(native.NativeError, match=message):

@@ -1,6 +1,7 @@
 #include "core/focus.h"
 
 #include <algorithm>
+#include <cmath>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -149,6 +150,20 @@ FocusResult focus(const ImageView& image, int64_t channel, int64_t tile_height, 
   for (int64_t t = 0; t < ntiles; ++t) {
     focus_merge(result.global_sums, tiles[t]);
     result.tiles[t] = focus_metrics(tiles[t], shift);
+  }
+  // Every pixel enters the sum of squares, so a NaN or infinite one leaves it non-finite; the metrics would then
+  // be NaN or, clamped, 0 ("fully blurred"), which an autofocus loop would act on. Name the first such pixel.
+  if (!std::isfinite(result.global_sums.sum2)) {
+    std::vector<float> row(static_cast<size_t>(w));
+    for (int64_t y = 0; y < h; ++y) {
+      load_corrected_row(im, channel, nullptr, nullptr, y, row.data());
+      for (int64_t x = 0; x < w; ++x) {
+        if (!std::isfinite(row[static_cast<size_t>(x)])) {
+          fail(ErrorCode::InvalidArgument, "pixel (" + std::to_string(y) + ", " + std::to_string(x) +
+                                               ") is not finite; focus metrics need finite values");
+        }
+      }
+    }
   }
   result.global = focus_metrics(result.global_sums, shift);
   return result;

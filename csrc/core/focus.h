@@ -120,12 +120,12 @@ IFRT_HD FocusMetrics focus_metrics(const FocusSums& s, double shift) {
   if (s.count <= 0) return m;
   const double ml = s.lap / s.count;
   const double vl = s.lap2 / s.count - ml * ml;
-  m.var_laplacian = vl > 0 ? vl : 0;
+  m.var_laplacian = vl < 0 ? 0 : vl;  // rounding can leave a tiny negative variance; a NaN stays NaN
   m.tenengrad = s.grad2 / s.count;
   const double md = s.sum / s.count;
   const double vi = s.sum2 / s.count - md * md;
   const double mean = md + shift;
-  m.normalized_variance = mean > 0 ? (vi > 0 ? vi : 0) / mean : 0;
+  m.normalized_variance = mean > 0 || mean != mean ? (vi < 0 ? 0 : vi) / mean : 0;
   if (s.pairs > 0) {
     m.brenner = s.brenner / s.pairs;
     m.vollath_f4 = s.vollath / s.pairs;

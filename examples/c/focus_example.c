@@ -3,6 +3,7 @@
  *
  *   cc focus_example.c -I<prefix>/include -L<prefix>/lib -lifrt -o focus_example
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +191,16 @@ int main(void) {
   expect_status("softmax temperature 0", ifrt_softmax((const float*)tensor, 1, 2, 0.0f, tensor), IFRT_ERR_INVALID_ARGUMENT, "temperature");
   if (!ifrt_has_cuda()) {
     expect_status("CUDA path without CUDA", ifrt_preprocess_cuda(&image, &options, tensor, shape.bytes, NULL), IFRT_ERR_UNSUPPORTED, "without CUDA");
+  }
+  {
+    float with_nan[H * W];
+    int64_t i;
+    ifrt_image nan_image;
+    for (i = 0; i < (int64_t)H * W; ++i) with_nan[i] = (float)(i % 7);
+    with_nan[5 * W + 9] = NAN; /* as a failed flat-field division leaves */
+    nan_image = describe(with_nan, IFRT_DTYPE_FLOAT32, W * (int64_t)sizeof(float));
+    expect_status("NaN pixel", ifrt_focus_compute(focus, &nan_image, &global_sharp, NULL, 0), IFRT_ERR_INVALID_ARGUMENT,
+                  "pixel (5, 9) is not finite");
   }
   expect_status("success clears the last error", ifrt_focus_compute(focus, &image, &global_sharp, NULL, 0), IFRT_OK, "");
   if (strcmp(ifrt_last_error(), "") != 0) { fprintf(stderr, "FAIL last error not cleared\n"); ++failures; }

@@ -47,7 +47,8 @@ IFRT_API ifrt_status ifrt_focus_tile_grid(const ifrt_focus* focus, int64_t heigh
                                           int64_t* tiles_x);
 
 /* Global metrics into *global (may be NULL); per-tile metrics into tiles[0 .. tiles_y*tiles_x)
- * when tiles is not NULL, which needs tile_capacity >= tiles_y*tiles_x. */
+ * when tiles is not NULL, which needs tile_capacity >= tiles_y*tiles_x. A NaN or infinite pixel is
+ * refused (IFRT_ERR_INVALID_ARGUMENT, naming the first one). */
 IFRT_API ifrt_status ifrt_focus_compute(ifrt_focus* focus, const ifrt_image* image, ifrt_focus_metrics* global,
                                         ifrt_focus_metrics* tiles, size_t tile_capacity);
 
@@ -56,7 +57,8 @@ IFRT_API ifrt_status ifrt_focus_compute(ifrt_focus* focus, const ifrt_image* ima
  * synchronizing: the metrics are valid once the stream reaches this point. The handle keeps device
  * scratch per stream, grown stream-ordered on the first frame of a larger tile grid, so a steady
  * frame size allocates nothing. Metrics match ifrt_focus_compute up to summation order (relative
- * 1e-9). IFRT_ERR_UNSUPPORTED without CUDA in the build. */
+ * 1e-9); a NaN or infinite pixel, which ifrt_focus_compute refuses, makes them NaN here (checking would
+ * need a synchronization). IFRT_ERR_UNSUPPORTED without CUDA in the build. */
 IFRT_API ifrt_status ifrt_focus_compute_cuda(ifrt_focus* focus, const ifrt_image* image, ifrt_focus_metrics* global,
                                              ifrt_focus_metrics* tiles, size_t tile_capacity, void* cuda_stream);
 
