@@ -118,6 +118,15 @@ def test_cuda_focus_matches_cpu(dtype, shape, tile):
     np.testing.assert_allclose(gpu.tiles, cpu.tiles, rtol=1e-9, atol=1e-9)
 
 
+def test_cuda_focus_of_a_non_finite_pixel_is_nan_where_the_cpu_refuses_it():
+    img = np.ones((64, 64), np.float32)
+    img[3, 3] = np.nan
+    with pytest.raises(native.NativeError, match=r"pixel \(3, 3\) is not finite"):
+        F.focus(img)
+    gpu = F.focus(img, device="cuda")
+    assert np.isnan(gpu.metrics["var_laplacian"]) and np.isnan(gpu.metrics["normalized_variance"])
+
+
 def test_cuda_dlpack_tensors_are_preprocessed_in_place_on_the_stream():
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
