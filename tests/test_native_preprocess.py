@@ -57,6 +57,27 @@ def test_strided_views_are_read_in_place_and_match_a_copy():
     np.testing.assert_array_equal(pp.preprocess(base[::-1]).tensor, pp.preprocess(base[::-1].copy()).tensor)
 
 
+def test_column_major_arrays_are_read_like_their_c_order_copy():
+    img = np.random.default_rng(5).integers(0, 4000, (70, 90)).astype(np.uint16)
+    for transposed_view in (np.asfortranarray(img), img.T.copy().T):
+        np.testing.assert_array_equal(pp.preprocess(transposed_view).tensor, pp.preprocess(img).tensor)
+
+
+@pytest.mark.parametrize("stack", [np.zeros((1, 97, 131), np.uint16), np.zeros((3, 256, 256), np.float32)],
+                         ids=["single-page", "three-planes"])
+def test_a_channels_first_stack_is_refused_not_read_as_channels(stack):
+    from ifrt import focus as F
+
+    c, h, w = stack.shape
+    message = rf"image: shape {c}x{h}x{w} would be {w} channels of {c}x{h} pixels; a channels-first stack"
+    for call in (lambda: pp.preprocess(stack), lambda: F.focus(stack)):
+        with pytest.raises(load().NativeError, match=message):
+            call()
+    with pytest.raises(load().NativeError, match=message):
+        load().preprocess_dlpack(stack, np.empty((1, 1, 128, 160), np.float32), {})
+    assert pp.preprocess(stack[0]).tensor.shape[-2:] == (-(-h // 32) * 32, -(-w // 32) * 32)
+
+
 def test_dark_and_flat_correction_before_percentiles():
     rng = np.random.default_rng(2)
     img = rng.integers(100, 4000, (48, 40)).astype(np.uint16)

@@ -49,8 +49,21 @@ inline py::dtype numpy_dtype(DType t) {
   return py::dtype::of<float>();
 }
 
+// A 3-D image is H x W x C. More than 16 channels, and more channels than rows, is a channels-first stack
+// (C x H x W; tifffile returns 1 x H x W for some single pages) read the wrong way round: refuse it by name.
+inline void check_channels_last(int64_t height, int64_t width, int64_t channels, const char* what) {
+  if (channels > 16 && channels > height) {
+    fail(ErrorCode::InvalidArgument,
+         std::string(what) + ": shape " + std::to_string(height) + "x" + std::to_string(width) + "x" +
+             std::to_string(channels) + " would be " + std::to_string(channels) +
+             " channels of " + std::to_string(height) + "x" + std::to_string(width) +
+             " pixels; a channels-first stack (C x H x W) must be passed as image[0] (one plane) or "
+             "np.moveaxis(image, 0, -1)");
+  }
+}
+
 // H x W or H x W x C uint8/uint16/float32; rows and pixels may be strided (camera buffers, crops),
-// channels must be adjacent, else a contiguous copy is made.
+// channels must be adjacent, else a contiguous copy is made (also of column-major arrays).
 inline ImageArg image_arg(const py::array& a, const char* what = "image") {
   if (a.ndim() != 2 && a.ndim() != 3) {
     fail(ErrorCode::InvalidArgument, std::string(what) + ": expected an H x W or H x W x C array, got " +
@@ -69,8 +82,10 @@ inline ImageArg image_arg(const py::array& a, const char* what = "image") {
   }
   ImageArg arg;
   arg.keep = a;
+  if (a.ndim() == 3) check_channels_last(a.shape(0), a.shape(1), a.shape(2), what);
   const bool channels_adjacent = a.ndim() == 2 || a.shape(2) == 1 || a.strides(2) == a.itemsize();
-  if (a.strides(0) < 0 || a.strides(1) < 0 || !channels_adjacent) {
+  const bool column_major = a.shape(0) > 1 && a.shape(1) > 1 && a.strides(0) < a.strides(1);
+  if (a.strides(0) < 0 || a.strides(1) < 0 || !channels_adjacent || column_major) {
     arg.keep = py::array::ensure(a, py::array::c_style);
   }
   const py::array& b = arg.keep;

@@ -94,6 +94,7 @@ ImageView image_of(const Borrowed& b) {
   v.height = t.shape[0];
   v.width = t.shape[1];
   v.channels = t.ndim == 3 ? t.shape[2] : 1;
+  if (t.ndim == 3) check_channels_last(v.height, v.width, v.channels, "image");
   if (t.ndim == 3 && v.channels > 1 && stride_bytes(t, 2, es) != es) {
     fail(ErrorCode::InvalidArgument, "image: channels must be adjacent in memory (make the tensor contiguous)");
   }
