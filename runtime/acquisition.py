@@ -97,9 +97,7 @@ class FocusHook:
                                              SweepTracker(self.sweep_tolerance, self.sweep_metric))
             z_um = self._z_position(metadata)
             extra = {"z_um": z_um} if z_um is not None else {}
-            # An image without structure has a meaningless quality: it never wins a sweep.
-            is_best = not result.warnings and tracker.add(index, self._label(metadata, index), result.quality,
-                                                          result.metrics, **extra)
+            is_best = tracker.offer(index, self._label(metadata, index), result, **extra)
             best = tracker.best()
             metadata[f"{p}sweep_best"] = bool(is_best)
             metadata[f"{p}sweep_best_image"] = best["label"] if best else None

@@ -607,6 +607,12 @@ class SweepTracker:
         best = self.best()
         return best is not None and best["frame"] == index
 
+    def offer(self, index: int, label: str, result, **extra) -> bool:
+        """`add` a frame's `FocusResult`, unless its warnings say its quality means nothing (no structure above
+        the pixel noise: an empty field, a closed shutter): such a frame never takes part. True when it is now
+        the best."""
+        return not result.warnings and self.add(index, label, result.quality, result.metrics, **extra)
+
     def best(self) -> dict | None:
         if not self._band:
             return None
@@ -763,9 +769,7 @@ def run_live(session, source: FrameSource, sink: Callable[[dict], None], options
                 record = {"event": "frame", "frame": item.index, "label": item.label, **result.to_dict(maps=options.maps)}
                 record["dropped"] = frames.dropped
                 if sweep is not None:
-                    # A frame without structure (an empty field) has a meaningless quality: it never wins a sweep.
-                    record["sweep_best"] = (not result.warnings
-                                            and sweep.add(item.index, item.label, result.quality, result.metrics))
+                    record["sweep_best"] = sweep.offer(item.index, item.label, result)
                     best = sweep.best()
                     record["sweep_best_frame"] = best["frame"] if best else None
                 latency_ms = (time.perf_counter() - item.acquired) * 1e3

@@ -165,7 +165,7 @@ def open_model(model: str | Path | None = None) -> ModelPackage:
     if not root.is_dir():
         hint = " (the bundled default model is missing from this install)" if model is None else ""
         raise ModelPackageError(f"{root}: model folder not found{hint}")
-    root = _checkpoint_of_run(root)
+    root = checkpoint_of_run(root)
     graphs, metadata = {}, None
     for name in GRAPHS:
         for precision in ("fp32", "fp16", "int8"):
@@ -185,7 +185,7 @@ def open_model(model: str | Path | None = None) -> ModelPackage:
     return ModelPackage(root=root, metadata=metadata, graphs=graphs, weights=weights)
 
 
-def _checkpoint_of_run(root: Path) -> Path:
+def checkpoint_of_run(root: Path) -> Path:
     """A training run folder (`ifrt train --out`) stands for its best checkpoint, as `ifrt eval` reads it."""
     holds_model = (root / "model.json").is_file() or any((root / f"{g}.onnx").is_file() for g in GRAPHS)
     if not holds_model and (root / "best" / "model.json").is_file():

@@ -53,6 +53,14 @@ def contrast_to_noise(image: np.ndarray, lo: float, hi: float, channel: int = 0)
     return float(hi - lo) / noise
 
 
+def structure_warnings(contrast: float, consequence: str) -> list[str]:
+    """[] when the frame shows structure; else the warning, ending with what it means for this result."""
+    if contrast >= MIN_CONTRAST_TO_NOISE:
+        return []
+    return [f"no structure above the pixel noise (range {contrast:.1f} times the noise, fewer than "
+            f"{MIN_CONTRAST_TO_NOISE:g}): {consequence}"]
+
+
 class InputError(ValueError):
     """An image cannot be used; the message names the source and the problem."""
 
@@ -183,12 +191,9 @@ class Session:
             deblurred = postprocess.denormalize(np.ascontiguousarray(restored), pre.lo, pre.hi, image.dtype)
         quality = float(quality_tiles.mean())
         blur_level = int(np.argmax(blur_probs))
-        warnings = []
-        contrast = contrast_to_noise(image, pre.lo, pre.hi, channel)
-        if contrast < MIN_CONTRAST_TO_NOISE:
-            warnings.append(f"no structure above the pixel noise (range {contrast:.1f} times the noise, fewer than "
-                            f"{MIN_CONTRAST_TO_NOISE:g}): nothing to diagnose; check the light path, the exposure and "
-                            "that the sample is in the field")
+        warnings = structure_warnings(contrast_to_noise(image, pre.lo, pre.hi, channel),
+                                      "nothing to diagnose; check the light path, the exposure and that the sample "
+                                      "is in the field")
         if quality < self.quality_threshold:
             shown = math.floor(quality * 1000) / 1000  # never rounded up to the threshold it is below
             warnings.append(f"image quality {shown:.3f} is below {self.quality_threshold:g}"
@@ -236,9 +241,8 @@ class Session:
         seen = pre.tensor[0, 0, :pre.plan["resized_height"], :pre.plan["resized_width"]]
         lo, hi = np.percentile(seen[::2, ::2], (1.0, 99.8))
         contrast = contrast_to_noise(seen, float(lo), float(hi))
-        warnings = [] if contrast >= MIN_CONTRAST_TO_NOISE else [
-            f"no structure above the pixel noise (range {contrast:.1f} times the noise, fewer than "
-            f"{MIN_CONTRAST_TO_NOISE:g}): the quality score means nothing here; an empty field or a closed shutter?"]
+        warnings = structure_warnings(contrast, "the quality score means nothing here; an empty field or a closed "
+                                                "shutter?")
         t3 = time.perf_counter()
         return FocusResult(quality=float(np.asarray(out["quality"]).reshape(-1)[0]),
                            blur_level=int(np.argmax(blur_probs)), blur_probabilities=blur_probs,

@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ifrt.train.data.manifest import read_manifest
-from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of, rows_for_split
+from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of
 from ifrt.train.losses import LossConfig, MultiTaskLoss, psnr
 from ifrt.train.model import DeepMTND, ModelConfig, model_config, save_model
 from ifrt.train.model.bank_init import fit_deconvolution_bank
@@ -456,9 +456,11 @@ def build_everything(data_dir: Path, config: dict):
     loss_cfg = dataclass_from_dict(LossConfig, config.get("loss"), "loss")
     train_cfg = TrainConfig.from_dict(config.get("train"))
     manifest = data_dir / "manifest.csv"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"{manifest}: no manifest (create a database with `ifrt data synth`)")
-    rows = read_manifest(manifest)
+    rows = read_manifest(manifest)  # a missing manifest is named, with how to make one
+    missing = [split for split in ("train", "val") if not any(row.split == split for row in rows)]
+    if missing:
+        raise ValueError(f"{manifest}: no rows in {' or '.join(missing)}; training needs both (assign splits with "
+                         f"`ifrt data split {data_dir}`, which needs at least 3 patients)")
     class_names = class_names_of(rows)
     model_section = dict(config.get("model") or {})
     size, variant = model_section.pop("size", "s"), model_section.pop("variant", "hier")
@@ -484,10 +486,11 @@ def make_datasets(data_dir: Path, manifest: Path, data_cfg: DataConfig, train_cf
                   model_cfg: ModelConfig) -> tuple[ManifestDataset, ManifestDataset]:
     """The training split, drawn anew each epoch, and the validation split, degraded the same way every
     epoch as `data.val_degrade` and `data.val_levels` say."""
-    train_set = ManifestDataset(data_dir, rows_for_split(manifest, "train"), model_cfg.class_names, data_cfg,
+    rows = read_manifest(manifest)  # the splits were checked by build_everything
+    train_set = ManifestDataset(data_dir, [row for row in rows if row.split == "train"], model_cfg.class_names, data_cfg,
                                 train=True, seed=train_cfg.seed, repeats=train_cfg.repeats,
                                 normalization=model_cfg.normalization)
-    val_set = ManifestDataset(data_dir, rows_for_split(manifest, "val"), model_cfg.class_names,
+    val_set = ManifestDataset(data_dir, [row for row in rows if row.split == "val"], model_cfg.class_names,
                               data_cfg.for_validation(), train=False, seed=train_cfg.seed + 1,
                               normalization=model_cfg.normalization)
     return train_set, val_set

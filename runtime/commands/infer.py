@@ -7,12 +7,7 @@ import errno
 import math
 from pathlib import Path
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number of pixels")
-    return value
+from ifrt.commands import int_at_least
 
 
 def _fraction(text: str) -> float:
@@ -54,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="below this quality (0 to 1) the diagnosis is marked unreliable (default 0.5)")
     p.add_argument("--tile", type=int, default=512, help="tile size for large frames (default 512)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (default 64)")
-    p.add_argument("--max-pixels", type=_positive_int, default=None,
+    p.add_argument("--max-pixels", type=int_at_least(1), default=None,
                    help="refuse images with more pixels (default 2^28)")
     p.add_argument("--overwrite", action="store_true", help="redo images already recorded as done")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -40,20 +40,6 @@ def parse_overrides(items: list[str]) -> dict:
     return overrides
 
 
-def check_splits(data: str) -> None:
-    """Refuse a database without training or validation rows before anything is written."""
-    from pathlib import Path
-
-    from ifrt.train.data.manifest import MANIFEST_NAME, read_manifest
-
-    manifest = Path(data) / MANIFEST_NAME
-    present = {row.split for row in read_manifest(manifest)}
-    missing = [split for split in ("train", "val") if split not in present]
-    if missing:
-        raise ValueError(f"{manifest}: no rows in {' or '.join(missing)}; training needs both (assign splits with "
-                         f"`ifrt data split {data}`, which needs at least 3 patients)")
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         import yaml
@@ -67,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ValueError(f"{args.config}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
-    check_splits(args.data)
     try:
         summary = train(args.data, config, args.out)
     except TrainingInterrupted as exc:  # checkpointed: the message says where a rerun resumes
