@@ -25,6 +25,7 @@ log = logging.getLogger("ifrt")
 
 TILE_GRID = 32  # quality maps have one cell per 32x32 input pixels
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32)
+MAX_CHANNELS = 16  # a third axis longer than this and than the rows is a channels-first stack (as the native code reads it)
 
 
 # A frame whose normalization range is below this many times its pixel noise shows no structure: camera noise
@@ -75,6 +76,11 @@ def _prepare_array(image: np.ndarray, source: str) -> np.ndarray:
         image = image.astype(np.float32)
     if image.dtype.type not in SUPPORTED_DTYPES:
         raise InputError(f"{source}: {image.dtype} pixels are not supported (expected uint8, uint16 or float32)")
+    if image.ndim == 3 and image.shape[2] > MAX_CHANNELS and image.shape[2] > image.shape[0]:
+        height, width, channels = image.shape
+        raise InputError(f"{source}: shape {height}x{width}x{channels} would be {channels} channels of {height}x{width} "
+                         "pixels; a channels-first stack (C x H x W) must be passed as image[0] (one plane) or "
+                         "np.moveaxis(image, 0, -1)")
     if min(image.shape[:2]) < TILE_GRID:
         raise InputError(f"{source}: image is {image.shape[0]}x{image.shape[1]} pixels; the model needs at least "
                          f"{TILE_GRID}x{TILE_GRID} (one quality tile)")

@@ -153,6 +153,8 @@ def test_focus_path_returns_quality_and_classical_metrics(ort_session):
     (np.zeros((2, 64, 64, 1), np.uint16), "array: expected an H x W or H x W x C image"),
     (np.zeros((1, 1), np.uint16), "array: image is 1x1 pixels; the model needs at least 32x32"),
     (np.zeros((16, 4000), np.uint8), "array: image is 16x4000 pixels; the model needs at least 32x32"),
+    (np.zeros((3, 256, 256), np.uint16), "array: shape 3x256x256 would be 256 channels of 3x256 pixels; a channels-first"),
+    (np.zeros((1, 64, 64), np.float32), "array: shape 1x64x64 would be 64 channels of 1x64 pixels"),
 ])
 def test_bad_arrays_raise_input_error_naming_the_problem(ort_session, image, message):
     with pytest.raises(InputError) as info:
