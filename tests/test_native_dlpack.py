@@ -41,3 +41,64 @@ def test_dlpack_accepts_a_capsule():
 def test_dlpack_bad_tensors_raise_clear_errors(image, out, message):
     with pytest.raises(native.NativeError, match=message):
         native.preprocess_dlpack(image, out, {})
+
+
+def _frame(seed=3, shape=(70, 90)):
+    return np.random.default_rng(seed).integers(0, 60000, shape).astype(np.uint16)
+
+
+def _dlpack_result(image, **options):
+    """preprocess_dlpack into a fresh float32 tensor, as (lo, hi), tensor."""
+    out = np.empty(pp.plan(np.ascontiguousarray(image))["shape"], np.float32)
+    lo_hi = native.preprocess_dlpack(image, out, options)
+    return lo_hi, out
+
+
+@pytest.mark.parametrize("layout", ["flipped", "column-major", "transposed channels", "broadcast rows", "read-only"])
+def test_dlpack_reads_every_cpu_layout_as_its_contiguous_copy(layout):
+    frame = _frame()
+    image = {
+        "flipped": lambda: frame[::-1, ::-1],
+        "column-major": lambda: np.asfortranarray(frame),
+        "transposed channels": lambda: np.moveaxis(np.stack([frame, frame // 2]), 0, -1),
+        "broadcast rows": lambda: np.broadcast_to(frame[5], frame.shape),
+        "read-only": lambda: np.frombuffer(frame.tobytes(), np.uint16).reshape(frame.shape),
+    }[layout]()
+    expected = pp.preprocess(np.ascontiguousarray(image))
+    lo_hi, out = _dlpack_result(image)
+    assert lo_hi == (expected.lo, expected.hi)
+    np.testing.assert_array_equal(out, expected.tensor)
+
+
+def test_dlpack_reads_torch_views_that_are_not_row_major():
+    torch = pytest.importorskip("torch")
+    frame = torch.from_numpy(_frame(shape=(90, 70)).astype(np.float32))
+    for view in (frame.t(), frame[:, 3].expand(70, 90), frame.t()[::2]):
+        expected = pp.preprocess(np.ascontiguousarray(view.numpy()))
+        lo_hi, out = _dlpack_result(view)
+        assert lo_hi == (expected.lo, expected.hi)
+        np.testing.assert_array_equal(out, expected.tensor)
+
+
+def test_dlpack_accepts_a_versioned_capsule():
+    frame = _frame()
+    out = np.empty((1, 1, 96, 96), np.float32)
+    native.preprocess_dlpack(frame.__dlpack__(max_version=(1, 0)), out, {})
+    np.testing.assert_array_equal(out, pp.preprocess(frame).tensor)
+
+
+def test_dlpack_refuses_a_read_only_out_and_leaves_it_alone():
+    out = np.zeros((1, 1, 96, 96), np.float32)
+    out.setflags(write=False)
+    with pytest.raises(native.NativeError, match="out: tensor is read-only"):
+        native.preprocess_dlpack(_frame(), out, {})
+    assert not out.any()
+
+
+def test_dlpack_dtype_option_must_agree_with_the_out_tensor():
+    frame = _frame()
+    half = np.empty((1, 1, 96, 96), np.float16)
+    with pytest.raises(native.NativeError, match="out: dtype float16 does not match the dtype option float32"):
+        native.preprocess_dlpack(frame, half, {"dtype": "float32"})
+    native.preprocess_dlpack(frame, half, {"dtype": "float16"})
+    np.testing.assert_array_equal(half, pp.preprocess(frame, dtype="float16").tensor)

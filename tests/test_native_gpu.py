@@ -142,6 +142,16 @@ def test_cuda_dlpack_tensors_are_preprocessed_in_place_on_the_stream():
     np.testing.assert_array_equal(out.cpu().numpy(), expected.tensor)
 
 
+def test_cuda_dlpack_tensors_the_kernels_cannot_follow_are_refused_by_name():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch without CUDA")
+    device_img = torch.from_numpy(_image((96, 64), np.float32, seed=10)).cuda().t()  # column-major
+    out = torch.empty((1, 1, 64, 96), dtype=torch.float32, device="cuda")
+    with pytest.raises(native.NativeError, match=r"image: strides \(1, 64\) elements .* pass a contiguous CUDA tensor"):
+        native.preprocess_dlpack(device_img, out, {}, torch.cuda.current_stream().cuda_stream)
+
+
 @pytest.mark.parametrize("options", [{}, {"norm": "minmax", "dtype": "float16"}, {"tile": (64, 64), "overlap": 16}])
 def test_cuda_graph_replays_give_the_direct_result(options):
     img = _image((150, 130), np.float32, seed=9)

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.measure import block_reduce
 
-from ifrt import normalize
+from ifrt import focus as focus_module
+from ifrt import normalize, postprocess
 from ifrt import preprocess as pp
 from ifrt.native import load
 
@@ -219,3 +220,26 @@ def test_property_area_shrink_matches_opencv_for_any_sizes(src, frac, seed):
     out = pp.preprocess(img, size=dst, resize="area", pad_multiple=1, **IDENTITY).tensor[0, 0]
     ref = cv2.resize(img, (dst[1], dst[0]), interpolation=cv2.INTER_AREA).reshape(dst)
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5)
+
+
+def test_a_broadcast_frame_is_read_as_its_values():
+    # strides (0, 0): every pixel is the one element; read in place it would run past the buffer.
+    constant = np.broadcast_to(np.uint16(7), (64, 96))
+    result = pp.preprocess(constant, norm="minmax")
+    assert (result.lo, result.hi) == (7.0, 7.0)
+    rows = np.broadcast_to(np.arange(64, dtype=np.uint16)[:, None] * 500, (64, 96))
+    np.testing.assert_array_equal(pp.preprocess(rows).tensor, pp.preprocess(np.ascontiguousarray(rows)).tensor)
+
+
+@pytest.mark.parametrize("dtype", [">u2", ">f4"])
+def test_big_endian_pixels_read_as_the_numbers_they_hold(dtype):
+    frame = np.random.default_rng(4).integers(0, 60000, (64, 80)).astype(dtype)
+    native_order = frame.astype(frame.dtype.newbyteorder("="))
+    expected = pp.preprocess(native_order)
+    result = pp.preprocess(frame)
+    assert (result.lo, result.hi) == (expected.lo, expected.hi)
+    np.testing.assert_array_equal(result.tensor, expected.tensor)
+    assert focus_module.focus(frame).metrics == focus_module.focus(native_order).metrics
+    y = expected.tensor[0, 0].astype(">f4")
+    np.testing.assert_array_equal(postprocess.denormalize(y, 10, 1000, "uint16"),
+                                  postprocess.denormalize(y.astype(np.float32), 10, 1000, "uint16"))

@@ -21,12 +21,18 @@ struct ImageArg {
 
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
+// The same numpy type in this machine's byte order (dtype objects need not be identical: astype and
+// newbyteorder make new ones).
+inline bool same_dtype(const py::dtype& a, const py::dtype& b) {
+  return a.num() == b.num() && a.attr("isnative").cast<bool>();
+}
+
 inline bool has_dtype(const py::array& a, DType t) {
   switch (t) {
-    case DType::U8: return a.dtype().is(py::dtype::of<uint8_t>());
-    case DType::U16: return a.dtype().is(py::dtype::of<uint16_t>());
-    case DType::F32: return a.dtype().is(py::dtype::of<float>());
-    case DType::F16: return a.dtype().is(py::dtype("float16"));
+    case DType::U8: return same_dtype(a.dtype(), py::dtype::of<uint8_t>());
+    case DType::U16: return same_dtype(a.dtype(), py::dtype::of<uint16_t>());
+    case DType::F32: return same_dtype(a.dtype(), py::dtype::of<float>());
+    case DType::F16: return same_dtype(a.dtype(), py::dtype("float16"));
   }
   return false;
 }
@@ -62,9 +68,28 @@ inline void check_channels_last(int64_t height, int64_t width, int64_t channels,
   }
 }
 
-// H x W or H x W x C uint8/uint16/float32; rows and pixels may be strided (camera buffers, crops),
-// channels must be adjacent, else a contiguous copy is made (also of column-major arrays).
-inline ImageArg image_arg(const py::array& a, const char* what = "image") {
+// Whether byte strides describe an image the kernels read in place (core/image.h): channels adjacent,
+// pixels at least a pixel apart, rows at least a row apart. Negative, broadcast (0) and column-major
+// strides are not; such images are copied (or refused, on a device).
+inline bool strides_readable(int64_t height, int64_t width, int64_t channels, int64_t element, int64_t row,
+                             int64_t pixel, int64_t channel) {
+  if (channels > 1 && channel != element) return false;
+  if (width > 1 && pixel < channels * element) return false;
+  const int64_t row_bytes = (width > 1 ? (width - 1) * pixel : 0) + channels * element;
+  return height == 1 || row >= row_bytes;
+}
+
+// The array itself when its bytes are in this machine's order, else a copy that is (a big-endian '>u2'
+// from a FITS or TIFF reader reads as the numbers it holds).
+inline py::array native_byte_order(const py::array& a) {
+  if (a.dtype().attr("isnative").cast<bool>()) return a;
+  return a.attr("astype")(a.dtype().attr("newbyteorder")("="));
+}
+
+// H x W or H x W x C uint8/uint16/float32; rows and pixels may be strided (camera buffers, crops); other
+// layouts (column-major, negative or broadcast strides, channels apart) are read from a contiguous copy.
+inline ImageArg image_arg(const py::array& input, const char* what = "image") {
+  const py::array a = native_byte_order(input);
   if (a.ndim() != 2 && a.ndim() != 3) {
     fail(ErrorCode::InvalidArgument, std::string(what) + ": expected an H x W or H x W x C array, got " +
                                          std::to_string(a.ndim()) + " dimension(s)");
@@ -83,9 +108,9 @@ inline ImageArg image_arg(const py::array& a, const char* what = "image") {
   ImageArg arg;
   arg.keep = a;
   if (a.ndim() == 3) check_channels_last(a.shape(0), a.shape(1), a.shape(2), what);
-  const bool channels_adjacent = a.ndim() == 2 || a.shape(2) == 1 || a.strides(2) == a.itemsize();
-  const bool column_major = a.shape(0) > 1 && a.shape(1) > 1 && a.strides(0) < a.strides(1);
-  if (a.strides(0) < 0 || a.strides(1) < 0 || !channels_adjacent || column_major) {
+  const int64_t channels = a.ndim() == 3 ? a.shape(2) : 1;
+  if (!strides_readable(a.shape(0), a.shape(1), channels, a.itemsize(), a.strides(0), a.strides(1),
+                        a.ndim() == 3 ? a.strides(2) : a.itemsize())) {
     arg.keep = py::array::ensure(a, py::array::c_style);
   }
   const py::array& b = arg.keep;
@@ -126,7 +151,7 @@ inline void check_out(const py::array& out, const py::dtype& dt, const std::vect
   std::string want, got;
   for (size_t i = 0; i < shape.size(); ++i) want += (i ? "x" : "") + std::to_string(shape[i]);
   for (py::ssize_t i = 0; i < out.ndim(); ++i) got += (i ? "x" : "") + std::to_string(out.shape(i));
-  if (!out.dtype().is(dt)) {
+  if (!same_dtype(out.dtype(), dt)) {
     fail(ErrorCode::InvalidArgument, std::string(what) + ": output dtype " + dtype_str(out) + " should be " +
                                          py::str(dt).cast<std::string>());
   }

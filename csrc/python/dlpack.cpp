@@ -3,7 +3,9 @@
 // stream, asynchronously.
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/preprocess.h"
 #include "python/arrays.h"
@@ -16,7 +18,8 @@ namespace ifrt::python {
 
 namespace {
 
-// The DLPack ABI (dlpack.h, stable since v0.6), declared here to avoid a header dependency.
+// The DLPack ABI (dlpack.h: the legacy tensor of v0.6+ and the versioned one of v1.0, which adds flags
+// such as read-only), declared here to avoid a header dependency.
 enum DLDeviceType : int32_t { kDLCPU = 1, kDLCUDA = 2, kDLCUDAHost = 3, kDLCUDAManaged = 13 };
 struct DLDevice {
   int32_t device_type;
@@ -41,31 +44,73 @@ struct DLManagedTensor {
   void* manager_ctx;
   void (*deleter)(DLManagedTensor* self);
 };
+struct DLPackVersion {
+  uint32_t major;
+  uint32_t minor;
+};
+struct DLManagedTensorVersioned {
+  DLPackVersion version;
+  void* manager_ctx;
+  void (*deleter)(DLManagedTensorVersioned* self);
+  uint64_t flags;
+  DLTensor dl_tensor;
+};
+constexpr uint64_t kDLReadOnly = 1;  // DLPACK_FLAG_BITMASK_READ_ONLY
+
+// obj.__dlpack__(), asking for a versioned capsule (it carries the read-only flag: numpy exports read-only
+// arrays only that way) and falling back to the legacy call for producers that predate DLPack 1.0.
+py::object dlpack_capsule(const py::object& obj, const py::object& stream) {
+  if (!py::hasattr(obj, "__dlpack__")) return obj;
+  py::dict kwargs;
+  if (!stream.is_none()) kwargs["stream"] = stream;
+  try {
+    return obj.attr("__dlpack__")(**kwargs, py::arg("max_version") = py::make_tuple(1, 0));
+  } catch (py::error_already_set& e) {
+    if (!e.matches(PyExc_TypeError)) throw;
+  }
+  return obj.attr("__dlpack__")(**kwargs);
+}
 
 // A consumed DLPack capsule; the producer's deleter runs when this goes out of scope.
 class Borrowed {
  public:
   Borrowed(const py::object& obj, const py::object& stream, const char* what) {
-    py::object capsule = py::hasattr(obj, "__dlpack__")
-                             ? (stream.is_none() ? obj.attr("__dlpack__")() : obj.attr("__dlpack__")(py::arg("stream") = stream))
-                             : obj;
-    if (!PyCapsule_IsValid(capsule.ptr(), "dltensor")) {
+    py::object capsule = dlpack_capsule(obj, stream);
+    if (PyCapsule_IsValid(capsule.ptr(), "dltensor_versioned")) {
+      versioned_ = static_cast<DLManagedTensorVersioned*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor_versioned"));
+      if (versioned_->version.major != 1) {
+        const unsigned major = versioned_->version.major;
+        versioned_ = nullptr;  // a tensor of another major version is not ours to read or delete
+        fail(ErrorCode::InvalidArgument, std::string(what) + ": DLPack version " + std::to_string(major) +
+                                             " is not supported (expected 1)");
+      }
+      PyCapsule_SetName(capsule.ptr(), "used_dltensor_versioned");  // the capsule no longer owns the tensor
+      tensor_ = &versioned_->dl_tensor;
+      read_only_ = (versioned_->flags & kDLReadOnly) != 0;
+    } else if (PyCapsule_IsValid(capsule.ptr(), "dltensor")) {
+      legacy_ = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
+      PyCapsule_SetName(capsule.ptr(), "used_dltensor");
+      tensor_ = &legacy_->dl_tensor;
+    } else {
       fail(ErrorCode::InvalidArgument, std::string(what) + ": expected an object with __dlpack__ or a DLPack capsule");
     }
-    tensor_ = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
-    PyCapsule_SetName(capsule.ptr(), "used_dltensor");  // the capsule no longer owns the tensor
   }
   ~Borrowed() {
-    if (tensor_ && tensor_->deleter) tensor_->deleter(tensor_);
+    if (versioned_ && versioned_->deleter) versioned_->deleter(versioned_);
+    if (legacy_ && legacy_->deleter) legacy_->deleter(legacy_);
   }
   Borrowed(const Borrowed&) = delete;
   Borrowed& operator=(const Borrowed&) = delete;
-  const DLTensor& t() const { return tensor_->dl_tensor; }
+  const DLTensor& t() const { return *tensor_; }
   char* data() const { return static_cast<char*>(t().data) + t().byte_offset; }
   bool on_cuda() const { return t().device.device_type == kDLCUDA || t().device.device_type == kDLCUDAManaged; }
+  bool read_only() const { return read_only_; }
 
  private:
-  DLManagedTensor* tensor_ = nullptr;
+  DLManagedTensorVersioned* versioned_ = nullptr;
+  DLManagedTensor* legacy_ = nullptr;
+  const DLTensor* tensor_ = nullptr;
+  bool read_only_ = false;
 };
 
 DType dtype_of(const DLDataType& d, const char* what) {
@@ -84,7 +129,9 @@ int64_t stride_bytes(const DLTensor& t, int axis, int64_t element) {
   return s;
 }
 
-ImageView image_of(const Borrowed& b) {
+// An image tensor as a view the kernels read. CPU tensors whose strides the kernels cannot follow
+// (negative, broadcast, column-major, channels apart) are copied into `copy` first; CUDA ones are refused.
+ImageView image_of(const Borrowed& b, std::vector<unsigned char>& copy) {
   const DLTensor& t = b.t();
   if (t.ndim != 2 && t.ndim != 3) fail(ErrorCode::InvalidArgument, "image: expected an H x W or H x W x C tensor");
   ImageView v;
@@ -95,11 +142,35 @@ ImageView image_of(const Borrowed& b) {
   v.width = t.shape[1];
   v.channels = t.ndim == 3 ? t.shape[2] : 1;
   if (t.ndim == 3) check_channels_last(v.height, v.width, v.channels, "image");
-  if (t.ndim == 3 && v.channels > 1 && stride_bytes(t, 2, es) != es) {
-    fail(ErrorCode::InvalidArgument, "image: channels must be adjacent in memory (make the tensor contiguous)");
+  if (v.height <= 0 || v.width <= 0 || v.channels <= 0) return v;  // checked_input names the empty size
+  const int64_t row = stride_bytes(t, 0, es), pixel = stride_bytes(t, 1, es);
+  const int64_t channel = t.ndim == 3 ? stride_bytes(t, 2, es) : es;
+  if (strides_readable(v.height, v.width, v.channels, es, row, pixel, channel)) {
+    v.row_stride = v.height > 1 ? row : 0;
+    v.pixel_stride = v.width > 1 ? pixel : 0;
+    return v;
   }
-  v.row_stride = v.height > 1 ? stride_bytes(t, 0, es) : 0;
-  v.pixel_stride = v.width > 1 ? stride_bytes(t, 1, es) : 0;
+  if (b.on_cuda()) {
+    std::string strides = std::to_string(row / es) + ", " + std::to_string(pixel / es);
+    if (t.ndim == 3) strides += ", " + std::to_string(channel / es);
+    fail(ErrorCode::InvalidArgument, "image: strides (" + strides + ") elements are negative, broadcast, column-major "
+                                         "or keep channels apart; pass a contiguous CUDA tensor (.contiguous())");
+  }
+  if (static_cast<double>(v.height) * static_cast<double>(v.width) * static_cast<double>(v.channels * es) > 0x1p62) {
+    fail(ErrorCode::InvalidArgument, "image: " + std::to_string(v.height) + "x" + std::to_string(v.width) + "x" +
+                                         std::to_string(v.channels) + " is too large to copy");
+  }
+  copy.resize(static_cast<size_t>(v.height * v.width * v.channels * es));
+  const auto* src = static_cast<const unsigned char*>(v.data);
+  unsigned char* dst = copy.data();
+  for (int64_t y = 0; y < v.height; ++y) {
+    for (int64_t x = 0; x < v.width; ++x) {
+      for (int64_t c = 0; c < v.channels; ++c, dst += es) std::memcpy(dst, src + y * row + x * pixel + c * channel, es);
+    }
+  }
+  v.data = copy.data();
+  v.row_stride = 0;
+  v.pixel_stride = 0;
   return v;
 }
 
@@ -126,7 +197,9 @@ void bind_dlpack(py::module_& m) {
     // default stream).
     Borrowed in(image, stream, "image"), dst(out, stream, "out");
     if (in.on_cuda() != dst.on_cuda()) fail(ErrorCode::InvalidArgument, "image and out must be on the same device");
-    const ImageView view = image_of(in);
+    if (dst.read_only()) fail(ErrorCode::InvalidArgument, "out: tensor is read-only");
+    std::vector<unsigned char> copy;
+    const ImageView view = image_of(in, copy);
     py::list keep;
     PreprocessOptions o = preprocess_options_from(options, view, keep);
     const PreprocessPlan plan = plan_preprocess(view, o);
@@ -137,7 +210,12 @@ void bind_dlpack(py::module_& m) {
       fail(ErrorCode::InvalidArgument, "out: shape must be " + std::to_string(plan.batch()) + "x1x" +
                                            std::to_string(plan.tile_height) + "x" + std::to_string(plan.tile_width));
     }
-    o.out_dtype = dtype_of(t.dtype, "out");
+    const DType out_dtype = dtype_of(t.dtype, "out");
+    if (options.contains("dtype") && out_dtype != o.out_dtype) {
+      fail(ErrorCode::InvalidArgument, std::string("out: dtype ") + dtype_name(out_dtype) + " does not match the dtype option " +
+                                           dtype_name(o.out_dtype) + " (leave the option out and the out tensor decides)");
+    }
+    o.out_dtype = out_dtype;
     const int64_t es = dtype_size(o.out_dtype);
     if (t.strides && (stride_bytes(t, 3, es) != es || stride_bytes(t, 2, es) != plan.tile_width * es ||
                       stride_bytes(t, 0, es) != plan.tile_height * plan.tile_width * es)) {

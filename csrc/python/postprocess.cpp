@@ -81,7 +81,7 @@ py::array blend_run(const py::object& tiles, int64_t frame_height, int64_t frame
 
 py::array denormalize_run(const py::array& y, double lo, double hi, const std::string& dtype, int64_t height,
                           int64_t width, py::object out, bool on_cuda) {
-  py::array in = y;
+  py::array in = native_byte_order(y);
   if (in.ndim() == 4 && in.shape(0) == 1 && in.shape(1) == 1) in = in.attr("reshape")(in.shape(2), in.shape(3));
   if (in.ndim() != 2) fail(ErrorCode::InvalidArgument, "denormalize: expected an H x W (or 1x1xHxW) array");
   DType in_t;
@@ -93,7 +93,8 @@ py::array denormalize_run(const py::array& y, double lo, double hi, const std::s
     fail(ErrorCode::InvalidArgument, "denormalize: " + dtype_str(in) + " input is not supported (expected float32 or float16)");
   }
   // Rows may be strided (a crop of a padded frame); pixels must be adjacent.
-  if (in.strides(1) != in.itemsize() || in.strides(0) < 0 || in.strides(0) % in.itemsize() != 0) {
+  const bool rows_apart = in.shape(0) == 1 || in.strides(0) >= in.shape(1) * in.itemsize();
+  if ((in.shape(1) > 1 && in.strides(1) != in.itemsize()) || !rows_apart || in.strides(0) % in.itemsize() != 0) {
     in = py::array::ensure(in, py::array::c_style);
   }
   const DType out_t = dtype_from_name(dtype, "denormalize");
