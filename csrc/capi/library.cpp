@@ -18,6 +18,8 @@ extern "C" {
 
 IFRT_API const char* ifrt_version(void) { return IFRT_VERSION_STRING; }
 
+IFRT_API int ifrt_version_number(void) { return IFRT_VERSION_NUMBER; }
+
 IFRT_API const char* ifrt_last_error(void) { return ifrt::capi::last_error(); }
 
 IFRT_API int ifrt_has_cuda(void) { return IFRT_WITH_CUDA ? 1 : 0; }

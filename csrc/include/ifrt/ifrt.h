@@ -2,8 +2,12 @@
  *
  * Conventions
  *  - Every function that can fail returns an ifrt_status; IFRT_OK is 0.
- *  - On failure, ifrt_last_error() returns a message for the calling thread (thread-local). It stays
- *    valid until the next ifrt call on the same thread.
+ *  - ifrt_last_error() returns the message of the calling thread's last call that returned an ifrt_status:
+ *    what went wrong when it failed, "" when it succeeded (every such call clears it first). Read it
+ *    right after the failing call; the pointer stays valid until the next ifrt call on the same thread.
+ *  - IFRT_VERSION_NUMBER is the version of this header; ifrt_version_number() that of the library loaded
+ *    at run time. The library's soname changes with the major version; within one major version a
+ *    library runs programs built against the same or an older header.
  *  - No C++ exception ever crosses this boundary.
  */
 #ifndef IFRT_IFRT_H
@@ -21,6 +25,12 @@
 #else
 #define IFRT_API __attribute__((visibility("default")))
 #endif
+
+/* The header's version (CMake checks it against the project version when it configures). */
+#define IFRT_VERSION_MAJOR 0
+#define IFRT_VERSION_MINOR 1
+#define IFRT_VERSION_PATCH 0
+#define IFRT_VERSION_NUMBER (IFRT_VERSION_MAJOR * 10000 + IFRT_VERSION_MINOR * 100 + IFRT_VERSION_PATCH)
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,7 +50,12 @@ typedef enum ifrt_status {
 /* Library version, e.g. "0.1.0". Static storage. */
 IFRT_API const char* ifrt_version(void);
 
-/* Message of the last failed call on this thread ("" when none). */
+/* The loaded library's version as MAJOR * 10000 + MINOR * 100 + PATCH, to compare with
+ * IFRT_VERSION_NUMBER: a different major version (number / 10000) is not compatible. */
+IFRT_API int ifrt_version_number(void);
+
+/* Message of this thread's last call that returned an ifrt_status: "" when it succeeded or when there
+ * was none. */
 IFRT_API const char* ifrt_last_error(void);
 
 /* 1 when built with CUDA kernels / the TensorRT executor, else 0. */
