@@ -186,10 +186,14 @@ def open_model(model: str | Path | None = None) -> ModelPackage:
 
 
 def checkpoint_of_run(root: Path) -> Path:
-    """A training run folder (`ifrt train --out`) stands for its best checkpoint, as `ifrt eval` reads it."""
+    """A training run folder (`ifrt train --out`) stands for its best checkpoint, or for its last one when
+    no validation has chosen a best yet; any other folder stands for itself. Every command that takes a
+    model (eval, export, infer, the Python API) reads a run folder this way."""
     holds_model = (root / "model.json").is_file() or any((root / f"{g}.onnx").is_file() for g in GRAPHS)
-    if not holds_model and (root / "best" / "model.json").is_file():
-        return root / "best"
+    if not holds_model:
+        for checkpoint in ("best", "last"):
+            if (root / checkpoint / "model.json").is_file():
+                return root / checkpoint
     return root
 
 

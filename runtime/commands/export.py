@@ -36,13 +36,13 @@ def _calibration_size(text: str) -> int:
 
 
 def resolve_model_folder(path: str) -> str:
-    """A run folder written by `ifrt train` stands for its best checkpoint (best/), as `ifrt eval` reads it;
-    a model folder stands for itself."""
+    """A run folder written by `ifrt train` stands for its best checkpoint (best/, else last/), as `ifrt eval`
+    reads it; a model folder stands for itself."""
     from ifrt.model_package import checkpoint_of_run
 
     checkpoint = checkpoint_of_run(Path(path))
     if checkpoint != Path(path):
-        print(f"note: {path} is a run folder; exporting its best checkpoint {checkpoint}", file=sys.stderr)
+        print(f"note: {path} is a run folder; exporting its {checkpoint.name} checkpoint {checkpoint}", file=sys.stderr)
         return str(checkpoint)
     return path
 

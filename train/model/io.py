@@ -10,7 +10,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from ifrt.model_package import read_model_record
+from ifrt.model_package import checkpoint_of_run, read_model_record
 
 from .config import ModelConfig
 from .network import DeepMTND
@@ -46,12 +46,11 @@ def save_model(model: DeepMTND, directory: str | Path, extra: dict | None = None
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """A run folder (its best/ checkpoint) or a folder holding model.json + model.safetensors."""
-    path = Path(path)
-    for candidate in (path / "best", path / "last", path):
-        if (candidate / CONFIG).is_file():
-            return candidate
-    raise FileNotFoundError(f"{path}: no {CONFIG} here or under best/ or last/ (train one with `ifrt train`)")
+    """A folder holding model.json + model.safetensors, or a run folder (`checkpoint_of_run`)."""
+    directory = checkpoint_of_run(Path(path))
+    if not (directory / CONFIG).is_file():
+        raise FileNotFoundError(f"{path}: no {CONFIG} here or under best/ or last/ (train one with `ifrt train`)")
+    return directory
 
 
 def _read_weights(directory: Path, device: str) -> tuple[Path, dict[str, torch.Tensor]]:
