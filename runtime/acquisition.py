@@ -26,6 +26,7 @@ Values are plain Python numbers, strings and lists, so every metadata writer can
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import numpy as np
@@ -61,25 +62,35 @@ class FocusHook:
         self.stacks: dict[tuple, SweepTracker] = {}
         self.images = 0  # analysed
         self.errors = 0  # could not be analysed (metadata has ifrt_error)
+        # Acquisition software may call the hook from several threads: the counters and the sweeps change
+        # under this lock; the analysis itself runs outside it, in parallel.
+        self._lock = threading.Lock()
+        self._calls = 0
+
+    def _count(self, counter: str) -> None:
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + 1)
 
     def __call__(self, image, metadata):
         start = time.perf_counter()
-        index = self.images + self.errors
+        with self._lock:
+            index = self._calls
+            self._calls += 1
         if not isinstance(metadata, dict):
             log.warning("ifrt focus hook: metadata is %s, not a dict; image passed through unanalysed",
                         type(metadata).__name__)
-            self.errors += 1
+            self._count("errors")
             return image, metadata
         try:
             result = self.session.focus(np.asarray(image), size=self.size, channel=self.channel,
                                         metric_tile=self.metric_tile)
         except Exception as exc:  # noqa: BLE001 - the acquisition must go on whatever ifrt thinks of a frame
-            self.errors += 1
+            self._count("errors")
             reason = str(exc).removeprefix("frame: ")
             metadata[f"{self.prefix}error"] = reason
             log.warning("ifrt focus hook: %s: %s", self._label(metadata, index), reason)
             return image, metadata
-        self.images += 1
+        self._count("images")
         p = self.prefix
         metadata[f"{p}quality"] = float(result.quality)
         metadata[f"{p}blur_level"] = int(result.blur_level)
@@ -93,12 +104,13 @@ class FocusHook:
         if result.warnings:
             metadata[f"{p}warnings"] = list(result.warnings)
         if self.sweep:
-            tracker = self.stacks.setdefault(self._stack(metadata),
-                                             SweepTracker(self.sweep_tolerance, self.sweep_metric))
             z_um = self._z_position(metadata)
             extra = {"z_um": z_um} if z_um is not None else {}
-            is_best = tracker.offer(index, self._label(metadata, index), result, **extra)
-            best = tracker.best()
+            with self._lock:
+                tracker = self.stacks.setdefault(self._stack(metadata),
+                                                 SweepTracker(self.sweep_tolerance, self.sweep_metric))
+                is_best = tracker.offer(index, self._label(metadata, index), result, **extra)
+                best = tracker.best()
             metadata[f"{p}sweep_best"] = bool(is_best)
             metadata[f"{p}sweep_best_image"] = best["label"] if best else None
         metadata[f"{p}backend"] = str(self.session.backend_name)
@@ -108,12 +120,13 @@ class FocusHook:
     def best(self, **axes) -> dict | None:
         """The best image of the stack with these axes (all but z; none needed for a single stack):
         label, quality, classical metric, z position when known, and what decided."""
-        if not self.stacks:
-            return None
-        if not axes and len(self.stacks) == 1:
-            return next(iter(self.stacks.values())).best()
-        tracker = self.stacks.get(tuple(sorted((k, str(v)) for k, v in axes.items())))
-        return tracker.best() if tracker is not None else None
+        with self._lock:
+            if not self.stacks:
+                return None
+            if not axes and len(self.stacks) == 1:
+                return next(iter(self.stacks.values())).best()
+            tracker = self.stacks.get(tuple(sorted((k, str(v)) for k, v in axes.items())))
+            return tracker.best() if tracker is not None else None
 
     @staticmethod
     def _stack(metadata: dict) -> tuple:

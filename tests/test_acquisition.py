@@ -103,3 +103,28 @@ def test_metadata_that_is_not_a_dict_passes_through(session, stack):
     hook = focus_hook(session)
     assert hook(stack[0], None) == (stack[0], None)
     assert hook.errors == 1
+
+
+def test_hook_called_from_several_threads_counts_and_numbers_every_image_once(session, stack):
+    import threading
+    import time
+
+    result = session.focus(stack[2])
+
+    class SlowSession:  # analysis that takes a while, so that calls overlap
+        backend_name = "ort"
+
+        def focus(self, image, **options):
+            time.sleep(0.01)
+            return result
+
+    hook = focus_hook(SlowSession(), sweep=True)
+    threads = [threading.Thread(target=lambda: [hook(stack[2], {}) for _ in range(5)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (hook.images, hook.errors) == (20, 0)
+    tracker = next(iter(hook.stacks.values()))
+    assert sorted(entry["frame"] for entry in tracker._band) == list(range(20))  # all tie: each kept once
+    assert hook.best()["frames_compared"] == 20
