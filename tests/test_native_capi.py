@@ -76,3 +76,16 @@ def test_c_abi_errors_carry_status_and_message(lib):
     assert lib.ifrt_focus_compute(handle, ctypes.byref(image), None, None, 0) == 1  # IFRT_ERR_INVALID_ARGUMENT
     assert b"row stride 3 bytes is invalid" in lib.ifrt_last_error()
     lib.ifrt_focus_release(handle)
+
+
+def test_c_abi_preprocess_refuses_an_output_over_its_input(lib):
+    buffer = np.random.default_rng(2).random(96 * 96).astype(np.float32)
+    image = buffer.reshape(96, 96)[:70, :90]  # the output below would be written over these pixels
+    lo, hi = ctypes.c_double(), ctypes.c_double()
+    status = lib.ifrt_preprocess(ctypes.byref(_image(image)), None, buffer.ctypes.data_as(ctypes.c_void_p),
+                                 ctypes.c_size_t(buffer.nbytes), ctypes.byref(lo), ctypes.byref(hi))
+    assert status == 1
+    assert lib.ifrt_last_error() == b"output buffer overlaps the image; preprocessing cannot write over what it reads"
+    separate = np.empty_like(buffer)  # the same call with an output of its own works
+    assert lib.ifrt_preprocess(ctypes.byref(_image(image)), None, separate.ctypes.data_as(ctypes.c_void_p),
+                               ctypes.c_size_t(separate.nbytes), ctypes.byref(lo), ctypes.byref(hi)) == 0

@@ -102,3 +102,9 @@ def test_dlpack_dtype_option_must_agree_with_the_out_tensor():
         native.preprocess_dlpack(frame, half, {"dtype": "float32"})
     native.preprocess_dlpack(frame, half, {"dtype": "float16"})
     np.testing.assert_array_equal(half, pp.preprocess(frame, dtype="float16").tensor)
+
+
+def test_dlpack_refuses_an_out_tensor_over_the_image():
+    buffer = np.random.default_rng(5).random(96 * 96).astype(np.float32)
+    with pytest.raises(native.NativeError, match="output buffer overlaps the image"):
+        native.preprocess_dlpack(buffer.reshape(96, 96)[:70, :90], buffer.reshape(1, 1, 96, 96), {})

@@ -174,10 +174,9 @@ void run_preprocess(const ImageView& im, const PreprocessOptions& o, const Prepr
 
 }  // namespace
 
-void preprocess_with_range(const ImageView& image, const PreprocessOptions& options, const NormRange& range,
-                           void* out, size_t out_bytes) {
+PreprocessPlan checked_output(const ImageView& image, const PreprocessOptions& options, const void* out,
+                              size_t out_bytes) {
   const PreprocessPlan plan = plan_preprocess(image, options);
-  const ImageView im = checked_input(image);
   if (!out) fail(ErrorCode::InvalidArgument, "output pointer is null");
   const size_t need = preprocess_bytes(plan, options.out_dtype);
   if (out_bytes < need) {
@@ -186,6 +185,24 @@ void preprocess_with_range(const ImageView& image, const PreprocessOptions& opti
                                          std::to_string(plan.tile_height) + "x" + std::to_string(plan.tile_width) +
                                          " " + dtype_name(options.out_dtype));
   }
+  const auto start = reinterpret_cast<uintptr_t>(out);
+  const auto overlaps = [&](const void* data, size_t bytes) {
+    const auto first = reinterpret_cast<uintptr_t>(data);
+    return data && start < first + bytes && first < start + need;
+  };
+  const size_t plane = static_cast<size_t>(image.height * image.width) * sizeof(float);
+  if (overlaps(image.data, image_extent(image)) || overlaps(options.dark, plane) || overlaps(options.flat, plane)) {
+    fail(ErrorCode::InvalidArgument, std::string("output buffer overlaps the ") +
+                                         (overlaps(image.data, image_extent(image)) ? "image" : "dark frame or flat field") +
+                                         "; preprocessing cannot write over what it reads");
+  }
+  return plan;
+}
+
+void preprocess_with_range(const ImageView& image, const PreprocessOptions& options, const NormRange& range,
+                           void* out, size_t out_bytes) {
+  const ImageView im = checked_input(image);
+  const PreprocessPlan plan = checked_output(im, options, out, out_bytes);
   if (options.out_dtype == DType::F32) {
     run_preprocess(im, options, plan, range, static_cast<float*>(out));
   } else {

@@ -53,6 +53,12 @@ PreprocessPlan plan_preprocess(const ImageView& image, const PreprocessOptions& 
 // Output bytes for the plan and dtype.
 size_t preprocess_bytes(const PreprocessPlan& plan, DType out_dtype);
 
+// Checks `out` for a preprocess of the checked `image` (CPU and CUDA paths alike): not null, at least the
+// plan's bytes, and clear of the bytes of the image, dark frame and flat field, which the kernels read
+// while they write. Returns the plan.
+PreprocessPlan checked_output(const ImageView& image, const PreprocessOptions& options, const void* out,
+                              size_t out_bytes);
+
 // CPU path: writes plan.elements() values to `out` (host memory, out_bytes checked) and returns the
 // normalization range used. Multithreaded over output rows.
 NormRange preprocess(const ImageView& image, const PreprocessOptions& options, void* out, size_t out_bytes);

@@ -298,14 +298,8 @@ void Workspace::reserve(void* stream) {
 
 void preprocess(const ImageView& image, const PreprocessOptions& options, void* out, size_t out_bytes, Workspace& ws,
                 void* stream) {
-  const PreprocessPlan plan = plan_preprocess(image, options);
   const ImageView im = checked_input(image);
-  if (!out) fail(ErrorCode::InvalidArgument, "output pointer is null");
-  const size_t need = preprocess_bytes(plan, options.out_dtype);
-  if (out_bytes < need) {
-    fail(ErrorCode::InvalidArgument,
-         "output buffer has " + std::to_string(out_bytes) + " bytes, needs " + std::to_string(need));
-  }
+  const PreprocessPlan plan = checked_output(im, options, out, out_bytes);
   if (im.height * im.width >= (int64_t(1) << 32)) {
     fail(ErrorCode::InvalidArgument, "the CUDA path handles images below 2^32 pixels");
   }
