@@ -73,7 +73,7 @@ class FocusResult:
     certainty: np.ndarray
     metrics: dict[str, float]  # classical focus metrics (var_laplacian, tenengrad, ...)
     timings_ms: dict[str, float] = field(default_factory=dict)
-    contrast_to_noise: float = math.inf  # the frame's range over its pixel noise (ifrt.session.contrast_to_noise)
+    contrast_to_noise: float = math.inf  # its structure's std over its pixel noise's (ifrt.session.contrast_to_noise)
     warnings: list[str] = field(default_factory=list)  # why the quality score cannot be trusted (no structure)
 
     def to_dict(self, maps: bool = True) -> dict:
