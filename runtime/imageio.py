@@ -21,6 +21,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import struct
 import tempfile
 from collections.abc import Iterator
@@ -106,6 +107,10 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     except ImageReadError:
         raise
     except Exception as exc:  # noqa: BLE001 - truncated or corrupt data from either decoder
+        if "requires the 'imagecodecs' package" in str(exc):  # a sound file in a compression (LZW, JPEG, zstd
+            codec = re.search(r"COMPRESSION\.(\w+)", str(exc))  # ...) that tifffile decodes through imagecodecs
+            raise ImageReadError(path, f"its TIFF compression ({codec.group(1) if codec else exc}) needs the "
+                                       "imagecodecs package, which is missing: pip install imagecodecs") from None
         raise ImageReadError(path, f"cannot decode {fmt.upper()} data ({exc}); the file is damaged or "
                                    "truncated, export it again") from None
     return _as_single_channel(path, image)

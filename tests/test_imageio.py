@@ -179,3 +179,33 @@ def test_unsupported_pixel_type_is_refused_on_write(tmp_path):
     with pytest.raises(ValueError, match="int64 pixels are not supported"):
         write_image_atomic(tmp_path / "m.tif", np.zeros((4, 4), np.int64))
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("compression", ["lzw", "zstd", "jpeg"])
+def test_compressed_tiffs_are_read(tmp_path, compression):
+    image = (np.arange(64 * 80).reshape(64, 80) % 251).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "field.tif", image, compression=compression)
+    decoded = read_image(tmp_path / "field.tif")
+    assert decoded.shape == image.shape and decoded.dtype == np.uint8
+    if compression != "jpeg":  # lossy
+        np.testing.assert_array_equal(decoded, image)
+
+
+def test_opencv_lzw_tiff_is_read(tmp_path, ramp16):
+    cv2.imwrite(str(tmp_path / "field.tif"), ramp16)  # OpenCV writes LZW by default
+    assert tifffile.TiffFile(tmp_path / "field.tif").pages[0].compression == 5
+    np.testing.assert_array_equal(read_image(tmp_path / "field.tif"), ramp16)
+
+
+def test_a_codec_tifffile_lacks_is_named_with_the_install(tmp_path, monkeypatch):
+    import ifrt.imageio as imageio
+
+    tifffile.imwrite(tmp_path / "field.tif", np.zeros((64, 64), np.uint8))
+
+    def without_imagecodecs(*args):
+        raise ValueError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+
+    monkeypatch.setattr(imageio, "_read_tiff", without_imagecodecs)
+    with pytest.raises(ImageReadError, match=r"field.tif: its TIFF compression \(LZW\) needs the imagecodecs package, "
+                                             r"which is missing: pip install imagecodecs"):
+        read_image(tmp_path / "field.tif")
