@@ -5,8 +5,11 @@ report. Robust by construction:
 - a bad file is recorded with its reason and the run goes on; the exit code says whether any failed;
 - every output file is written atomically; `results.jsonl` grows by whole lines, so an interrupt
   (Ctrl-C, kill) leaves every finished image recorded;
-- a rerun skips images already recorded as done (unless `overwrite`), and retries failed ones; it first
-  cuts a torn last line and removes temporary files that a killed run left behind;
+- a rerun skips images already recorded as done (unless `overwrite`), redoes those whose file changed since
+  (size or modification time), and retries failed ones; it first cuts a torn last line and removes temporary
+  files that a killed run left behind; `results.jsonl` keeps one record per image, the latest;
+- one run at a time per folder: a second `ifrt infer` on a folder in use is refused (a lock file);
+- `summary.csv` is brought up to date every half minute during a run, and at its end;
 - an image is known by its resolved path, so naming it twice (relative and absolute) does not redo it;
 - `run.json` records what made the results (model, backend, precision, the options that change
   outputs); a rerun with other settings is refused rather than mixing two models' results in one folder;
@@ -16,12 +19,14 @@ report. Robust by construction:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +41,9 @@ RESULTS = "results.jsonl"
 SUMMARY = "summary.csv"
 PATIENTS = "patients.json"
 RUN = "run.json"
+LOCK = ".ifrt-infer.lock"
+OWN_FILES = (RESULTS, SUMMARY, PATIENTS, RUN)  # in the folder's top level; deblurred/ and overlays/ are all ours
+SUMMARY_SECONDS = 30.0  # how often a run brings summary.csv up to date before its end
 
 
 class InferSetupError(ValueError):
@@ -47,6 +55,7 @@ class InferSetupError(ValueError):
 class InferReport:
     done: int = 0
     skipped: int = 0
+    changed: int = 0  # of `done`, images redone because their file changed since their recorded result
     failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     interrupted: bool = False
     patients: int = 0  # patients written to patients.json
@@ -88,11 +97,67 @@ def repair_results(path: Path) -> None:
 
 
 def remove_stale_temporaries(out_dir: Path) -> None:
-    """Temporary files that a killed run left behind (atomic writes name them `.NAME.*.tmp`)."""
-    for folder in (out_dir, out_dir / "deblurred", out_dir / "overlays"):
+    """Temporary files that a killed run left behind (atomic writes name them `.NAME.*.tmp`): those of this
+    module's own files only, so that someone's `.x.tmp` beside them is left alone."""
+    for name in OWN_FILES:
+        for tmp in out_dir.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+    for folder in (out_dir / "deblurred", out_dir / "overlays"):
         if folder.is_dir():
             for tmp in folder.glob(".*.tmp"):
                 tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def folder_lock(out_dir: Path):
+    """Hold `out_dir` for one run: a second run on it (another process) is refused, naming the holder's pid,
+    instead of the two redoing each other's images, removing each other's temporary files and mixing their
+    options. The lock is the operating system's (flock), so a killed run does not leave it held."""
+    path = out_dir / LOCK
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            _lock(handle)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise InferSetupError(f"{out_dir} is in use by another `ifrt infer` (pid {holder}); wait for it to "
+                                  "finish or write to another -o folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def _lock(handle) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def file_state(path: Path) -> dict | None:
+    """Size and modification time of an input file, recorded with its result: a rerun redoes an image whose
+    file has changed since (re-acquired under the same name)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def compact_results(path: Path, records: list[dict], latest: list[dict]) -> None:
+    """Rewrite `results.jsonl` with one record per image when reruns have added later ones (a retried failure
+    is recorded again each run); the summary reads the same either way."""
+    if len(latest) < len(records):
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in latest))
 
 
 def output_stem(source: Path) -> str:
@@ -335,54 +400,86 @@ def run_infer(session, sources: list[Path], out_dir: Path, *, deblur: bool = Fal
               progress: Callable[[int, int, str], None] | None = None) -> InferReport:
     """Run `session` over `sources` (with pages="all", every page of a multi-page TIFF), writing into
     `out_dir` as described in the module docstring. `missing` (source as given, reason) are inputs that
-    named no file: each is recorded as failed. Raises InferSetupError before writing anything when the
-    patient source is bad or `out_dir` holds results made with other settings (unless `overwrite`)."""
-    from ifrt.patients import aggregate
-
+    named no file: each is recorded as failed. `progress(finished, to_do, source)` is called before each
+    image to analyse (those already done are not counted) and once at the end. Raises InferSetupError
+    before writing anything when the patient source is bad, another run holds `out_dir`, or `out_dir` holds
+    results made with other settings (unless `overwrite`)."""
     pattern, manifest = patient_sources(patient_pattern, patient_manifest)
     settings = run_settings(session, deblur=deblur, overlay=overlay, maps=maps, pages=pages,
                             patient_pattern=patient_pattern, patient_manifest=patient_manifest)
     items = expand_pages(sources, pages)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out_dir):
+        return _run_locked(session, items, out_dir, settings, pattern, manifest, deblur=deblur, overlay=overlay,
+                           overwrite=overwrite, maps=maps, missing=missing, progress=progress)
+
+
+def _run_locked(session, items: list[tuple[Path, int | None]], out_dir: Path, settings: dict, pattern, manifest, *,
+                deblur: bool, overlay: bool, overwrite: bool, maps: bool, missing, progress) -> InferReport:
+    from ifrt.patients import aggregate
+
     results_path = out_dir / RESULTS
     if overwrite:
         results_path.unlink(missing_ok=True)
     repair_results(results_path)
-    previous = latest_records(read_records(out_dir))
+    earlier = read_records(out_dir)
+    previous = latest_records(earlier)
     check_settings(out_dir, previous, settings)
     remove_stale_temporaries(out_dir)
+    compact_results(results_path, earlier, previous)
     write_json_atomic(out_dir / RUN, settings)
-    done = {record_identity(r) for r in previous if r.get("status") == "ok"}
+    done = {record_identity(r): r.get("file") for r in previous if r.get("status") == "ok"}
     taken = {Path(r[k]).stem.casefold(): record_identity(r)
              for r in previous for k in ("deblurred_path", "overlay_path") if r.get(k)}
     stems = output_stems(items, taken)
     report = InferReport()
+    todo = []
+    for source, page in items:
+        identity = identity_of(source, page)
+        if identity not in done:
+            todo.append((source, page, False))
+        elif done[identity] is not None and done[identity] != file_state(source):
+            todo.append((source, page, True))  # re-acquired under the same name since its result
+        else:
+            report.skipped += 1
+    latest = {record_identity(r): r for r in previous}
+    finished = 0
+    summarized = time.monotonic()
     try:
         with open(results_path, "a", encoding="utf-8") as log:
             for text, reason in missing:
-                _append(log, {"source": text, "status": "failed", "error": f"{text}: {reason}", "patient_id": None,
-                              "path": str(Path(text).absolute()), "page": 0})
+                record = {"source": text, "status": "failed", "error": f"{text}: {reason}", "patient_id": None,
+                          "path": str(Path(text).absolute()), "page": 0}
+                _append(log, record)
+                latest[record_identity(record)] = record
                 report.failed.append((text, f"{text}: {reason}"))
-            for index, (source, page) in enumerate(items):
+            for source, page, changed in todo:
                 key = item_key(source, page)
                 if progress:
-                    progress(index, len(items), key)
+                    progress(finished, len(todo), key)
                 identity = identity_of(source, page)
-                if identity in done:
-                    report.skipped += 1
-                    continue
+                state = file_state(source)  # before reading: a change while it is read shows on the next run
                 record = _infer_one(session, source, page, out_dir, stems[identity], deblur=deblur, overlay=overlay,
                                     maps=maps, patient_id=patient_of(source, pattern, manifest))
                 record["model"] = settings["model"]
+                record["file"] = state
                 _append(log, record)
+                latest[identity] = record
+                finished += 1
                 if record["status"] == "ok":
                     report.done += 1
+                    report.changed += changed
                 else:
                     report.failed.append((key, record["error"]))
+                if time.monotonic() - summarized > SUMMARY_SECONDS:
+                    write_summary(out_dir, list(latest.values()))
+                    summarized = time.monotonic()
     except KeyboardInterrupt:
         report.interrupted = True
     finally:
-        records = latest_records(read_records(out_dir))
+        written = read_records(out_dir)
+        records = latest_records(written)
+        compact_results(results_path, written, records)
         write_summary(out_dir, records)
         analysed = [r for r in records if r.get("status") == "ok"]
         report.analysed = len(analysed)
@@ -394,7 +491,7 @@ def run_infer(session, sources: list[Path], out_dir: Path, *, deblur: bool = Fal
             write_json_atomic(out_dir / PATIENTS, [p.to_dict() for p in patients])
             report.patients = len(patients)
     if progress:
-        progress(len(items), len(items), "")
+        progress(finished, len(todo), "")
     return report
 
 

@@ -174,3 +174,50 @@ def test_pages_all_counts_files_and_pages(infer, tmp_path):
     assert lines[0].startswith("ifrt infer: 1 file(s), 3 pages, model ")
     assert "3 done" in lines[-1]
     assert json.loads((tmp_path / "out/run.json").read_text())["options"]["pages"] == "all"
+
+
+def test_a_folder_in_use_by_another_run_is_a_one_line_error(infer, folder, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, pathlib\nfrom ifrt.infer import folder_lock\n"
+                               f"with folder_lock(pathlib.Path({str(out)!r})):\n    print('held', flush=True)\n"
+                               "    sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        code, lines = infer(str(folder), "-o", str(out))
+        assert code == 2
+        assert _error(lines) == (f"ifrt infer: {out} is in use by another `ifrt infer` (pid {holder.pid}); wait for "
+                                 "it to finish or write to another -o folder")
+    finally:
+        holder.communicate("")
+    code, _ = infer(str(folder), "-o", str(out))
+    assert code == 0
+
+
+def test_without_a_terminal_progress_comes_as_lines(tiny_package, folder, tmp_path, capsys, monkeypatch):
+    from ifrt.commands import infer as command
+
+    monkeypatch.setattr(command, "LOG_SECONDS", 0.0)
+    assert cli.main(["infer", str(folder), "-o", str(tmp_path / "out"), "--model", str(tiny_package),
+                     "--backend", "ort"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert "ifrt infer: 0 of 2 analysed" in lines and any(line.startswith("ifrt infer: 2 of 2 analysed")
+                                                          for line in lines)
+
+
+def test_a_rewritten_input_is_named_as_analysed_again(infer, folder, tmp_path):
+    import os
+
+    out = tmp_path / "out"
+    assert infer(str(folder), "-o", str(out))[0] == 0
+    image = folder / "P0_img.tif"
+    tifffile.imwrite(image, np.full((64, 64), 900, np.uint16))
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    code, lines = infer(str(folder), "-o", str(out))
+    assert code == 0
+    assert "ifrt infer: 1 image(s) changed since their recorded result and were analysed again" in lines
+    assert lines[-1] == f"ifrt infer: 1 done, 1 already done, 0 failed; results in {out}"

@@ -2,6 +2,7 @@
 model with the same options; otherwise the rerun is refused before anything is written."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -21,6 +22,14 @@ def image(tmp_path):
     path = tmp_path / "img.tif"
     tifffile.imwrite(path, (np.random.default_rng(0).random((64, 64)) * 3000).astype(np.uint16))
     return path
+
+
+def _images(folder, count):
+    paths = []
+    for i in range(count):
+        paths.append(folder / f"img{i}.tif")
+        tifffile.imwrite(paths[-1], (np.random.default_rng(i).random((96, 96)) * 3000).astype(np.uint16))
+    return paths
 
 
 def test_results_record_the_model_and_options_that_made_them(session, image, tmp_path):
@@ -70,3 +79,87 @@ def test_results_without_a_run_record_are_not_mixed_with_new_ones(session, image
     (out / RUN).unlink()  # as written by a version that did not record its settings
     with pytest.raises(InferSetupError, match="do not record the model"):
         run_infer(session, [image], out)
+
+
+# ---- one run per folder, changed inputs, compact results, progress -------------------------------------------
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_naming_the_holder(session, tmp_path):
+    from ifrt.infer import folder_lock
+
+    sources = _images(tmp_path, 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    with folder_lock(out):  # what a running `ifrt infer` holds
+        with pytest.raises(InferSetupError, match=rf"out is in use by another `ifrt infer` \(pid {os.getpid()}\)"):
+            run_infer(session, sources, out)
+        assert not (out / "results.jsonl").exists()
+    assert run_infer(session, sources, out).done == 2  # released when the holder ends
+
+
+def test_a_rerun_removes_only_its_own_temporaries(session, tmp_path):
+    sources = _images(tmp_path, 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".summary.csv.abc123.tmp").write_text("left by a killed run")
+    (out / ".notes.tmp").write_text("someone's own file")
+    run_infer(session, sources, out)
+    assert not (out / ".summary.csv.abc123.tmp").exists()
+    assert (out / ".notes.tmp").read_text() == "someone's own file"
+
+
+def test_an_input_rewritten_since_its_result_is_analysed_again(session, tmp_path):
+    sources = _images(tmp_path, 2)
+    out = tmp_path / "out"
+    run_infer(session, sources, out)
+    tifffile.imwrite(sources[0], np.full((64, 64), 700, np.uint16))  # re-acquired under the same name
+    stat = sources[0].stat()
+    os.utime(sources[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a later time, whatever the clock
+    rerun = run_infer(session, sources, out)
+    assert (rerun.done, rerun.changed, rerun.skipped) == (1, 1, 1)
+    latest = {r["path"]: r for r in read_records(out)}
+    assert latest[str(sources[0].resolve())]["shape"] == [64, 64]
+    assert (run_infer(session, sources, out).done, len(read_records(out))) == (0, 2)
+
+
+def test_reruns_keep_one_record_per_image(session, tmp_path):
+    sources = _images(tmp_path, 2)
+    (tmp_path / "bad.tif").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    for _ in range(3):
+        report = run_infer(session, sources + [tmp_path / "bad.tif"], out)
+        assert len(report.failed) == 1
+    records = read_records(out)
+    assert len(records) == 3 and sorted(r["status"] for r in records) == ["failed", "ok", "ok"]
+
+
+def test_progress_counts_the_images_to_analyse_and_where_a_run_stopped(session, tmp_path):
+    sources = _images(tmp_path, 3)
+    out = tmp_path / "out"
+    calls = []
+
+    def stop_at_second(index, total, source):
+        calls.append((index, total))
+        if index == 1 and source:
+            raise KeyboardInterrupt
+
+    assert run_infer(session, sources, out, progress=stop_at_second).interrupted
+    assert calls == [(0, 3), (1, 3), (1, 3)]  # the last: one of three finished, not three of three
+    calls.clear()
+    run_infer(session, sources, out, progress=lambda *a: calls.append(a[:2]))
+    assert calls == [(0, 2), (1, 2), (2, 2)]  # the one already done is not counted
+    calls.clear()
+    run_infer(session, sources, out, progress=lambda *a: calls.append(a[:2]))
+    assert calls == [(0, 0)]
+
+
+def test_summary_is_brought_up_to_date_during_a_run(session, tmp_path, monkeypatch):
+    import ifrt.infer
+
+    monkeypatch.setattr(ifrt.infer, "SUMMARY_SECONDS", 0.0)
+    sources = _images(tmp_path, 3)
+    out = tmp_path / "out"
+    rows = []
+    run_infer(session, sources, out, progress=lambda index, total, source: rows.append(
+        len((out / "summary.csv").read_text().splitlines()) - 1 if (out / "summary.csv").exists() else None))
+    assert rows == [None, 1, 2, 3]

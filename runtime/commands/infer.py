@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import errno
 import math
+import time
 from pathlib import Path
 
 from ifrt.commands import int_at_least
+
+LOG_SECONDS = 30.0  # progress lines, when stderr is not a terminal
 
 
 def _fraction(text: str) -> float:
@@ -145,10 +148,16 @@ def run(args: argparse.Namespace) -> int:
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TransferSpeed(),
                TimeRemainingColumn()]
     with Progress(*columns, console=console, disable=args.quiet, transient=False) as bar:
-        task = bar.add_task("infer", total=len(found.paths))
+        task = bar.add_task("infer", total=None)
+        logged = [time.monotonic()]
 
         def progress(index: int, total: int, _source: str) -> None:
             bar.update(task, completed=index, total=total)
+            # Without a terminal (a log file, nohup) the bar is not drawn: a line now and then instead.
+            if not args.quiet and not console.is_terminal and time.monotonic() - logged[0] >= LOG_SECONDS:
+                logged[0] = time.monotonic()
+                speed = bar.tasks[0].speed
+                say(f"ifrt infer: {index} of {total} analysed" + (f", {speed:.1f} img/s" if speed else ""))
 
         try:
             report = run_infer(session, found.paths, out, deblur=args.deblur, overlay=args.overlay,
@@ -176,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
     elif report.patients and report.unmatched:
         say(f"ifrt infer: {report.unmatched} of {report.analysed} images matched no patient ({args.patient_from}); "
             "they are left out of patients.json")
+    if report.changed:
+        say(f"ifrt infer: {report.changed} image(s) changed since their recorded result and were analysed again")
     say(f"ifrt infer: {report.done} done, {report.skipped} already done, {len(report.failed)} failed"
         + (", interrupted (rerun to finish)" if report.interrupted else "") + f"; results in {args.out}")
     return report.exit_code
