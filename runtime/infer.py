@@ -119,10 +119,16 @@ def folder_lock(out_dir: Path):
         try:
             _lock(handle)
         except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise InferSetupError(f"{out_dir} is in use by another `ifrt infer` (pid {holder}); wait for it to "
-                                  "finish or write to another -o folder") from None
+            holder = ""
+            for _ in range(20):  # the holder writes its pid just after it takes the lock
+                handle.seek(0)
+                holder = handle.read().strip()
+                if holder:
+                    break
+                time.sleep(0.05)
+            named = f" (pid {holder})" if holder else ""
+            raise InferSetupError(f"{out_dir} is in use by another `ifrt infer`{named}; wait for it to finish or "
+                                  "write to another -o folder") from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
