@@ -20,10 +20,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import struct
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +41,32 @@ SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+
+
+class _WhileOpening(logging.Filter):
+    """Drops tifffile's log records ("contains no pages", "invalid offset to first page") on a thread that is
+    inside `open_tiff`: what is wrong with the file comes back as one ImageReadError naming it instead."""
+
+    active = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.active, "depth", 0)
+
+
+_TIFF_LOG_FILTER = _WhileOpening()
+logging.getLogger("tifffile").addFilter(_TIFF_LOG_FILTER)
+
+
+@contextlib.contextmanager
+def open_tiff(path: str | os.PathLike) -> Iterator[tifffile.TiffFile]:
+    """`tifffile.TiffFile(path)`, its log lines kept out of the output (see `_WhileOpening`)."""
+    state = _TIFF_LOG_FILTER.active
+    state.depth = getattr(state, "depth", 0) + 1
+    try:
+        with tifffile.TiffFile(path) as tif:
+            yield tif
+    finally:
+        state.depth -= 1
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -80,7 +108,7 @@ def image_shape(path: str | os.PathLike, *, page: int = 0) -> tuple[int, int]:
     fmt = image_format(path)
     try:
         if fmt == "tiff":
-            with tifffile.TiffFile(path) as tif:
+            with open_tiff(path) as tif:
                 tiff_page = _tiff_page(path, tif, page)
                 return int(tiff_page.imagelength), int(tiff_page.imagewidth)
         with open(path, "rb") as fh:
@@ -136,7 +164,7 @@ def _tiff_page(path: Path, tif: tifffile.TiffFile, page: int):
 
 
 def _read_tiff(path: Path, page: int, max_pixels: int) -> np.ndarray:
-    with tifffile.TiffFile(path) as tif:
+    with open_tiff(path) as tif:
         tiff_page = _tiff_page(path, tif, page)
         _check_pixels(path, (tiff_page.imagelength, tiff_page.imagewidth), max_pixels)
         # Samples and depth multiply the decoded size too: a header may claim thousands per pixel.

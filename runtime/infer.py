@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ifrt.imageio import atomic_path, write_image_atomic, write_json_atomic, write_text_atomic
+from ifrt.imageio import atomic_path, open_tiff, write_image_atomic, write_json_atomic, write_text_atomic
 from ifrt.result import Result
 
 RESULTS = "results.jsonl"
@@ -215,7 +215,7 @@ def write_deblurred_tiff(path: Path, source: Path, image: np.ndarray) -> None:
     kwargs: dict = {"photometric": "minisblack"}
     if source.suffix.lower() in (".tif", ".tiff"):
         try:
-            with tifffile.TiffFile(source) as tif:
+            with open_tiff(source) as tif:
                 page = tif.pages[0]
                 tags = page.tags
                 describes_shape = page.is_shaped or page.is_imagej or page.is_ome
@@ -378,7 +378,7 @@ def tiff_page_count(path: Path) -> int:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with open_tiff(path) as tif:
             return max(len(tif.pages), 1)
     except (tifffile.TiffFileError, OSError, ValueError):
         return 1

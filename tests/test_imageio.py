@@ -1,5 +1,6 @@
 """Image reading and atomic writing: formats, pixel types, the pixel limit and the error messages."""
 
+import contextlib
 import os
 
 import cv2
@@ -209,3 +210,18 @@ def test_a_codec_tifffile_lacks_is_named_with_the_install(tmp_path, monkeypatch)
     with pytest.raises(ImageReadError, match=r"field.tif: its TIFF compression \(LZW\) needs the imagecodecs package, "
                                              r"which is missing: pip install imagecodecs"):
         read_image(tmp_path / "field.tif")
+
+
+def test_a_broken_tiff_is_one_error_without_tifffile_log_lines(tmp_path, caplog):
+    import logging
+
+    tifffile.imwrite(tmp_path / "ok.tif", np.zeros((40, 40), np.uint16))
+    data = (tmp_path / "ok.tif").read_bytes()
+    (tmp_path / "broken.tif").write_bytes(data[:4] + (0xE70E7000).to_bytes(4, "little") + data[8:])
+    with caplog.at_level(logging.DEBUG, logger="tifffile"):
+        with pytest.raises(ImageReadError, match="broken.tif"):
+            read_image(tmp_path / "broken.tif")
+        assert not [r for r in caplog.records if r.name == "tifffile"]
+        with contextlib.suppress(tifffile.TiffFileError):
+            tifffile.TiffFile(tmp_path / "broken.tif").close()  # outside ifrt, tifffile's own logging is kept
+        assert [r for r in caplog.records if r.name == "tifffile"]
