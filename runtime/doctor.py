@@ -120,6 +120,7 @@ def collect() -> dict[str, Any]:
             "numpy": _dist_version("numpy"),
             "opencv": _opencv(),
             "tifffile": _dist_version("tifffile"),
+            "imagecodecs": _dist_version("imagecodecs"),
             "onnxruntime": ort_version,
             "safetensors": _dist_version("safetensors"),
             "torch": _dist_version("torch"),
@@ -152,6 +153,8 @@ def advice(report: dict[str, Any]) -> list[str]:
     tips = []
     if not native.get("available"):
         tips.append("native module missing: reinstall from source with `pip install .` (needs g++ and cmake)")
+    if pkgs["imagecodecs"] == MISSING:
+        tips.append("imagecodecs missing: compressed TIFFs (LZW, JPEG, zstd) cannot be read; `pip install imagecodecs`")
     if pkgs["onnxruntime"] == MISSING:
         tips.append("onnxruntime missing: the `ort` backend is unavailable; `pip install onnxruntime`")
     if pkgs["torch"] == MISSING:

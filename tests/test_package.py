@@ -41,7 +41,8 @@ def test_doctor_human_output_names_every_component(ifrt_cli):
 
 
 def _report(**packages):
-    base = {"numpy": "2.0", "opencv": "4.10", "tifffile": "2024", "onnxruntime": "1.20", "safetensors": "0.4",
+    base = {"numpy": "2.0", "opencv": "4.10", "tifffile": "2024", "imagecodecs": "2026",
+            "onnxruntime": "1.20", "safetensors": "0.4",
             "torch": "2.5", "onnx": "1.17", "tensorrt": "10.3", "cuda-python": "12"}
     base.update(packages)
     return {"jetson": None, "packages": base, "onnxruntime_providers": ["CPUExecutionProvider"],
@@ -52,6 +53,12 @@ def test_doctor_advice_names_the_extra_for_missing_torch_and_tensorrt():
     tips = doctor.advice(_report(torch=doctor.MISSING, tensorrt=doctor.MISSING))
     assert any("torch missing" in t and "ifrt[train]" in t for t in tips)
     assert any("TensorRT missing" in t and "ifrt[trt]" in t for t in tips)
+
+
+def test_doctor_advice_names_the_install_for_missing_imagecodecs():
+    assert doctor.advice(_report()) == []
+    assert doctor.advice(_report(imagecodecs=doctor.MISSING)) == [
+        "imagecodecs missing: compressed TIFFs (LZW, JPEG, zstd) cannot be read; `pip install imagecodecs`"]
 
 
 def test_doctor_advice_on_jetson_points_to_jetpack_packages():
