@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISDIR
 from typing import Protocol
 
 import numpy as np
@@ -230,7 +231,7 @@ def video_source(path: str | os.PathLike, *, fps: float | str | None = None, **o
 
 @dataclass
 class _Pending:
-    stat: tuple[int, int]  # (size, mtime_ns) at the last poll
+    stat: tuple[int, int]  # (size, mtime_ns) at the last look
     since: float  # when `stat` was first seen
     failed: str | None = None  # last read error, kept until the file changes or we give up
 
@@ -239,72 +240,154 @@ class FolderSource:
     """New image files in `folder`, in the order they are completed.
 
     A file is read once its size and modification time have not changed for `settle` seconds (a writer
-    still appending keeps changing them). If it still cannot be decoded (a writer that paused mid-file),
-    it is retried when it changes, and skipped with the decoder's reason after `give_up` seconds without
-    change. Hidden files and temporary names (`.x.tmp`, `x.part`) are ignored. Files present at the start are
-    ignored unless `existing`. A folder that disappears (deleted, renamed, drive unmounted) ends the stream
-    with `SourceLost`."""
+    still appending keeps changing them). If it still cannot be decoded (a writer that paused mid-file, an
+    empty file), it is retried when it changes, and skipped with the decoder's reason after `give_up` seconds
+    without change. A file rewritten under a name already read or skipped (acquisition software overwriting
+    one snapshot file) is a new frame by the same rule. Hidden files and temporary names (`.x.tmp`, `x.part`)
+    are ignored. Files present at the start are ignored unless `existing`; their rewrites are new frames. A
+    folder that disappears (deleted, renamed, drive unmounted) ends the stream with `SourceLost`.
+
+    The cost of a poll does not grow with the files already there: the folder is listed only when its time
+    stamp changed (a file was added, removed or renamed), and only new and pending files and the last
+    `recent_files` read are stat'ed. A rewrite in place leaves the folder's time stamp alone, so every
+    `recheck` seconds every file is stat'ed too, which finds rewrites of older files."""
 
     live = False
+    recent_files = 32  # files read last, looked at every poll for a rewrite
+    # A change within the same tick of the file system's clock as the listing before it (ticks are up to 2 s, on
+    # FAT) leaves the folder's time stamp as it was, so until a listing is made that long after the stamp, the
+    # folder is listed again every `fresh_relist` seconds, changed or not.
+    fresh_ns = 2_000_000_000
+    fresh_relist = 0.5
 
     def __init__(self, folder: str | os.PathLike, *, poll: float = 0.1, settle: float = 0.2, give_up: float = 10.0,
-                 existing: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS):
+                 recheck: float = 30.0, existing: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.folder = Path(folder)
         self.name = str(self.folder)
         if not self.folder.is_dir():
             raise SourceLost(f"{self.folder}: not a folder (ifrt live watches a folder for new image files)")
-        self.poll, self.settle, self.give_up = poll, settle, give_up
+        self.poll, self.settle, self.give_up, self.recheck = poll, settle, give_up, recheck
         self.max_pixels = max_pixels
         # Files already there when watching starts are not new; remember them now, not when reading starts.
-        self._present = set() if existing else set(self._scan(0))
+        self._present = {} if existing else self._scan(0)
 
-    def _scan(self, frames: int) -> dict[str, tuple[int, int]]:
+    def _lost(self, exc: OSError, frames: int) -> SourceLost:
+        if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+            return SourceLost(f"{self.folder}: the watched folder disappeared (deleted, renamed or unmounted) "
+                              f"after {frames} frames; stopping")
+        return SourceLost(f"{self.folder}: the watched folder cannot be read any more "
+                          f"({exc.strerror or exc}) after {frames} frames; stopping")
+
+    def _stamp(self, frames: int) -> tuple[int, int]:
+        """The folder's (inode, mtime_ns): it changes when a file is added, removed or renamed."""
         try:
-            entries = list(os.scandir(self.folder))
-        except (FileNotFoundError, NotADirectoryError):
-            raise SourceLost(f"{self.folder}: the watched folder disappeared (deleted, renamed or unmounted) "
-                             f"after {frames} frames; stopping") from None
+            st = os.stat(self.folder)
         except OSError as exc:
-            raise SourceLost(f"{self.folder}: the watched folder cannot be read any more "
-                             f"({exc.strerror or exc}) after {frames} frames; stopping") from None
-        found = {}
+            raise self._lost(exc, frames) from None
+        if not S_ISDIR(st.st_mode):
+            raise self._lost(NotADirectoryError(), frames)
+        return st.st_ino, st.st_mtime_ns
+
+    def _list(self, frames: int) -> list[os.DirEntry]:
+        """The image files in the folder, without a stat each (the directory listing says which are files)."""
+        try:
+            with os.scandir(self.folder) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            raise self._lost(exc, frames) from None
+        images = []
         for entry in entries:
             name = entry.name
             if name.startswith(".") or not name.lower().endswith(IMAGE_SUFFIXES):
                 continue
             try:
-                if not entry.is_file():
-                    continue
+                if entry.is_file():
+                    images.append(entry)
+            except OSError:
+                continue  # removed between listing and looking
+        return images
+
+    def _scan(self, frames: int) -> dict[str, tuple[int, int]]:
+        """(size, mtime_ns) of every image file in the folder."""
+        found = {}
+        for entry in self._list(frames):
+            try:
                 st = entry.stat()
             except OSError:
                 continue  # removed between listing and stat
-            found[name] = (st.st_size, st.st_mtime_ns)
+            found[entry.name] = (st.st_size, st.st_mtime_ns)
         return found
 
+    def _stat(self, name: str) -> tuple[int, int] | None:
+        """(size, mtime_ns) of one file, None once it is gone."""
+        try:
+            st = os.stat(os.path.join(self.folder, name))
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
     def frames(self, stop: threading.Event) -> Iterator[Frame | Notice]:
-        done: set[str] = set(self._present)
+        known = dict(self._present)  # name -> (size, mtime_ns) when read, skipped or found at the start
+        recent: dict[str, None] = {}  # the last `recent_files` names read or skipped, oldest first
         pending: dict[str, _Pending] = {}
         index = 0
+        stamp = None  # the folder's (inode, mtime_ns) at the last poll
+        last_full, last_list = time.monotonic(), -math.inf
+        listed_ns = 0  # the wall clock at the last listing, to compare with the folder's time stamp
+
+        def remember(name: str, stat: tuple[int, int]) -> None:
+            known[name] = stat
+            recent.pop(name, None)
+            recent[name] = None
+            if len(recent) > self.recent_files:
+                del recent[next(iter(recent))]
+
         while not stop.is_set():
             now = time.monotonic()
-            found = self._scan(index)
-            for name in list(pending):
-                if name not in found:
+            folder = self._stamp(index)
+            listed: set[str] | None = None  # every image file's name, when the folder was listed in this poll
+            young = listed_ns - folder[1] < self.fresh_ns and now - last_list >= self.fresh_relist
+            if now - last_full >= self.recheck:
+                last_full, last_list, listed_ns = now, now, time.time_ns()
+                looked = self._scan(index)
+                listed = set(looked)
+            elif folder != stamp or young:
+                last_list, listed_ns = now, time.time_ns()
+                listed = {entry.name for entry in self._list(index)}
+                looked = {name: self._stat(name) for name in listed if name not in known and name not in pending}
+            else:
+                looked = {}
+            stamp = folder
+            if listed is not None:
+                for name in [name for name in known if name not in listed]:
+                    del known[name]
+                    recent.pop(name, None)
+                for name in [name for name in pending if name not in listed]:
                     del pending[name]  # removed before it was complete
+            for name in [*pending, *recent]:
+                if name not in looked and (listed is None or name in listed):
+                    looked[name] = self._stat(name)
             ready = []
-            for name, stat in found.items():
-                if name in done:
+            for name, stat in looked.items():
+                if stat is None:  # removed since the listing
+                    known.pop(name, None)
+                    recent.pop(name, None)
+                    pending.pop(name, None)
                     continue
+                if name in known:
+                    if known[name] == stat:
+                        continue
+                    del known[name]  # rewritten: a new frame once complete, as a new file is
                 entry = pending.get(name)
                 if entry is None or entry.stat != stat:
                     pending[name] = _Pending(stat, now)
                     continue
-                if stat[0] == 0 or now - entry.since < self.settle:
+                if now - entry.since < self.settle:
                     continue
                 if entry.failed is not None:
                     if now - entry.since >= self.give_up:
-                        done.add(name)
                         del pending[name]
+                        remember(name, stat)
                         yield Notice("skipped", entry.failed, index, name)
                     continue
                 ready.append((stat[1], name))
@@ -317,8 +400,7 @@ class FolderSource:
                 except ImageReadError as exc:
                     pending[name].failed = exc.problem  # the record's label names the file
                     continue
-                done.add(name)
-                del pending[name]
+                remember(name, pending.pop(name).stat)
                 yield Frame(image, index, name, acquired)
                 index += 1
             stop.wait(self.poll)

@@ -1,7 +1,9 @@
 """`ifrt.live`: the hand-over queue, the sources, frame checks, the sweep rule and the live loop."""
 
+import collections
 import io
 import json
+import os
 import re
 import threading
 import time
@@ -312,7 +314,10 @@ def test_a_frame_rate_that_is_not_positive_is_refused(fps):
 
 def folder_stream(folder, **options):
     """Run a FolderSource in a thread, collecting items; returns (items, stop, thread, errors)."""
-    source = live.FolderSource(folder, poll=0.01, settle=0.05, **options)
+    return source_stream(live.FolderSource(folder, poll=0.01, settle=0.05, **options))
+
+
+def source_stream(source):
     items, errors, stop = [], [], threading.Event()
 
     def run():
@@ -385,6 +390,131 @@ def test_folder_that_disappears_ends_the_stream_with_a_message(tmp_path):
     assert len(errors) == 1
     assert str(errors[0]) == f"{watched}: the watched folder disappeared (deleted, renamed or unmounted) after " \
                              "1 frames; stopping"
+
+
+def tiff_bytes(image: np.ndarray) -> bytes:
+    import tifffile
+
+    encoded = io.BytesIO()
+    tifffile.imwrite(encoded, image)
+    return encoded.getvalue()
+
+
+def test_folder_reads_a_file_rewritten_in_place_again_as_a_new_frame(tmp_path):
+    items, stop, thread, _ = folder_stream(tmp_path, recheck=60)
+    first, second = structured(seed=1), structured(seed=2)
+    (tmp_path / "snap.tif").write_bytes(tiff_bytes(first))
+    assert wait_for(lambda: len(items) == 1)
+    (tmp_path / "snap.tif").write_bytes(tiff_bytes(second))  # the acquisition software overwrites its snapshot
+    assert wait_for(lambda: len(items) == 2)
+    stop.set()
+    thread.join(5)
+    assert [i.label for i in items] == ["snap.tif", "snap.tif"]
+    assert [i.index for i in items] == [0, 1]
+    assert np.array_equal(items[1].image, second)
+
+
+def test_folder_reads_a_file_replaced_by_a_rename_again_as_a_new_frame(tmp_path):
+    items, stop, thread, _ = folder_stream(tmp_path, recheck=60)
+    write_image_atomic(tmp_path / "snap.tif", structured(seed=1))
+    assert wait_for(lambda: len(items) == 1)
+    write_image_atomic(tmp_path / "snap.tif", structured(seed=2))
+    assert wait_for(lambda: len(items) == 2)
+    stop.set()
+    thread.join(5)
+    assert np.array_equal(items[1].image, structured(seed=2))
+
+
+def test_folder_reads_a_rewrite_of_a_file_present_at_the_start(tmp_path):
+    (tmp_path / "old.tif").write_bytes(tiff_bytes(structured(seed=1)))
+    items, stop, thread, _ = folder_stream(tmp_path, recheck=0.1)
+    (tmp_path / "old.tif").write_bytes(tiff_bytes(structured(seed=2)))  # in place: the folder looks unchanged
+    assert wait_for(lambda: items)
+    stop.set()
+    thread.join(5)
+    assert len(items) == 1 and items[0].label == "old.tif"
+    assert np.array_equal(items[0].image, structured(seed=2))
+
+
+def test_folder_skips_an_empty_file_and_reads_it_once_written(tmp_path):
+    items, stop, thread, _ = folder_stream(tmp_path, give_up=0.2)
+    (tmp_path / "empty.tif").write_bytes(b"")
+    assert wait_for(lambda: items)
+    (tmp_path / "empty.tif").write_bytes(tiff_bytes(structured()))
+    assert wait_for(lambda: len(items) == 2)
+    stop.set()
+    thread.join(5)
+    assert isinstance(items[0], live.Notice) and items[0].label == "empty.tif"
+    assert items[0].message == "file is empty (0 bytes); the image was not written completely"
+    assert isinstance(items[1], live.Frame) and items[1].label == "empty.tif"
+
+
+def test_folder_finds_a_file_added_within_the_tick_of_the_folders_time_stamp(tmp_path):
+    items, stop, thread, _ = folder_stream(tmp_path, recheck=60)
+    threading.Event().wait(0.1)  # the folder has been listed and its time stamp noted
+    before = os.stat(tmp_path)
+    write_image_atomic(tmp_path / "new.tif", structured())
+    os.utime(tmp_path, ns=(before.st_atime_ns, before.st_mtime_ns))  # a coarse clock: the stamp did not move
+    assert wait_for(lambda: items)
+    stop.set()
+    thread.join(5)
+    assert [i.label for i in items] == ["new.tif"]
+
+
+class CountingListing:
+    """`os.scandir`'s iterator, counting the `stat()` calls made on its entries in `stats` by file name."""
+
+    def __init__(self, listing, stats):
+        self.listing, self.stats = listing, stats
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.listing.close()
+
+    def __iter__(self):
+        for entry in self.listing:
+            yield CountingEntry(entry, self.stats)
+
+    def close(self):
+        self.listing.close()
+
+
+class CountingEntry:
+    def __init__(self, entry, stats):
+        self.entry, self.stats = entry, stats
+        self.name, self.path = entry.name, entry.path
+
+    def stat(self, **options):
+        self.stats[self.name] += 1
+        return self.entry.stat(**options)
+
+    def __getattr__(self, attribute):
+        return getattr(self.entry, attribute)
+
+
+def test_an_idle_folder_does_not_stat_the_files_already_there_at_every_poll(tmp_path, monkeypatch):
+    old = [f"old_{i:02d}.tif" for i in range(50)]
+    for name in old:
+        (tmp_path / name).write_bytes(b"II*\0")
+    source = live.FolderSource(tmp_path, poll=0.01, settle=0.05, recheck=60)
+    stats = collections.Counter()
+    scandir, stat = os.scandir, os.stat
+    monkeypatch.setattr(os, "scandir", lambda path=".": CountingListing(scandir(path), stats))
+
+    def counting_stat(path, *args, **kwargs):
+        stats[os.path.basename(os.fspath(path))] += 1
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    items, stop, thread, _ = source_stream(source)
+    write_image_atomic(tmp_path / "new.tif", structured())
+    assert wait_for(lambda: items)  # at least settle / poll = 5 polls went by
+    stop.set()
+    thread.join(5)
+    assert stats["new.tif"] >= 2
+    assert sum(stats[name] for name in old) == 0
 
 
 def test_a_file_path_is_not_a_folder_to_watch(tmp_path):
