@@ -754,9 +754,14 @@ class LiveSummary:
         return d
 
 
+# A count or size standing alone ("3", "1.5", "2048x2048"), not a digit inside a word ("uint16", "P00012").
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:x\d+)*(?!\w)")
+
+
 def _reason_key(reason: str) -> str:
-    """Skip reasons grouped for the summary: sizes and counts replaced by N."""
-    return re.sub(r"\d+", "N", reason)[:160]
+    """Skip reasons grouped for the summary: standalone counts and sizes replaced by N (NxN for a frame size),
+    so that "64x64 frame ..." and "32x32 frame ..." count together while pixel types stay readable."""
+    return _NUMBER.sub(lambda m: "x".join("N" * (m.group().count("x") + 1)), reason)[:160]
 
 
 def stderr_log(message: str) -> None:
@@ -807,10 +812,15 @@ def run_live(session, source: FrameSource, sink: Callable[[dict], None], options
         sink({"event": "skipped", "frame": index, "label": label, "reason": reason})
 
     def status_line() -> str:
-        window = latencies.last(max(summary.frames - frames_at_report, 1))
-        p = LatencyRecorder.percentiles(window)
-        rate = (summary.frames - frames_at_report) / max(time.perf_counter() - last_report, 1e-9)
-        latency = f"latency p50 {p['p50']:.1f} ms p99 {p['p99']:.1f} ms" if p["p50"] is not None else "no latency yet"
+        new_frames = summary.frames - frames_at_report
+        rate = new_frames / max(time.perf_counter() - last_report, 1e-9)
+        if new_frames:  # latency of the frames since the last line only, so an idle stream shows no stale value
+            p = LatencyRecorder.percentiles(latencies.last(new_frames))
+            latency = f"latency p50 {p['p50']:.1f} ms p99 {p['p99']:.1f} ms"
+        elif latencies.count:
+            latency = f"no new frame (the last one's latency {latencies.last(1)[0]:.1f} ms)"
+        else:
+            latency = "no latency yet"
         return (f"{summary.frames} frames, {rate:.1f} frames/s, {frames.dropped} dropped, {summary.skipped} skipped, "
                 f"{latency}")
 

@@ -579,7 +579,15 @@ def test_wrong_size_and_dtype_frames_are_skipped_and_the_loop_continues(session)
     assert summary.skipped_reasons == {
         "NxN frame, but this stream is NxN; did the ROI or binning change? Restart ifrt live after changing "
         "camera settings (or use --any-size)": 1,
-        "intN pixels are not supported (expected uintN, uintN or floatN)": 1}
+        "int32 pixels are not supported (expected uint8, uint16 or float32)": 1}
+
+
+def test_skip_reasons_are_grouped_by_their_counts_and_sizes_with_pixel_types_kept(session):
+    stream = io.BytesIO(structured().tobytes() + b"\0" * 100)
+    records, summary = run(session, live.RawStreamSource(stream, 64, 64, np.uint16))
+    assert summary.frames == 1
+    assert summary.skipped_reasons == {
+        "the stream ended N bytes into frame N, which needs N (NxN uint16); the partial frame is ignored": 1}
 
 
 def test_frame_with_nan_pixels_is_skipped(session):
@@ -598,7 +606,18 @@ def test_progress_lines_report_rate_drops_and_latency(session):
                   live.LiveOptions(stats_every=1e-9), log=messages.append)
     assert len(messages) >= 1
     assert all(re.fullmatch(r"\d+ frames, [\d.]+ frames/s, 0 dropped, 0 skipped, "
-                            r"(latency p50 [\d.]+ ms p99 [\d.]+ ms|no latency yet)", m) for m in messages)
+                            r"(latency p50 [\d.]+ ms p99 [\d.]+ ms|no latency yet|no new frame "
+                            r"\(the last one's latency [\d.]+ ms\))", m) for m in messages)
+
+
+def test_progress_lines_while_no_frame_arrives_show_no_stale_latency(session):
+    messages = []
+    live.run_live(session, PausingCamera(pause=1.2), lambda record: None,
+                  live.LiveOptions(stats_every=0.1, stall_warning=0), log=messages.append)
+    idle = [m for m in messages if m.startswith("1 frames, 0.0 frames/s")]
+    assert idle, messages
+    assert all(re.fullmatch(r"1 frames, 0.0 frames/s, 0 dropped, 0 skipped, no new frame "
+                            r"\(the last one's latency [\d.]+ ms\)", m) for m in idle), idle
 
 
 class PausingCamera:
