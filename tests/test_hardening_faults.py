@@ -18,7 +18,7 @@ import pytest
 import tifffile
 
 from ifrt import infer as infer_module
-from ifrt.infer import RESULTS, run_infer
+from ifrt.infer import LOCK, RESULTS, run_infer
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,9 @@ def whole_lines(path: Path) -> list[dict]:
 
 
 def leftovers(out_dir: Path) -> list[str]:
-    return sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.name.startswith(".") or
-                  p.suffix == ".tmp")
+    """Temporary files and partial writes left in the folder (the run lock file is part of the folder)."""
+    return sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*")
+                  if (p.name.startswith(".") or p.suffix == ".tmp") and p.name != LOCK)
 
 
 def statuses(out_dir: Path) -> dict[str, str]:
