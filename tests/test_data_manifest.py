@@ -54,3 +54,34 @@ def test_missing_manifest_says_how_to_make_one(tmp_path):
 
 def test_paths_resolve_against_the_manifest_folder(tmp_path):
     assert resolve(tmp_path / "sub" / "manifest.csv", "img/a.tif") == tmp_path / "sub" / "img" / "a.tif"
+
+
+def test_non_numeric_grade_names_the_file_line_and_column(tmp_path):
+    (tmp_path / "m.csv").write_text("path,patient_id,grade\nx.tif,p,1.5\ny.tif,p,2+\n")
+    with pytest.raises(ManifestError, match=rf"^{tmp_path / 'm.csv'}:3: column grade: '2\+' is not a number \(the "
+                                            r"stain intensity grade, 0 = negative to 3 = 3\+; leave it empty if unknown\)$"):
+        read_manifest(tmp_path / "m.csv")
+
+
+def test_non_numeric_severity_is_refused_and_empty_numbers_stay_unknown(tmp_path):
+    (tmp_path / "m.csv").write_text("path,patient_id,grade,severity\nx.tif,p,,\ny.tif,p,0,high\n")
+    with pytest.raises(ManifestError, match=r"m.csv:3: column severity: 'high' is not a number"):
+        read_manifest(tmp_path / "m.csv")
+
+
+@pytest.mark.parametrize("command", [
+    ["data", "check", "{db}"],
+    ["train", "--data", "{db}", "--out", "{tmp}/run"],
+    ["eval", "--model", "{tmp}/model", "--data", "{db}", "--out", "{tmp}/report"],
+])
+def test_every_command_reading_the_manifest_names_a_non_numeric_grade_the_same_way(tmp_path, capsys, command):
+    from ifrt import cli
+
+    db = tmp_path / "db"
+    db.mkdir()
+    (db / "manifest.csv").write_text("path,patient_id,diagnosis,sharp_path,split,grade\n"
+                                     "a.tif,p1,MN,a.tif,test,2+\nb.tif,p2,MN,b.tif,val,0\n")
+    code = cli.main([arg.format(db=db, tmp=tmp_path) for arg in command])
+    err = capsys.readouterr()
+    assert code in (1, 2)
+    assert f"{db / 'manifest.csv'}:2: column grade: '2+' is not a number" in err.out + err.err

@@ -2,13 +2,15 @@
 
 Columns: path, patient_id, stain, diagnosis, blur_level, sharp_path, split, then extra columns. An empty
 cell means unknown (None): losses for unknown targets are masked, never guessed. Extra columns are the
-ones ifrt itself writes (EXTRA_COLUMNS) and any user column whose name starts with "x_".
+ones ifrt itself writes (EXTRA_COLUMNS; `grade` and `severity` hold numbers) and any user column whose
+name starts with "x_".
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,9 @@ REQUIRED_COLUMNS = ("path", "patient_id")
 # Written by `ifrt data synth`: blur kind, Gaussian-equivalent sigma (px), per-tile blur map (float32
 # TIFF, level units), stain intensity grade (0..3).
 EXTRA_COLUMNS = ("blur_kind", "severity", "blur_map", "grade")
+# The extra columns ifrt reads as numbers, with what they hold (for the message when one is not a number).
+NUMERIC_EXTRAS = {"grade": "the stain intensity grade, 0 = negative to 3 = 3+",
+                  "severity": "the Gaussian-equivalent blur sigma in pixels"}
 USER_PREFIX = "x_"
 SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.csv"
@@ -72,6 +77,13 @@ def read_table(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]
     return header, table
 
 
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def parse_row(cells: dict[str, str], where: str = "") -> ManifestRow:
     """One row of text cells as a ManifestRow; raises ManifestError for a malformed cell."""
     def cell(name):
@@ -94,6 +106,11 @@ def parse_row(cells: dict[str, str], where: str = "") -> ManifestRow:
     if cell("patient_id") is None:
         raise ManifestError(f"{where}patient_id is empty (every image needs its patient, for leak-free splits)")
     extra = {k: v for k, v in cells.items() if k not in COLUMNS and not k.startswith("#")}
+    for name, meaning in NUMERIC_EXTRAS.items():
+        value = extra.get(name, "")
+        if value != "" and not _is_number(value):
+            raise ManifestError(f"{where}column {name}: {value!r} is not a number ({meaning}; leave it empty "
+                                "if unknown)")
     return ManifestRow(path=cells["path"], patient_id=cells["patient_id"], stain=cell("stain"),
                        diagnosis=cell("diagnosis"), blur_level=level, sharp_path=cell("sharp_path"),
                        split=split, extra=extra)
