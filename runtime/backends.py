@@ -143,6 +143,19 @@ def available_backends() -> list[str]:
     return found
 
 
+def check_backend_options(name: str, cls: type, options: dict, requested: str) -> None:
+    """Refuse options the backend does not take, naming those it does, before anything loads."""
+    import inspect
+
+    taken = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "package")]
+    unknown = sorted(set(options) - set(taken))
+    if unknown:
+        hint = (" (backend 'auto' may load any backend: give an option to one with per_backend={'"
+                f"{name}': {{...}}}})") if requested == "auto" else ""
+        raise ValueError(f"{', '.join(unknown)}: not an option of the {name} backend, which takes "
+                         f"{', '.join(taken)}{hint}")
+
+
 def create_backend(package: ModelPackage, backend: str = "auto", *, per_backend: dict[str, dict] | None = None,
                    **options):
     """Construct `backend` for `package`; `auto` tries trt, ort, torch in order and keeps the first that loads.
@@ -152,10 +165,13 @@ def create_backend(package: ModelPackage, backend: str = "auto", *, per_backend:
     refusing an argument they do not know."""
     if backend not in ("auto", *BACKENDS):
         raise ValueError(f"backend {backend!r} is unknown (expected auto, {', '.join(BACKENDS)})")
+    classes = {"trt": TrtBackend, "ort": OrtBackend, "torch": TorchBackend}
+    for name in BACKENDS if backend == "auto" else [backend]:
+        check_backend_options(name, classes[name], {**options, **(per_backend or {}).get(name, {})}, backend)
     candidates = available_backends() if backend == "auto" else [backend]
     errors = []
     for name in candidates:
-        cls = {"trt": TrtBackend, "ort": OrtBackend, "torch": TorchBackend}[name]
+        cls = classes[name]
         try:
             return cls(package, **options, **(per_backend or {}).get(name, {}))
         except (BackendUnavailableError, ImportError) as exc:

@@ -10,7 +10,7 @@ import numpy as np
 
 @dataclass
 class Result:
-    source: str  # file path, or "array[i]" for in-memory input
+    source: str  # file path, or the name of an in-memory image ("array", "array[i]" in a list)
     shape: tuple[int, int]
     dtype: str
     class_names: list[str]

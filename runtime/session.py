@@ -25,7 +25,8 @@ log = logging.getLogger("ifrt")
 
 TILE_GRID = 32  # quality maps have one cell per 32x32 input pixels
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32)
-MAX_CHANNELS = 16  # a third axis longer than this and than the rows is a channels-first stack (as the native code reads it)
+MAX_CHANNELS = 16  # a third axis longer than this is a stack of planes (C x H x W, Z or time), not channels
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 # A frame whose structure is below this fraction of its pixel noise shows none: camera noise alone scores 0
@@ -100,6 +101,14 @@ class InputError(ValueError):
     """An image cannot be used; the message names the source and the problem."""
 
 
+def _as_array(image, source: str, what: str) -> np.ndarray:
+    """`image` as a numpy array; anything that is not array-like is a TypeError naming what was given."""
+    if not isinstance(image, np.ndarray) and not hasattr(image, "__array__") \
+            and not hasattr(image, "__array_interface__"):
+        raise TypeError(f"{source}: {what}, not {type(image).__name__}")
+    return np.asarray(image)
+
+
 def _prepare_array(image: np.ndarray, source: str) -> np.ndarray:
     image = np.asarray(image)
     if image.size == 0:
@@ -110,11 +119,12 @@ def _prepare_array(image: np.ndarray, source: str) -> np.ndarray:
         image = image.astype(np.float32)
     if image.dtype.type not in SUPPORTED_DTYPES:
         raise InputError(f"{source}: {image.dtype} pixels are not supported (expected uint8, uint16 or float32)")
-    if image.ndim == 3 and image.shape[2] > MAX_CHANNELS and image.shape[2] > image.shape[0]:
+    if image.ndim == 3 and image.shape[2] > MAX_CHANNELS:
         height, width, channels = image.shape
         raise InputError(f"{source}: shape {height}x{width}x{channels} would be {channels} channels of {height}x{width} "
-                         "pixels; a channels-first stack (C x H x W) must be passed as image[0] (one plane) or "
-                         "np.moveaxis(image, 0, -1)")
+                         f"pixels (at most {MAX_CHANNELS}); a stack of planes (C x H x W) must be passed one plane at a "
+                         "time, image[0], or as np.moveaxis(image, 0, -1); a many-channel image as the plane to "
+                         "analyse, image[..., c]")
     if min(image.shape[:2]) < TILE_GRID:
         raise InputError(f"{source}: image is {image.shape[0]}x{image.shape[1]} pixels; the model needs at least "
                          f"{TILE_GRID}x{TILE_GRID} (one quality tile)")
@@ -129,18 +139,30 @@ class Session:
 
     model: a model folder (see `ifrt.model_package`), or None for the bundled default model.
     backend: "auto" (fastest available: trt, ort, torch), or one of them.
-    precision: "fp32" or "fp16" (uses the package's fp16 graphs; TensorRT builds FP16 either way).
+    precision: "fp32", "fp16" or "int8" (uses the package's graphs of that precision, as `ifrt export onnx`
+    wrote them; TensorRT builds FP16 either way).
     tile, overlap: frames whose longer side exceeds `max_untiled` are cut into `tile` x `tile` tiles
     sharing `overlap` pixels and blended back seamlessly.
     quality_threshold: below it the diagnosis is marked unreliable (advice: re-acquire in focus). A frame
     with no structure above its pixel noise (blank, shutter closed) is marked unreliable too.
+    batch_size: tiles per backend call; max_pixels: larger image files are refused before decoding.
+    Other keywords go to the backend (ort: threads; torch: device; trt: cache_dir, device).
     """
 
     def __init__(self, model: str | os.PathLike | None = None, backend: str = "auto", *, precision: str = "fp32",
                  tile: int = 512, overlap: int = 64, max_untiled: int = 1024, batch_size: int = 4,
                  quality_threshold: float = 0.5, max_pixels: int = DEFAULT_MAX_PIXELS, **backend_options):
-        if tile % TILE_GRID or overlap % TILE_GRID or overlap >= tile:
-            raise ValueError(f"tile={tile}, overlap={overlap}: both must be multiples of {TILE_GRID} and overlap < tile")
+        if tile <= 0 or overlap < 0 or tile % TILE_GRID or overlap % TILE_GRID or overlap >= tile:
+            raise ValueError(f"tile={tile}, overlap={overlap}: both must be multiples of {TILE_GRID}, tile > 0 and "
+                             "0 <= overlap < tile")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
+        for setting, value, low in (("batch_size", batch_size, 1), ("max_untiled", max_untiled, TILE_GRID),
+                                    ("max_pixels", max_pixels, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{setting}={value!r}: expected an integer >= {low}")
+        if not 0.0 <= quality_threshold <= 1.0:
+            raise ValueError(f"quality_threshold={quality_threshold!r}: expected a quality between 0 and 1")
         self.package: ModelPackage = open_model(model)
         self.precision = precision
         options = dict(backend_options)
@@ -175,16 +197,20 @@ class Session:
     def predict(self, source, *, deblur: bool = False, channel: int = 0, patient_id: str | None = None,
                 name: str | None = None):
         """Predict one image (array or path) -> Result, or a list/tuple of them -> list[Result]. `name` is how
-        the result and error messages name an array (default "array"; a path names itself)."""
+        the result and error messages name an array (default "array"; the i-th array of a list is
+        "NAME[i]"; a path names itself)."""
         if isinstance(source, (list, tuple)):
-            return [self.predict(s, deblur=deblur, channel=channel, patient_id=patient_id) for s in source]
+            return [self.predict(s, deblur=deblur, channel=channel, patient_id=patient_id, name=f"{name or 'array'}[{i}]")
+                    for i, s in enumerate(source)]
         start = time.perf_counter()
+        if isinstance(source, bytes):
+            raise TypeError(f"{source!r}: a path must be a str or a pathlib.Path, not bytes")
         if isinstance(source, (str, os.PathLike)):
             name = str(source)
             image = read_image(Path(source), max_pixels=self.max_pixels)
         else:
             name = name or "array"
-            image = source
+            image = _as_array(source, name, "predict takes an image array, a path or a list of them")
         image = _prepare_array(image, name)
         read_ms = (time.perf_counter() - start) * 1e3
         result = self._predict_array(image, name, deblur=deblur, channel=channel)
@@ -265,7 +291,10 @@ class Session:
         """Live focus feedback: the focus graph on `frame` downsampled so its longer side is `size`
         (area interpolation), plus classical focus metrics on the full frame."""
         t0 = time.perf_counter()
-        frame = _prepare_array(frame, "frame")
+        if isinstance(frame, (str, bytes, os.PathLike)):
+            raise TypeError(f"frame: focus takes a frame as an array, not a path ({frame!r}); read it with "
+                            "ifrt.imageio.read_image, or use predict")
+        frame = _prepare_array(_as_array(frame, "frame", "focus takes a frame as an image array"), "frame")
         h, w = frame.shape[:2]
         scale = min(1.0, size / max(h, w))
         target = (max(int(round(h * scale)), 1), max(int(round(w * scale)), 1))

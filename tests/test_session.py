@@ -70,7 +70,7 @@ def test_large_frames_are_tiled_and_blended_to_full_size(tiny_package):
 def test_low_quality_marks_the_diagnosis_unreliable_with_advice_that_fits_the_blur():
     from ifrt.commands.demo import SAMPLES
 
-    strict = ifrt.Session(backend="ort", quality_threshold=1.01)  # the bundled model: it knows blur
+    strict = ifrt.Session(backend="ort", quality_threshold=1.0)  # the bundled model: it knows blur
     blurred = strict.predict(SAMPLES / "images/P00001/P00001_00_IgG.tif")  # blur level 3
     assert not blurred.reliable and blurred.blur_level > 0
     assert blurred.warnings[0].endswith(f"(blur level {blurred.blur_level}): the diagnosis is unreliable; "
@@ -156,7 +156,7 @@ def test_predict_a_list_returns_one_result_per_item(ort_session, tmp_path):
     image = _glomeruli(1)[0]
     tifffile.imwrite(tmp_path / "a.tif", image)
     results = ort_session.predict([image, tmp_path / "a.tif"])
-    assert [r.source for r in results] == ["array", str(tmp_path / "a.tif")]
+    assert [r.source for r in results] == ["array[0]", str(tmp_path / "a.tif")]
     np.testing.assert_allclose(results[0].probabilities, results[1].probabilities, atol=1e-6)
 
 
@@ -175,7 +175,9 @@ def test_focus_path_returns_quality_and_classical_metrics(ort_session):
     (np.zeros((2, 64, 64, 1), np.uint16), "array: expected an H x W or H x W x C image"),
     (np.zeros((1, 1), np.uint16), "array: image is 1x1 pixels; the model needs at least 32x32"),
     (np.zeros((16, 4000), np.uint8), "array: image is 16x4000 pixels; the model needs at least 32x32"),
-    (np.zeros((3, 256, 256), np.uint16), "array: shape 3x256x256 would be 256 channels of 3x256 pixels; a channels-first"),
+    (np.zeros((3, 256, 256), np.uint16), "array: shape 3x256x256 would be 256 channels of 3x256 pixels (at most 16); "
+                                         "a stack of planes"),
+    (np.zeros((100, 64, 64), np.uint16), "array: shape 100x64x64 would be 64 channels of 100x64 pixels"),
     (np.zeros((1, 64, 64), np.float32), "array: shape 1x64x64 would be 64 channels of 1x64 pixels"),
 ])
 def test_bad_arrays_raise_input_error_naming_the_problem(ort_session, image, message):
@@ -394,3 +396,37 @@ def test_combine_probabilities_refuses_bad_input(bad, message):
 
     with pytest.raises(ValueError, match=message):
         combine_probabilities(bad)
+
+
+def test_a_list_of_arrays_names_each_result_by_its_place(ort_session):
+    frames = _glomeruli(2, size=64)
+    assert [r.source for r in ort_session.predict(frames)] == ["array[0]", "array[1]"]
+    assert [r.source for r in ort_session.predict(tuple(frames), name="field")] == ["field[0]", "field[1]"]
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"batch_size": 0}, "batch_size=0: expected an integer >= 1"),
+    ({"precision": "fp8"}, "precision='fp8': expected one of fp32, fp16, int8"),
+    ({"precision": "FP16"}, "precision='FP16': expected one of fp32, fp16, int8"),
+    ({"quality_threshold": 2.0}, "quality_threshold=2.0: expected a quality between 0 and 1"),
+    ({"max_untiled": -1}, "max_untiled=-1: expected an integer >= 32"),
+    ({"tile": -32, "overlap": -64}, "tile=-32, overlap=-64: both must be multiples of 32, tile > 0"),
+    ({"backend": "ort", "foo": 1}, "foo: not an option of the ort backend, which takes precision, threads"),
+    ({"threads": 2}, "threads: not an option of the trt backend, which takes precision, cache_dir, device (backend "
+                     "'auto' may load any backend: give an option to one with per_backend={'trt': {...}})"),
+])
+def test_session_settings_are_checked_before_anything_loads(tiny_package, settings, message):
+    with pytest.raises(ValueError) as info:
+        ifrt.Session(tiny_package, **settings)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("source", [None, 5, b"/tmp/image.tif", object()])
+def test_predict_refuses_what_is_neither_an_image_nor_a_path_by_type(ort_session, source):
+    with pytest.raises(TypeError, match="predict takes an image array, a path or a list of them|not bytes"):
+        ort_session.predict(source)
+
+
+def test_focus_refuses_a_path_naming_what_to_do(ort_session):
+    with pytest.raises(TypeError, match=r"focus takes a frame as an array, not a path .*read_image, or use predict"):
+        ort_session.focus("/tmp/frame.tif")
