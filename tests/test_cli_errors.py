@@ -189,6 +189,10 @@ def test_evaluate_refuses_max_images_below_one(tmp_path):
     (["live", "--backend", "bogus"], "argument --backend: invalid choice: 'bogus'"),
     (["native", "--size", "0"], "argument --size: must be at least 32, got 0"),
     (["native", "--repeat", "0"], "argument --repeat: must be at least 1, got 0"),
+    (["live", "--fps", "0"], "argument --fps: must be a number greater than 0, got 0"),
+    (["live", "--fps", "-5"], "argument --fps: must be a number greater than 0, got -5"),
+    (["live", "--fps", "nan"], "argument --fps: must be a number greater than 0, got nan"),
+    (["live", "--fps", "fast"], "argument --fps: expected a number, got 'fast'"),
 ])
 def test_bench_refuses_bad_arguments_before_measuring(capsys, argv, message):
     code, out, err = run_cli(capsys, "bench", *argv)
@@ -196,15 +200,82 @@ def test_bench_refuses_bad_arguments_before_measuring(capsys, argv, message):
     assert message in err
 
 
-def test_bench_of_a_missing_model_names_it(capsys, tmp_path):
-    code, _, err = run_cli(capsys, "bench", "infer", "--model", str(tmp_path / "nomodel"), "--sizes", "32")
-    assert code == 2
-    assert one_line_error(err) == f"ifrt bench: {tmp_path / 'nomodel'}: model folder not found"
+@pytest.mark.parametrize(("argv", "message"), [
+    (["infer", "--size", "256"],
+     "--size is not an option of `ifrt bench infer`, which takes --model, --backends, --sizes, --batches, --repeat"),
+    (["native", "--fps", "30"], "--fps is not an option of `ifrt bench native`, which takes --size, --repeat, --threads"),
+    (["native", "--model", "m"], "--model is not an option of `ifrt bench native`"),
+    (["live", "--threads", "2"], "--threads is not an option of `ifrt bench live`, which takes --model, --backend, "
+                                 "--size, --frames, --fps"),
+    (["live", "--repeat", "3"], "--repeat is not an option of `ifrt bench live`"),
+    (["infer", "--backend", "ort"], "--backend is not an option of `ifrt bench infer`"),
+])
+def test_bench_refuses_an_option_its_target_does_not_use(capsys, argv, message):
+    code, out, err = run_cli(capsys, "bench", *argv)
+    assert code == 2 and out == ""
+    assert message in one_line_error(err)
 
 
-def test_bench_help_shows_the_defaults(capsys):
+@pytest.mark.parametrize("target", ["infer", "live"])
+def test_bench_of_a_missing_model_names_it_and_exits_2(capsys, tmp_path, target):
+    code, out, err = run_cli(capsys, "bench", target, "--model", str(tmp_path / "nomodel"))
+    assert code == 2 and out == ""
+    assert one_line_error(err) == f"ifrt bench {target}: {tmp_path / 'nomodel'}: model folder not found"
+
+
+class _InstantBackend:
+    def run(self, graph, image):
+        return {}
+
+
+def _backends_where(monkeypatch, unavailable: dict[str, str]) -> None:
+    """`ifrt bench infer` sees every backend but those in `unavailable` (name: reason) load instantly."""
+    from ifrt import backends
+
+    def create(package, name, **options):
+        if name in unavailable:
+            raise backends.BackendUnavailableError(unavailable[name])
+        return _InstantBackend()
+
+    monkeypatch.setattr(backends, "create_backend", create)
+    monkeypatch.setattr(backends, "available_backends", lambda: [n for n in ("trt", "ort", "torch")
+                                                                 if n not in unavailable])
+
+
+def test_bench_infer_of_a_backend_asked_for_that_cannot_run_exits_2_with_the_reason(capsys, monkeypatch):
+    _backends_where(monkeypatch, {"trt": "TensorRT is not installed"})
+    code, out, err = run_cli(capsys, "bench", "infer", "--backends", "trt", "--sizes", "32", "--batches", "1",
+                             "--repeat", "1")
+    assert code == 2 and out == ""
+    assert one_line_error(err) == "ifrt bench infer: backend trt: TensorRT is not installed"
+
+
+def test_bench_infer_by_default_skips_a_backend_that_cannot_run_and_says_so(capsys, monkeypatch):
+    _backends_where(monkeypatch, {"trt": "TensorRT is not installed"})
+    code, out, err = run_cli(capsys, "bench", "infer", "--sizes", "32", "--batches", "1", "--repeat", "1")
+    assert code == 0
+    report = json.loads(out)
+    assert {r["backend"] for r in report["results"]} == {"ort", "torch"}
+    assert set(report["unavailable"]) == {"trt"}
+    assert "ifrt bench infer: trt not measured: " in err
+
+
+def test_bench_infer_skips_the_torch_baseline_when_torch_is_missing_and_was_not_asked_for(capsys, monkeypatch):
+    _backends_where(monkeypatch, {"torch": "torch is not installed"})
+    code, out, _ = run_cli(capsys, "bench", "infer", "--backends", "ort", "--sizes", "32", "--batches", "1",
+                           "--repeat", "1")
+    assert code == 0
+    report = json.loads(out)
+    assert report["unavailable"] == {"torch": "torch is not installed"}
+    assert [r["speedup_vs_torch"] for r in report["results"]] == [None]
+
+
+def test_bench_help_lists_the_targets_and_each_target_its_options_with_defaults(capsys):
     _, out, _ = run_cli(capsys, "bench", "--help")
+    assert all(target in out for target in ("native", "live", "infer"))
+    _, out, _ = run_cli(capsys, "bench", "native", "--help")
     assert "median is reported (default 15)" in " ".join(out.split())
+    assert "--fps" not in out and "--model" not in out
 
 
 # ---- help ----------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 (torch, onnx, tensorrt) happen inside the handlers, never at module import."""
 
 import argparse
+import math
 
 # Order is the order of `ifrt --help`.
 COMMAND_MODULES = [
@@ -28,6 +29,22 @@ def int_at_least(minimum: int):
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def float_above(minimum: float):
+    """An argparse type: a finite number > `minimum` (a frame rate, a duration), refused at parse time like
+    `int_at_least`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value <= minimum:
+            raise argparse.ArgumentTypeError(f"must be a number greater than {minimum:g}, got {text}")
         return value
 
     return parse

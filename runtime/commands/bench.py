@@ -1,21 +1,23 @@
 """`ifrt bench`: speed measured against a baseline in the same run, printed as JSON.
 
-Targets register in TARGETS; `ifrt bench native` times the native kernels on a 2048x2048 uint16
-frame against the equivalent numpy + OpenCV code and against memcpy bandwidth; `ifrt bench live` runs
-the live loop on 2048x2048 uint16 frames against the focus path called in a plain loop; `ifrt bench
-infer` times the full graph per backend, size and batch against torch eager on the same model.
+Targets register in TARGETS, each a subcommand with only the options it uses (TARGET_OPTIONS); `ifrt bench
+native` times the native kernels on a 2048x2048 uint16 frame against the equivalent numpy + OpenCV code and
+against memcpy bandwidth; `ifrt bench live` runs the live loop on 2048x2048 uint16 frames against the focus
+path called in a plain loop; `ifrt bench infer` times the full graph per backend, size and batch against
+torch eager on the same model.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-from ifrt.commands import int_at_least
+from ifrt.commands import float_above, int_at_least
 
 BACKEND_NAMES = ("trt", "ort", "torch")
 
@@ -166,8 +168,9 @@ def bench_live(args: argparse.Namespace) -> dict:
     try:
         session = open_session(args.model, backend=args.backend)  # as `ifrt live` opens it
     except (ModelPackageError, RuntimeError) as exc:
+        # Reported as every command reports a run that cannot start: one line, exit 2.
         hint = "" if args.model else " (give a model folder with --model)"
-        raise SystemExit(f"ifrt bench live: {exc}{hint}") from None
+        raise ValueError(f"{exc}{hint}") from None
     baseline = None
     if session.backend_name != "torch" and session.package.weights and importlib.util.find_spec("torch"):
         baseline = Session(args.model, backend="torch")  # torch eager on the same model, in the same run
@@ -183,12 +186,20 @@ def bench_infer(args: argparse.Namespace) -> dict:
     package = open_model(args.model)
     # torch eager is the baseline every speed-up is measured against, in this run: always measured.
     names = list(dict.fromkeys([*(args.backends or available_backends()), "torch"]))
-    backends = {}
+    backends: dict[str, object] = {}
     for name in names:
         try:
             backends[name] = create_backend(package, name)
         except BackendUnavailableError as exc:
+            if args.backends and name in args.backends:  # asked for by name: measuring the others instead misleads
+                raise BackendUnavailableError(f"backend {name}: {exc}") from None
             backends[name] = str(exc)
+    if not args.backends:
+        for name in BACKEND_NAMES:
+            backends.setdefault(name, "not available on this machine (`ifrt doctor` says what it needs)")
+    for name, reason in backends.items():
+        if isinstance(reason, str):
+            print(f"ifrt bench infer: {name} not measured: {reason}", file=sys.stderr)
     sizes, batches = args.sizes, args.batches
     rng = np.random.default_rng(0)
     rows = []
@@ -237,27 +248,62 @@ def _backend_names(text: str) -> list[str]:
 TARGETS: dict[str, Callable[[argparse.Namespace], dict]] = {"native": bench_native, "live": bench_live,
                                                              "infer": bench_infer}
 
+OPTIONS = {
+    "--size": dict(type=int_at_least(32), default=2048, help="frame height and width (default 2048)"),
+    "--repeat": dict(type=int_at_least(1), default=15,
+                     help="timed runs per measurement; the median is reported (default 15)"),
+    "--threads": dict(type=int_at_least(0), default=0,
+                      help="CPU threads for the native kernels and the OpenCV baseline (default 0: all cores)"),
+    "--model": dict(help="model folder (default: the bundled model)"),
+    "--backend": dict(default="auto", choices=["auto", *BACKEND_NAMES], help="inference backend (default auto)"),
+    "--frames": dict(type=int_at_least(1), default=150, help="frames per run (default 150)"),
+    "--fps": dict(type=float_above(0), default=30.0, help="camera frame rate of the paced run (default 30)"),
+    "--backends": dict(type=_backend_names,
+                       help=f"comma-separated backends among {', '.join(BACKEND_NAMES)}; one that cannot run here "
+                            "stops the run (default: every one installed, the others skipped with their reason; "
+                            "torch, the baseline, is measured whatever is given)"),
+    "--sizes": dict(type=_integers(multiple_of=32), default=[256, 512],
+                    help="input sizes, multiples of 32 as the network needs (default 256,512)"),
+    "--batches": dict(type=_integers(), default=[1, 4], help="batch sizes (default 1,4)"),
+}
+
+# The options each target uses; another target's option is refused by name rather than silently ignored.
+TARGET_OPTIONS = {
+    "native": ("--size", "--repeat", "--threads"),
+    "live": ("--model", "--backend", "--size", "--frames", "--fps"),
+    "infer": ("--model", "--backends", "--sizes", "--batches", "--repeat"),
+}
+
+TARGET_HELP = {
+    "native": "native preprocessing and focus metrics on a SIZE x SIZE uint16 frame, vs numpy + OpenCV and memcpy",
+    "live": "the live loop on SIZE x SIZE uint16 frames, vs the focus path called in a plain loop",
+    "infer": "the full graph per backend, size and batch, vs torch eager on the same model",
+}
+
+
+class _NotForTarget(argparse.Action):
+    """Another target's option: refused at parse time (exit 2), naming the options this target takes."""
+
+    def __init__(self, option_strings, dest, taken: tuple[str, ...], **kwargs):
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS, **kwargs)
+        self.taken = taken
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is not an option of `{parser.prog}`, which takes {', '.join(self.taken)}")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("bench", help="benchmarks with a baseline in the same run (JSON)")
-    p.add_argument("target", choices=sorted(TARGETS), help="what to measure")
-    p.add_argument("--size", type=int_at_least(32), default=2048, help="frame height and width (default 2048)")
-    p.add_argument("--repeat", type=int_at_least(1), default=15,
-                   help="timed runs per measurement; the median is reported (default 15)")
-    p.add_argument("--threads", type=int_at_least(0), default=0,
-                   help="CPU threads for the native kernels (default 0: all cores)")
-    p.add_argument("--model", help="live, infer: model folder (default: the bundled model)")
-    p.add_argument("--backend", default="auto", choices=["auto", *BACKEND_NAMES],
-                   help="live: inference backend (default auto)")
-    p.add_argument("--frames", type=int_at_least(1), default=150, help="live: frames per run (default 150)")
-    p.add_argument("--fps", type=float, default=30.0, help="live: camera frame rate of the paced run (default 30)")
-    p.add_argument("--backends", type=_backend_names,
-                   help=f"infer: comma-separated backends among {', '.join(BACKEND_NAMES)} (default: all available; "
-                        "torch, the baseline, is measured whatever is given)")
-    p.add_argument("--sizes", type=_integers(multiple_of=32), default=[256, 512],
-                   help="infer: input sizes, multiples of 32 as the network needs (default 256,512)")
-    p.add_argument("--batches", type=_integers(), default=[1, 4], help="infer: batch sizes (default 1,4)")
-    p.set_defaults(func=run)
+    p = subparsers.add_parser("bench", help="benchmarks with a baseline in the same run (JSON)",
+                              description="Speed measured against a baseline in the same run, printed as JSON. "
+                                          "`ifrt bench TARGET --help` lists the options of a target.")
+    targets = p.add_subparsers(dest="target", metavar="TARGET", required=True)
+    for name in TARGETS:
+        t = targets.add_parser(name, help=TARGET_HELP[name], description=f"{TARGET_HELP[name]} (JSON).")
+        for option in TARGET_OPTIONS[name]:
+            t.add_argument(option, **OPTIONS[option])
+        for option in [o for o in OPTIONS if o not in TARGET_OPTIONS[name]]:
+            t.add_argument(option, action=_NotForTarget, taken=TARGET_OPTIONS[name], dest=f"_not_{option[2:]}")
+        t.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
