@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,13 @@ from ifrt.infer import PATIENTS, latest_records, read_records
 from ifrt.normalize import normalize_percentile, percentile_range
 
 THUMB = 256
+
+
+def quality_text(quality: float) -> str:
+    """Quality to 3 decimals, rounded down as the Session's warning rounds it, so that a quality below the
+    reliability threshold never reads as the threshold itself (0.4984 is 0.498, not 0.50, beside "unreliable").
+    The decimal digits are those Python prints for the float, so 0.29 stays 0.290."""
+    return str(Decimal(repr(float(quality))).quantize(Decimal("0.001"), rounding=ROUND_FLOOR))
 
 
 def _png_data_uri(image: np.ndarray) -> str:
@@ -73,7 +81,7 @@ def _image_section(out_dir: Path, record: dict) -> str:
     flag = "" if record["reliable"] else f' <span class="warn">unreliable: {html.escape(reasons)}</span>'
     patient = f" · patient {html.escape(record['patient_id'])}" if record.get("patient_id") else ""
     return (f'<section><h3>{title}{patient}</h3><p><b>{html.escape(record["diagnosis"])}</b> ({html.escape(probs)})'
-            f' · quality {record["quality"]:.2f} · blur level {record["blur_level"]}{flag}</p>'
+            f' · quality {quality_text(record["quality"])} · blur level {record["blur_level"]}{flag}</p>'
             f'<div class="row">{"".join(figures)}</div></section>')
 
 
@@ -86,7 +94,7 @@ def write_html_report(out_dir: str | Path, title: str = "ifrt report") -> Path:
     if (out_dir / PATIENTS).is_file():
         rows = "".join(
             f"<tr><td>{html.escape(p['patient_id'])}</td><td><b>{html.escape(p['diagnosis'])}</b></td>"
-            f"<td>{p['probabilities'][p['diagnosis']]:.0%}</td><td>{p['images']}</td><td>{p['mean_quality']:.2f}</td>"
+            f"<td>{p['probabilities'][p['diagnosis']]:.0%}</td><td>{p['images']}</td><td>{quality_text(p['mean_quality'])}</td>"
             f"<td>{p['unreliable_images']}</td></tr>"
             for p in json.loads((out_dir / PATIENTS).read_text()))
         patients_html = ("<h2>Patients (images combined as independent evidence)</h2><table><tr><th>patient</th><th>diagnosis</th>"

@@ -1,6 +1,7 @@
 """The README's first command ends in `ifrt demo`: the bundled default model on the bundled samples."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,18 @@ def test_default_model_fp16_graph_gives_the_fp32_diagnosis_on_every_sample():
         a, b = fp32.predict(path), fp16.predict(path)
         assert a.label == b.label, path
         assert abs(a.quality - b.quality) <= 1e-2, path
+
+
+def test_demo_table_never_shows_a_quality_below_the_threshold_as_the_threshold(ifrt_cli, tmp_path):
+    """A sample's quality of 0.498 (threshold 0.5, unreliable) reads 0.498, never 0.50 beside "reliable: no"."""
+    proc = ifrt_cli("demo", "-o", str(tmp_path / "demo"), "--backend", "ort", env={"COLUMNS": "160"})
+    assert proc.returncode == 0, proc.stderr
+    shown = {cells[0]: cells[2] for cells in (
+        [c.strip() for c in line.strip("│ ").split("│")] for line in proc.stdout.splitlines() if ".tif" in line)}
+    records = read_records(tmp_path / "demo")
+    assert len(shown) == len(records) == 8
+    for r in records:
+        name = Path(r["source"]).name
+        assert float(shown[name]) <= r["quality"], name  # rounded down, never up
+        if r["quality"] < 0.5:
+            assert float(shown[name]) < 0.5, name

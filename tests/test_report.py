@@ -1,8 +1,10 @@
 """The HTML report of an infer run: every image with its pictures, failures listed, patients table."""
 
+import json
 import re
 
 import numpy as np
+import pytest
 import tifffile
 
 import ifrt
@@ -37,3 +39,25 @@ def test_an_unreliable_image_says_why(tiny_package, tmp_path):
     run_infer(session, expand_sources([str(folder)]), tmp_path / "out")
     page = write_html_report(tmp_path / "out").read_text()
     assert '<span class="warn">unreliable: no structure above the pixel noise' in page
+
+
+def test_a_quality_just_below_the_threshold_is_not_printed_as_the_threshold(tmp_path):
+    """0.4984 < 0.5 is unreliable: shown rounded up as 0.50 it would read as a contradiction."""
+    record = {"source": str(tmp_path / "P1_a.tif"), "status": "ok", "patient_id": "P1", "diagnosis": "LN",
+              "reliable": False, "probabilities": {"LN": 0.6, "MN": 0.4}, "quality": 0.498384, "blur_level": 2,
+              "warnings": ["image quality 0.498 is below 0.5 (blur level 2)"]}
+    (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n")
+    patient = {"patient_id": "P1", "diagnosis": "LN", "probabilities": {"LN": 0.6, "MN": 0.4}, "images": 1,
+               "mean_quality": 0.4996, "unreliable_images": 1}
+    (tmp_path / "patients.json").write_text(json.dumps([patient]))
+    page = write_html_report(tmp_path).read_text()
+    assert "quality 0.498 · blur level 2" in page
+    assert "<td>0.499</td>" in page
+
+
+@pytest.mark.parametrize(("quality", "shown"), [(0.498384, "0.498"), (0.4999999, "0.499"), (0.5, "0.500"),
+                                                (0.29, "0.290"), (1.0, "1.000"), (0.0, "0.000")])
+def test_quality_text_rounds_down_to_three_decimals(quality, shown):
+    from ifrt.report import quality_text
+
+    assert quality_text(quality) == shown

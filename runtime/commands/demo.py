@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ifrt.infer import latest_records, read_records, run_infer
-    from ifrt.report import write_html_report
+    from ifrt.report import quality_text, write_html_report
     from ifrt.session import Session
     from ifrt.sources import expand_sources
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column)
     for r in latest_records(read_records(out)):
         if r.get("status") == "ok":
-            table.add_row(Path(r["source"]).name, r["diagnosis"], f"{r['quality']:.2f}", str(r["blur_level"]),
+            table.add_row(Path(r["source"]).name, r["diagnosis"], quality_text(r["quality"]), str(r["blur_level"]),
                           "yes" if r["reliable"] else "no", f"{r['timings_ms']['total']:.0f}")
     console.print(table)
     path = write_html_report(out, title="ifrt demo")
