@@ -40,6 +40,7 @@ from typing import Protocol
 import numpy as np
 
 from ifrt.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError, colour_maximum, read_image
+from ifrt.result import quality_text
 
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 RAW_DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float32": np.float32}
@@ -917,7 +918,7 @@ def format_summary(summary: LiveSummary) -> str:
             f"frames/s), {summary.dropped} dropped, {summary.skipped} skipped, {latency}")
     if summary.sweep_best is not None:
         b = summary.sweep_best
-        line += f"; best focus: {b['label']} (quality {b['quality']:.3f}, by {b['decided_by']})"
+        line += f"; best focus: {b['label']} (quality {quality_text(b['quality'])}, by {b['decided_by']})"
     return line
 
 
@@ -949,7 +950,7 @@ def render_overlay(image: np.ndarray, result, status: str = "", *, size: int = 5
     canvas = cv2.addWeighted(canvas, 0.7, colour, 0.3, 0)
 
     font, font_scale = cv2.FONT_HERSHEY_SIMPLEX, 0.6
-    lines = _wrap_text(cv2, [f"quality {result.quality:.3f}  blur level {result.blur_level}  "
+    lines = _wrap_text(cv2, [f"quality {quality_text(result.quality)}  blur level {result.blur_level}  "
                              f"certainty {float(np.mean(result.certainty)):.2f}", status],
                        canvas.shape[1] - 20, font, font_scale)
     for i, text in enumerate(lines):

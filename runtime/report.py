@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
 import cv2
@@ -16,15 +15,9 @@ import numpy as np
 from ifrt.imageio import read_image, write_text_atomic
 from ifrt.infer import PATIENTS, latest_records, read_records
 from ifrt.normalize import normalize_percentile, percentile_range
+from ifrt.result import quality_text
 
 THUMB = 256
-
-
-def quality_text(quality: float) -> str:
-    """Quality to 3 decimals, rounded down as the Session's warning rounds it, so that a quality below the
-    reliability threshold never reads as the threshold itself (0.4984 is 0.498, not 0.50, beside "unreliable").
-    The decimal digits are those Python prints for the float, so 0.29 stays 0.290."""
-    return str(Decimal(repr(float(quality))).quantize(Decimal("0.001"), rounding=ROUND_FLOOR))
 
 
 def _png_data_uri(image: np.ndarray) -> str:

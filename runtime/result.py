@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR, Decimal
 
 import numpy as np
+
+
+def quality_text(quality: float) -> str:
+    """Quality to 3 decimals, rounded down as the Session's warning rounds it, so that a quality below the
+    reliability threshold never reads as the threshold itself (0.4984 is 0.498, not 0.50, beside "unreliable").
+    The decimal digits are those Python prints for the float, so 0.29 stays 0.290."""
+    return str(Decimal(repr(float(quality))).quantize(Decimal("0.001"), rounding=ROUND_FLOOR))
 
 
 @dataclass

@@ -19,7 +19,7 @@ from ifrt.backends import create_backend
 from ifrt.imageio import DEFAULT_MAX_PIXELS, read_image
 from ifrt.model_package import ModelPackage, open_model
 from ifrt.preprocess import PreprocessOptions, preprocess
-from ifrt.result import FocusResult, Result
+from ifrt.result import FocusResult, Result, quality_text
 
 log = logging.getLogger("ifrt")
 
@@ -261,8 +261,7 @@ class Session:
                                       "nothing to diagnose; check the light path, the exposure and that the sample "
                                       "is in the field")
         if quality < self.quality_threshold:
-            shown = math.floor(quality * 1000) / 1000  # never rounded up to the threshold it is below
-            warnings.append(f"image quality {shown:.3f} is below {self.quality_threshold:g}"
+            warnings.append(f"image quality {quality_text(quality)} is below {self.quality_threshold:g}"
                             + (f" (blur level {blur_level}): the diagnosis is unreliable; re-acquire the image in focus"
                                if blur_level else " although no blur is detected: the diagnosis is unreliable; "
                                "check the exposure and the content of the image"))

@@ -58,6 +58,6 @@ def test_a_quality_just_below_the_threshold_is_not_printed_as_the_threshold(tmp_
 @pytest.mark.parametrize(("quality", "shown"), [(0.498384, "0.498"), (0.4999999, "0.499"), (0.5, "0.500"),
                                                 (0.29, "0.290"), (1.0, "1.000"), (0.0, "0.000")])
 def test_quality_text_rounds_down_to_three_decimals(quality, shown):
-    from ifrt.report import quality_text
+    from ifrt.result import quality_text
 
     assert quality_text(quality) == shown

@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ifrt.infer import latest_records, read_records, run_infer
-    from ifrt.report import quality_text, write_html_report
+    from ifrt.report import write_html_report
+    from ifrt.result import quality_text
     from ifrt.session import Session
     from ifrt.sources import expand_sources
 
