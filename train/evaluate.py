@@ -1,8 +1,9 @@
 """`ifrt eval`: compare trained models on a held-out split, per blur level.
 
-Every in-focus test image is degraded at every blur level with a generator seeded by (seed, image,
-level), so all compared models see exactly the same pixels. Writes report.json, report.md and PNG
-plots. Sections:
+Every in-focus test image is degraded at every blur level with one degradation (`choose_degradation`:
+never the first model's) and a generator seeded by (seed, image, level), so all compared models see
+exactly the same pixels, in any order. Writes the PNG plots, then report.json (no NaN: null) and
+report.md, which list them. Sections:
 - diagnosis: accuracy, macro-F1, per-class AUC, confusion matrix, accuracy per blur level (image and
   patient level), calibration (ECE, reliability bins; temperature fitted on the validation split);
 - iqa: blur-level accuracy, SROCC/PLCC of the quality score against the true (continuous) severity;
@@ -13,9 +14,12 @@ plots. Sections:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
+import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -35,16 +39,90 @@ def model_name(path: str | Path) -> str:
     return path.parent.name if path.name in ("best", "last") else path.name
 
 
-def degrade_config_of(model_dir: Path) -> DegradeConfig:
-    """The degradation the model was trained with (run's config.yaml), else the default."""
+def model_dir_of(path: str | Path) -> Path:
+    """The folder with the trained weights `path` names (`resolve_model_dir`); a folder or file with only
+    ONNX graphs is refused with what eval needs instead."""
+    try:
+        return resolve_model_dir(path)
+    except FileNotFoundError:
+        path = Path(path)
+        graphs = sorted(path.glob("*.onnx")) if path.is_dir() else [path] if path.suffix == ".onnx" else []
+        if graphs:
+            raise FileNotFoundError(
+                f"{path}: holds ONNX graphs ({', '.join(g.name for g in graphs)}) but no trained weights; ifrt "
+                "eval needs model.json + model.safetensors (a training run or its best/), as ONNX graphs alone "
+                "cannot be evaluated") from None
+        raise
+
+
+def training_degradation(model_dir: Path) -> dict | None:
+    """The `data.degrade` overrides the model was trained with (its run's config.yaml); None without a run."""
     import yaml
 
     config_path = model_dir.parent / "config.yaml"
-    if config_path.is_file():
-        data = (yaml.safe_load(config_path.read_text()) or {}).get("data") or {}
-        overrides = data.get("degrade") or {}
-        return DegradeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
-    return DegradeConfig()
+    if not config_path.is_file():
+        return None
+    data = (yaml.safe_load(config_path.read_text()) or {}).get("data") or {}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in (data.get("degrade") or {}).items()}
+
+
+def choose_degradation(model_dirs: dict[str, Path], data_dir: Path,
+                       degrade_from: str | Path | None = None) -> tuple[DegradeConfig, dict]:
+    """The one degradation every model is evaluated on, and a record of where it came from: the training
+    run of `degrade_from` when given, else the one every model was trained with, else the data model's
+    default (DegradeConfig). The order of the models never matters. A setting the run leaves open takes the
+    database's (its camera bit depth)."""
+    def on_this_database(overrides: dict) -> DegradeConfig:
+        return DataConfig(crop=0, degrade=overrides).for_database(data_dir).degrade_config()
+
+    if degrade_from is not None:
+        overrides = training_degradation(model_dir_of(degrade_from))
+        if overrides is None:
+            raise FileNotFoundError(f"{degrade_from}: no training run's config.yaml beside its model to take the "
+                                    "degradation from; give --degrade-from a run folder (or its best/)")
+        cfg, source = on_this_database(overrides), {"source": "degrade_from", "degrade_from": str(degrade_from)}
+    else:
+        trained = {name: training_degradation(d) for name, d in model_dirs.items()}
+        configs = {name: on_this_database(overrides or {}) for name, overrides in trained.items()}
+        first = next(iter(configs.values()))
+        if all(c == first for c in configs.values()) and any(o is not None for o in trained.values()):
+            cfg, source = first, {"source": "training"}
+        else:
+            cfg, source = on_this_database({}), {"source": "default"}
+            if len(configs) > 1 and any(c != first for c in configs.values()):
+                differences = "; ".join(f"{name}: {_settings_text(_differences(c)) or 'the default'}"
+                                        for name, c in configs.items())
+                print(f"ifrt eval: the models were trained with different degradations ({differences}); all are "
+                      "evaluated on the default (--degrade-from RUN takes a run's own)", file=sys.stderr, flush=True)
+    return cfg, {**source, "settings": dataclasses.asdict(cfg), "differs_from_default": _differences(cfg)}
+
+
+def _differences(cfg: DegradeConfig) -> dict:
+    """The settings of `cfg` that differ from DegradeConfig()."""
+    default = DegradeConfig()
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if v != getattr(default, k)}
+
+
+def _settings_text(settings: dict) -> str:
+    return ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in settings.items())
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse, before any model runs, a report folder that is a file or cannot be created or written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: a file, not a folder; give --out a new folder or an earlier report's")
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{out_dir}: cannot be created, {existing} is a file, not a folder; give --out another "
+                         "folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{out_dir}: cannot be written ({existing}: {exc.strerror}); give --out a folder you can "
+                         "write to") from None
 
 
 @torch.no_grad()
@@ -79,8 +157,11 @@ def _diagnosis_section(logits_by_level: dict[int, np.ndarray], targets_by_level:
     probs = M.softmax(logits)
     pred = probs.argmax(1)
     confusion = M.confusion_matrix(pred, target, len(class_names))
-    ece, bins = M.expected_calibration_error(probs, target)
-    ece_t, bins_t = M.expected_calibration_error(M.softmax(logits, temperature), target)
+    if known.any():
+        ece, bins = M.expected_calibration_error(probs, target)
+        ece_t, bins_t = M.expected_calibration_error(M.softmax(logits, temperature), target)
+    else:  # no image with a diagnosis the model knows: no calibration to measure (not a perfect one)
+        (ece, bins), (ece_t, bins_t) = (float("nan"), []), (float("nan"), [])
     per_level, per_level_patient = {}, {}
     for lv in levels:
         t = targets_by_level[lv]
@@ -134,12 +215,14 @@ def _iqa_section(blur_logits: np.ndarray, quality: np.ndarray, blur_level: np.nd
 
 
 def fit_temperatures(models: dict[str, DeepMTND], data_dir: Path, class_names: list[str], data_cfg: DataConfig,
-                     levels: list[int], seed: int, batch_size: int, max_images: int | None) -> dict[str, float]:
-    """Temperature per model, fitted on the validation split at every blur level."""
+                     levels: list[int], seed: int, batch_size: int,
+                     max_images: int | None) -> tuple[dict[str, float], int]:
+    """Temperature per model, fitted on the validation split at every blur level (the first `max_images`
+    references), and how many references that was; T = 1 where none has a diagnosis the models know."""
     try:
         rows = _focus_rows(data_dir / "manifest.csv", "val", max_images)
     except ValueError:
-        return {name: 1.0 for name in models}
+        return {name: 1.0 for name in models}, 0
     logits: dict[str, list] = {name: [] for name in models}
     targets = []
     for lv in levels:
@@ -150,7 +233,9 @@ def fit_temperatures(models: dict[str, DeepMTND], data_dir: Path, class_names: l
             logits[name].append(result[name]["diagnosis_logits"])
     t = np.concatenate(targets)
     known = t >= 0
-    return {name: M.fit_temperature(np.concatenate(v)[known], t[known]) for name, v in logits.items()}
+    if not known.any():
+        return {name: 1.0 for name in models}, len(rows)
+    return {name: M.fit_temperature(np.concatenate(v)[known], t[known]) for name, v in logits.items()}, len(rows)
 
 
 def _focus_rows(manifest: Path, split: str, max_images: int | None) -> list:
@@ -365,30 +450,39 @@ def natural_image_quality(models: dict[str, DeepMTND], cfg: DegradeConfig, seed:
 
 def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str | Path, *, split: str = "test",
              seed: int = 1234, batch_size: int = 8, max_images: int | None = None, deblur_images: int = 16,
-             calibrate: bool = True, natural: bool = True, natural_draws: int = 3, threads: int = 2) -> dict:
+             calibrate: bool = True, natural: bool = True, natural_draws: int = 3, threads: int = 2,
+             degrade_from: str | Path | None = None) -> dict:
     for name, value, least in (("max_images", max_images, 1), ("deblur_images", deblur_images, 0),
                                ("natural_draws", natural_draws, 1), ("batch_size", batch_size, 1)):
         if value is not None and value < least:
             raise ValueError(f"{name}={value}: give at least {least}")
-    torch.set_num_threads(threads)
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    dirs = [resolve_model_dir(p) for p in model_paths]
-    models: dict[str, DeepMTND] = {}
-    for d in dirs:
-        name = model_name(d)
-        while name in models:
+    check_out_dir(out_dir)
+    torch.set_num_threads(threads)
+    dirs: dict[str, Path] = {}
+    for path in model_paths:
+        directory = model_dir_of(path)
+        name = model_name(directory)
+        while name in dirs:
             name += "'"
-        models[name] = load_model(d)
+        dirs[name] = directory
+    models = {name: load_model(d) for name, d in dirs.items()}
     first = next(iter(models.values())).cfg
     class_names = first.class_names
     for name, m in models.items():
         if m.cfg.class_names != class_names:
             raise ValueError(f"{name}: classes {m.cfg.class_names} differ from {class_names}; compare models "
                              "trained on the same classes")
-    cfg = degrade_config_of(dirs[0])
-    data_cfg = DataConfig(crop=0, degrade={k: getattr(cfg, k) for k in cfg.__dataclass_fields__})
+    cfg, degradation = choose_degradation(dirs, data_dir, degrade_from)
     levels = list(range(blur_level_count(cfg)))
+    for name, m in models.items():
+        if m.cfg.blur_levels != len(levels):
+            raise ValueError(f"{name}: tells {m.cfg.blur_levels} blur levels apart, but the degradation evaluated on "
+                             f"has {len(levels)} (sigmas {list(cfg.sigmas)}); give --degrade-from a run trained "
+                             "with the model's levels")
+    data_cfg = DataConfig(crop=0, degrade=dataclasses.asdict(cfg))
     rows = _focus_rows(data_dir / "manifest.csv", split, max_images)
+    unknown, unlabelled = _diagnoses_outside(rows, class_names, data_dir / "manifest.csv", split)
     patients = [r.patient_id for r in rows]
     grades = [r.extra.get("grade") for r in rows]
     stain_positive = np.array([float(g) > 0 for g in grades]) if all(g not in (None, "") for g in grades) else None
@@ -401,12 +495,20 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
         print(f"evaluated blur level {lv} ({len(rows)} images)", file=sys.stderr, flush=True)
     if calibrate:
         print("fitting temperatures on the validation split", file=sys.stderr, flush=True)
-    temperatures = (fit_temperatures(models, data_dir, class_names, data_cfg, levels, seed, batch_size, max_images)
-                    if calibrate else {name: 1.0 for name in models})
+        temperatures, calibration_images = fit_temperatures(models, data_dir, class_names, data_cfg, levels, seed,
+                                                            batch_size, max_images)
+    else:
+        temperatures, calibration_images = {name: 1.0 for name in models}, 0
 
     report: dict = {"split": split, "images": len(rows), "patients": len(set(patients)), "levels": levels,
+                    "unknown_diagnosis_images": sum(unknown.values()), "unknown_diagnoses": unknown,
+                    "images_without_diagnosis": unlabelled,
                     "stain_positive_images": None if stain_positive is None else int(stain_positive.sum()),
-                    "sigmas": list(cfg.sigmas), "class_names": class_names, "seed": seed, "models": {}}
+                    "sigmas": list(cfg.sigmas), "degradation": degradation,
+                    # With --split val the temperature is fitted on the very images it then scores.
+                    "calibration": {"split": "val", "images": calibration_images, "same_images_as_scored":
+                                    split == "val"} if calibrate else None,
+                    "class_names": class_names, "seed": seed, "models": {}}
     for name, model in models.items():
         entry: dict = {"variant": model.cfg.variant, "size": model.cfg.size,
                        "params": int(sum(p.numel() for p in model.parameters())),
@@ -435,17 +537,74 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
     return report
 
 
+def _diagnoses_outside(rows: list, class_names: list[str], manifest: Path, split: str) -> tuple[dict[str, int], int]:
+    """Images per diagnosis the models do not know, and the number of images without a diagnosis; refuses
+    a split where no image has a diagnosis the models know but some have one they do not."""
+    unknown = dict(sorted(Counter(r.diagnosis for r in rows if r.diagnosis and r.diagnosis not in class_names).items()))
+    unlabelled = sum(1 for r in rows if not r.diagnosis)
+    if unknown and sum(unknown.values()) + unlabelled == len(rows):
+        raise ValueError(f"{manifest}: no {split} image has a diagnosis the model knows: the {split} images have "
+                         f"{', '.join(unknown)}, the model knows {', '.join(class_names)}; evaluate on a database "
+                         "with the model's classes")
+    if unknown:
+        print(f"ifrt eval: warning: {_unknown_text(sum(unknown.values()), len(rows), unknown)}", file=sys.stderr,
+              flush=True)
+    return unknown, unlabelled
+
+
+def _unknown_text(count: int, images: int, unknown: dict[str, int]) -> str:
+    return (f"{count} of {images} images have a diagnosis the model does not know "
+            f"({', '.join(f'{d}: {n}' for d, n in unknown.items())}); they count for quality and deblurring only")
+
+
 # ---- report ----------------------------------------------------------------------------------------
 
-def _fmt(v) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+def _fmt(v, digits: int = 3) -> str:
+    """A number for the Markdown tables; "—" for none (JSON null) or not-a-number."""
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+DEGRADATION_SOURCES = {"training": "the one every model was trained with",
+                       "default": "the data model's default (DegradeConfig)"}
+
+
+def _degradation_line(report: dict) -> str:
+    d = report["degradation"]
+    source = DEGRADATION_SOURCES.get(d["source"]) or f"the one `{d.get('degrade_from')}` was trained with"
+    return (f"Degradation: {source}, the same pixels for every model; settings that differ from the default: "
+            f"{_settings_text(d['differs_from_default']) or 'none'}.")
+
+
+def _coverage_lines(report: dict) -> list[str]:
+    """What the header says of images whose diagnosis cannot be scored."""
+    lines = []
+    if report.get("unknown_diagnosis_images"):
+        lines.append(_unknown_text(report["unknown_diagnosis_images"], report["images"], report["unknown_diagnoses"])
+                     + ".")
+    if report.get("images_without_diagnosis"):
+        lines.append(f"{report['images_without_diagnosis']} of {report['images']} images have no diagnosis; they "
+                     "count for quality and deblurring only.")
+    return lines
+
+
+def _calibration_line(report: dict) -> str:
+    c = report.get("calibration")
+    if c is None:
+        return "No temperature scaling (--no-calibration): T-scaled figures equal the raw ones."
+    if not c["images"]:
+        return f"No in-focus reference in the `{c['split']}` split to fit a temperature on: T = 1."
+    line = f"Temperature fitted on the `{c['split']}` split ({c['images']} in-focus references at every blur level)"
+    if c["same_images_as_scored"]:
+        line += ": the very images scored here, so the T-scaled ECE is optimistic"
+    return line + "."
 
 
 def markdown(report: dict) -> str:
     levels = report["levels"]
     lines = [f"# ifrt evaluation — split `{report['split']}`", "",
-             f"{report['images']} test images of {report['patients']} patients: each in-focus reference degraded at "
-             f"every blur level (Gaussian-equivalent sigma {report['sigmas']} px), seed {report['seed']}.", "",
+             f"{report['images']} {report['split']} images of {report['patients']} patients: each in-focus reference "
+             f"degraded at every blur level (Gaussian-equivalent sigma {report['sigmas']} px), seed {report['seed']}.",
+             "", _degradation_line(report), *(["", *_coverage_lines(report)] if _coverage_lines(report) else []), "",
              "| model | variant | size | parameters | GFLOPs at 512x512 |", "|---|---|---|---|---|",
              *(f"| {name} | {m['variant']} | {m['size']} | {m['params'] / 1e6:.3f} M | {_fmt(m.get('gflops_512'))} |"
                for name, m in report["models"].items()), "",
@@ -456,6 +615,7 @@ def markdown(report: dict) -> str:
         d = m["diagnosis"]
         lines.append(f"| {name} ({m['variant']}) | " + " | ".join(_fmt(d["accuracy_per_level"][str(lv)]) for lv in levels)
                      + f" | {_fmt(d['accuracy_blurred'])} | {_fmt(d['macro_f1'])} | {_fmt(d['ece'])} ({_fmt(d['ece_temperature_scaled'])}) |")
+    lines += ["", _calibration_line(report)]
     if report.get("stain_positive_images") is not None:
         lines += ["", f"Stain-positive images only ({report['stain_positive_images']} of {report['images']}; the others "
                   "show no deposits, so one image alone cannot tell the class):", "",
@@ -488,8 +648,9 @@ def markdown(report: dict) -> str:
             lines += ["", f"{kind} blur:", "", "| level | input | " + " | ".join(names) + " |",
                       "|---|---|" + "---|" * len(names)]
             for lv, e in table.items():
-                lines.append(f"| {lv} | {e['input']['psnr']:.2f} / {e['input']['ssim']:.3f} | " + " | ".join(
-                    f"{e[n]['psnr']:.2f} / {e[n]['ssim']:.3f}" if n in e else "—" for n in names) + " |")
+                lines.append(f"| {lv} | " + " | ".join(
+                    f"{_fmt(e[n]['psnr'], 2)} / {_fmt(e[n]['ssim'])}" if n in e else "—" for n in ["input", *names])
+                    + " |")
             for name in names:
                 kind_accuracy = [f"{e[name]['blur_kind_accuracy']:.3f}" for e in table.values()
                                  if "blur_kind_accuracy" in e.get(name, {})]
@@ -503,16 +664,36 @@ def markdown(report: dict) -> str:
                   "| score | SROCC with -level | pairwise order accuracy |", "|---|---|---|"]
         for name, s in nat["mean"].items():
             lines.append(f"| {name} | {_fmt(s['srocc'])} | {_fmt(s['pairwise_order_accuracy'])} |")
+    if report.get("plots"):
+        lines += ["", "## Plots", "", *(f"- `{p['file']}`: {p['shows']}" for p in report["plots"])]
     return "\n".join(lines) + "\n"
 
 
+def json_ready(value):
+    """`value` with numpy numbers as Python ones and non-finite floats as None: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
 def write_report(report: dict, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2, default=float))
-    atomic_write_text(out_dir / "report.md", markdown(report))
+    """The plots (those of an earlier report in this folder removed first), then report.json and report.md,
+    which list them."""
     from ifrt.train import plots
 
-    plots.write_all(report, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots.remove_earlier(out_dir)
+    report["plots"] = plots.write_all(report, out_dir)
+    atomic_write_text(out_dir / "report.json", json.dumps(json_ready(report), indent=2, allow_nan=False))
+    atomic_write_text(out_dir / "report.md", markdown(report))
 
 
 __all__ = ["evaluate", "markdown", "natural_image_quality", "deblur_comparison", "read_model_record"]

@@ -86,27 +86,64 @@ def reliability_image(bins: list[dict], title: str) -> np.ndarray:
     return img
 
 
-def write_all(report: dict, out_dir: Path) -> list[Path]:
-    """accuracy_per_level.png, confusion_<model>.png, reliability_<model>.png; quality_per_level.png."""
+# Every file name `write_all` writes: what `remove_earlier` removes before a report is written again.
+PLOT_PATTERNS = ("accuracy_per_level.png", "quality_per_level.png", "confusion_*.png", "reliability_*.png")
+
+
+def remove_earlier(out_dir: Path) -> None:
+    """Remove the plots of an earlier report in `out_dir`, so that none of a model no longer compared stays."""
+    for pattern in PLOT_PATTERNS:
+        for path in out_dir.glob(pattern):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+
+
+def file_stems(model_names: list[str]) -> dict[str, str]:
+    """A file-name stem per model: its name with characters other than letters, digits, - and _ as _, and
+    -2, -3, ... where two names come to the same stem (compared without case, for case-blind file systems)."""
+    stems: dict[str, str] = {}
+    used: set[str] = set()
+    for name in model_names:
+        base = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+        stem, k = base, 2
+        while stem.lower() in used:
+            stem, k = f"{base}-{k}", k + 1
+        used.add(stem.lower())
+        stems[name] = stem
+    return stems
+
+
+def write_all(report: dict, out_dir: Path) -> list[dict]:
+    """accuracy_per_level.png, confusion_<model>.png, reliability_<model>.png; quality_per_level.png. Returns
+    one {file, shows, model} per plot (model None for a plot of every model)."""
+    from ifrt.imageio import write_image_atomic
+
     written = []
     levels = [str(lv) for lv in report["levels"]]
 
-    def save(name, img):
-        path = out_dir / name
-        cv2.imwrite(str(path), img)
-        written.append(path)
+    def save(name, img, shows, model=None):
+        try:
+            write_image_atomic(out_dir / name, img)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise OSError(f"{out_dir / name}: could not write the plot ({reason})") from None
+        written.append({"file": name, "shows": shows, "model": model})
 
     models = report["models"]
     save("accuracy_per_level.png", line_chart(
         {n: [m["diagnosis"]["accuracy_per_level"][lv] for lv in levels] for n, m in models.items()},
-        [f"level {lv}" for lv in levels], "Diagnosis accuracy per blur level", "accuracy"))
+        [f"level {lv}" for lv in levels], "Diagnosis accuracy per blur level", "accuracy"),
+        "diagnosis accuracy per blur level, every model")
     iqa = {n: m["iqa"] for n, m in models.items() if "iqa" in m}
     if iqa:
         save("quality_per_level.png", line_chart(
             {n: [q["mean_quality_per_level"].get(lv, float("nan")) for lv in levels] for n, q in iqa.items()},
-            [f"level {lv}" for lv in levels], "Mean quality score per blur level", "quality"))
-    for name, m in models.items():
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-        save(f"confusion_{safe}.png", confusion_image(m["diagnosis"]["confusion"], report["class_names"], name))
-        save(f"reliability_{safe}.png", reliability_image(m["diagnosis"]["reliability"], f"{name}: reliability"))
+            [f"level {lv}" for lv in levels], "Mean quality score per blur level", "quality"),
+            "mean quality score per blur level, every model with a quality head")
+    for name, stem in file_stems(list(models)).items():
+        m = models[name]
+        save(f"confusion_{stem}.png", confusion_image(m["diagnosis"]["confusion"], report["class_names"], name),
+             f"confusion matrix of {name}", name)
+        save(f"reliability_{stem}.png", reliability_image(m["diagnosis"]["reliability"], f"{name}: reliability"),
+             f"reliability diagram of {name}", name)
     return written

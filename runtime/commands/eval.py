@@ -17,13 +17,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--out", required=True, help="report folder: report.json, report.md, *.png")
     p.add_argument("--seed", type=int, default=1234, help="seed of the per-image, per-level degradations")
-    p.add_argument("--max-images", type=int_at_least(1), help="evaluate at most this many images (quick look)")
+    p.add_argument("--max-images", type=int_at_least(1),
+                   help="evaluate at most this many images (quick look); also caps the validation images the "
+                        "calibration temperature is fitted on")
+    p.add_argument("--degrade-from", metavar="RUN",
+                   help="degrade the images as this training run did (its config.yaml); default: as every model "
+                        "was trained when they all agree, else the data model's default; never the order of --model")
     p.add_argument("--deblur-images", type=int_at_least(0), default=16,
                    help="images for the deblurring comparison against Richardson-Lucy, per blur level for "
                         "Gaussian and defocus blur (0 = skip)")
     p.add_argument("--natural-draws", type=int_at_least(1), default=3,
                    help="noise/blur-kind draws per level and picture in the non-glomerulus quality check")
-    p.add_argument("--no-calibration", action="store_true", help="skip temperature scaling on the val split")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="skip temperature scaling on the val split (with --split val the temperature is fitted on "
+                        "the very images it scores, and the report says so)")
     p.add_argument("--no-natural-images", action="store_true",
                    help="skip the quality check on scikit-image's non-glomerulus pictures")
     p.set_defaults(func=run)
@@ -53,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     check_splits(args.data, args.split, calibrate=not args.no_calibration)
     report = evaluate(args.model, args.data, args.out, split=args.split, seed=args.seed, max_images=args.max_images,
                       deblur_images=args.deblur_images, calibrate=not args.no_calibration,
-                      natural=not args.no_natural_images, natural_draws=args.natural_draws)
+                      natural=not args.no_natural_images, natural_draws=args.natural_draws,
+                      degrade_from=args.degrade_from)
     print(markdown(report))
     return 0

@@ -1,0 +1,244 @@
+"""`ifrt eval` on untrained tiny models: what the report records and what the command refuses up front."""
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch")
+
+from _train_data import make_tiny_database  # noqa: E402
+
+from ifrt import cli  # noqa: E402
+from ifrt.train.data.manifest import read_manifest, write_manifest  # noqa: E402
+
+CLASSES = ["DN", "IgAN", "LN", "MN"]
+DEFOCUS_ONLY = {"p_defocus": 1, "p_spatial": 0}
+QUICK = ("--no-natural-images", "--deblur-images", "0", "--no-calibration")
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory):
+    return make_tiny_database(tmp_path_factory.mktemp("eval_db") / "db")
+
+
+def make_run(folder, degrade=None, classes=CLASSES, variant="hier", seed=0):
+    """An untrained model saved as a training run would leave it: `best/` and, unless `degrade` is None, the
+    run's config.yaml with those `data.degrade` overrides."""
+    from ifrt.train.model import build_model, model_config, save_model
+
+    torch.manual_seed(seed)
+    save_model(build_model(model_config("tiny", variant, class_names=list(classes))), folder / "best")
+    if degrade is not None:
+        (folder / "config.yaml").write_text(yaml.safe_dump({"data": {"degrade": degrade}}))
+    return folder
+
+
+def relabel(database, folder, split, diagnosis_of):
+    """A copy of `database` whose `split` rows get the diagnosis `diagnosis_of(row)`."""
+    shutil.copytree(database, folder)
+    rows = read_manifest(folder / "manifest.csv")
+    for row in rows:
+        if row.split == split:
+            row.diagnosis = diagnosis_of(row)
+    write_manifest(folder / "manifest.csv", rows)
+    return folder
+
+
+def run_cli(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def evaluate_quick(models, database, out, **kwargs):
+    from ifrt.train.evaluate import evaluate
+
+    evaluate(models, database, out, deblur_images=0, natural=False, calibrate=False, **kwargs)
+    return json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval_runs")
+    return {"plain": make_run(root / "plain", degrade={}, seed=1),
+            "defocus": make_run(root / "defocus", degrade=DEFOCUS_ONLY, seed=2),
+            "defocus2": make_run(root / "defocus2", degrade=DEFOCUS_ONLY, seed=3)}
+
+
+# ---- one degradation for every model, whatever their order --------------------------------------------------
+
+def test_two_models_in_either_order_get_identical_numbers(runs, database, tmp_path):
+    forward, _ = evaluate_quick([runs["plain"], runs["defocus"]], database, tmp_path / "ab")
+    backward, _ = evaluate_quick([runs["defocus"], runs["plain"]], database, tmp_path / "ba")
+    assert forward["models"]["plain"] == backward["models"]["plain"]
+    assert forward["models"]["defocus"] == backward["models"]["defocus"]
+    assert forward["degradation"] == backward["degradation"]
+
+
+def test_models_trained_differently_are_evaluated_on_the_default_degradation_which_the_report_names(
+        runs, database, tmp_path, capsys):
+    report, text = evaluate_quick([runs["defocus"], runs["plain"]], database, tmp_path / "r")
+    assert report["degradation"]["source"] == "default"
+    assert report["degradation"]["differs_from_default"] == {}
+    assert report["degradation"]["settings"]["p_defocus"] == 0.25
+    assert ("Degradation: the data model's default (DegradeConfig), the same pixels for every model; settings "
+            "that differ from the default: none.") in text
+    assert "the models were trained with different degradations (defocus: p_defocus=1, p_spatial=0; plain: the " \
+           "default)" in capsys.readouterr().err
+
+
+def test_models_trained_alike_are_evaluated_on_their_own_degradation(runs, database, tmp_path):
+    report, text = evaluate_quick([runs["defocus"], runs["defocus2"]], database, tmp_path / "r")
+    assert report["degradation"]["source"] == "training"
+    assert report["degradation"]["differs_from_default"] == {"p_defocus": 1, "p_spatial": 0}
+    assert "Degradation: the one every model was trained with" in text
+
+
+def test_degrade_from_takes_a_runs_degradation_for_every_model(runs, database, tmp_path, capsys):
+    out = tmp_path / "r"
+    code, _, err = run_cli(capsys, "eval", "--model", runs["plain"], "--model", runs["defocus"], "--data", database,
+                           "--out", out, "--degrade-from", runs["defocus"], *QUICK)
+    assert code == 0, err
+    degradation = json.loads((out / "report.json").read_text())["degradation"]
+    assert (degradation["source"], degradation["degrade_from"]) == ("degrade_from", str(runs["defocus"]))
+    assert degradation["differs_from_default"] == {"p_defocus": 1, "p_spatial": 0}
+    assert (f"Degradation: the one `{runs['defocus']}` was trained with, the same pixels for every model; settings "
+            "that differ from the default: p_defocus=1, p_spatial=0.") in (out / "report.md").read_text()
+
+
+# ---- diagnoses the model does not know ----------------------------------------------------------------------
+
+def test_a_split_without_any_diagnosis_the_model_knows_is_refused_naming_the_classes(runs, database, tmp_path,
+                                                                                      capsys):
+    fsgs = relabel(database, tmp_path / "db", "test", lambda row: "FSGS")
+    code, _, err = run_cli(capsys, "eval", "--model", runs["plain"], "--data", fsgs, "--out", tmp_path / "r", *QUICK)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == (
+        f"ifrt eval: {fsgs / 'manifest.csv'}: no test image has a diagnosis the model knows: the test images have "
+        "FSGS, the model knows DN, IgAN, LN, MN; evaluate on a database with the model's classes")
+    assert not (tmp_path / "r").exists()
+
+
+def test_images_with_a_diagnosis_the_model_does_not_know_are_counted_and_warned_about(runs, database, tmp_path,
+                                                                                      capsys):
+    test_rows = [r for r in read_manifest(database / "manifest.csv") if r.split == "test"]
+    patient = test_rows[0].patient_id
+    renamed = sum(r.patient_id == patient for r in test_rows)
+    db = relabel(database, tmp_path / "db", "test", lambda row: "FSGS" if row.patient_id == patient else row.diagnosis)
+    out = tmp_path / "r"
+    code, _, err = run_cli(capsys, "eval", "--model", runs["plain"], "--data", db, "--out", out, *QUICK)
+    assert code == 0, err
+    line = (f"{renamed} of {len(test_rows)} images have a diagnosis the model does not know (FSGS: {renamed}); they "
+            "count for quality and deblurring only")
+    assert f"ifrt eval: warning: {line}" in err
+    report = json.loads((out / "report.json").read_text())
+    assert (report["unknown_diagnosis_images"], report["unknown_diagnoses"]) == (renamed, {"FSGS": renamed})
+    assert f"{line}." in (out / "report.md").read_text()
+
+
+# ---- JSON without NaN, Markdown with a dash -----------------------------------------------------------------
+
+def test_figures_without_data_are_null_in_json_and_a_dash_in_markdown(runs, database, tmp_path):
+    unlabelled = relabel(database, tmp_path / "db", "test", lambda row: None)
+    report, text = evaluate_quick([runs["plain"]], unlabelled, tmp_path / "r")
+
+    def refuse(token):
+        raise AssertionError(f"report.json holds {token}, which JSON does not have")
+
+    json.loads((tmp_path / "r" / "report.json").read_text(), parse_constant=refuse)
+    diagnosis = report["models"]["plain"]["diagnosis"]
+    assert diagnosis["accuracy"] is None and diagnosis["ece"] is None and diagnosis["macro_f1"] is None
+    assert "| plain (hier) | — | — | — | — | — | — | — | — (—) |" in text
+    assert f"{report['images']} of {report['images']} images have no diagnosis" in text
+
+
+# ---- the report folder is checked before any model runs -----------------------------------------------------
+
+@pytest.mark.parametrize("out, message", [
+    ("taken", "{tmp}/taken: a file, not a folder; give --out a new folder or an earlier report's"),
+    ("taken/report", "{tmp}/taken/report: cannot be created, {tmp}/taken is a file, not a folder; give --out "
+                     "another folder"),
+])
+def test_a_report_folder_that_cannot_be_written_is_refused_before_any_model_runs(runs, database, tmp_path, capsys,
+                                                                                 out, message):
+    (tmp_path / "taken").write_text("")
+    code, _, err = run_cli(capsys, "eval", "--model", runs["plain"], "--data", database, "--out", tmp_path / out,
+                           *QUICK)
+    assert code == 2
+    assert "evaluated blur level" not in err
+    assert err.strip().splitlines()[-1] == f"ifrt eval: {message.format(tmp=tmp_path)}"
+
+
+# ---- plots --------------------------------------------------------------------------------------------------
+
+def test_plots_of_an_earlier_report_in_the_folder_are_removed(runs, database, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "confusion_gone.png").write_bytes(b"an earlier model's plot")
+    (out / "notes.txt").write_text("kept")
+    evaluate_quick([runs["plain"]], database, out)
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy_per_level.png", "confusion_plain.png", "notes.txt",
+                                                     "quality_per_level.png", "reliability_plain.png", "report.json",
+                                                     "report.md"]
+
+
+def test_models_whose_names_map_to_one_file_name_get_a_plot_each(database, tmp_path):
+    models = [make_run(tmp_path / "x.y"), make_run(tmp_path / "x_y", seed=1)]
+    report, text = evaluate_quick(models, database, tmp_path / "r")
+    confusion = {p["model"]: p["file"] for p in report["plots"] if p["file"].startswith("confusion_")}
+    assert confusion == {"x.y": "confusion_x_y.png", "x_y": "confusion_x_y-2.png"}
+    assert all((tmp_path / "r" / name).stat().st_size > 1000 for name in confusion.values())
+
+
+def test_every_plot_is_listed_in_json_and_markdown(runs, database, tmp_path):
+    report, text = evaluate_quick([runs["plain"]], database, tmp_path / "r")
+    assert [p["file"] for p in report["plots"]] == ["accuracy_per_level.png", "quality_per_level.png",
+                                                    "confusion_plain.png", "reliability_plain.png"]
+    assert "- `confusion_plain.png`: confusion matrix of plain" in text
+    assert "- `accuracy_per_level.png`: diagnosis accuracy per blur level, every model" in text
+
+
+def test_a_plot_that_cannot_be_written_fails_the_command_naming_it(runs, database, tmp_path, capsys):
+    out = tmp_path / "r"
+    (out / "confusion_plain.png").mkdir(parents=True)
+    code, _, err = run_cli(capsys, "eval", "--model", runs["plain"], "--data", database, "--out", out, *QUICK)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == (f"ifrt eval: {out / 'confusion_plain.png'}: could not write the plot "
+                                            "(Is a directory)")
+
+
+# ---- split, calibration, ONNX-only folders ------------------------------------------------------------------
+
+def test_the_header_names_the_split_and_says_when_calibration_scores_its_own_images(runs, database, tmp_path,
+                                                                                   capsys):
+    out = tmp_path / "r"
+    code, _, err = run_cli(capsys, "eval", "--model", runs["plain"], "--data", database, "--out", out, "--split", "val",
+                           "--max-images", "2", "--no-natural-images", "--deblur-images", "0")
+    assert code == 0, err
+    text = (out / "report.md").read_text()
+    assert "\n2 val images of " in text
+    assert ("Temperature fitted on the `val` split (2 in-focus references at every blur level): the very images "
+            "scored here, so the T-scaled ECE is optimistic.") in text
+    assert json.loads((out / "report.json").read_text())["calibration"] == {
+        "split": "val", "images": 2, "same_images_as_scored": True}
+
+
+def test_help_says_max_images_caps_the_calibration_images_too(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["eval", "--help"])
+    assert "also caps the validation images the calibration temperature is fitted on" in \
+        " ".join(capsys.readouterr().out.split())
+
+
+def test_a_folder_with_only_onnx_graphs_is_refused_saying_eval_needs_the_trained_weights(database, tmp_path, capsys):
+    package = tmp_path / "package"
+    package.mkdir()
+    for name in ("full.onnx", "full.onnx.json", "focus.onnx"):
+        (package / name).write_bytes(b"")
+    code, _, err = run_cli(capsys, "eval", "--model", package, "--data", database, "--out", tmp_path / "r", *QUICK)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == (
+        f"ifrt eval: {package}: holds ONNX graphs (focus.onnx, full.onnx) but no trained weights; ifrt eval needs "
+        "model.json + model.safetensors (a training run or its best/), as ONNX graphs alone cannot be evaluated")
