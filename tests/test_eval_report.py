@@ -242,3 +242,12 @@ def test_a_folder_with_only_onnx_graphs_is_refused_saying_eval_needs_the_trained
     assert err.strip().splitlines()[-1] == (
         f"ifrt eval: {package}: holds ONNX graphs (focus.onnx, full.onnx) but no trained weights; ifrt eval needs "
         "model.json + model.safetensors (a training run or its best/), as ONNX graphs alone cannot be evaluated")
+
+
+def test_a_runs_bad_degradation_setting_is_named_with_its_config_file(database, tmp_path, capsys):
+    run = make_run(tmp_path / "odd", degrade={"bogus": 1})
+    code, _, err = run_cli(capsys, "eval", "--model", run, "--data", database, "--out", tmp_path / "report",
+                           "--deblur-images", "0", "--no-natural-images", "--no-calibration")
+    assert code == 2
+    assert err.startswith(f"ifrt eval: {run / 'config.yaml'}: data.degrade: ")
+    assert "bogus" in err and not (tmp_path / "report" / "report.json").exists()

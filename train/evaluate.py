@@ -72,18 +72,24 @@ def choose_degradation(model_dirs: dict[str, Path], data_dir: Path,
     run of `degrade_from` when given, else the one every model was trained with, else the data model's
     default (DegradeConfig). The order of the models never matters. A setting the run leaves open takes the
     database's (its camera bit depth)."""
-    def on_this_database(overrides: dict) -> DegradeConfig:
-        return DataConfig(crop=0, degrade=overrides).for_database(data_dir).degrade_config()
+    def on_this_database(overrides: dict, model_dir: Path | None = None) -> DegradeConfig:
+        try:
+            return DataConfig(crop=0, degrade=overrides).for_database(data_dir).degrade_config()
+        except (TypeError, ValueError) as exc:
+            if model_dir is None:
+                raise
+            raise ValueError(f"{model_dir.parent / 'config.yaml'}: data.degrade: {exc}") from None
 
     if degrade_from is not None:
         overrides = training_degradation(model_dir_of(degrade_from))
         if overrides is None:
             raise FileNotFoundError(f"{degrade_from}: no training run's config.yaml beside its model to take the "
                                     "degradation from; give --degrade-from a run folder (or its best/)")
-        cfg, source = on_this_database(overrides), {"source": "degrade_from", "degrade_from": str(degrade_from)}
+        cfg = on_this_database(overrides, model_dir_of(degrade_from))
+        source = {"source": "degrade_from", "degrade_from": str(degrade_from)}
     else:
         trained = {name: training_degradation(d) for name, d in model_dirs.items()}
-        configs = {name: on_this_database(overrides or {}) for name, overrides in trained.items()}
+        configs = {name: on_this_database(overrides or {}, model_dirs[name]) for name, overrides in trained.items()}
         first = next(iter(configs.values()))
         if all(c == first for c in configs.values()) and any(o is not None for o in trained.values()):
             cfg, source = first, {"source": "training"}
@@ -602,7 +608,7 @@ def _calibration_line(report: dict) -> str:
 def markdown(report: dict) -> str:
     levels = report["levels"]
     lines = [f"# ifrt evaluation — split `{report['split']}`", "",
-             f"{report['images']} {report['split']} images of {report['patients']} patients: each in-focus reference "
+             f"{report['images']} {report['split']} images of {report['patients']} patient(s): each in-focus reference "
              f"degraded at every blur level (Gaussian-equivalent sigma {report['sigmas']} px), seed {report['seed']}.",
              "", _degradation_line(report), *(["", *_coverage_lines(report)] if _coverage_lines(report) else []), "",
              "| model | variant | size | parameters | GFLOPs at 512x512 |", "|---|---|---|---|---|",
