@@ -90,3 +90,35 @@ def test_quality_map_upsampling_matches_opencv_bilinear(src, dst):
     out = post.upsample_quality_map(q[None, None], dst)
     ref = cv2.resize(q, (dst[1], dst[0]), interpolation=cv2.INTER_LINEAR).reshape(dst)
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5)
+
+
+def test_softmax_in_place_is_allowed_and_a_shifted_output_is_refused():
+    logits = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    expected = post.softmax(logits.copy())
+    in_place = logits.copy()
+    assert post.softmax(in_place, out=in_place) is not None
+    np.testing.assert_array_equal(in_place, expected)
+    buffer = np.zeros(7 * 4, np.float32)
+    buffer[:24] = logits.ravel()
+    with pytest.raises(native.NativeError, match="softmax: the output overlaps the logits without being the same"):
+        post.softmax(buffer[:24].reshape(6, 4), out=buffer[4:].reshape(6, 4))
+
+
+def test_denormalize_refuses_an_output_over_its_input_unless_in_place_float32():
+    y = np.random.default_rng(1).random((32, 48)).astype(np.float32)
+    expected = post.denormalize(y.copy(), 10.0, 1000.0, "float32")
+    same = y.copy()
+    post.denormalize(same, 10.0, 1000.0, "float32", out=same)
+    np.testing.assert_array_equal(same, expected)
+    buffer = y.ravel().copy()
+    with pytest.raises(native.NativeError, match="denormalize: the output overlaps the input"):
+        post.denormalize(buffer.reshape(32, 48), 10.0, 1000.0, "uint16",
+                         out=buffer.view(np.uint16)[:32 * 48].reshape(32, 48))
+
+
+def test_blend_and_upsample_refuse_an_output_over_their_input():
+    buffer = np.random.default_rng(2).random(4 * 64 * 64).astype(np.float32)
+    with pytest.raises(native.NativeError, match="blend_tiles: the output overlaps the tiles"):
+        post.blend_tiles(buffer.reshape(4, 1, 64, 64), (96, 96), 32, out=buffer[:96 * 96].reshape(96, 96))
+    with pytest.raises(native.NativeError, match="upsample_quality_map: the output overlaps the map"):
+        post.upsample_quality_map(buffer[:6].reshape(2, 3), (64, 96), out=buffer[:64 * 96].reshape(64, 96))

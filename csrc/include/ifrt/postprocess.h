@@ -7,6 +7,9 @@
  *                       for uint8/uint16 outputs; y is a float32/float16 ifrt_image (strided rows
  *                       allowed, e.g. a crop of the padded frame), out packed height x width
  *  ifrt_upsample_quality_map: bilinear, pixel centres aligned (OpenCV INTER_LINEAR)
+ *
+ * An output must not overlap an input (IFRT_ERR_INVALID_ARGUMENT), with two exceptions that run in
+ * place: ifrt_softmax with probs == logits, and ifrt_denormalize of float32 into the same packed buffer.
  */
 #ifndef IFRT_POSTPROCESS_H
 #define IFRT_POSTPROCESS_H

@@ -57,8 +57,9 @@ IFRT_API void ifrt_preprocess_options_init(ifrt_preprocess_options* options);
 IFRT_API ifrt_status ifrt_preprocess_shape_of(const ifrt_image* image, const ifrt_preprocess_options* options,
                                               ifrt_preprocess_shape* shape);
 
-/* CPU path, host memory: writes shape.bytes to `out` (out_bytes must be at least that) and the
- * range used to lo and hi (either may be NULL). Multithreaded; returns when done. */
+/* CPU path, host memory: writes shape.bytes to `out` (out_bytes must be at least that, and clear of the
+ * image, dark and flat buffers) and the range used to lo and hi (either may be NULL). Multithreaded;
+ * returns when done. */
 IFRT_API ifrt_status ifrt_preprocess(const ifrt_image* image, const ifrt_preprocess_options* options, void* out,
                                      size_t out_bytes, double* lo, double* hi);
 
