@@ -1,9 +1,11 @@
 """`ifrt data synth` and `ifrt data split` from the command line, and the data tools' torch-free imports."""
 
+import json
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from ifrt.train.data.manifest import ManifestRow, read_manifest, write_manifest
 
@@ -101,3 +103,88 @@ def test_data_errors_name_the_action(tmp_path, ifrt_cli):
     proc = ifrt_cli("data", "index", str(tmp_path))
     assert proc.returncode == 2
     assert proc.stderr == f"ifrt data index: {tmp_path / 'manifest.csv'} exists; pass --force to replace it\n"
+
+
+# ---- arguments refused before anything is written; folders that cannot be the output --------------------------
+
+
+def _main(capsys, *argv) -> tuple[int, str]:
+    from ifrt import cli
+
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse refuses a bad value with the usage
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (("--size", "65537"), "--size: must be at most 4096, got 65537"),
+    (("--size", "31"), "--size: must be at least 32, got 31"),
+    (("--images-per-patient", "0"), "--images-per-patient: must be at least 1, got 0"),
+    (("--images-per-patient", "-1"), "--images-per-patient: must be at least 1, got -1"),
+    (("--blur-levels", "1.5"), "--blur-levels: expected comma-separated whole numbers, got '1.5'"),
+    (("--classes", ","), "--classes: expected comma-separated names, got ','"),
+    (("--workers", "0"), "--workers: must be at least 1, got 0"),
+    (("--proportions", "nan,1,1,1"), "--proportions: expected finite numbers"),
+])
+def test_synth_arguments_out_of_range_are_refused_before_anything_is_written(tmp_path, capsys, option, message):
+    code, err = _main(capsys, "data", "synth", tmp_path / "db", "--patients", "2", *option)
+    assert code == 2 and message in err
+    assert not (tmp_path / "db").exists()
+
+
+def test_an_interrupted_synth_is_named_and_replaced_with_force(tmp_path, capsys, monkeypatch):
+    from ifrt.train.data import synth
+
+    made = []
+
+    def interrupted_after_one(job):
+        if made:
+            raise KeyboardInterrupt
+        made.append(job)
+        return real(job)
+
+    real = synth._make_patient
+    monkeypatch.setattr(synth, "_make_patient", interrupted_after_one)
+    args = ("data", "synth", tmp_path, "--patients", "3", "--size", "32", "--workers", "1")
+    assert _main(capsys, *args)[0] == 130
+    assert (tmp_path / "synth.json").is_file() and not (tmp_path / "manifest.csv").exists()
+    monkeypatch.setattr(synth, "_make_patient", real)
+    code, err = _main(capsys, *args)
+    assert code == 2 and f"{tmp_path}: holds an interrupted ifrt data synth (no manifest.csv)" in err
+    assert _main(capsys, *args, "--force")[0] == 0
+    assert len(read_manifest(tmp_path)) == 15 and json.loads((tmp_path / "synth.json").read_text())["complete"]
+
+
+def test_split_refuses_non_finite_fractions_and_an_empty_manifest(tmp_path, capsys):
+    write_manifest(tmp_path / "manifest.csv", [ManifestRow(path="x.tif", patient_id="p")])
+    code, err = _main(capsys, "data", "split", tmp_path, "--fractions", "nan,1,1")
+    assert code == 2 and "--fractions: expected finite numbers, got 'nan,1,1'" in err
+    write_manifest(tmp_path / "manifest.csv", [])
+    code, err = _main(capsys, "data", "split", tmp_path)
+    assert (code, err) == (2, f"ifrt data split: {tmp_path / 'manifest.csv'}: no rows: the manifest names no image\n")
+
+
+def test_preview_refuses_a_huge_cell_and_an_empty_manifest(tmp_path, capsys):
+    write_manifest(tmp_path / "manifest.csv", [])
+    code, err = _main(capsys, "data", "preview", tmp_path, "--out", tmp_path / "sheet.png", "--thumb", "100000")
+    assert code == 2 and "--thumb: must be at most 1024, got 100000" in err
+    code, err = _main(capsys, "data", "preview", tmp_path, "--out", tmp_path / "sheet.png")
+    assert code == 2 and "no rows: the manifest names no image" in err and not (tmp_path / "sheet.png").exists()
+
+
+def test_check_of_a_missing_dataset_cannot_run(tmp_path, capsys):
+    code, err = _main(capsys, "data", "check", tmp_path / "missing")
+    assert code == 2
+    assert err == (f"ifrt data check: {tmp_path / 'missing'}: manifest not found (create one with `ifrt data index` "
+                   "or `ifrt data synth`)\n")
+
+
+def test_split_and_index_refuse_a_folder_as_the_manifest_to_write(tmp_path, capsys):
+    write_manifest(tmp_path / "manifest.csv", [ManifestRow(path="x.tif", patient_id="p")])
+    (tmp_path / "out").mkdir()
+    code, err = _main(capsys, "data", "split", tmp_path, "--out", tmp_path / "out")
+    assert code == 2 and f"--out {tmp_path / 'out'} is a folder; give the manifest's file name" in err
+    code, err = _main(capsys, "data", "index", tmp_path, "--out", tmp_path / "out")
+    assert code == 2 and f"--out {tmp_path / 'out'} is a folder" in err

@@ -18,9 +18,9 @@ COMMAND_MODULES = [
 ]
 
 
-def int_at_least(minimum: int):
-    """An argparse type: an integer >= `minimum`, refused at parse time (exit 2, with the usage) rather than
-    failing deep inside a run."""
+def int_at_least(minimum: int, maximum: int | None = None):
+    """An argparse type: an integer >= `minimum` (and <= `maximum` when given), refused at parse time (exit 2,
+    with the usage) rather than failing deep inside a run."""
 
     def parse(text: str) -> int:
         try:
@@ -29,6 +29,8 @@ def int_at_least(minimum: int):
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
         return value
 
     return parse

@@ -8,20 +8,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from ifrt.commands import int_at_least
+from ifrt.train.data import SYNTH_MAX_SIZE, SYNTH_MIN_SIZE
 
 
 def _names(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
 
 
 def _numbers(text: str) -> list[float]:
     try:
-        return [float(v) for v in _names(text)]
-    except ValueError:
+        values = [float(v) for v in _names(text)]
+    except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
+
+
+def _integers(text: str) -> list[int]:
+    values = _numbers(text)
+    if not all(v == int(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}")
+    return [int(v) for v in values]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,18 +57,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "blur_maps/ folders are deleted first (other files are kept)")
     s.add_argument("--patients", type=int_at_least(1), default=100,
                    help="number of patients (default 100; at least 3 to fill train, val and test)")
-    s.add_argument("--images-per-patient", type=int, default=None,
+    s.add_argument("--images-per-patient", type=int_at_least(1), default=None,
                    help="images per patient, stains in turn (default: one per stain)")
-    s.add_argument("--size", type=int, default=512, help="image width and height in pixels (default 512)")
+    s.add_argument("--size", type=int_at_least(SYNTH_MIN_SIZE, SYNTH_MAX_SIZE), default=512,
+                   help=f"image width and height in pixels, {SYNTH_MIN_SIZE} to {SYNTH_MAX_SIZE} (default 512)")
     s.add_argument("--bit-depth", type=int, default=16, help="camera bit depth, 8..16 (default 16)")
     s.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
     s.add_argument("--classes", type=_names, default=None, help="comma-separated classes (default IgAN,MN,DN,LN)")
     s.add_argument("--proportions", type=_numbers, default=None, help="class proportions, e.g. 0.4,0.2,0.2,0.2")
     s.add_argument("--stains", type=_names, default=None, help="stain panel (default IgG,IgA,IgM,C3,C1q)")
-    s.add_argument("--blur-levels", type=_numbers, default=None,
+    s.add_argument("--blur-levels", type=_integers, default=None,
                    help="levels to draw from, e.g. 0,2,4 (default: all)")
     s.add_argument("--no-degrade", action="store_true", help="write sharp images only (blur level 0)")
-    s.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    s.add_argument("--workers", type=int_at_least(1), default=None, help="processes (default: CPU count)")
     s.set_defaults(func=run_synth)
 
     s = sub.add_parser("index", help="build manifest.csv from ROOT/<diagnosis>/<patient>/<image>",
@@ -92,7 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "level, each cell one image of the dataset.")
     s.add_argument("dataset", help="dataset folder or manifest CSV")
     s.add_argument("--out", required=True, help="sheet to write (.png, or .jpg)")
-    s.add_argument("--thumb", type=int_at_least(16), default=192, help="cell size in pixels (default 192)")
+    s.add_argument("--thumb", type=int_at_least(16, 1024), default=192, help="cell size in pixels, 16 to 1024 "
+                   "(default 192)")
     s.set_defaults(func=run_preview)
 
 
@@ -125,7 +142,7 @@ def run_synth(args: argparse.Namespace) -> int:
             args.out, patients=args.patients, images_per_patient=args.images_per_patient, size=args.size,
             bit_depth=args.bit_depth, seed=args.seed, classes=args.classes or pathology.DEFAULT_CLASSES,
             proportions=args.proportions, stains=args.stains or pathology.DEFAULT_STAINS,
-            blur_levels=[int(v) for v in args.blur_levels] if args.blur_levels else None,
+            blur_levels=args.blur_levels,
             degrade=not args.no_degrade, workers=args.workers, replace=args.force)
     except (ValueError, FileExistsError) as exc:
         return _fail(args, str(exc))
@@ -141,6 +158,8 @@ def run_index(args: argparse.Namespace) -> int:
     from ifrt.train.data.manifest import MANIFEST_NAME, ManifestError, write_manifest
 
     out = Path(args.out) if args.out else Path(args.root) / MANIFEST_NAME
+    if out.is_dir():
+        return _fail(args, f"--out {out} is a folder; give the manifest's file name (e.g. {out / MANIFEST_NAME})")
     if out.exists() and not args.force:
         return _fail(args, f"{out} exists; pass --force to replace it")
     try:
@@ -157,14 +176,20 @@ def run_index(args: argparse.Namespace) -> int:
 
 def run_split(args: argparse.Namespace) -> int:
     from collections import Counter
+    from pathlib import Path
 
     from ifrt.train.data.manifest import ManifestError, manifest_path, read_manifest, write_manifest
     from ifrt.train.data.split import split_rows
 
     source = manifest_path(args.dataset)
     out = args.out or source
+    if Path(out).is_dir():
+        return _fail(args, f"--out {out} is a folder; give the manifest's file name (e.g. {Path(out) / source.name})")
     try:
-        rows = split_rows(read_manifest(source), tuple(args.fractions), args.seed)
+        rows = read_manifest(source)
+        if not rows:
+            return _fail(args, f"{source}: no rows: the manifest names no image")
+        rows = split_rows(rows, tuple(args.fractions), args.seed)
     except (ManifestError, ValueError) as exc:
         return _fail(args, str(exc))
     _warn_empty_splits(args, rows, args.fractions)
@@ -177,7 +202,10 @@ def run_split(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from ifrt.imageio import DEFAULT_MAX_PIXELS
     from ifrt.train.data.check import check_dataset
+    from ifrt.train.data.manifest import manifest_path, missing_manifest
 
+    if not manifest_path(args.dataset).is_file():  # nothing to check: the command cannot run (exit 2)
+        return _fail(args, str(missing_manifest(manifest_path(args.dataset))))
     report = check_dataset(args.dataset, min_size=args.min_size, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     if args.json:
         print(json.dumps({"manifest": report.manifest, "rows": report.rows, "files": report.files,

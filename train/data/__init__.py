@@ -15,3 +15,7 @@ Needs numpy, OpenCV and tifffile only (never torch), so `ifrt data ...` works on
     index.py      manifest from ROOT/<diagnosis>/<patient>/<image> (`ifrt data index`)
     preview.py    class x blur-level contact sheet (`ifrt data preview`)
 """
+
+# The side of a synthetic image, in pixels: rendering takes about 100 bytes a pixel, 1.7 GB a worker at 4096.
+# Here, not in synth.py, so that `ifrt data synth --help` can name them without importing numpy and OpenCV.
+SYNTH_MIN_SIZE, SYNTH_MAX_SIZE = 32, 4096

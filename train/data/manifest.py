@@ -52,14 +52,17 @@ def manifest_path(dataset: str | os.PathLike) -> Path:
     return dataset / MANIFEST_NAME if dataset.is_dir() else dataset
 
 
+def missing_manifest(path: str | os.PathLike) -> ManifestError:
+    return ManifestError(f"{path}: manifest not found (create one with `ifrt data index` or `ifrt data synth`)")
+
+
 def read_table(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
     """The raw header and rows (cells as text), for tools that report every problem, not just the first."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise ManifestError(f"{path}: manifest not found (create one with `ifrt data index` or "
-                            "`ifrt data synth`)") from None
+        raise missing_manifest(path) from None
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{path}: not UTF-8 text ({exc.reason}); save the CSV as UTF-8") from None
     reader = csv.reader(io.StringIO(text))

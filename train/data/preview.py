@@ -25,6 +25,7 @@ _CANDIDATES = 6
 _LABEL_W, _HEADER_H = 110, 28
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 MIN_THUMB = 16  # smaller cells hold no legible image or caption
+MAX_THUMB = 1024  # larger cells make a sheet of gigabytes for a few classes and levels
 
 
 def _display(image: np.ndarray, thumb: int) -> np.ndarray:
@@ -76,10 +77,12 @@ def preview_sheet(dataset: str | os.PathLike, out: str | os.PathLike, *, thumb: 
     suffix = Path(out).suffix.lower()
     if suffix not in (".png", ".jpg", ".jpeg"):
         raise ValueError(f"{out}: a contact sheet is a colour image; name it .png or .jpg")
-    if thumb < MIN_THUMB:
-        raise ValueError(f"thumb {thumb} is too small (at least {MIN_THUMB} pixels)")
+    if not MIN_THUMB <= thumb <= MAX_THUMB:
+        raise ValueError(f"thumb {thumb} is out of range ({MIN_THUMB} to {MAX_THUMB} pixels)")
     manifest = manifest_path(dataset)
     rows = read_manifest(manifest)
+    if not rows:
+        raise ValueError(f"{manifest}: no rows: the manifest names no image")
     classes: list[str | None] = sorted({r.diagnosis for r in rows if r.diagnosis is not None})
     if any(r.diagnosis is None for r in rows):
         classes.append(None)
