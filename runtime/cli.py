@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"{getattr(args, 'command_name', 'ifrt')}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         if not is_user_error(exc) or os.environ.get(TRACEBACK_VARIABLE) == "1":

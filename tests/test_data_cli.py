@@ -148,7 +148,7 @@ def test_an_interrupted_synth_is_named_and_replaced_with_force(tmp_path, capsys,
     real = synth._make_patient
     monkeypatch.setattr(synth, "_make_patient", interrupted_after_one)
     args = ("data", "synth", tmp_path, "--patients", "3", "--size", "32", "--workers", "1")
-    assert _main(capsys, *args)[0] == 130
+    assert _main(capsys, *args) == (130, "ifrt data synth: interrupted\n")
     assert (tmp_path / "synth.json").is_file() and not (tmp_path / "manifest.csv").exists()
     monkeypatch.setattr(synth, "_make_patient", real)
     code, err = _main(capsys, *args)
@@ -188,3 +188,47 @@ def test_split_and_index_refuse_a_folder_as_the_manifest_to_write(tmp_path, caps
     assert code == 2 and f"--out {tmp_path / 'out'} is a folder; give the manifest's file name" in err
     code, err = _main(capsys, "data", "index", tmp_path, "--out", tmp_path / "out")
     assert code == 2 and f"--out {tmp_path / 'out'} is a folder" in err
+
+
+def test_index_lists_a_linked_image_once_and_counts_what_it_ignores(tmp_path, capsys):
+    import tifffile
+
+    (tmp_path / "MN/P1").mkdir(parents=True)
+    tifffile.imwrite(tmp_path / "MN/P1/a.tif", np.zeros((64, 64), np.uint16))
+    (tmp_path / "MN/P1/notes.txt").write_text("not an image")
+    (tmp_path / "MN/P1_alias").symlink_to(tmp_path / "MN/P1")
+    (tmp_path / "DN/P2 ").mkdir(parents=True)  # a trailing space, as the manifest reader would strip it
+    tifffile.imwrite(tmp_path / "DN/P2 /b.tif", np.zeros((64, 64), np.uint16))
+    code, err = _main(capsys, "data", "index", tmp_path)
+    assert code == 0
+    assert "skipped MN/P1_alias/a.tif: the same file as MN/P1/a.tif (a link), listed once" in err
+    assert "ifrt data index: ignored 1 file(s) in patient folders that are not TIFF, PNG or JPEG" in err
+    rows = read_manifest(tmp_path)
+    assert sorted((r.path, r.patient_id) for r in rows) == [("DN/P2 /b.tif", "P2"), ("MN/P1/a.tif", "P1")]
+    assert _main(capsys, "data", "split", tmp_path, "--fractions", "1,0,0")[0] == 0
+    code, err = _main(capsys, "data", "index", tmp_path, "--force")
+    assert code == 0 and "manifest.csv is replaced by a new index; its split column(s) are not carried over" in err
+
+
+def test_check_paths_that_stay_inside_and_windows_separators(tmp_path, capsys):
+    import tifffile
+
+    (tmp_path / "images").mkdir()
+    tifffile.imwrite(tmp_path / "images/a.tif", np.zeros((64, 64), np.uint16) + np.arange(64, dtype=np.uint16))
+    write_manifest(tmp_path / "manifest.csv", [ManifestRow(path="images/../images/a.tif", patient_id="p"),
+                                               ManifestRow(path="images\\a.tif", patient_id="q")])
+    from ifrt import cli
+
+    assert cli.main(["data", "check", str(tmp_path)]) == 1
+    lines = "".join(capsys.readouterr())
+    assert "leaves the dataset folder" not in lines
+    assert "image is missing" in lines and "(its separators are backslashes: write the path with /)" in lines
+
+
+def test_check_names_a_short_row_by_file_and_line_once(tmp_path, capsys):
+    from ifrt import cli
+
+    (tmp_path / "manifest.csv").write_text("path,patient_id\na.tif,p\nb.tif\n")
+    assert cli.main(["data", "check", str(tmp_path)]) == 1
+    out, _ = capsys.readouterr()
+    assert out.splitlines()[0] == f"{tmp_path / 'manifest.csv'}:3: 1 cells but the header has 2 columns"

@@ -151,6 +151,22 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_replaced(args: argparse.Namespace, manifest) -> None:
+    """Say what `index --force` does not carry over from the manifest it replaces: splits and added columns."""
+    from ifrt.train.data.manifest import COLUMNS, ManifestError, read_table
+
+    try:
+        header, table = read_table(manifest)
+    except ManifestError:
+        return
+    lost = [name for name in header if name not in COLUMNS]
+    if any(cells.get("split") for cells in table):
+        lost.insert(0, "split")
+    if lost:
+        print(f"ifrt data {args.data_command}: warning: {manifest} is replaced by a new index; its "
+              f"{', '.join(lost)} column(s) are not carried over (rerun `ifrt data split` for splits)", file=sys.stderr)
+
+
 def run_index(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -168,6 +184,13 @@ def run_index(args: argparse.Namespace) -> int:
         return _fail(args, str(exc))
     for skipped in index.skipped:
         print(f"skipped {skipped}: not inside a patient folder (ROOT/<diagnosis>/<patient>/)", file=sys.stderr)
+    for duplicate, first in index.duplicates:
+        print(f"skipped {duplicate}: the same file as {first} (a link), listed once", file=sys.stderr)
+    if index.ignored:
+        print(f"ifrt data index: ignored {index.ignored} file(s) in patient folders that are not TIFF, PNG or JPEG",
+              file=sys.stderr)
+    if out.exists():
+        _warn_replaced(args, out)
     write_manifest(out, index.rows)
     patients = len({r.patient_id for r in index.rows})
     print(f"wrote {out}: {len(index.rows)} images, {patients} patients")

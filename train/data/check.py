@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import posixpath
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -68,7 +69,7 @@ def _path_problem(value: str) -> str | None:
     pure = PurePosixPath(value.replace("\\", "/"))
     if pure.is_absolute() or (len(value) > 1 and value[1] == ":"):
         return f"path '{value}' is absolute; paths are relative to the manifest's folder"
-    if ".." in pure.parts:
+    if posixpath.normpath(pure.as_posix()).split("/")[0] == "..":  # images/../images/x.tif stays inside
         return f"path '{value}' leaves the dataset folder; keep files under the manifest's folder"
     return None
 
@@ -109,7 +110,9 @@ def check_dataset(dataset: str | os.PathLike, *, min_size: int = 64,
     try:
         header, table = read_table(manifest)
     except ManifestError as exc:
-        add(Problem(str(manifest), str(exc).removeprefix(f"{manifest}: ")))
+        where, _, message = str(exc).partition(": ")  # "manifest.csv: ..." or "manifest.csv:LINE: ..."
+        add(Problem(where if where.startswith(str(manifest)) else str(manifest),
+                    message if where.startswith(str(manifest)) else str(exc)))
         return report
     report.rows = len(table)
     if not table:
@@ -179,7 +182,8 @@ def check_dataset(dataset: str | os.PathLike, *, min_size: int = 64,
         file = root / relative
         report.files += 1
         if not file.exists():
-            add(Problem(str(file), f"{kind} is missing (named at {where})"))
+            windows = " (its separators are backslashes: write the path with /)" if "\\" in relative else ""
+            add(Problem(str(file), f"{kind} is missing (named at {where}){windows}"))
             continue
         try:
             pixels = read_image(file, max_pixels=max_pixels)

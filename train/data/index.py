@@ -21,14 +21,16 @@ UNKNOWN_DIAGNOSIS = "unknown"
 class Index:
     rows: list[ManifestRow]
     skipped: list[str] = field(default_factory=list)  # images outside a patient folder, relative to ROOT
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, path of the same file listed first)
+    ignored: int = 0  # files in patient folders that are not TIFF, PNG or JPEG
 
 
 def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
@@ -49,21 +51,35 @@ def index_folder(root: str | os.PathLike, *, manifest_dir: str | os.PathLike | N
     rows, skipped = [], []
     owner: dict[str, str] = {}
     skipped += [p.name for p in sorted(root.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    index = Index(rows=rows, skipped=skipped)
+    first_path: dict[Path, str] = {}  # real file -> the path it was listed under
+    ignored: set[Path] = set()
     for diagnosis_dir in sorted(p for p in root.iterdir() if p.is_dir() and _visible(p)):
-        diagnosis = None if diagnosis_dir.name.lower() == UNKNOWN_DIAGNOSIS else diagnosis_dir.name
+        # Names as the manifest reader sees them (it strips cells): "P0003 " and "P0003" are one patient.
+        label = diagnosis_dir.name.strip()
+        diagnosis = None if label.lower() == UNKNOWN_DIAGNOSIS else label
         for loose in sorted(p for p in diagnosis_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
             skipped.append(loose.relative_to(root).as_posix())
         for patient_dir in sorted(p for p in diagnosis_dir.iterdir() if p.is_dir() and _visible(p)):
-            patient = f"{diagnosis_dir.name}/{patient_dir.name}" if prefix_patients else patient_dir.name
-            if patient in owner and owner[patient] != diagnosis_dir.name:
+            patient = f"{label}/{patient_dir.name.strip()}" if prefix_patients else patient_dir.name.strip()
+            if patient in owner and owner[patient] != label:
                 raise ManifestError(f"{patient_dir}: patient folder '{patient}' also appears under "
                                     f"'{owner[patient]}'; a patient has one diagnosis. Rename one of them, or "
                                     "use --prefix-patients if they are different patients")
-            owner[patient] = diagnosis_dir.name
-            for image in _images(patient_dir):
-                relative = Path(os.path.relpath(image, base)).as_posix()
+            owner[patient] = label
+            for file in _files(patient_dir):
+                real = file.resolve()
+                if file.suffix.lower() not in IMAGE_SUFFIXES:
+                    ignored.add(real)
+                    continue
+                relative = Path(os.path.relpath(file, base)).as_posix()
+                if real in first_path:  # a linked folder or file: the same image under a second name
+                    index.duplicates.append((relative, first_path[real]))
+                    continue
+                first_path[real] = relative
                 rows.append(ManifestRow(path=relative, patient_id=patient, diagnosis=diagnosis))
     if not rows:
         raise ManifestError(f"{root}: no images found in ROOT/<diagnosis>/<patient>/ folders "
                             f"(looked for {', '.join(IMAGE_SUFFIXES)})")
-    return Index(rows=rows, skipped=skipped)
+    index.ignored = len(ignored)
+    return index
