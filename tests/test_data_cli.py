@@ -232,3 +232,19 @@ def test_check_names_a_short_row_by_file_and_line_once(tmp_path, capsys):
     assert cli.main(["data", "check", str(tmp_path)]) == 1
     out, _ = capsys.readouterr()
     assert out.splitlines()[0] == f"{tmp_path / 'manifest.csv'}:3: 1 cells but the header has 2 columns"
+
+
+def test_preview_reads_no_file_outside_the_dataset(tmp_path, capsys, monkeypatch):
+    import tifffile
+
+    from ifrt.train.data import preview
+
+    outside = tmp_path / "outside.tif"
+    tifffile.imwrite(outside, np.full((64, 64), 900, np.uint16))
+    (tmp_path / "db").mkdir()
+    write_manifest(tmp_path / "db/manifest.csv", [ManifestRow(path=str(outside), patient_id="p", diagnosis="MN"),
+                                                  ManifestRow(path="../outside.tif", patient_id="q", diagnosis="MN")])
+    read = []
+    monkeypatch.setattr(preview, "read_image", lambda path, **options: read.append(path))
+    assert _main(capsys, "data", "preview", tmp_path / "db", "--out", tmp_path / "sheet.png")[0] == 0
+    assert read == []  # the cell shows "none": what `ifrt data check` refuses is not read

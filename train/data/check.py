@@ -65,7 +65,8 @@ def _unknown_column(name: str) -> str:
     return f"unknown column '{name}' ({hint}user columns must start with '{USER_PREFIX}')"
 
 
-def _path_problem(value: str) -> str | None:
+def path_problem(value: str) -> str | None:
+    """Why a manifest path cannot name a file of the dataset (absolute, or leaving its folder); None when it can."""
     pure = PurePosixPath(value.replace("\\", "/"))
     if pure.is_absolute() or (len(value) > 1 and value[1] == ":"):
         return f"path '{value}' is absolute; paths are relative to the manifest's folder"
@@ -159,12 +160,12 @@ def check_dataset(dataset: str | os.PathLike, *, min_size: int = 64,
         for kind, value in named:
             if not value:
                 continue
-            problem = _path_problem(value)
+            problem = path_problem(value)
             if problem:
                 add(Problem(where, problem))
             else:
                 images.setdefault(value, (kind, where))
-        if row.sharp_path and row.sharp_path != row.path and not _path_problem(row.sharp_path):
+        if row.sharp_path and row.sharp_path != row.path and not path_problem(row.sharp_path):
             pairs.append((row.path, row.sharp_path))
 
     report.blur_levels = sorted(levels_seen)

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ifrt.imageio import ImageReadError, read_image, write_bytes_atomic
+from ifrt.train.data.check import path_problem
 from ifrt.train.data.manifest import ManifestRow, manifest_path, read_manifest, resolve
 
 _CANDIDATES = 6
@@ -44,6 +45,8 @@ def _contrast(image: np.ndarray) -> float:
 def _pick(manifest: Path, rows: list[ManifestRow]) -> tuple[ManifestRow, np.ndarray] | None:
     best = None
     for row in rows[:_CANDIDATES]:
+        if path_problem(row.path):  # what `ifrt data check` refuses is not read either
+            continue
         try:
             image = read_image(resolve(manifest, row.path))
         except ImageReadError:
