@@ -248,3 +248,13 @@ def test_preview_reads_no_file_outside_the_dataset(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(preview, "read_image", lambda path, **options: read.append(path))
     assert _main(capsys, "data", "preview", tmp_path / "db", "--out", tmp_path / "sheet.png")[0] == 0
     assert read == []  # the cell shows "none": what `ifrt data check` refuses is not read
+
+
+def test_synth_without_a_terminal_says_how_far_it_got(tmp_path, capsys, monkeypatch):
+    import ifrt.commands
+
+    monkeypatch.setattr(ifrt.commands, "LOG_SECONDS", 0.0)
+    code, err = _main(capsys, "data", "synth", tmp_path, "--patients", "3", "--size", "32", "--workers", "1")
+    assert code == 0
+    assert [line for line in err.splitlines() if " of 3 patients written" in line][:2] == [
+        "ifrt data synth: 0 of 3 patients written", "ifrt data synth: 1 of 3 patients written"]

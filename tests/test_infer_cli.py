@@ -198,9 +198,9 @@ def test_a_folder_in_use_by_another_run_is_a_one_line_error(infer, folder, tmp_p
 
 
 def test_without_a_terminal_progress_comes_as_lines(tiny_package, folder, tmp_path, capsys, monkeypatch):
-    from ifrt.commands import infer as command
+    import ifrt.commands
 
-    monkeypatch.setattr(command, "LOG_SECONDS", 0.0)
+    monkeypatch.setattr(ifrt.commands, "LOG_SECONDS", 0.0)
     assert cli.main(["infer", str(folder), "-o", str(tmp_path / "out"), "--model", str(tiny_package),
                      "--backend", "ort"]) == 0
     lines = capsys.readouterr().err.splitlines()

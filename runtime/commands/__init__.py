@@ -1,8 +1,11 @@
 """`ifrt` subcommands. Each module defines `register(subparsers)`; imports of heavy dependencies
 (torch, onnx, tensorrt) happen inside the handlers, never at module import."""
 
+from __future__ import annotations
+
 import argparse
 import math
+import time
 
 # Order is the order of `ifrt --help`.
 COMMAND_MODULES = [
@@ -50,3 +53,48 @@ def float_above(minimum: float):
         return value
 
     return parse
+
+
+LOG_SECONDS = 30.0  # how often a long command says how far it got when stderr is not a terminal
+
+
+class ProgressReport:
+    """A long command's progress on `console` (stderr): a rich bar on a terminal; elsewhere (a log file,
+    nohup), where the bar is not drawn, a line every LOG_SECONDS, "PREFIX: N of M NOUN, R UNIT/s". A context
+    manager; `update(done, total)` as work finishes, `stop()` before printing an error."""
+
+    def __init__(self, console, description: str, prefix: str, *, noun: str, unit: str, quiet: bool = False):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.text import Text
+
+        class Speed(TextColumn):
+            def __init__(self) -> None:
+                super().__init__("")
+
+            def render(self, task) -> Text:
+                return Text(f"{task.speed:.1f} {unit}/s" if task.speed else f"- {unit}/s")
+
+        self.console, self.prefix, self.noun, self.unit, self.quiet = console, prefix, noun, unit, quiet
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Speed(),
+                            TimeRemainingColumn(), console=console, disable=quiet or not console.is_terminal,
+                            transient=False)
+        self.task = self.bar.add_task(description, total=None)
+        self.logged = time.monotonic()
+
+    def __enter__(self) -> ProgressReport:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def update(self, done: int, total: int) -> None:
+        self.bar.update(self.task, completed=done, total=total)
+        if not self.quiet and not self.console.is_terminal and time.monotonic() - self.logged >= LOG_SECONDS:
+            self.logged = time.monotonic()
+            speed = self.bar.tasks[0].speed
+            self.console.print(f"{self.prefix}: {done} of {total} {self.noun}"
+                               + (f", {speed:.1f} {self.unit}/s" if speed else ""), markup=False)
+
+    def stop(self) -> None:
+        self.bar.stop()

@@ -11,7 +11,7 @@ import json
 import math
 import sys
 
-from ifrt.commands import int_at_least
+from ifrt.commands import ProgressReport, int_at_least
 from ifrt.train.data import SYNTH_MAX_SIZE, SYNTH_MIN_SIZE
 
 
@@ -70,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="levels to draw from, e.g. 0,2,4 (default: all)")
     s.add_argument("--no-degrade", action="store_true", help="write sharp images only (blur level 0)")
     s.add_argument("--workers", type=int_at_least(1), default=None, help="processes (default: CPU count)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=run_synth)
 
     s = sub.add_parser("index", help="build manifest.csv from ROOT/<diagnosis>/<patient>/<image>",
@@ -132,20 +133,26 @@ def _warn_empty_splits(args: argparse.Namespace, rows, fractions) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from ifrt.train.data import pathology
     from ifrt.train.data.manifest import read_manifest
     from ifrt.train.data.split import DEFAULT_FRACTIONS
     from ifrt.train.data.synth import synthesize_database
 
-    try:
-        manifest = synthesize_database(
-            args.out, patients=args.patients, images_per_patient=args.images_per_patient, size=args.size,
-            bit_depth=args.bit_depth, seed=args.seed, classes=args.classes or pathology.DEFAULT_CLASSES,
-            proportions=args.proportions, stains=args.stains or pathology.DEFAULT_STAINS,
-            blur_levels=args.blur_levels,
-            degrade=not args.no_degrade, workers=args.workers, replace=args.force)
-    except (ValueError, FileExistsError) as exc:
-        return _fail(args, str(exc))
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    with ProgressReport(console, "synth", "ifrt data synth", noun="patients written", unit="patient",
+                        quiet=args.quiet) as bar:
+        try:
+            manifest = synthesize_database(
+                args.out, patients=args.patients, images_per_patient=args.images_per_patient, size=args.size,
+                bit_depth=args.bit_depth, seed=args.seed, classes=args.classes or pathology.DEFAULT_CLASSES,
+                proportions=args.proportions, stains=args.stains or pathology.DEFAULT_STAINS,
+                blur_levels=args.blur_levels, degrade=not args.no_degrade, workers=args.workers,
+                replace=args.force, progress=bar.update)
+        except (ValueError, FileExistsError) as exc:
+            bar.stop()
+            return _fail(args, str(exc))
     _warn_empty_splits(args, read_manifest(manifest), DEFAULT_FRACTIONS)
     print(f"wrote {manifest}")
     return 0

@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 import errno
 import math
-import time
 from pathlib import Path
 
-from ifrt.commands import int_at_least
-
-LOG_SECONDS = 30.0  # progress lines, when stderr is not a terminal
+from ifrt.commands import ProgressReport, int_at_least
 
 
 def _fraction(text: str) -> float:
@@ -74,17 +71,6 @@ def _folder_problem(exc: OSError) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.text import Text
-
-    class TransferSpeed(TextColumn):
-        """Images per second."""
-
-        def __init__(self) -> None:
-            super().__init__("")
-
-        def render(self, task) -> Text:
-            return Text(f"{task.speed:.1f} img/s" if task.speed else "- img/s")
 
     from ifrt.backends import BackendUnavailableError
     from ifrt.infer import InferSetupError, expand_pages, patient_sources, read_records, run_infer
@@ -145,19 +131,10 @@ def run(args: argparse.Namespace) -> int:
     counted = f"{files} images" if args.pages == "first" else \
         f"{files} file(s), {len(expand_pages(found.paths, args.pages))} pages"
     say(f"ifrt infer: {counted}, model {session.package.root.name}, backend {session.backend_name}")
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TransferSpeed(),
-               TimeRemainingColumn()]
-    with Progress(*columns, console=console, disable=args.quiet, transient=False) as bar:
-        task = bar.add_task("infer", total=None)
-        logged = [time.monotonic()]
+    with ProgressReport(console, "infer", "ifrt infer", noun="analysed", unit="img", quiet=args.quiet) as bar:
 
         def progress(index: int, total: int, _source: str) -> None:
-            bar.update(task, completed=index, total=total)
-            # Without a terminal (a log file, nohup) the bar is not drawn: a line now and then instead.
-            if not args.quiet and not console.is_terminal and time.monotonic() - logged[0] >= LOG_SECONDS:
-                logged[0] = time.monotonic()
-                speed = bar.tasks[0].speed
-                say(f"ifrt infer: {index} of {total} analysed" + (f", {speed:.1f} img/s" if speed else ""))
+            bar.update(index, total)
 
         try:
             report = run_infer(session, found.paths, out, deblur=args.deblur, overlay=args.overlay,

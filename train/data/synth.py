@@ -15,10 +15,12 @@ and set of library versions; OpenCV's vectorised filters may round differently o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -159,12 +161,14 @@ def synthesize_database(out_dir: str | os.PathLike, *, patients: int = 100, imag
                         size: int = 512, bit_depth: int = 16, seed: int = 0, classes=DEFAULT_CLASSES,
                         proportions=None, stains=DEFAULT_STAINS, blur_levels=None, degrade: bool = True,
                         degrade_config: DegradeConfig | None = None, split_fractions=DEFAULT_FRACTIONS,
-                        workers: int | None = None, replace: bool = False) -> Path:
+                        workers: int | None = None, replace: bool = False,
+                        progress: Callable[[int, int], None] | None = None) -> Path:
     """Write a synthetic database (see the module docstring) and return its manifest path.
 
     images_per_patient defaults to one image per stain; blur_levels (default: every level of the
     degradation config) is the set each observed image's level is drawn from, uniformly. `replace` deletes a
     database already in `out_dir` first; without it such a folder is refused (FileExistsError).
+    `progress(patients_written, patients)` is called as patients are written.
     """
     classes, stains = tuple(classes), tuple(stains)
     check_classes(classes)
@@ -196,13 +200,21 @@ def synthesize_database(out_dir: str | os.PathLike, *, patients: int = 100, imag
     jobs = [_Job(str(out), seed, p, diagnoses[p], images_per_patient, size, stains, levels, degrade, cfg)
             for p in range(patients)]
     workers = max(1, min(workers or os.cpu_count() or 1, patients))
-    if workers == 1:
-        per_patient = [_make_patient(job) for job in jobs]
-    else:
-        # Small chunks, and a pool that Ctrl-C terminates (leaving the context ends the workers at once): an
-        # interrupt stops the run in about a second instead of after every started chunk.
-        with get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
-            per_patient = pool.map(_make_patient, jobs, chunksize=max(1, min(4, patients // (8 * workers))))
+    per_patient = []
+    if progress:
+        progress(0, patients)
+    # Small chunks, and a pool that Ctrl-C terminates (leaving the context ends the workers at once): an
+    # interrupt stops the run in about a second instead of after every started chunk.
+    with contextlib.ExitStack() as stack:
+        if workers == 1:
+            written = map(_make_patient, jobs)
+        else:
+            pool = stack.enter_context(get_context("spawn").Pool(workers, initializer=_init_worker))
+            written = pool.imap(_make_patient, jobs, chunksize=max(1, min(4, patients // (8 * workers))))
+        for patient_rows in written:
+            per_patient.append(patient_rows)
+            if progress:
+                progress(len(per_patient), patients)
 
     splits = assign_splits({_patient_id(p): diagnoses[p] for p in range(patients)}, split_fractions, seed)
     rows = [row for patient_rows in per_patient for row in patient_rows]
