@@ -225,13 +225,17 @@ def test_check_paths_that_stay_inside_and_windows_separators(tmp_path, capsys):
     assert "image is missing" in lines and "(its separators are backslashes: write the path with /)" in lines
 
 
-def test_check_names_a_short_row_by_file_and_line_once(tmp_path, capsys):
+def test_check_names_each_short_row_by_file_and_line_and_checks_the_others(tmp_path, capsys):
     from ifrt import cli
 
-    (tmp_path / "manifest.csv").write_text("path,patient_id\na.tif,p\nb.tif\n")
+    (tmp_path / "manifest.csv").write_text("path,patient_id\na.tif,p\nb.tif\nc.tif,q,extra\n")
     assert cli.main(["data", "check", str(tmp_path)]) == 1
-    out, _ = capsys.readouterr()
-    assert out.splitlines()[0] == f"{tmp_path / 'manifest.csv'}:3: 1 cells but the header has 2 columns"
+    out, err = capsys.readouterr()
+    manifest = tmp_path / "manifest.csv"
+    assert out.splitlines()[:2] == [f"{manifest}:3: 1 cells but the header has 2 columns",
+                                    f"{manifest}:4: 3 cells but the header has 2 columns"]
+    assert f"{tmp_path / 'a.tif'}: image is missing (named at {manifest}:2)" in out  # the good row is checked
+    assert err.startswith(f"{manifest}: 3 rows, 1 files checked, 3 problem(s)")
 
 
 def test_preview_reads_no_file_outside_the_dataset(tmp_path, capsys, monkeypatch):

@@ -108,15 +108,17 @@ def check_dataset(dataset: str | os.PathLike, *, min_size: int = 64,
     root = manifest.parent
     report = Report(manifest=str(manifest))
     add = report.problems.append
+    bad_rows: list[tuple[str, str]] = []
     try:
-        header, table = read_table(manifest)
+        header, table = read_table(manifest, bad_rows)
     except ManifestError as exc:
         where, _, message = str(exc).partition(": ")  # "manifest.csv: ..." or "manifest.csv:LINE: ..."
         add(Problem(where if where.startswith(str(manifest)) else str(manifest),
                     message if where.startswith(str(manifest)) else str(exc)))
         return report
-    report.rows = len(table)
-    if not table:
+    report.problems += [Problem(where, message) for where, message in bad_rows]
+    report.rows = len(table) + len(bad_rows)
+    if not table and not bad_rows:
         add(Problem(str(manifest), "no rows: the manifest names no image"))
 
     for name in REQUIRED_COLUMNS:

@@ -56,8 +56,11 @@ def missing_manifest(path: str | os.PathLike) -> ManifestError:
     return ManifestError(f"{path}: manifest not found (create one with `ifrt data index` or `ifrt data synth`)")
 
 
-def read_table(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
-    """The raw header and rows (cells as text), for tools that report every problem, not just the first."""
+def read_table(path: str | os.PathLike, bad_rows: list[tuple[str, str]] | None = None,
+               ) -> tuple[list[str], list[dict[str, str]]]:
+    """The raw header and rows (cells as text), for tools that report every problem, not just the first.
+    A row with another number of cells than the header is an error, or, given `bad_rows`, left out and
+    recorded there as ("PATH:LINE", what is wrong)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -75,7 +78,11 @@ def read_table(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]
         if not any(cell.strip() for cell in cells):
             continue
         if len(cells) != len(header):
-            raise ManifestError(f"{path}:{line}: {len(cells)} cells but the header has {len(header)} columns")
+            problem = f"{len(cells)} cells but the header has {len(header)} columns"
+            if bad_rows is None:
+                raise ManifestError(f"{path}:{line}: {problem}")
+            bad_rows.append((f"{path}:{line}", problem))
+            continue
         table.append({name: cell.strip() for name, cell in zip(header, cells, strict=True)} | {"#line": str(line)})
     return header, table
 
