@@ -77,3 +77,18 @@ def test_command_names_an_output_folder_it_cannot_write(db, tmp_path, ifrt_cli):
     proc = ifrt_cli("data", "preview", str(db), "--out", str(tmp_path / "file" / "s.png"))
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"ifrt data preview: {tmp_path / 'file'}") and "Traceback" not in proc.stderr
+
+
+def test_a_long_class_name_widens_the_label_column_instead_of_running_into_the_cells(db, tmp_path):
+    import shutil
+
+    from ifrt.train.data.manifest import write_manifest
+
+    long_name = "Lupus nephritis class IV"
+    copy = tmp_path / "db"
+    shutil.copytree(db, copy)
+    rows = [dataclasses.replace(r, diagnosis=long_name) if r.diagnosis == "LN" else r for r in read_manifest(copy)]
+    write_manifest(copy / "manifest.csv", rows)
+    sheet = cv2.imread(str(preview_sheet(copy, tmp_path / "sheet.png", thumb=64)))
+    label = cv2.getTextSize(long_name, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 3)[0][0]
+    assert sheet.shape[1] == label + 16 + 3 * 68 > 110 + 3 * 68

@@ -24,6 +24,7 @@ from ifrt.train.data.manifest import ManifestRow, manifest_path, read_manifest, 
 
 _CANDIDATES = 6
 _LABEL_W, _HEADER_H = 110, 28
+_MAX_LABEL_W = 480
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 MIN_THUMB = 16  # smaller cells hold no legible image or caption
 MAX_THUMB = 1024  # larger cells make a sheet of gigabytes for a few classes and levels
@@ -94,17 +95,20 @@ def preview_sheet(dataset: str | os.PathLike, out: str | os.PathLike, *, thumb: 
         levels.append(None)
 
     gap = 4
-    width = _LABEL_W + len(levels) * (thumb + gap)
+    # The class column is as wide as its longest name (up to _MAX_LABEL_W), so no name runs into the cells.
+    names = ["unknown" if c is None else c for c in classes]
+    label_w = min(_MAX_LABEL_W, max(_LABEL_W, *(cv2.getTextSize(n, _FONT, 0.6, 3)[0][0] + 16 for n in names)))
+    width = label_w + len(levels) * (thumb + gap)
     height = _HEADER_H + len(classes) * (thumb + gap)
     sheet = np.full((height, width, 3), 32, np.uint8)
     for j, level in enumerate(levels):
         _text(sheet, "level ?" if level is None else f"blur level {level}",
-              (_LABEL_W + j * (thumb + gap) + 6, _HEADER_H - 9), 0.5)
+              (label_w + j * (thumb + gap) + 6, _HEADER_H - 9), 0.5)
     for i, diagnosis in enumerate(classes):
         y = _HEADER_H + i * (thumb + gap)
         _text(sheet, "unknown" if diagnosis is None else diagnosis, (8, y + thumb // 2), 0.6)
         for j, level in enumerate(levels):
-            x = _LABEL_W + j * (thumb + gap)
+            x = label_w + j * (thumb + gap)
             cell = [r for r in rows if r.diagnosis == diagnosis and r.blur_level == level]
             picked = _pick(manifest, cell)
             if picked is None:
