@@ -262,3 +262,12 @@ def test_synth_without_a_terminal_says_how_far_it_got(tmp_path, capsys, monkeypa
     assert code == 0
     assert [line for line in err.splitlines() if " of 3 patients written" in line][:2] == [
         "ifrt data synth: 0 of 3 patients written", "ifrt data synth: 1 of 3 patients written"]
+
+
+def test_split_warns_of_rows_that_name_a_file_outside_the_dataset(tmp_path, capsys):
+    write_manifest(tmp_path / "manifest.csv", [ManifestRow(path="/etc/hostname", patient_id="p"),
+                                               ManifestRow(path="a.tif", patient_id="q")])
+    code, err = _main(capsys, "data", "split", tmp_path)
+    assert code == 0
+    assert ("ifrt data split: warning: 1 row(s) name a file outside the dataset folder (first: /etc/hostname); "
+            "`ifrt data check` reports them") in err

@@ -208,6 +208,7 @@ def run_split(args: argparse.Namespace) -> int:
     from collections import Counter
     from pathlib import Path
 
+    from ifrt.train.data.check import path_problem
     from ifrt.train.data.manifest import ManifestError, manifest_path, read_manifest, write_manifest
     from ifrt.train.data.split import split_rows
 
@@ -223,6 +224,10 @@ def run_split(args: argparse.Namespace) -> int:
     except (ManifestError, ValueError) as exc:
         return _fail(args, str(exc))
     _warn_empty_splits(args, rows, args.fractions)
+    outside = [row.path for row in rows if path_problem(row.path)]
+    if outside:
+        print(f"ifrt data split: warning: {len(outside)} row(s) name a file outside the dataset folder (first: "
+              f"{outside[0]}); `ifrt data check` reports them", file=sys.stderr)
     write_manifest(out, rows)
     patients = Counter(split for _, split in {(r.patient_id, r.split) for r in rows})
     print(f"wrote {out}: " + ", ".join(f"{name} {patients.get(name, 0)} patients" for name in ("train", "val", "test")))
