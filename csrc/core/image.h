@@ -39,6 +39,14 @@ inline size_t image_extent(const ImageView& im) {
                              im.channels * dtype_size(im.dtype));
 }
 
+// Whether the byte ranges [a, a + a_bytes) and [b, b + b_bytes) share a byte: an output over an input that
+// the kernels still read. A null pointer overlaps nothing.
+inline bool bytes_overlap(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
+  if (!a || !b) return false;
+  const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+  return x < y + b_bytes && y < x + a_bytes;
+}
+
 // A packed float32 H x W plane (dark frame, flat field, tiles, quality maps).
 struct PlaneF {
   const float* data = nullptr;

@@ -1,7 +1,6 @@
 #include "core/postprocess.h"
 
 #include <cmath>
-#include <cstdint>
 #include <initializer_list>
 #include <limits>
 #include <string>
@@ -27,12 +26,6 @@ void require_addressable(const char* what, std::initializer_list<int64_t> dims) 
   if (bytes < 0) fail(ErrorCode::InvalidArgument, std::string(what) + " of " + shape + " floats spans more than 2^63 bytes");
 }
 
-// Whether two byte ranges share a byte (sizes within 2^63, as require_addressable checked them).
-bool overlap(const void* a, int64_t a_bytes, const void* b, int64_t b_bytes) {
-  const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
-  return x < y + static_cast<uintptr_t>(b_bytes) && y < x + static_cast<uintptr_t>(a_bytes);
-}
-
 }  // namespace
 
 void check_softmax(const float* logits, int64_t n, int64_t k, float temperature, const float* probs) {
@@ -46,8 +39,8 @@ void check_softmax(const float* logits, int64_t n, int64_t k, float temperature,
   }
   require_addressable("softmax: logits", {n, k});
   // In place (the very same buffer) is fine: a row is read before it is written. A shifted one is not.
-  const int64_t bytes = n * k * static_cast<int64_t>(sizeof(float));
-  if (logits != probs && overlap(logits, bytes, probs, bytes)) {
+  const size_t bytes = static_cast<size_t>(n * k) * sizeof(float);
+  if (logits != probs && bytes_overlap(logits, bytes, probs, bytes)) {
     fail(ErrorCode::InvalidArgument, "softmax: the output overlaps the logits without being the same buffer");
   }
 }
@@ -90,8 +83,8 @@ TileGrid check_blend_tiles(const float* tiles, const TileGrid& grid, const float
                                          " must be a non-empty crop of the frame");
   }
   require_addressable("blend_tiles: tiles", {g.tiles_y, g.tiles_x, g.tile_height, g.tile_width});
-  if (overlap(tiles, g.tiles_y * g.tiles_x * g.tile_height * g.tile_width * static_cast<int64_t>(sizeof(float)), out,
-              height * width * static_cast<int64_t>(sizeof(float)))) {
+  if (bytes_overlap(tiles, static_cast<size_t>(g.tiles_y * g.tiles_x * g.tile_height * g.tile_width) * sizeof(float),
+                    out, static_cast<size_t>(height * width) * sizeof(float))) {
     fail(ErrorCode::InvalidArgument, "blend_tiles: the output overlaps the tiles");
   }
   return g;
@@ -142,8 +135,8 @@ void check_denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_
   require_addressable("denormalize: input", {height, in_stride});
   // Element by element in place (same buffer, dtype and packed rows) is fine; any other overlap is not.
   const bool in_place = in == out && in_dtype == out_dtype && in_stride == width;
-  const int64_t in_bytes = ((height - 1) * in_stride + width) * dtype_size(in_dtype);
-  if (!in_place && overlap(in, in_bytes, out, height * width * dtype_size(out_dtype))) {
+  const auto in_bytes = static_cast<size_t>(((height - 1) * in_stride + width) * dtype_size(in_dtype));
+  if (!in_place && bytes_overlap(in, in_bytes, out, static_cast<size_t>(height * width * dtype_size(out_dtype)))) {
     fail(ErrorCode::InvalidArgument, "denormalize: the output overlaps the input (only the same float32 buffer, "
                                      "rows packed, may be written in place)");
   }
@@ -181,8 +174,8 @@ void check_upsample_quality_map(const float* map, int64_t map_height, int64_t ma
   }
   require_addressable("upsample_quality_map: map", {map_height, map_width});
   require_addressable("upsample_quality_map: output", {height, width});
-  if (overlap(map, map_height * map_width * static_cast<int64_t>(sizeof(float)), out,
-              height * width * static_cast<int64_t>(sizeof(float)))) {
+  if (bytes_overlap(map, static_cast<size_t>(map_height * map_width) * sizeof(float), out,
+                    static_cast<size_t>(height * width) * sizeof(float))) {
     fail(ErrorCode::InvalidArgument, "upsample_quality_map: the output overlaps the map");
   }
 }

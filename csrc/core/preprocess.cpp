@@ -185,15 +185,11 @@ PreprocessPlan checked_output(const ImageView& image, const PreprocessOptions& o
                                          std::to_string(plan.tile_height) + "x" + std::to_string(plan.tile_width) +
                                          " " + dtype_name(options.out_dtype));
   }
-  const auto start = reinterpret_cast<uintptr_t>(out);
-  const auto overlaps = [&](const void* data, size_t bytes) {
-    const auto first = reinterpret_cast<uintptr_t>(data);
-    return data && start < first + bytes && first < start + need;
-  };
   const size_t plane = static_cast<size_t>(image.height * image.width) * sizeof(float);
-  if (overlaps(image.data, image_extent(image)) || overlaps(options.dark, plane) || overlaps(options.flat, plane)) {
+  const bool over_image = bytes_overlap(out, need, image.data, image_extent(image));
+  if (over_image || bytes_overlap(out, need, options.dark, plane) || bytes_overlap(out, need, options.flat, plane)) {
     fail(ErrorCode::InvalidArgument, std::string("output buffer overlaps the ") +
-                                         (overlaps(image.data, image_extent(image)) ? "image" : "dark frame or flat field") +
+                                         (over_image ? "image" : "dark frame or flat field") +
                                          "; preprocessing cannot write over what it reads");
   }
   return plan;
