@@ -120,6 +120,11 @@ def _fail(args: argparse.Namespace, message: str) -> int:
     return 2
 
 
+def _folder_as_manifest(out, name: str) -> str:
+    """Why a folder cannot be the manifest `index` and `split` write (`name`: the file name to suggest)."""
+    return f"--out {out} is a folder; give the manifest's file name (e.g. {out / name})"
+
+
 def _warn_empty_splits(args: argparse.Namespace, rows, fractions) -> None:
     from ifrt.train.data.split import empty_splits
 
@@ -182,7 +187,7 @@ def run_index(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.root) / MANIFEST_NAME
     if out.is_dir():
-        return _fail(args, f"--out {out} is a folder; give the manifest's file name (e.g. {out / MANIFEST_NAME})")
+        return _fail(args, _folder_as_manifest(out, MANIFEST_NAME))
     if out.exists() and not args.force:
         return _fail(args, f"{out} exists; pass --force to replace it")
     try:
@@ -209,17 +214,17 @@ def run_split(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ifrt.train.data.check import path_problem
-    from ifrt.train.data.manifest import ManifestError, manifest_path, read_manifest, write_manifest
+    from ifrt.train.data.manifest import NO_ROWS, ManifestError, manifest_path, read_manifest, write_manifest
     from ifrt.train.data.split import split_rows
 
     source = manifest_path(args.dataset)
-    out = args.out or source
-    if Path(out).is_dir():
-        return _fail(args, f"--out {out} is a folder; give the manifest's file name (e.g. {Path(out) / source.name})")
+    out = Path(args.out) if args.out else source
+    if out.is_dir():
+        return _fail(args, _folder_as_manifest(out, source.name))
     try:
         rows = read_manifest(source)
         if not rows:
-            return _fail(args, f"{source}: no rows: the manifest names no image")
+            return _fail(args, f"{source}: {NO_ROWS}")
         rows = split_rows(rows, tuple(args.fractions), args.seed)
     except (ManifestError, ValueError) as exc:
         return _fail(args, str(exc))
@@ -239,8 +244,9 @@ def run_check(args: argparse.Namespace) -> int:
     from ifrt.train.data.check import check_dataset
     from ifrt.train.data.manifest import manifest_path, missing_manifest
 
-    if not manifest_path(args.dataset).is_file():  # nothing to check: the command cannot run (exit 2)
-        return _fail(args, str(missing_manifest(manifest_path(args.dataset))))
+    manifest = manifest_path(args.dataset)
+    if not manifest.is_file():  # nothing to check: the command cannot run (exit 2)
+        return _fail(args, str(missing_manifest(manifest)))
     report = check_dataset(args.dataset, min_size=args.min_size, max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS)
     if args.json:
         print(json.dumps({"manifest": report.manifest, "rows": report.rows, "files": report.files,

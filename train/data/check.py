@@ -27,6 +27,7 @@ from ifrt.train.data.degrade import blur_level_count
 from ifrt.train.data.manifest import (
     COLUMNS,
     EXTRA_COLUMNS,
+    NO_ROWS,
     REQUIRED_COLUMNS,
     USER_PREFIX,
     ManifestError,
@@ -112,14 +113,12 @@ def check_dataset(dataset: str | os.PathLike, *, min_size: int = 64,
     try:
         header, table = read_table(manifest, bad_rows)
     except ManifestError as exc:
-        where, _, message = str(exc).partition(": ")  # "manifest.csv: ..." or "manifest.csv:LINE: ..."
-        add(Problem(where if where.startswith(str(manifest)) else str(manifest),
-                    message if where.startswith(str(manifest)) else str(exc)))
+        add(Problem(str(manifest), str(exc).removeprefix(f"{manifest}: ")))  # rows are in bad_rows, by line
         return report
     report.problems += [Problem(where, message) for where, message in bad_rows]
     report.rows = len(table) + len(bad_rows)
     if not table and not bad_rows:
-        add(Problem(str(manifest), "no rows: the manifest names no image"))
+        add(Problem(str(manifest), NO_ROWS))
 
     for name in REQUIRED_COLUMNS:
         if name not in header:

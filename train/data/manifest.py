@@ -28,6 +28,7 @@ NUMERIC_EXTRAS = {"grade": "the stain intensity grade, 0 = negative to 3 = 3+",
 USER_PREFIX = "x_"
 SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.csv"
+NO_ROWS = "no rows: the manifest names no image"  # a manifest with a header only: nothing to split, show or check
 
 
 class ManifestError(ValueError):

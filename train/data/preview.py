@@ -20,7 +20,7 @@ import numpy as np
 
 from ifrt.imageio import ImageReadError, read_image, write_bytes_atomic
 from ifrt.train.data.check import path_problem
-from ifrt.train.data.manifest import ManifestRow, manifest_path, read_manifest, resolve
+from ifrt.train.data.manifest import NO_ROWS, ManifestRow, manifest_path, read_manifest, resolve
 
 _CANDIDATES = 6
 _LABEL_W, _HEADER_H = 110, 28
@@ -86,7 +86,7 @@ def preview_sheet(dataset: str | os.PathLike, out: str | os.PathLike, *, thumb: 
     manifest = manifest_path(dataset)
     rows = read_manifest(manifest)
     if not rows:
-        raise ValueError(f"{manifest}: no rows: the manifest names no image")
+        raise ValueError(f"{manifest}: {NO_ROWS}")
     classes: list[str | None] = sorted({r.diagnosis for r in rows if r.diagnosis is not None})
     if any(r.diagnosis is None for r in rows):
         classes.append(None)
