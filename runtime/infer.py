@@ -439,13 +439,13 @@ def _run_locked(session, items: list[tuple[Path, int | None]], out_dir: Path, se
              for r in previous for k in ("deblurred_path", "overlay_path") if r.get(k)}
     stems = output_stems(items, taken)
     report = InferReport()
-    todo = []
+    todo = []  # (source, page, identity, whether its file changed since its recorded result)
     for source, page in items:
         identity = identity_of(source, page)
         if identity not in done:
-            todo.append((source, page, False))
+            todo.append((source, page, identity, False))
         elif done[identity] is not None and done[identity] != file_state(source):
-            todo.append((source, page, True))  # re-acquired under the same name since its result
+            todo.append((source, page, identity, True))  # re-acquired under the same name since its result
         else:
             report.skipped += 1
     latest = {record_identity(r): r for r in previous}
@@ -459,11 +459,10 @@ def _run_locked(session, items: list[tuple[Path, int | None]], out_dir: Path, se
                 _append(log, record)
                 latest[record_identity(record)] = record
                 report.failed.append((text, f"{text}: {reason}"))
-            for source, page, changed in todo:
+            for source, page, identity, changed in todo:
                 key = item_key(source, page)
                 if progress:
                     progress(finished, len(todo), key)
-                identity = identity_of(source, page)
                 state = file_state(source)  # before reading: a change while it is read shows on the next run
                 record = _infer_one(session, source, page, out_dir, stems[identity], deblur=deblur, overlay=overlay,
                                     maps=maps, patient_id=patient_of(source, pattern, manifest))

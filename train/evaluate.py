@@ -81,11 +81,12 @@ def choose_degradation(model_dirs: dict[str, Path], data_dir: Path,
             raise ValueError(f"{model_dir.parent / 'config.yaml'}: data.degrade: {exc}") from None
 
     if degrade_from is not None:
-        overrides = training_degradation(model_dir_of(degrade_from))
+        source_dir = model_dir_of(degrade_from)
+        overrides = training_degradation(source_dir)
         if overrides is None:
             raise FileNotFoundError(f"{degrade_from}: no training run's config.yaml beside its model to take the "
                                     "degradation from; give --degrade-from a run folder (or its best/)")
-        cfg = on_this_database(overrides, model_dir_of(degrade_from))
+        cfg = on_this_database(overrides, source_dir)
         source = {"source": "degrade_from", "degrade_from": str(degrade_from)}
     else:
         trained = {name: training_degradation(d) for name, d in model_dirs.items()}
@@ -607,10 +608,11 @@ def _calibration_line(report: dict) -> str:
 
 def markdown(report: dict) -> str:
     levels = report["levels"]
+    coverage = _coverage_lines(report)
     lines = [f"# ifrt evaluation — split `{report['split']}`", "",
              f"{report['images']} {report['split']} images of {report['patients']} patient(s): each in-focus reference "
              f"degraded at every blur level (Gaussian-equivalent sigma {report['sigmas']} px), seed {report['seed']}.",
-             "", _degradation_line(report), *(["", *_coverage_lines(report)] if _coverage_lines(report) else []), "",
+             "", _degradation_line(report), *(["", *coverage] if coverage else []), "",
              "| model | variant | size | parameters | GFLOPs at 512x512 |", "|---|---|---|---|---|",
              *(f"| {name} | {m['variant']} | {m['size']} | {m['params'] / 1e6:.3f} M | {_fmt(m.get('gflops_512'))} |"
                for name, m in report["models"].items()), "",
