@@ -97,6 +97,36 @@ def test_a_second_run_on_a_folder_in_use_is_refused_naming_the_holder(session, t
     assert run_infer(session, sources, out).done == 2  # released when the holder ends
 
 
+class _FakeMsvcrt:
+    """Windows' msvcrt.locking, recording (mode, file position, byte count) at each call."""
+
+    LK_UNLCK, LK_NBLCK = 0, 2
+
+    def __init__(self):
+        self.calls = []
+
+    def locking(self, fd, mode, nbytes):
+        self.calls.append((mode, os.lseek(fd, 0, os.SEEK_CUR), nbytes))
+
+
+def test_on_windows_every_run_locks_and_unlocks_the_same_byte_past_the_holders_pid(tmp_path, monkeypatch):
+    import sys
+
+    import ifrt.infer
+    from ifrt.infer import LOCK, WINDOWS_LOCK_BYTE, folder_lock
+
+    msvcrt = _FakeMsvcrt()
+    monkeypatch.setitem(sys.modules, "msvcrt", msvcrt)
+    monkeypatch.setattr(ifrt.infer, "WINDOWS", True)
+    with folder_lock(tmp_path):  # a new lock file
+        pass
+    (tmp_path / LOCK).write_text("4242")  # an earlier run's pid: opening for append puts the position after it
+    with folder_lock(tmp_path):
+        pass
+    assert msvcrt.calls == [(msvcrt.LK_NBLCK, WINDOWS_LOCK_BYTE, 1), (msvcrt.LK_UNLCK, WINDOWS_LOCK_BYTE, 1)] * 2
+    assert WINDOWS_LOCK_BYTE > 20  # past any pid
+
+
 def test_a_rerun_removes_only_its_own_temporaries(session, tmp_path):
     sources = _images(tmp_path, 1)
     out = tmp_path / "out"
