@@ -39,6 +39,25 @@ def int_at_least(minimum: int, maximum: int | None = None):
     return parse
 
 
+def integer_list(minimum: int = 1, multiple_of: int = 1):
+    """An argparse type: comma-separated integers (`--sizes 256,512`), each at least `minimum` and a multiple of
+    `multiple_of`, refused at parse time like `int_at_least`, naming the first value that breaks the rule."""
+    noun = f"multiples of {multiple_of}" if multiple_of > 1 else "integers"
+    rule = f"positive {noun}" if minimum == 1 else f"{noun} of at least {minimum}"
+
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        bad = [v for v in values if v < minimum or v % multiple_of]
+        if not values or bad:
+            raise argparse.ArgumentTypeError(f"{text!r}: give {rule}" + (f" (not {bad[0]})" if bad else ""))
+        return values
+
+    return parse
+
+
 def float_above(minimum: float):
     """An argparse type: a finite number > `minimum` (a frame rate, a duration), refused at parse time like
     `int_at_least`."""

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ifrt.commands import float_above, int_at_least
+from ifrt.commands import float_above, int_at_least, integer_list
 
 BACKEND_NAMES = ("trt", "ort", "torch")
 
@@ -221,22 +221,6 @@ def bench_infer(args: argparse.Namespace) -> dict:
             "target_ort_over_torch_at_512": 1.5}
 
 
-def _integers(multiple_of: int = 1):
-    """An argparse type: comma-separated positive integers, each a multiple of `multiple_of`."""
-    def parse(text: str) -> list[int]:
-        try:
-            values = [int(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-        bad = [v for v in values if v < 1 or v % multiple_of]
-        if not values or bad:
-            rule = f"positive multiples of {multiple_of}" if multiple_of > 1 else "positive integers"
-            raise argparse.ArgumentTypeError(f"{text!r}: give {rule}" + (f" (not {bad[0]})" if bad else ""))
-        return values
-
-    return parse
-
-
 def _backend_names(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in BACKEND_NAMES]
@@ -262,9 +246,9 @@ OPTIONS = {
                        help=f"comma-separated backends among {', '.join(BACKEND_NAMES)}; one that cannot run here "
                             "stops the run (default: every one installed, the others skipped with their reason; "
                             "torch, the baseline, is measured whatever is given)"),
-    "--sizes": dict(type=_integers(multiple_of=32), default=[256, 512],
+    "--sizes": dict(type=integer_list(multiple_of=32), default=[256, 512],
                     help="input sizes, multiples of 32 as the network needs (default 256,512)"),
-    "--batches": dict(type=_integers(), default=[1, 4], help="batch sizes (default 1,4)"),
+    "--batches": dict(type=integer_list(), default=[1, 4], help="batch sizes (default 1,4)"),
 }
 
 # The options each target uses; another target's option is refused by name rather than silently ignored.

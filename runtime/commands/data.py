@@ -11,7 +11,7 @@ import json
 import math
 import sys
 
-from ifrt.commands import ProgressReport, int_at_least
+from ifrt.commands import ProgressReport, int_at_least, integer_list
 from ifrt.train.data import SYNTH_MAX_SIZE, SYNTH_MIN_SIZE
 
 
@@ -30,13 +30,6 @@ def _numbers(text: str) -> list[float]:
     if not all(math.isfinite(v) for v in values):
         raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
     return values
-
-
-def _integers(text: str) -> list[int]:
-    values = _numbers(text)
-    if not all(v == int(v) for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}")
-    return [int(v) for v in values]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--classes", type=_names, default=None, help="comma-separated classes (default IgAN,MN,DN,LN)")
     s.add_argument("--proportions", type=_numbers, default=None, help="class proportions, e.g. 0.4,0.2,0.2,0.2")
     s.add_argument("--stains", type=_names, default=None, help="stain panel (default IgG,IgA,IgM,C3,C1q)")
-    s.add_argument("--blur-levels", type=_integers, default=None,
+    s.add_argument("--blur-levels", type=integer_list(minimum=0), default=None,
                    help="levels to draw from, e.g. 0,2,4 (default: all)")
     s.add_argument("--no-degrade", action="store_true", help="write sharp images only (blur level 0)")
     s.add_argument("--workers", type=int_at_least(1), default=None, help="processes (default: CPU count)")
