@@ -4,9 +4,12 @@
 `ifrt.train` (extra `ifrt[train]`), export in `ifrt.export` (extra `ifrt[export]`).
 
     session = ifrt.Session()                 # the bundled default model, fastest backend available
-    result = session.predict("glomerulus.tif")
+    result = session.predict("glomerulus.tif", patient_id="P001")     # a Result
     result.label, result.quality, result.quality_map
-    ifrt.aggregate(results, by="patient")    # patient-level diagnosis over a stain panel
+    ifrt.aggregate(results, by="patient")    # patient-level diagnosis over a stain panel (needs patient_id)
+    session.focus(frame)                     # live focus feedback on a numpy frame: a FocusResult
+
+Submodules such as `ifrt.imageio`, `ifrt.live` and `ifrt.acquisition` load on first use.
 """
 
 from ifrt._version import __version__
