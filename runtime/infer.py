@@ -34,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ifrt.filestate import file_state
 from ifrt.imageio import atomic_path, open_tiff, write_image_atomic, write_json_atomic, write_text_atomic
 from ifrt.result import Result
 
@@ -172,14 +173,11 @@ def _unlock(handle) -> None:
         msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
 
 
-def file_state(path: Path) -> dict | None:
-    """Size and modification time of an input file, recorded with its result: a rerun redoes an image whose
-    file has changed since (re-acquired under the same name)."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+def recorded_state(path: Path) -> dict | None:
+    """The input file's state as its result records it (`"file": {"size": ..., "mtime_ns": ...}`): a rerun
+    redoes an image whose file has changed since (re-acquired under the same name)."""
+    state = file_state(path)
+    return state._asdict() if state else None
 
 
 def compact_results(path: Path, records: list[dict], latest: list[dict]) -> None:
@@ -467,7 +465,7 @@ def _run_locked(session, items: list[tuple[Path, int | None]], out_dir: Path, se
         identity = identity_of(source, page)
         if identity not in done:
             todo.append((source, page, identity, False))
-        elif done[identity] is not None and done[identity] != file_state(source):
+        elif done[identity] is not None and done[identity] != recorded_state(source):
             todo.append((source, page, identity, True))  # re-acquired under the same name since its result
         else:
             report.skipped += 1
@@ -486,7 +484,7 @@ def _run_locked(session, items: list[tuple[Path, int | None]], out_dir: Path, se
                 key = item_key(source, page)
                 if progress:
                     progress(finished, len(todo), key)
-                state = file_state(source)  # before reading: a change while it is read shows on the next run
+                state = recorded_state(source)  # before reading: a change while it is read shows on the next run
                 record = _infer_one(session, source, page, out_dir, stems[identity], deblur=deblur, overlay=overlay,
                                     maps=maps, patient_id=patient_of(source, pattern, manifest))
                 record["model"] = settings["model"]

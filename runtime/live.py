@@ -39,6 +39,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ifrt.filestate import FileState, file_state
 from ifrt.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageReadError, colour_maximum, read_image
 from ifrt.result import quality_text
 
@@ -232,7 +233,7 @@ def video_source(path: str | os.PathLike, *, fps: float | str | None = None, **o
 
 @dataclass
 class _Pending:
-    stat: tuple[int, int]  # (size, mtime_ns) at the last look
+    stat: FileState  # at the last look
     since: float  # when `stat` was first seen
     failed: str | None = None  # last read error, kept until the file changes or we give up
 
@@ -308,27 +309,22 @@ class FolderSource:
                 continue  # removed between listing and looking
         return images
 
-    def _scan(self, frames: int) -> dict[str, tuple[int, int]]:
-        """(size, mtime_ns) of every image file in the folder."""
+    def _scan(self, frames: int) -> dict[str, FileState]:
+        """The state of every image file in the folder."""
         found = {}
         for entry in self._list(frames):
             try:
-                st = entry.stat()
+                found[entry.name] = FileState.of(entry.stat())
             except OSError:
                 continue  # removed between listing and stat
-            found[entry.name] = (st.st_size, st.st_mtime_ns)
         return found
 
-    def _stat(self, name: str) -> tuple[int, int] | None:
-        """(size, mtime_ns) of one file, None once it is gone."""
-        try:
-            st = os.stat(os.path.join(self.folder, name))
-        except OSError:
-            return None
-        return st.st_size, st.st_mtime_ns
+    def _stat(self, name: str) -> FileState | None:
+        """The state of one file, None once it is gone."""
+        return file_state(os.path.join(self.folder, name))
 
     def frames(self, stop: threading.Event) -> Iterator[Frame | Notice]:
-        known = dict(self._present)  # name -> (size, mtime_ns) when read, skipped or found at the start
+        known = dict(self._present)  # name -> FileState when read, skipped or found at the start
         recent: dict[str, None] = {}  # the last `recent_files` names read or skipped, oldest first
         pending: dict[str, _Pending] = {}
         index = 0
@@ -336,7 +332,7 @@ class FolderSource:
         last_full, last_list = time.monotonic(), -math.inf
         listed_ns = 0  # the wall clock at the last listing, to compare with the folder's time stamp
 
-        def remember(name: str, stat: tuple[int, int]) -> None:
+        def remember(name: str, stat: FileState) -> None:
             known[name] = stat
             recent.pop(name, None)
             recent[name] = None
@@ -391,7 +387,7 @@ class FolderSource:
                         remember(name, stat)
                         yield Notice("skipped", entry.failed, index, name)
                     continue
-                ready.append((stat[1], name))
+                ready.append((stat.mtime_ns, name))
             for _, name in sorted(ready):
                 if stop.is_set():
                     return

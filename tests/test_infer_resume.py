@@ -138,6 +138,14 @@ def test_a_rerun_removes_only_its_own_temporaries(session, tmp_path):
     assert (out / ".notes.tmp").read_text() == "someone's own file"
 
 
+def test_a_result_records_its_input_files_size_and_modification_time(session, image, tmp_path):
+    out = tmp_path / "out"
+    run_infer(session, [image], out)
+    stat = image.stat()
+    line = (out / "results.jsonl").read_text()
+    assert f'"file": {{"size": {stat.st_size}, "mtime_ns": {stat.st_mtime_ns}}}' in line  # as earlier runs wrote
+
+
 def test_an_input_rewritten_since_its_result_is_analysed_again(session, tmp_path):
     sources = _images(tmp_path, 2)
     out = tmp_path / "out"
