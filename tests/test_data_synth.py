@@ -184,3 +184,13 @@ def test_intensity_statistics_alone_classify_at_most_60_percent_of_sharp_images(
     model.fit(features[~test], labels[~test])
     accuracy = model.score(features[test], labels[test])
     assert accuracy <= 0.60
+
+
+def test_a_synth_pool_worker_ignores_ctrl_c_and_leaves_stopping_to_the_main_process():
+    import signal
+    from multiprocessing import get_context
+
+    from ifrt.train.data.synth import _init_worker
+
+    with get_context("spawn").Pool(1, initializer=_init_worker) as pool:
+        assert pool.apply(signal.getsignal, (signal.SIGINT,)) == signal.SIG_IGN

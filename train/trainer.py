@@ -41,6 +41,7 @@ from ifrt.train.model.bank_init import fit_deconvolution_bank
 from ifrt.train.model.io import atomic_write_text, load_matching_weights, module_paths, write_safetensors
 from ifrt.train.model.kind_init import fit_blur_kind_head
 from ifrt.train.strict import dataclass_from_dict
+from ifrt.train.workers import ignore_ctrl_c
 
 
 @dataclass
@@ -443,12 +444,6 @@ class StopRequest:
         self.requested = True
         print("\nstopping after this step (Ctrl-C again to stop at once, without a checkpoint)", file=sys.stderr,
               flush=True)
-
-
-def ignore_ctrl_c(worker_id: int) -> None:
-    """A DataLoader worker's start: Ctrl-C reaches the whole process group, and a worker it ended would fail the
-    batch the main process waits for; the main process alone decides when to stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def build_everything(data_dir: Path, config: dict):

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import signal
 from collections.abc import Callable
 from multiprocessing import get_context
 from pathlib import Path
@@ -41,6 +40,7 @@ from ifrt.train.data.pathology import (
 )
 from ifrt.train.data.split import DEFAULT_FRACTIONS, assign_splits, largest_remainder
 from ifrt.train.data.stain import deposits, expose
+from ifrt.train.workers import ignore_ctrl_c
 
 _PATIENT_STREAM, _IMAGE_STREAM = 0, 1
 # What a synthetic database consists of under its folder (see the module docstring).
@@ -131,7 +131,7 @@ def _init_worker() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # parallelism comes from the processes
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the main process, which stops the workers
+    ignore_ctrl_c()
 
 
 def _clear_database(out: Path, replace: bool) -> None:
