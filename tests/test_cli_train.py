@@ -108,6 +108,19 @@ def test_resuming_with_another_setting_is_refused_in_one_line_naming_it(capsys, 
                     "--out for a new run")
 
 
+def test_a_warning_about_the_data_carries_the_commands_name(capsys, database, tmp_path):
+    from _train_data import without_references
+
+    data = without_references(database, tmp_path / "db")
+    code = cli.main(["train", "--data", str(data), "--config", TINY, "--out", str(tmp_path / "run"),
+                     "--set", "train.batch_size=1", "--set", "train.stop_after_steps=1"])
+    assert code == 0
+    assert (f"ifrt train: warning: {data / 'manifest.csv'}: no training row has an in-focus reference (sharp_path), "
+            "so only the diagnosis will be trained (and the blur level where a row records one; the deblurring not "
+            "at all); fill the manifest's sharp_path with the in-focus capture of each field (for an in-focus "
+            "capture, the image itself)") in capsys.readouterr().err.splitlines()
+
+
 def test_ctrl_c_checkpoints_says_where_a_rerun_resumes_and_exits_with_130(capsys, database, tmp_path, monkeypatch):
     import signal
 

@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from _train_data import make_tiny_database  # noqa: E402
+from _train_data import make_tiny_database, without_references  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from ifrt.train.model import CONTRACT_OUTPUTS, load_model  # noqa: E402
@@ -308,27 +308,8 @@ def test_psnr_gain_selection_prefers_the_better_deblurring_and_falls_back_to_the
 # ---- a database without in-focus references ---------------------------------------------------------------
 
 
-def _without_references(database, destination, keep: int = 0):
-    """A copy of `database` whose training rows, all but the first `keep`, have no in-focus reference, as a
-    manifest from `ifrt data index` has none."""
-    import shutil
-
-    from ifrt.train.data.manifest import read_manifest, write_manifest
-
-    shutil.copytree(database, destination)
-    rows, kept = [], 0
-    for row in read_manifest(destination / "manifest.csv"):
-        if row.split == "train":
-            kept += 1
-            if kept > keep:
-                row.sharp_path = None
-        rows.append(row)
-    write_manifest(destination / "manifest.csv", rows)
-    return destination
-
-
 def test_training_without_in_focus_references_warns_that_only_the_diagnosis_trains(database, tmp_path, capfd):
-    data = _without_references(database, tmp_path / "db")
+    data = without_references(database, tmp_path / "db")
     train(data, load_config(TINY, {"train": {"epochs": 1, "stop_after_steps": 1}}), tmp_path / "run")
     err = capfd.readouterr().err
     assert (f"warning: {data / 'manifest.csv'}: no training row has an in-focus reference (sharp_path), so only "
@@ -338,13 +319,24 @@ def test_training_without_in_focus_references_warns_that_only_the_diagnosis_trai
 
 
 def test_training_rows_lacking_a_reference_are_counted(database, tmp_path, capfd):
-    data = _without_references(database, tmp_path / "db", keep=3)
+    data = without_references(database, tmp_path / "db", keep=3)
     train(data, load_config(TINY, {"train": {"epochs": 1, "stop_after_steps": 1}}), tmp_path / "run")
     assert "5 of 8 training rows have no in-focus reference (sharp_path)" in capfd.readouterr().err
 
 
+def test_a_caller_can_take_the_warnings_instead_of_stderr(database, tmp_path, capfd):
+    data = without_references(database, tmp_path / "db", keep=3)
+    received = []
+    train(data, load_config(TINY, {"train": {"epochs": 1, "stop_after_steps": 1}}), tmp_path / "run",
+          warn=received.append)
+    assert received == [f"{data / 'manifest.csv'}: 5 of 8 training rows have no in-focus reference (sharp_path) and "
+                        "train only the diagnosis (and a blur_level they record); fill the manifest's sharp_path with "
+                        "the in-focus capture of each field (for an in-focus capture, the image itself)"]
+    assert "warning" not in capfd.readouterr().err
+
+
 def test_a_single_task_run_without_references_is_not_warned(database, tmp_path, capfd):
-    data = _without_references(database, tmp_path / "db")
+    data = without_references(database, tmp_path / "db")
     config = load_config(TINY, {"model": {"variant": "st"}, "train": {"epochs": 1, "stop_after_steps": 1}})
     train(data, config, tmp_path / "run")
     assert "warning" not in capfd.readouterr().err

@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -345,22 +346,26 @@ def class_prior_of(rows, class_names: list[str]) -> list[float]:
     return [c / sum(counts) for c in counts]
 
 
-def warn_missing_references(manifest: Path, rows, variant: str) -> None:
-    """Say on stderr when training rows lack an in-focus reference (sharp_path): only rows with one are degraded
+def print_warning(text: str) -> None:
+    """How `train` reports a warning unless its caller says otherwise: on stderr, as `warning: TEXT`."""
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def missing_references_warning(manifest: Path, rows, variant: str) -> str | None:
+    """The warning when training rows lack an in-focus reference (sharp_path): only rows with one are degraded
     on the fly, so without them the blur, quality and deblurring heads learn nothing, and silently so, as
-    their losses are masked. A single-task (st) run trains only the diagnosis anyway."""
+    their losses are masked. None when every row has one, or for a single-task (st) run, which trains only the
+    diagnosis anyway."""
     missing = sum(not row.sharp_path for row in rows)
     if variant == "st" or not missing:
-        return
+        return None
     fix = ("fill the manifest's sharp_path with the in-focus capture of each field (for an in-focus capture, "
            "the image itself)")
     if missing == len(rows):
-        print(f"warning: {manifest}: no training row has an in-focus reference (sharp_path), so only the diagnosis "
-              "will be trained (and the blur level where a row records one; the deblurring not at all); "
-              f"{fix}", file=sys.stderr)
-    else:
-        print(f"warning: {manifest}: {missing} of {len(rows)} training rows have no in-focus reference (sharp_path) "
-              f"and train only the diagnosis (and a blur_level they record); {fix}", file=sys.stderr)
+        return (f"{manifest}: no training row has an in-focus reference (sharp_path), so only the diagnosis will be "
+                f"trained (and the blur level where a row records one; the deblurring not at all); {fix}")
+    return (f"{manifest}: {missing} of {len(rows)} training rows have no in-focus reference (sharp_path) and "
+            f"train only the diagnosis (and a blur_level they record); {fix}")
 
 
 def run_config(model_cfg: ModelConfig, data_cfg: DataConfig, loss_cfg: LossConfig, train_cfg: TrainConfig) -> dict:
@@ -491,8 +496,11 @@ def make_datasets(data_dir: Path, manifest: Path, data_cfg: DataConfig, train_cf
     return train_set, val_set
 
 
-def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
-    """Train (or resume) into run_dir; returns the summary written to run_dir/summary.json."""
+def train(data_dir: str | Path, config: dict, run_dir: str | Path, *,
+          warn: Callable[[str], None] = print_warning) -> dict:
+    """Train (or resume) into run_dir; returns the summary written to run_dir/summary.json. `warn(text)` receives
+    each warning about the data, such as training rows without an in-focus reference (default: `print_warning`);
+    `ifrt train` puts its name before it, as its other messages have."""
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     dist_info, device = init_distributed()
     data_cfg, loss_cfg, train_cfg, model_cfg, manifest = build_everything(data_dir, config)
@@ -505,8 +513,9 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path) -> dict:
 
     train_set, val_set = make_datasets(data_dir, manifest, data_cfg, train_cfg, model_cfg)
     train_set.check_batchable()
-    if dist_info.main:
-        warn_missing_references(manifest, train_set.rows, model_cfg.variant)
+    missing_references = missing_references_warning(manifest, train_set.rows, model_cfg.variant)
+    if dist_info.main and missing_references:
+        warn(missing_references)
 
     model = DeepMTND(model_cfg).to(device)
     if train_cfg.channels_last:

@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ValueError(f"{args.config}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
     try:
-        summary = train(args.data, config, args.out)
+        summary = train(args.data, config, args.out,
+                        warn=lambda text: print(f"ifrt train: warning: {text}", file=sys.stderr, flush=True))
     except TrainingInterrupted as exc:  # checkpointed: the message says where a rerun resumes
         print(exc, file=sys.stderr)
         return 130
