@@ -28,8 +28,10 @@ TRACEBACK_VARIABLE = "IFRT_TRACEBACK"
 
 # Exit codes of every command: 0 done; 1 done, but some inputs failed (an image `ifrt infer` could not read, the
 # problems `ifrt data check` found); 2 could not run (a wrong command line, or a model, database, config or
-# folder it needs is missing or invalid); 130 interrupted.
+# folder it needs is missing or invalid); 130 interrupted; 141 standard output was closed (`ifrt doctor | head -1`),
+# what a Unix tool stopped by SIGPIPE reports.
 EXIT_CANNOT_RUN = 2
+EXIT_OUTPUT_CLOSED = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so that a closed pipe is caught below and not reported at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader went away: say nothing more, and point stdout at /dev/null so that the interpreter's own
+        # flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OUTPUT_CLOSED
     except KeyboardInterrupt:
         print(f"{getattr(args, 'command_name', 'ifrt')}: interrupted", file=sys.stderr)
         return 130

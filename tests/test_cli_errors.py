@@ -2,6 +2,9 @@
 non-zero exit and no traceback (unless IFRT_TRACEBACK=1); a bad argument is refused before anything runs."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -322,3 +325,15 @@ def test_export_names_the_calibration_size_flag(capsys, tmp_path):
                            "--calib-size", "100")
     assert code == 2
     assert "argument --calib-size: 100 is not a multiple of 32 of at least 64 (e.g. 96)" in err
+
+
+def test_a_closed_standard_output_ends_the_command_quietly_with_141():
+    """`ifrt doctor --json | head -1`: the reader is gone before the report is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "ifrt", "doctor", "--json"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (cli.EXIT_OUTPUT_CLOSED, "")
