@@ -19,7 +19,8 @@ __all__ = ["__version__", "Session", "Result", "FocusResult", "aggregate"]
 _LAZY = {"Session": "ifrt.session", "Result": "ifrt.result", "FocusResult": "ifrt.result",
          "aggregate": "ifrt.patients"}
 # Submodules reachable as attributes (`ifrt.normalize.normalize(...)`) without importing them first.
-_SUBMODULES = ("acquisition", "engine", "export", "imageio", "live", "normalize", "train")
+_SUBMODULES = ("acquisition", "engine", "export", "focus", "imageio", "live", "normalize", "patients", "postprocess",
+               "preprocess", "train")
 
 
 def __getattr__(name: str):

@@ -24,6 +24,11 @@ class BackendUnavailableError(RuntimeError):
     """The requested backend cannot run here; the message says what to install."""
 
 
+def export_command(root: Path, precision: str) -> str:
+    """The command that writes `precision` ONNX graphs next to the weights in `root`."""
+    return f"ifrt export onnx {root} -o {root}" + ("" if precision == "fp32" else f" --{precision}")
+
+
 def require_onnx_graphs(package: ModelPackage, precision: str, backend: str) -> None:
     """Refuse, when it loads, a package without ONNX graphs of `precision` (a training run's `best/` holds only
     weights), so that `auto` moves on to the torch backend and an explicit choice says what to do."""
@@ -31,7 +36,7 @@ def require_onnx_graphs(package: ModelPackage, precision: str, backend: str) -> 
         found = ", ".join(sorted(package.graphs)) or "none"
         raise BackendUnavailableError(
             f"{package.root}: no {precision} ONNX graphs here (found: {found}), so the {backend} backend cannot run "
-            f"this model; export them with `ifrt export onnx {package.root}`"
+            f"this model; export them with `{export_command(package.root, precision)}`"
             + (" or use the torch backend" if package.weights is not None and precision == "fp32" else ""))
 
 
@@ -125,6 +130,9 @@ class TrtBackend:
         return self._engines[graph].infer({"image": np.ascontiguousarray(image, np.float32)})
 
 
+BACKEND_CLASSES: dict[str, type] = {"trt": TrtBackend, "ort": OrtBackend, "torch": TorchBackend}
+
+
 def available_backends() -> list[str]:
     """Backends that can be constructed here, fastest first (without loading a model)."""
     found = []
@@ -143,17 +151,40 @@ def available_backends() -> list[str]:
     return found
 
 
-def check_backend_options(name: str, cls: type, options: dict, requested: str) -> None:
-    """Refuse options the backend does not take, naming those it does, before anything loads."""
+def backend_options(cls: type) -> list[str]:
+    """The keyword options a backend class takes, in its signature's order."""
     import inspect
 
-    taken = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "package")]
-    unknown = sorted(set(options) - set(taken))
-    if unknown:
-        hint = (" (backend 'auto' may load any backend: give an option to one with per_backend={'"
-                f"{name}': {{...}}}})") if requested == "auto" else ""
-        raise ValueError(f"{', '.join(unknown)}: not an option of the {name} backend, which takes "
-                         f"{', '.join(taken)}{hint}")
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "package")]
+
+
+def check_backend_options(requested: str, options: dict, per_backend: dict[str, dict]) -> None:
+    """Refuse, before anything loads, options a backend that may be constructed does not take: under `auto`
+    that is any backend, so each option must go to the backend that takes it through `per_backend`."""
+    names = BACKENDS if requested == "auto" else (requested,)
+    for name, given in per_backend.items():
+        if name not in BACKEND_CLASSES:
+            raise ValueError(f"per_backend: {name!r} is not a backend (expected {', '.join(BACKENDS)})")
+        unknown = sorted(set(given) - set(backend_options(BACKEND_CLASSES[name])))
+        if unknown:
+            raise ValueError(f"per_backend[{name!r}]: {', '.join(unknown)}: not an option of the {name} backend, "
+                             f"which takes {', '.join(backend_options(BACKEND_CLASSES[name]))}")
+    refused = {name: sorted(set(options) - set(backend_options(BACKEND_CLASSES[name]))) for name in names}
+    unknown = sorted({option for options_refused in refused.values() for option in options_refused})
+    if not unknown:
+        return
+    if requested != "auto":
+        raise ValueError(f"{', '.join(unknown)}: not an option of the {requested} backend, which takes "
+                         f"{', '.join(backend_options(BACKEND_CLASSES[requested]))}")
+    takes = {name: [o for o in unknown if o in backend_options(BACKEND_CLASSES[name])] for name in BACKENDS}
+    orphans = [o for o in unknown if not any(o in taken for taken in takes.values())]
+    if orphans:
+        listed = "; ".join(f"{n}: {', '.join(backend_options(c))}" for n, c in BACKEND_CLASSES.items())
+        raise ValueError(f"{', '.join(orphans)}: not an option of any backend (they take {listed})")
+    routed = ", ".join(f"{name!r}: {{{', '.join(f'{o!r}: ...' for o in taken)}}}" for name, taken in takes.items()
+                       if taken)
+    raise ValueError(f"{', '.join(unknown)}: not an option of every backend, and backend 'auto' may load any of "
+                     f"them: give each option to the backend that takes it, per_backend={{{routed}}}")
 
 
 def create_backend(package: ModelPackage, backend: str = "auto", *, per_backend: dict[str, dict] | None = None,
@@ -165,13 +196,11 @@ def create_backend(package: ModelPackage, backend: str = "auto", *, per_backend:
     refusing an argument they do not know."""
     if backend not in ("auto", *BACKENDS):
         raise ValueError(f"backend {backend!r} is unknown (expected auto, {', '.join(BACKENDS)})")
-    classes = {"trt": TrtBackend, "ort": OrtBackend, "torch": TorchBackend}
-    for name in BACKENDS if backend == "auto" else [backend]:
-        check_backend_options(name, classes[name], {**options, **(per_backend or {}).get(name, {})}, backend)
+    check_backend_options(backend, options, per_backend or {})
     candidates = available_backends() if backend == "auto" else [backend]
     errors = []
     for name in candidates:
-        cls = classes[name]
+        cls = BACKEND_CLASSES[name]
         try:
             return cls(package, **options, **(per_backend or {}).get(name, {}))
         except (BackendUnavailableError, ImportError) as exc:

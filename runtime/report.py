@@ -1,6 +1,6 @@
-"""A self-contained HTML report of an `ifrt infer` output folder: per image the input, its quality-map
-overlay and the deblurred image side by side, with the diagnosis, quality and blur level; then the
-patient-level diagnoses. Pictures are embedded (base64 PNG), so the file can be mailed or archived."""
+"""A self-contained HTML report of an `ifrt infer` output folder: the patient-level diagnoses first, then per
+image the input, its quality-map overlay and the deblurred image side by side, with the diagnosis, quality
+and blur level. Pictures are embedded (base64 PNG), so the file can be mailed or archived."""
 
 from __future__ import annotations
 

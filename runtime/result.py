@@ -18,6 +18,11 @@ def quality_text(quality: float) -> str:
 
 @dataclass
 class Result:
+    """One image's analysis from `Session.predict`: the diagnosis (`label`, `probabilities` over `class_names`),
+    the focus quality and blur level with their per-tile maps, whether the diagnosis can be trusted
+    (`reliable`, and `warnings` saying why not), and the deblurred image when asked for. `to_dict` is the
+    JSON line `ifrt infer` writes; `ifrt.aggregate` combines a patient's results."""
+
     source: str  # file path, or the name of an in-memory image ("array", "array[i]" in a list)
     shape: tuple[int, int]
     dtype: str

@@ -146,7 +146,9 @@ class Session:
     quality_threshold: below it the diagnosis is marked unreliable (advice: re-acquire in focus). A frame
     with no structure above its pixel noise (blank, shutter closed) is marked unreliable too.
     batch_size: tiles per backend call; max_pixels: larger image files are refused before decoding.
-    Other keywords go to the backend (ort: threads; torch: device; trt: cache_dir, device).
+    Other keywords go to the backend: with a named backend, the options it takes (ort: threads; torch: device;
+    trt: cache_dir, device); with "auto", which may load any backend, only options every backend takes, and
+    the others through `per_backend={"ort": {"threads": 1}}`.
     """
 
     def __init__(self, model: str | os.PathLike | None = None, backend: str = "auto", *, precision: str = "fp32",

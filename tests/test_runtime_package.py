@@ -11,7 +11,8 @@ def python(code: str) -> str:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
-@pytest.mark.parametrize("name", ["acquisition", "engine", "imageio", "live", "normalize"])
+@pytest.mark.parametrize("name", ["acquisition", "engine", "focus", "imageio", "live", "normalize", "patients",
+                                  "postprocess", "preprocess"])
 def test_a_submodule_the_readme_uses_is_an_attribute_of_ifrt(name):
     assert python(f"import ifrt; print(ifrt.{name}.__name__)") == f"ifrt.{name}"
 

@@ -210,9 +210,21 @@ def test_a_weights_only_model_runs_on_torch_under_auto_and_ort_says_to_export(ti
     for name in ("model.safetensors", "model.json"):
         shutil.copy(tiny_package / name, weights_only / name)
     assert ifrt.Session(weights_only).backend_name == "torch"
-    with pytest.raises(BackendUnavailableError, match=r"best: no fp32 ONNX graphs here \(found: none\), so the ort "
-                                                      r"backend .* `ifrt export onnx .*best` or use the torch backend"):
+    with pytest.raises(BackendUnavailableError) as info:
         ifrt.Session(weights_only, backend="ort")
+    assert str(info.value) == (f"{weights_only}: no fp32 ONNX graphs here (found: none), so the ort backend cannot "
+                               f"run this model; export them with `ifrt export onnx {weights_only} -o {weights_only}` "
+                               "or use the torch backend")
+
+
+def test_the_export_a_missing_fp16_graph_needs_is_named_with_its_precision(tiny_package, tmp_path):
+    from ifrt.backends import BackendUnavailableError
+
+    fp32_only = tmp_path / "fp32-only"
+    shutil.copytree(tiny_package, fp32_only, ignore=shutil.ignore_patterns("*.fp16.onnx*"))
+    with pytest.raises(BackendUnavailableError) as info:
+        ifrt.Session(fp32_only, backend="ort", precision="fp16")
+    assert str(info.value).endswith(f"export them with `ifrt export onnx {fp32_only} -o {fp32_only} --fp16`")
 
 
 def test_a_training_run_folder_opens_as_its_best_checkpoint(tiny_package, tmp_path):
@@ -412,8 +424,16 @@ def test_a_list_of_arrays_names_each_result_by_its_place(ort_session):
     ({"max_untiled": -1}, "max_untiled=-1: expected an integer >= 32"),
     ({"tile": -32, "overlap": -64}, "tile=-32, overlap=-64: both must be multiples of 32, tile > 0"),
     ({"backend": "ort", "foo": 1}, "foo: not an option of the ort backend, which takes precision, threads"),
-    ({"threads": 2}, "threads: not an option of the trt backend, which takes precision, cache_dir, device (backend "
-                     "'auto' may load any backend: give an option to one with per_backend={'trt': {...}})"),
+    ({"threads": 2}, "threads: not an option of every backend, and backend 'auto' may load any of them: give each "
+                     "option to the backend that takes it, per_backend={'ort': {'threads': ...}}"),
+    ({"threads": 2, "cache_dir": "engines"}, "cache_dir, threads: not an option of every backend, and backend 'auto' "
+     "may load any of them: give each option to the backend that takes it, per_backend={'trt': {'cache_dir': ...}, "
+     "'ort': {'threads': ...}}"),
+    ({"thread": 2}, "thread: not an option of any backend (they take trt: precision, cache_dir, device; ort: "
+                    "precision, threads; torch: precision, device)"),
+    ({"per_backend": {"trt": {"threads": 1}}}, "per_backend['trt']: threads: not an option of the trt backend, which "
+                                               "takes precision, cache_dir, device"),
+    ({"per_backend": {"onnx": {}}}, "per_backend: 'onnx' is not a backend (expected trt, ort, torch)"),
 ])
 def test_session_settings_are_checked_before_anything_loads(tiny_package, settings, message):
     with pytest.raises(ValueError) as info:
