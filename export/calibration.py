@@ -32,18 +32,18 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def from_files(source: str | Path, count: int, size: int) -> CalibrationSet:
-    """Up to `count` images from a folder (recursively, sorted) or from a dataset's manifest.csv."""
+    """Up to `count` images from a folder (recursively, sorted), a dataset's manifest.csv, or one image file."""
     source = Path(source)
     if source.is_file() and source.name == "manifest.csv" or (source / "manifest.csv").is_file():
         from ifrt.train.data.manifest import read_manifest
 
         manifest = source if source.is_file() else source / "manifest.csv"
         paths = [manifest.parent / row.path for row in read_manifest(manifest)]
-    elif source.is_dir():
+    elif source.exists():
         paths = expand_sources([str(source)], recursive=True)
     else:
-        raise FileNotFoundError(f"{source}: calibration source not found (expected a folder of images or a "
-                                "dataset with manifest.csv)")
+        raise FileNotFoundError(f"{source}: calibration source not found (expected a folder of images, a "
+                                "dataset with manifest.csv or an image file)")
     if not paths:
         raise ValueError(f"{source}: no images found for calibration")
     step = max(len(paths) // count, 1)

@@ -10,6 +10,8 @@ the export report and the int8 sidecar record which was used)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -58,6 +60,8 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, images: np.ndarr
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from ifrt.imageio import atomic_path
+
     from .onnx_export import set_metadata
 
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
@@ -68,11 +72,13 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, images: np.ndarr
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
 
         def quantize(method):
-            quantize_static(str(prepared), str(quantized), _Images(np.ascontiguousarray(images, np.float32)),
-                            quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
-                            weight_type=QuantType.QInt8, per_channel=True, calibrate_method=method,
-                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                                           "CalibPercentile": ACTIVATION_PERCENTILE})
+            # onnxruntime's calibrators print their progress; stdout carries the export's summary only.
+            with contextlib.redirect_stdout(io.StringIO()):
+                quantize_static(str(prepared), str(quantized), _Images(np.ascontiguousarray(images, np.float32)),
+                                quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                                weight_type=QuantType.QInt8, per_channel=True, calibrate_method=method,
+                                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                               "CalibPercentile": ACTIVATION_PERCENTILE})
 
         try:
             quantize(CalibrationMethod.Percentile)
@@ -88,8 +94,7 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, images: np.ndarr
     props["ifrt.precision"] = "int8"
     set_metadata(model, props)
     onnx.checker.check_model(model, full_check=True)
-    tmp_out = int8_path.with_name(int8_path.name + ".tmp.onnx")
-    onnx.save(model, str(tmp_out))
-    tmp_out.replace(int8_path)
+    with atomic_path(int8_path) as tmp_out:
+        onnx.save(model, str(tmp_out))
     log.info("wrote int8 graph %s (%s calibration)", int8_path, calibration["method"])
     return Int8Graph(int8_path, calibration)

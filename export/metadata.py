@@ -3,26 +3,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from ifrt._version import __version__
-from ifrt.model_package import sha256_file
+from ifrt.model_package import config_hash, sha256_file
 
 PREFIX = "ifrt."
 
 
-def config_hash(record: dict) -> str:
-    """sha256 of the training record (model.json: the network's config, the epoch and the validation metrics
-    it was chosen on) as canonical JSON, without its `card`: the card documents the model, so bringing it up
-    to date leaves the exported files as they are."""
-    provenance = {k: v for k, v in record.items() if k != "card"}
-    return hashlib.sha256(json.dumps(provenance, sort_keys=True).encode()).hexdigest()
-
-
-def model_metadata(record: dict, graph: str, precision: str, output_names: tuple[str, ...]) -> dict[str, str]:
-    """metadata_props for one exported graph, from the model record written by training (model.json)."""
+def model_metadata(record: dict, graph: str, precision: str, output_names: tuple[str, ...],
+                   weights_sha256: str | None = None) -> dict[str, str]:
+    """metadata_props for one exported graph, from the model record written by training (model.json) and the
+    sha256 of the weights (model.safetensors), which tie the graph to the exact model it came from."""
     model = record["model"]
     values = {
         "version": __version__,
@@ -38,6 +31,8 @@ def model_metadata(record: dict, graph: str, precision: str, output_names: tuple
         "size": model["size"],
         "training_config_sha256": config_hash(record),
     }
+    if weights_sha256:
+        values["weights_sha256"] = weights_sha256
     return {PREFIX + k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
 

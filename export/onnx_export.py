@@ -60,10 +60,12 @@ def _name_dynamic_dims(model, options: OnnxExportOptions) -> None:
 
 def export_graph(model: torch.nn.Module, record: dict, graph: str, path: str | Path,
                  options: OnnxExportOptions | None = None, precision: str = "fp32",
-                 sidecar_extra: dict | None = None) -> Path:
+                 sidecar_extra: dict | None = None, weights_sha256: str | None = None) -> Path:
     """Export one graph of `model` to `path` (`precision` fp32, or fp16 inside with float32 I/O) and write
-    `path.json` (sha256 + metadata)."""
+    `path.json` (sha256 + metadata; `weights_sha256` names the model.safetensors the model was loaded from)."""
     import onnx
+
+    from ifrt.imageio import atomic_path
 
     options = options or OnnxExportOptions()
     if options.example_size % 32:
@@ -76,40 +78,52 @@ def export_graph(model: torch.nn.Module, record: dict, graph: str, path: str | P
     if precision == "fp16":
         module = Float16Graph(module).eval()
     example = torch.rand(2, 1, options.example_size, options.example_size)
-    tmp = path.with_name(path.name + ".tmp.onnx")
-    with warnings.catch_warnings(), torch.no_grad(), _quiet_operator_registry():
+    with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter_logs():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             module, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=list(module.output_names),
             opset_version=options.opset, dynamic_shapes=_dynamic_shapes(options), external_data=False,
             verbose=False, report=False)
     onnx_model = program.model_proto
+    # The exporter writes its native opset and converts to the one asked for; when the conversion fails it
+    # logs the error and keeps its own opset, which TensorRT or another runtime may not parse.
+    produced = next((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if produced != options.opset:
+        raise ValueError(f"--opset {options.opset}: the exporter could not convert the {graph} graph to opset "
+                         f"{options.opset} (it wrote opset {produced}); choose an opset it converts to, e.g. "
+                         f"{DEFAULT_OPSET} (the default)")
     if options.simplify:
         import onnxslim
 
         onnx_model = onnxslim.slim(onnx_model)
     _name_dynamic_dims(onnx_model, options)
-    metadata = model_metadata(record, graph, precision, module.output_names)
+    metadata = model_metadata(record, graph, precision, module.output_names, weights_sha256)
     set_metadata(onnx_model, metadata)
     onnx.checker.check_model(onnx_model, full_check=True)
-    onnx.save(onnx_model, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        onnx.save(onnx_model, str(tmp))
     write_sidecar(path, metadata, sidecar_extra)
     log.info("exported %s graph to %s", graph, path)
     return path
 
 
+# Without torchvision, torch's exporter logs one warning per torchvision operator it skips (the graphs use
+# none of them); a failed opset conversion is logged with a traceback, and export_graph reports it in one line.
+# Either would bury the export's own report.
+_NOISY_LOGGERS = ("torch.onnx._internal.exporter._registration", "onnxscript.version_converter")
+
+
 @contextlib.contextmanager
-def _quiet_operator_registry():
-    """Without torchvision, torch's exporter logs one warning per torchvision operator it skips; the graphs
-    use none of them, so the notices only bury the export's own report."""
-    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+def _quiet_exporter_logs():
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def set_metadata(onnx_model, metadata: dict[str, str]) -> None:

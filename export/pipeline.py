@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -59,22 +60,57 @@ def load_calibration(source: str | Path | None, count: int, size: int) -> calibr
 
 
 MODEL_FILES = ("model.json", "model.safetensors")
+GRAPH_FILES = tuple(f"{graph}{suffix}" for graph in GRAPHS for suffix in (".onnx", ".fp16.onnx", ".int8.onnx"))
+REPORT = "export_report.json"
+# The folder inside the output folder where an export writes and checks its files before they replace the
+# earlier export's; one that a killed export left is removed by the next export into that folder.
+STAGING_PREFIX = ".ifrt-export-"
+
+
+def _discard(path: Path) -> None:
+    """Remove a graph that failed its check, and its sidecar."""
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".json").unlink(missing_ok=True)
 
 
 def copy_model_files(model_dir: Path, out_dir: Path) -> dict[str, str]:
     """Copy the weights and their config beside the exported graphs, so that the output folder is a complete
     model folder (the torch backend, `ifrt eval` and the torch baseline of `ifrt bench infer` read them).
-    Each file goes through a temporary file and a rename: a reader never sees a half-written one.
     Returns {file name: sha256} for the report."""
-    from ifrt.imageio import atomic_path
     from ifrt.model_package import sha256_file
 
     copied = {}
     for name in MODEL_FILES:
-        with atomic_path(out_dir / name) as tmp:
-            shutil.copyfile(model_dir / name, tmp)
+        shutil.copyfile(model_dir / name, out_dir / name)
         copied[name] = sha256_file(out_dir / name)
     return copied
+
+
+def export_files(folder: Path, model_files: bool) -> list[str]:
+    """The files of an export present in `folder`, in the order they are removed: the report, the graphs
+    of either name at every precision, their sidecars and, with `model_files`, model.json and
+    model.safetensors."""
+    names = [REPORT, *GRAPH_FILES, *(f"{name}.json" for name in GRAPH_FILES), *(MODEL_FILES if model_files else ())]
+    return [name for name in names if (folder / name).is_file()]
+
+
+def publish(staging: Path, out_dir: Path, model_files: bool) -> None:
+    """Replace what an earlier export left in `out_dir` with the files in `staging`.
+
+    An export replaces the folder's whole set (`export_files`). A graph it did not write again (the fp16
+    graph of a model exported before, a focus graph when only `full` is asked for) would otherwise stay
+    beside the new ones, loadable, and labelled with the new model's class names. Each file moves by a
+    rename, the model files first, a graph's sidecar before it and the report last, so a folder caught in
+    between holds no graph without its sidecar."""
+    for name in export_files(out_dir, model_files):
+        (out_dir / name).unlink()
+    arriving = export_files(staging, model_files)
+    order = [*MODEL_FILES, *(f"{name}.json" for name in GRAPH_FILES), *GRAPH_FILES, REPORT]
+    for name in sorted(arriving, key=order.index):
+        os.replace(staging / name, out_dir / name)
+    for leftover in out_dir.glob(f"{STAGING_PREFIX}*"):  # a killed export's
+        if leftover != staging:
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = False, int8: bool = False,
@@ -84,14 +120,24 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
     breaks the parity contract, Fp16RangeError when FP16 would overflow. With `int8`, also a Q/DQ INT8
     graph calibrated on the calibration images; its agreement with torch is reported, not enforced
     (INT8 trades accuracy for speed, and the trade is the user's to judge). When `out_dir` is not the model
-    folder, the model's weights and config are copied into it (see `copy_model_files`)."""
+    folder, the model's weights and config are copied into it (see `copy_model_files`).
+
+    Everything is written and checked in a staging folder inside `out_dir` and replaces what an earlier
+    export left there only at the end (`publish`), so an export that stops on an error or an interruption
+    leaves the earlier export as it was. The report lists under `removed` the earlier export's files that
+    this one did not write again."""
     import onnx
 
     from ifrt.imageio import write_text_atomic
+    from ifrt.model_package import check_graph_names, sha256_file
     from ifrt.train.model import load_model, read_model_record
 
+    check_graph_names(graphs)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir}: is a file; give a folder for the exported model (-o)")
     model, record = load_model(model_dir), read_model_record(model_dir)
+    weights_sha256 = sha256_file(model_dir / "model.safetensors")
     calib = load_calibration(calibration_source, calibration_count, calibration_size)
     report: dict = {"model": os.path.relpath(model_dir, out_dir), "calibration": {"source": calib.source, "images": len(calib.images),
                                                               "size": calibration_size}, "graphs": {}}
@@ -99,43 +145,54 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
     # is written, so an FP16 refusal leaves nothing behind.
     activations = {graph: check_fp16_range(graph_module(model, graph).network, torch.from_numpy(calib.images))
                    for graph in graphs} if fp16 else {}
-    problems: list[str] = []
-    for graph in graphs:
-        path = export_graph(model, record, graph, out_dir / f"{graph}.onnx", options)
-        reference = torch_outputs(model, graph, calib.images)
-        fp32 = compare(reference, onnx_outputs(path, calib.images))
-        entry = {"file": path.name, "fp32_vs_torch": fp32,
-                 "unsupported_by_tensorrt": unsupported_operators(onnx.load(str(path)))}
-        found = _check_fp32(graph, fp32)
-        if fp16 and not found:
-            range_check = fp16_sidecar(activations[graph])
-            path16 = export_graph(model, record, graph, out_dir / f"{graph}.fp16.onnx", options, "fp16",
-                                  range_check)
-            fp16_report = compare(reference, onnx_outputs(path16, calib.images), calib.sharp)
-            entry["fp16_vs_torch"] = fp16_report
-            entry.update(range_check)  # the same record as the fp16 sidecar's
-            entry["fp16_file"] = path16.name
-            fp16_problems = _check_fp16(graph, fp16_report)
-            if fp16_problems:
-                path16.unlink(missing_ok=True)
-            found += fp16_problems
-        if int8 and not found:
-            int8_graph = quantize_int8(path, out_dir / f"{graph}.int8.onnx", calib.images)
-            path8 = int8_graph.path
-            report["calibration"].setdefault("int8", {})[graph] = int8_graph.calibration
-            shared = {k: v for k, v in report["calibration"].items() if k != "int8"}
-            write_sidecar(path8, {p.key: p.value for p in onnx.load(str(path8)).metadata_props},
-                          {"int8_calibration": {**shared, **int8_graph.calibration}})
-            entry["int8_vs_torch"] = compare(reference, onnx_outputs(path8, calib.images), calib.sharp)
-            entry["int8_file"] = path8.name
-        if found:
-            path.unlink(missing_ok=True)
-        report["graphs"][graph] = entry
-        problems += found
-    report["problems"] = problems
-    if out_dir.resolve() != model_dir.resolve():
-        report["model_files"] = copy_model_files(model_dir, out_dir)
-    write_text_atomic(out_dir / "export_report.json", json.dumps(report, indent=2) + "\n")
+    in_place = out_dir.resolve() == model_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+    try:
+        if not in_place:
+            report["model_files"] = copy_model_files(model_dir, staging)
+        problems: list[str] = []
+        for graph in graphs:
+            path = export_graph(model, record, graph, staging / f"{graph}.onnx", options,
+                                weights_sha256=weights_sha256)
+            reference = torch_outputs(model, graph, calib.images)
+            fp32 = compare(reference, onnx_outputs(path, calib.images))
+            entry = {"file": path.name, "fp32_vs_torch": fp32,
+                     "unsupported_by_tensorrt": unsupported_operators(onnx.load(str(path)))}
+            found = _check_fp32(graph, fp32)
+            if fp16 and not found:
+                range_check = fp16_sidecar(activations[graph])
+                path16 = export_graph(model, record, graph, staging / f"{graph}.fp16.onnx", options, "fp16",
+                                      range_check, weights_sha256)
+                fp16_report = compare(reference, onnx_outputs(path16, calib.images), calib.sharp)
+                entry["fp16_vs_torch"] = fp16_report
+                entry.update(range_check)  # the same record as the fp16 sidecar's
+                entry["fp16_file"] = path16.name
+                fp16_problems = _check_fp16(graph, fp16_report)
+                if fp16_problems:
+                    _discard(path16)
+                found += fp16_problems
+            if int8 and not found:
+                int8_graph = quantize_int8(path, staging / f"{graph}.int8.onnx", calib.images)
+                path8 = int8_graph.path
+                report["calibration"].setdefault("int8", {})[graph] = int8_graph.calibration
+                shared = {k: v for k, v in report["calibration"].items() if k != "int8"}
+                write_sidecar(path8, {p.key: p.value for p in onnx.load(str(path8)).metadata_props},
+                              {"int8_calibration": {**shared, **int8_graph.calibration}})
+                entry["int8_vs_torch"] = compare(reference, onnx_outputs(path8, calib.images), calib.sharp)
+                entry["int8_file"] = path8.name
+            if found:
+                _discard(path)
+            report["graphs"][graph] = entry
+            problems += found
+        report["problems"] = problems
+        written = {REPORT, *export_files(staging, model_files=not in_place)}
+        report["removed"] = sorted(set(export_files(out_dir, model_files=not in_place)) - written)
+        write_text_atomic(staging / REPORT, json.dumps(report, indent=2) + "\n")
+        publish(staging, out_dir, model_files=not in_place)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if problems:
         raise ExportCheckError("; ".join(problems))
     return report
+

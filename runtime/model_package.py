@@ -2,7 +2,7 @@
 (`full.onnx` + `full.onnx.json`, `focus.onnx`, optional `*.fp16.onnx`), and optionally the training
 weights (`model.safetensors` + `model.json`) for the torch backend. Every ONNX is checked against the
 sha256 its sidecar records, and its external-data locations are checked to stay inside the folder,
-before anything loads it."""
+before anything loads it; every graph and the weights must come from one model (see `check_one_model`)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,27 @@ class ModelPackageError(ValueError):
     """A model folder is missing a file, or a file does not match its recorded sha256."""
 
 
+def check_graph_names(graphs: tuple[str, ...]) -> None:
+    """Refuse an empty, unknown or repeated graph name (`ifrt export onnx --graphs`) before anything is exported."""
+    if not graphs or any(g not in GRAPHS for g in graphs) or len(set(graphs)) != len(graphs):
+        raise ValueError(f"graphs {','.join(graphs) or 'none'}: expected one or more of {', '.join(GRAPHS)}, each "
+                         f"once (e.g. {','.join(GRAPHS)})")
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def config_hash(record: dict) -> str:
+    """sha256 of the training record (model.json: the network's config, the epoch and the validation metrics
+    it was chosen on) as canonical JSON, without its `card`: the card documents the model, so bringing it up
+    to date leaves the exported files as they are."""
+    provenance = {k: v for k, v in record.items() if k != "card"}
+    return hashlib.sha256(json.dumps(provenance, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -67,8 +82,12 @@ def _verified_sidecar(onnx_path: Path) -> dict:
                                 "verified; re-export it with `ifrt export onnx`")
     try:
         sidecar = json.loads(sidecar_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelPackageError(f"{sidecar_path}: unreadable sidecar ({exc})") from exc
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelPackageError(f"{sidecar_path}: unreadable sidecar ({exc}); re-export the model with "
+                                "`ifrt export onnx`") from exc
+    if not isinstance(sidecar, dict) or not isinstance(sidecar.get("metadata"), dict):
+        raise ModelPackageError(f"{sidecar_path}: not a sidecar written by `ifrt export onnx` (no \"metadata\" "
+                                "section); re-export the model with `ifrt export onnx`")
     actual = sha256_file(onnx_path)
     if sidecar.get("sha256") != actual:
         raise ModelPackageError(f"{onnx_path}: sha256 {actual[:12]}… does not match its sidecar "
@@ -166,23 +185,58 @@ def open_model(model: str | Path | None = None) -> ModelPackage:
         hint = " (the bundled default model is missing from this install)" if model is None else ""
         raise ModelPackageError(f"{root}: model folder not found{hint}")
     root = checkpoint_of_run(root)
-    graphs, metadata = {}, None
+    graphs, metadata, sidecars = {}, None, {}
     for name in GRAPHS:
         for precision in ("fp32", "fp16", "int8"):
             filename = f"{name}.onnx" if precision == "fp32" else f"{name}.{precision}.onnx"
             path = root / filename
             if path.is_file():
-                sidecar = _verified_sidecar(path)
+                sidecar = sidecars[path] = _verified_sidecar(path)
                 check_external_data(path)
                 graphs[name if precision == "fp32" else f"{name}.{precision}"] = path
                 if name == "full" and precision == "fp32":
                     metadata = sidecar["metadata"]
     weights = root / "model.safetensors" if (root / "model.safetensors").is_file() else None
+    check_one_model(root, sidecars, weights)
     if metadata is None:
         if weights is None:
             raise ModelPackageError(f"{root}: no full.onnx and no model.safetensors here: not an ifrt model folder")
         metadata = read_model_record(root)["model"]
     return ModelPackage(root=root, metadata=metadata, graphs=graphs, weights=weights)
+
+
+def check_one_model(root: Path, sidecars: dict[Path, dict], weights: Path | None) -> None:
+    """Refuse a folder whose graphs and weights are not all from one model, as when a model was exported
+    into a folder still holding another model's graphs, or model.json was replaced after the export: the
+    runtime would label one network's outputs with another's class names. Every graph's sidecar records
+    the training record's `config_hash` (`training_config_sha256`) and, since this check exists, the sha256
+    of the weights it was exported from (`weights_sha256`); each must match the first graph's, model.json
+    and model.safetensors."""
+    if not sidecars:
+        return
+    first, *others = sidecars
+    reference = sidecars[first]["metadata"]
+    refuse = ("; re-export the model into this folder with `ifrt export onnx` (it replaces every graph), or "
+              "copy the model folder again")
+    for path in others:
+        for key, what in (("training_config_sha256", "training record"), ("weights_sha256", "weights")):
+            mine, theirs = sidecars[path]["metadata"].get(key), reference.get(key)
+            if mine and theirs and mine != theirs:
+                raise ModelPackageError(f"{path}: exported from another model than {first.name} (its {what} "
+                                        f"sha256 is {mine[:12]}…, {first.name}'s {theirs[:12]}…){refuse}")
+    recorded = reference.get("training_config_sha256")
+    if recorded and (root / "model.json").is_file():
+        actual = config_hash(read_model_record(root))
+        if actual != recorded:
+            raise ModelPackageError(f"{root / 'model.json'}: describes another model than {first.name} (its training "
+                                    f"record sha256 is {actual[:12]}…, {first.name} was exported from "
+                                    f"{recorded[:12]}…){refuse}")
+    recorded = reference.get("weights_sha256")
+    if recorded and weights is not None:
+        actual = sha256_file(weights)
+        if actual != recorded:
+            raise ModelPackageError(f"{weights}: sha256 {actual[:12]}… is not that of the weights {first.name} was "
+                                    f"exported from ({recorded[:12]}…){refuse}")
 
 
 def checkpoint_of_run(root: Path) -> Path:

@@ -35,6 +35,18 @@ def _calibration_size(text: str) -> int:
     return value
 
 
+def _graph_list(text: str) -> tuple[str, ...]:
+    """An argparse type: one or more of the model's graphs, comma-separated, each once."""
+    from ifrt.model_package import check_graph_names
+
+    graphs = tuple(g.strip() for g in text.split(",") if g.strip())
+    try:
+        check_graph_names(graphs)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return graphs
+
+
 def resolve_model_folder(path: str) -> str:
     """A run folder written by `ifrt train` stands for its best checkpoint (best/, else last/), as `ifrt eval`
     reads it; a model folder stands for itself."""
@@ -69,7 +81,9 @@ def _register_onnx(targets: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-count", type=int_at_least(1), default=16, help="calibration images (default 16)")
     p.add_argument("--calib-size", type=_calibration_size, default=256,
                    help="calibration image side, a multiple of 32 of at least 64 (default 256)")
-    p.add_argument("--graphs", default="full,focus", help="comma-separated graphs to export (default full,focus)")
+    p.add_argument("--graphs", type=_graph_list, default=("full", "focus"),
+                   help="comma-separated graphs to export (default full,focus); the output folder keeps only "
+                        "what this export writes")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18; TensorRT 10 parses 9..20)")
     p.add_argument("--static", action="store_true", help="fixed batch and spatial dims (the calibration size)")
     p.add_argument("--no-simplify", dest="simplify", action="store_false", help="skip onnxslim")
@@ -86,12 +100,11 @@ def run_onnx(args: argparse.Namespace) -> int:
         print(f"ifrt export onnx: {exc.name or exc} is missing; install the export extra: "
               "pip install 'ifrt[export]'", file=sys.stderr)
         return 2
-    graphs = tuple(g.strip() for g in args.graphs.split(",") if g.strip())
     options = OnnxExportOptions(opset=args.opset, example_size=args.calib_size, dynamic_batch=not args.static,
                                 dynamic_spatial=not args.static, simplify=args.simplify)
     try:
         report = export_onnx(resolve_model_folder(args.model), args.out, fp16=args.fp16, int8=args.int8, calibration_source=args.calib,
-                             calibration_count=args.calib_count, calibration_size=args.calib_size, graphs=graphs,
+                             calibration_count=args.calib_count, calibration_size=args.calib_size, graphs=args.graphs,
                              options=options)
     except (FileNotFoundError, ValueError) as exc:
         print(f"ifrt export onnx: {exc}", file=sys.stderr)
@@ -99,6 +112,9 @@ def run_onnx(args: argparse.Namespace) -> int:
     except ExportCheckError as exc:
         print(f"ifrt export onnx: check failed, nothing kept for it: {exc}", file=sys.stderr)
         return 1
+    if report["removed"]:
+        print(f"note: removed {', '.join(report['removed'])} of the earlier export in {args.out} (an export "
+              "replaces the folder's graphs)", file=sys.stderr)
     for graph, entry in report["graphs"].items():
         diff = max(entry["fp32_vs_torch"]["max_abs_diff"].values())
         line = f"{graph}: {entry['file']} (max |onnx - torch| = {diff:.2e})"
