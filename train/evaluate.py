@@ -20,6 +20,7 @@ import math
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ import torch
 from ifrt.normalize import apply_range, percentile_range
 from ifrt.patients import combine_probabilities
 from ifrt.train import metrics as M
+from ifrt.train import print_warning
 from ifrt.train.data.degrade import KINDS, DegradeConfig, blur_level_count, degrade, level_psf
 from ifrt.train.dataset import BLUR_KIND_CLASS, DataConfig, ManifestDataset, read_signal, rows_for_split
 from ifrt.train.model import DeepMTND, load_model, read_model_record
@@ -66,8 +68,8 @@ def training_degradation(model_dir: Path) -> dict | None:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in (data.get("degrade") or {}).items()}
 
 
-def choose_degradation(model_dirs: dict[str, Path], data_dir: Path,
-                       degrade_from: str | Path | None = None) -> tuple[DegradeConfig, dict]:
+def choose_degradation(model_dirs: dict[str, Path], data_dir: Path, degrade_from: str | Path | None = None,
+                       warn: Callable[[str], None] = print_warning) -> tuple[DegradeConfig, dict]:
     """The one degradation every model is evaluated on, and a record of where it came from: the training
     run of `degrade_from` when given, else the one every model was trained with, else the data model's
     default (DegradeConfig). The order of the models never matters. A setting the run leaves open takes the
@@ -99,8 +101,8 @@ def choose_degradation(model_dirs: dict[str, Path], data_dir: Path,
             if len(configs) > 1 and any(c != first for c in configs.values()):
                 differences = "; ".join(f"{name}: {_settings_text(_differences(c)) or 'the default'}"
                                         for name, c in configs.items())
-                print(f"ifrt eval: the models were trained with different degradations ({differences}); all are "
-                      "evaluated on the default (--degrade-from RUN takes a run's own)", file=sys.stderr, flush=True)
+                warn(f"the models were trained with different degradations ({differences}); all are evaluated on "
+                     "the default (--degrade-from RUN takes a run's own)")
     return cfg, {**source, "settings": dataclasses.asdict(cfg), "differs_from_default": _differences(cfg)}
 
 
@@ -458,7 +460,10 @@ def natural_image_quality(models: dict[str, DeepMTND], cfg: DegradeConfig, seed:
 def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str | Path, *, split: str = "test",
              seed: int = 1234, batch_size: int = 8, max_images: int | None = None, deblur_images: int = 16,
              calibrate: bool = True, natural: bool = True, natural_draws: int = 3, threads: int = 2,
-             degrade_from: str | Path | None = None) -> dict:
+             degrade_from: str | Path | None = None, warn: Callable[[str], None] = print_warning) -> dict:
+    """Evaluate the models in `model_paths` on the `split` images of the database `data_dir` at every blur
+    level, write report.json, report.md and the plots into `out_dir`, and return the report. `warn(text)`
+    receives each warning about the models or the data (default: `print_warning`)."""
     for name, value, least in (("max_images", max_images, 1), ("deblur_images", deblur_images, 0),
                                ("natural_draws", natural_draws, 1), ("batch_size", batch_size, 1)):
         if value is not None and value < least:
@@ -480,7 +485,7 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
         if m.cfg.class_names != class_names:
             raise ValueError(f"{name}: classes {m.cfg.class_names} differ from {class_names}; compare models "
                              "trained on the same classes")
-    cfg, degradation = choose_degradation(dirs, data_dir, degrade_from)
+    cfg, degradation = choose_degradation(dirs, data_dir, degrade_from, warn)
     levels = list(range(blur_level_count(cfg)))
     for name, m in models.items():
         if m.cfg.blur_levels != len(levels):
@@ -489,7 +494,7 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
                              "with the model's levels")
     data_cfg = DataConfig(crop=0, degrade=dataclasses.asdict(cfg))
     rows = _focus_rows(data_dir / "manifest.csv", split, max_images)
-    unknown, unlabelled = _diagnoses_outside(rows, class_names, data_dir / "manifest.csv", split)
+    unknown, unlabelled = _diagnoses_outside(rows, class_names, data_dir / "manifest.csv", split, warn)
     patients = [r.patient_id for r in rows]
     grades = [r.extra.get("grade") for r in rows]
     stain_positive = np.array([float(g) > 0 for g in grades]) if all(g not in (None, "") for g in grades) else None
@@ -544,7 +549,8 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
     return report
 
 
-def _diagnoses_outside(rows: list, class_names: list[str], manifest: Path, split: str) -> tuple[dict[str, int], int]:
+def _diagnoses_outside(rows: list, class_names: list[str], manifest: Path, split: str,
+                       warn: Callable[[str], None]) -> tuple[dict[str, int], int]:
     """Images per diagnosis the models do not know, and the number of images without a diagnosis; refuses
     a split where no image has a diagnosis the models know but some have one they do not."""
     unknown = dict(sorted(Counter(r.diagnosis for r in rows if r.diagnosis and r.diagnosis not in class_names).items()))
@@ -554,8 +560,7 @@ def _diagnoses_outside(rows: list, class_names: list[str], manifest: Path, split
                          f"{', '.join(unknown)}, the model knows {', '.join(class_names)}; evaluate on a database "
                          "with the model's classes")
     if unknown:
-        print(f"ifrt eval: warning: {_unknown_text(sum(unknown.values()), len(rows), unknown)}", file=sys.stderr,
-              flush=True)
+        warn(_unknown_text(sum(unknown.values()), len(rows), unknown))
     return unknown, unlabelled
 
 

@@ -34,6 +34,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from ifrt.train import print_warning
 from ifrt.train.data.manifest import read_manifest
 from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of
 from ifrt.train.losses import LossConfig, MultiTaskLoss, psnr
@@ -344,11 +345,6 @@ def class_prior_of(rows, class_names: list[str]) -> list[float]:
     class the training split lacks still gets a (small) prior."""
     counts = [1 + sum(r.diagnosis == name for r in rows) for name in class_names]
     return [c / sum(counts) for c in counts]
-
-
-def print_warning(text: str) -> None:
-    """How `train` reports a warning unless its caller says otherwise: on stderr, as `warning: TEXT`."""
-    print(f"warning: {text}", file=sys.stderr, flush=True)
 
 
 def missing_references_warning(manifest: Path, rows, variant: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 
 # Order is the order of `ifrt --help`.
@@ -19,6 +20,13 @@ COMMAND_MODULES = [
     "ifrt.commands.bench",
     "ifrt.commands.live",
 ]
+
+
+def warner(command: str):
+    """The `warn` a command passes to a library call: prints `ifrt train: warning: TEXT` on stderr."""
+    def warn(text: str) -> None:
+        print(f"{command}: warning: {text}", file=sys.stderr, flush=True)
+    return warn
 
 
 def int_at_least(minimum: int, maximum: int | None = None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ifrt.commands import int_at_least
+from ifrt.commands import int_at_least, warner
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(args.model, args.data, args.out, split=args.split, seed=args.seed, max_images=args.max_images,
                       deblur_images=args.deblur_images, calibrate=not args.no_calibration,
                       natural=not args.no_natural_images, natural_draws=args.natural_draws,
-                      degrade_from=args.degrade_from)
+                      degrade_from=args.degrade_from,
+                      warn=warner("ifrt eval"))
     print(markdown(report))
     return 0

@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from ifrt.commands import warner
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train the network on a database (needs ifrt[train])",
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.config}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
     try:
         summary = train(args.data, config, args.out,
-                        warn=lambda text: print(f"ifrt train: warning: {text}", file=sys.stderr, flush=True))
+                        warn=warner("ifrt train"))
     except TrainingInterrupted as exc:  # checkpointed: the message says where a rerun resumes
         print(exc, file=sys.stderr)
         return 130
