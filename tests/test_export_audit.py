@@ -204,3 +204,23 @@ def test_int8_export_prints_only_its_summary_on_stdout(ifrt_cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("focus: focus.onnx (max |onnx - torch| = ")
+
+
+def test_export_triton_refuses_a_graph_that_no_longer_matches_its_sidecar(ifrt_cli, two_exports, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(two_exports / "b", folder)
+    shutil.copyfile(two_exports / "a/focus.onnx", folder / "focus.onnx")
+    actual, recorded = sha256_file(folder / "focus.onnx"), sha256_file(two_exports / "b/focus.onnx")
+    proc = ifrt_cli("export", "triton", str(folder), "-o", str(tmp_path / "repo"))
+    assert proc.returncode == 2
+    assert proc.stderr == (f"ifrt export triton: {folder / 'focus.onnx'}: sha256 {actual[:12]}… does not match its "
+                           f"sidecar ({recorded[:12]}…): the file was modified or truncated; re-export or "
+                           "re-download the model\n")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_export_triton_refuses_zero_instances(ifrt_cli, two_exports, tmp_path):
+    proc = ifrt_cli("export", "triton", str(two_exports / "b"), "-o", str(tmp_path / "repo"), "--instances", "0")
+    assert proc.returncode == 2
+    assert "argument --instances: must be at least 1, got 0" in proc.stderr
+    assert not (tmp_path / "repo").exists()

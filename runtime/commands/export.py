@@ -141,8 +141,8 @@ def _register_triton(targets: argparse._SubParsersAction) -> None:
     p.add_argument("--fp16", action="store_true", help="serve the .fp16.onnx graphs")
     p.add_argument("--engine", action="append", default=[], metavar="GRAPH=PATH",
                    help="serve GRAPH from a TensorRT engine, e.g. full=full.engine (repeatable)")
-    p.add_argument("--max-batch", type=int, default=8, help="Triton max_batch_size (default 8)")
-    p.add_argument("--instances", type=int, default=1, help="model instances per GPU (default 1)")
+    p.add_argument("--max-batch", type=int_at_least(1), default=8, help="Triton max_batch_size (default 8)")
+    p.add_argument("--instances", type=int_at_least(1), default=1, help="model instances per GPU (default 1)")
     p.add_argument("--cpu", action="store_true", help="instance kind CPU instead of GPU")
     p.set_defaults(func=run_triton)
 
@@ -159,6 +159,14 @@ def run_triton(args: argparse.Namespace) -> int:
     if not graphs:
         print(f"ifrt export triton: {args.onnx_dir}: no full{suffix} or focus{suffix} here "
               "(run `ifrt export onnx` first)", file=sys.stderr)
+        return 2
+    # The graphs go to a server as they are: verified against their sidecars and as one model first.
+    from ifrt.model_package import ModelPackageError, open_model
+
+    try:
+        open_model(args.onnx_dir)
+    except ModelPackageError as exc:
+        print(f"ifrt export triton: {exc}", file=sys.stderr)
         return 2
     engines = {}
     for item in args.engine:
