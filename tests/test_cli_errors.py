@@ -337,3 +337,15 @@ def test_a_closed_standard_output_ends_the_command_quietly_with_141():
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr) == (cli.EXIT_OUTPUT_CLOSED, "")
+
+
+def test_bench_infer_reports_the_measured_ort_speedup_at_512_beside_its_goal(capsys, monkeypatch):
+    _backends_where(monkeypatch, {"trt": "TensorRT is not installed"})
+    code, out, _ = run_cli(capsys, "bench", "infer", "--sizes", "32,512", "--batches", "1", "--repeat", "1")
+    assert code == 0
+    report = json.loads(out)
+    [ort_512] = [r for r in report["results"] if (r["backend"], r["size"]) == ("ort", 512)]
+    assert (report["ort_over_torch_at_512"], report["target_ort_over_torch_at_512"]) == (
+        ort_512["speedup_vs_torch"], 1.5)
+    code, out, _ = run_cli(capsys, "bench", "infer", "--sizes", "32", "--batches", "1", "--repeat", "1")
+    assert json.loads(out)["ort_over_torch_at_512"] is None
