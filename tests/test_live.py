@@ -13,6 +13,7 @@ import pytest
 
 from ifrt import live
 from ifrt.imageio import write_image_atomic
+from ifrt.live import overlay as live_overlay
 
 
 def frame(index: int, shape=(64, 64), dtype=np.uint16) -> live.Frame:
@@ -712,7 +713,7 @@ def test_overlay_text_is_wrapped_to_the_frame_width():
 
     status = "frame 2 (pass 13): 243 frames, 10.1 frames/s, 0 dropped, 0 skipped, latency p50 4.0 ms p99 8.4 ms"
     font = cv2.FONT_HERSHEY_SIMPLEX
-    lines = live._wrap_text(cv2, ["quality 0.900", "", status], 260, font, 0.6)
+    lines = live_overlay._wrap_text(cv2, ["quality 0.900", "", status], 260, font, 0.6)
     assert lines[0] == "quality 0.900" and len(lines) >= 3
     assert " ".join(lines[1:]) == status
     assert all(cv2.getTextSize(line, font, 0.6, 3)[0][0] <= 260 for line in lines)
