@@ -5,12 +5,14 @@
 #include <NvInfer.h>
 #include <cuda_runtime_api.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/common.h"
 #include "trt/engine.h"
+#include "trt/logger.h"
 
 namespace ifrt::trt {
 
@@ -23,6 +25,20 @@ inline void check_cuda(cudaError_t status, const std::string& what) {
     cudaGetLastError();  // clear a non-sticky error so the next call starts clean
     fail(status == cudaErrorMemoryAllocation ? ErrorCode::OutOfMemory : ErrorCode::Cuda,
          what + ": " + cudaGetErrorString(status));
+  }
+}
+
+// Binds `tensor` of `context` to `address`. TensorRT needs 256-byte aligned tensor addresses
+// (IExecutionContext::setTensorAddress), and when it refuses one the context keeps the previous
+// call's address, so enqueueV3 would read or write that stale buffer: both are errors here.
+inline void set_tensor_address(nvinfer1::IExecutionContext& context, const std::string& tensor, void* address,
+                               const std::string& where) {
+  if (reinterpret_cast<std::uintptr_t>(address) % 256 != 0) {
+    fail(ErrorCode::InvalidArgument, where + ": tensor '" + tensor + "' is at a device address that is not 256-byte "
+                                         "aligned, as TensorRT requires (pass the start of a cudaMalloc'd buffer, or copy)");
+  }
+  if (!context.setTensorAddress(tensor.c_str(), address)) {
+    fail(ErrorCode::TensorRT, where + ": TensorRT refused the address of tensor '" + tensor + "'" + tensorrt_says());
   }
 }
 

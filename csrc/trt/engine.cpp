@@ -203,7 +203,7 @@ void Engine::Impl::run(const std::vector<TensorView>& inputs, std::vector<Tensor
       check_cuda(cudaMemcpyAsync(address, view.data, bytes, cudaMemcpyHostToDevice, stream),
                  path + ": copying input '" + view.name + "' to the device");
     }
-    context.setTensorAddress(view.name.c_str(), address);
+    set_tensor_address(context, view.name, address, path);
   }
   if (!context.allInputDimensionsSpecified()) fail(ErrorCode::InvalidArgument, path + ": not every input shape is set");
 
@@ -244,7 +244,7 @@ void Engine::Impl::run(const std::vector<TensorView>& inputs, std::vector<Tensor
     } else {
       address = slot->staging[info.name].reserve(bytes, slot->done);  // computed, then dropped
     }
-    context.setTensorAddress(info.name.c_str(), address);
+    set_tensor_address(context, info.name, address, path);
   }
 
   if (!context.enqueueV3(stream)) fail(ErrorCode::TensorRT, path + ": inference failed to launch" + tensorrt_says());

@@ -112,14 +112,14 @@ FramePipeline::FramePipeline(Engine& engine_handle, const ImageView& frame, cons
   s.frame_bytes = image_extent(geometry);
   s.frame.data = s.buffer("frame", s.frame_bytes);
   s.input_bytes = preprocess_bytes(plan, ifrt::DType::F32);
-  context.setTensorAddress(kInput, s.buffer(kInput, s.input_bytes));
+  set_tensor_address(context, kInput, s.buffer(kInput, s.input_bytes), path);
   std::map<std::string, std::vector<int64_t>> out;
   for (const char* name : kOutputs) {
     out[name] = to_shape(context.getTensorShape(name));
     for (const int64_t d : out[name]) {
       if (d < 0) fail(ErrorCode::Unsupported, path + ": output '" + name + "' has a data-dependent shape");
     }
-    context.setTensorAddress(name, s.buffer(name, element_count(out[name]) * sizeof(float)));
+    set_tensor_address(context, name, s.buffer(name, element_count(out[name]) * sizeof(float)), path);
   }
   s.shapes.classes = static_cast<int64_t>(element_count(out["diagnosis_logits"]));
   s.shapes.blur_levels = static_cast<int64_t>(element_count(out["blur_logits"]));
