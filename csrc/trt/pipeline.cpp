@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda/kernels.h"
@@ -81,17 +82,24 @@ FramePipeline::FramePipeline(Engine& engine_handle, const ImageView& frame, cons
                                             "to fit the engine (" + std::to_string(plan.batch()) + " tiles requested)");
   }
   if (!(options.temperature > 0.0f)) fail(ErrorCode::InvalidArgument, path + ": temperature must be > 0");
-  for (const char* name : kOutputs) {
+  // The preprocessing writes float32 into the input buffer and the kernels read float32 outputs: an
+  // engine with half-precision I/O would take those bytes as other numbers without any error.
+  std::vector<std::pair<const char*, bool>> contract = {{kInput, true}};
+  for (const char* name : kOutputs) contract.emplace_back(name, false);
+  for (const auto& [name, is_input] : contract) {
+    const char* role = is_input ? "input" : "output";
     bool found = false;
     for (const auto& t : engine.tensors) {
-      if (t.name != name) continue;
+      if (t.name != name || t.is_input != is_input) continue;
       found = true;
       if (t.dtype != DType::Float32) {
-        fail(ErrorCode::InvalidArgument, path + ": output '" + name + "' is " + dtype_name(t.dtype) +
-                                             "; the pipeline needs the contract's float32 outputs");
+        fail(ErrorCode::InvalidArgument, path + ": " + role + " '" + name + "' is " + dtype_name(t.dtype) +
+                                             "; the pipeline needs the contract's float32 input and outputs");
       }
     }
-    if (!found) fail(ErrorCode::InvalidArgument, path + ": no output '" + std::string(name) + "' (not a model-contract engine)");
+    if (!found) {
+      fail(ErrorCode::InvalidArgument, path + ": no " + role + " '" + std::string(name) + "' (not a model-contract engine)");
+    }
   }
 
   check_cuda(cudaSetDevice(engine.device), path + ": selecting CUDA device " + std::to_string(engine.device));
