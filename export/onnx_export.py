@@ -77,7 +77,8 @@ def export_graph(model: torch.nn.Module, record: dict, graph: str, path: str | P
     module = graph_module(model, graph)
     if precision == "fp16":
         module = Float16Graph(module).eval()
-    example = torch.rand(2, 1, options.example_size, options.example_size)
+    # A dynamic batch is traced at 2 (torch.export specializes a size-1 dim to a constant); a static one is 1.
+    example = torch.rand(2 if options.dynamic_batch else 1, 1, options.example_size, options.example_size)
     with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter_logs():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(

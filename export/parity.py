@@ -11,10 +11,13 @@ from .graphs import INPUT_NAME, graph_module
 
 
 def onnx_outputs(path: str | Path, images: np.ndarray, batch: int = 4) -> dict[str, np.ndarray]:
-    """Run an ONNX file with onnxruntime on CPU over `images` [N,1,H,W] float32, batch by batch."""
+    """Run an ONNX file with onnxruntime on CPU over `images` [N,1,H,W] float32, batch by batch (by the
+    graph's own batch when it is static)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    fixed = session.get_inputs()[0].shape[0]
+    batch = fixed if isinstance(fixed, int) else batch
     names = [o.name for o in session.get_outputs()]
     chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for start in range(0, len(images), batch):

@@ -224,3 +224,15 @@ def test_export_triton_refuses_zero_instances(ifrt_cli, two_exports, tmp_path):
     assert proc.returncode == 2
     assert "argument --instances: must be at least 1, got 0" in proc.stderr
     assert not (tmp_path / "repo").exists()
+
+
+def test_a_static_export_takes_one_image_of_the_calibration_size_and_checks_every_calibration_image(two_exports,
+                                                                                                     tmp_path):
+    import onnx
+
+    report = pipeline.export_onnx(two_exports / "model_b", tmp_path, graphs=("focus",), calibration_count=3,
+                                  calibration_size=64, options=OnnxExportOptions(example_size=64, dynamic_batch=False,
+                                                                                 dynamic_spatial=False))
+    dims = onnx.load(str(tmp_path / "focus.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [1, 1, 64, 64]
+    assert report["problems"] == [] and report["calibration"]["images"] == 3
