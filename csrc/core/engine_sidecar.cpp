@@ -12,7 +12,11 @@
 #include <process.h>
 #define ifrt_getpid _getpid
 #else
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
+
+#include <cerrno>
 #define ifrt_getpid getpid
 #endif
 
@@ -319,5 +323,33 @@ void write_file_atomic(const std::string& path, const void* data, size_t size) {
     fail(ErrorCode::Io, path + ": cannot replace with the new file");
   }
 }
+
+#if defined(_WIN32)
+FileLock::FileLock(const std::string&, const std::function<void()>&) {}
+FileLock::~FileLock() = default;
+#else
+FileLock::FileLock(const std::string& path, const std::function<void()>& on_wait) {
+  // flock, not fcntl locks: two descriptors of one process exclude each other too, so threads take turns.
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0 || ::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+  if (errno == EWOULDBLOCK) {
+    try {
+      if (on_wait) on_wait();
+    } catch (...) {
+      // A message about waiting must not leak the descriptor or stop the wait.
+    }
+    int status;
+    while ((status = ::flock(fd_, LOCK_EX)) != 0 && errno == EINTR) {
+    }
+    if (status == 0) return;
+  }
+  ::close(fd_);
+  fd_ = -1;
+}
+
+FileLock::~FileLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing the last descriptor releases the lock
+}
+#endif
 
 }  // namespace ifrt

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -100,5 +101,23 @@ std::vector<std::string> sidecar_mismatches(const EngineSidecar& sidecar, const 
 // Write through a temporary file in the same folder and rename over `path`, so readers never see a
 // half-written engine or sidecar. Throws ifrt::Error(Io) naming the file.
 void write_file_atomic(const std::string& path, const void* data, size_t size);
+
+// An exclusive lock on the file `path` (created when missing) for the object's life, so that the
+// processes and threads wanting one cached engine take turns: the first builds it, the others wait
+// and then find it, instead of each building it (minutes, and gigabytes on a Jetson) and racing to
+// write the engine and sidecar. `on_wait` is called once before blocking when another holder has
+// it. Where the file cannot be created or locked (a read-only cache, Windows), nothing is locked
+// and held() is false: callers go on unlocked.
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path, const std::function<void()>& on_wait = {});
+  ~FileLock();
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  bool held() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
 
 }  // namespace ifrt

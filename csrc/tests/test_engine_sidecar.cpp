@@ -1,9 +1,13 @@
 // Engine sidecar: the cache key (same vector as tests/test_trt_sidecar.py), JSON round trip, and
 // that every mismatch is refused with a sentence that says why.
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "check.h"
 #include "core/common.h"
@@ -154,5 +158,28 @@ int main() {
     message = e.what();
   }
   CHECK(message.find("missing/model.engine.json: engine sidecar not found") == 0);
+
+#if !defined(_WIN32)
+  // Two builders of one cached engine: the second is told it waits, and holds the lock only once
+  // the first lets go.
+  const std::string lock_path = "test_engine_sidecar.engine.lock";
+  auto first = std::make_unique<ifrt::FileLock>(lock_path);
+  CHECK(first->held());
+  std::atomic<bool> waited{false}, second_held{false};
+  std::thread second_builder([&] {
+    const ifrt::FileLock second(lock_path, [&] { waited = true; });
+    second_held = second.held();
+  });
+  for (int ms = 0; ms < 5000 && !waited; ++ms) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(waited);
+  CHECK(!second_held);
+  first.reset();
+  second_builder.join();
+  CHECK(second_held);
+  std::remove(lock_path.c_str());
+
+  // A cache folder where the lock file cannot be made: nothing locked, no error.
+  CHECK(!ifrt::FileLock("missing/model.engine.lock").held());
+#endif
   return TEST_MAIN_RESULT();
 }

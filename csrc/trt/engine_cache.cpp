@@ -1,9 +1,11 @@
 // Engine::from_onnx: the engine cache. An engine is valid for one ONNX (sha256), one set of build
 // options, one TensorRT version and one GPU (UUID), so the cache file name carries the sha256 of
-// exactly those (core/engine_sidecar.h); the sidecar is checked again on every load.
+// exactly those (core/engine_sidecar.h); the sidecar is checked again on every load. A lock file
+// beside the engine makes concurrent users of one key build it once.
 #include <NvInfer.h>
 
 #include <filesystem>
+#include <system_error>
 
 #include "core/build_info.h"
 #include "core/log.h"
@@ -39,6 +41,13 @@ std::unique_ptr<Engine> Engine::from_onnx(const std::string& onnx_path, const st
   const std::string stem = fs::path(onnx_path).stem().string();
   const std::string engine_path = (fs::path(cache_dir) / (stem + "-" + sidecar.cache_key.substr(0, 16) + ".engine")).string();
   const std::string sidecar_path = sidecar_path_for(engine_path);
+
+  // Whoever wants this engine while another process or thread builds it waits, then loads it.
+  std::error_code no_folder;  // a folder that cannot be made fails below only if a build must write there
+  fs::create_directories(cache_dir, no_folder);
+  const FileLock building(engine_path + ".lock", [&] {
+    log(LogLevel::Warning, engine_path + ": another process is building this engine; waiting for it");
+  });
 
   if (fs::exists(engine_path)) {
     std::vector<std::string> reasons;
