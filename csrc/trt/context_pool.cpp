@@ -87,7 +87,7 @@ bool ContextPool::admits(const ContextSlot& slot, const std::map<std::string, st
   return true;
 }
 
-ContextPool::Lease ContextPool::acquire(const std::map<std::string, std::vector<int64_t>>& shapes) {
+ContextPool::Lease ContextPool::acquire(const std::map<std::string, std::vector<int64_t>>& shapes, bool pin) {
   bool possible = false;
   for (const auto& slot : slots_) possible = possible || admits(*slot, shapes);
   if (!possible) {
@@ -103,11 +103,21 @@ ContextPool::Lease ContextPool::acquire(const std::map<std::string, std::vector<
   }
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
+    bool will_return = false;
     for (auto& slot : slots_) {
-      if (!slot->busy && admits(*slot, shapes)) {
+      if (!admits(*slot, shapes)) continue;
+      if (!slot->busy) {
         slot->busy = true;
+        slot->pinned = pin;
         return Lease(*this, *slot);
       }
+      will_return = will_return || !slot->pinned;
+    }
+    if (!will_return) {
+      fail(ErrorCode::InvalidArgument, engine_name_ + ": every execution context that takes these input shapes is held by a "
+                                       "frame pipeline until it is released; release it, or give the engine one context per "
+                                       "pipeline plus one for other calls (build concurrency for dynamic shapes, "
+                                       "contexts for a static-shape engine)");
     }
     returned_.wait(lock);
   }
@@ -117,6 +127,7 @@ void ContextPool::release(ContextSlot& slot) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     slot.busy = false;
+    slot.pinned = false;
   }
   returned_.notify_all();
 }

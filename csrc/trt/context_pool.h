@@ -1,7 +1,8 @@
 // A pool of TensorRT execution contexts: each infer call leases one, so several threads run one
 // engine at once. A context is bound for life to one optimization profile (TensorRT forbids two
 // concurrently used contexts on the same profile of a dynamic-shape engine); a lease picks a free
-// context whose profile admits the input shapes, or waits until one is returned.
+// context whose profile admits the input shapes, or waits until one is returned. A frame pipeline
+// pins its context for its life, so a call only pinned contexts could serve fails instead of waiting.
 #pragma once
 
 #include <NvInferRuntime.h>
@@ -47,6 +48,7 @@ struct ContextSlot {
   cudaEvent_t done = nullptr;           // recorded after each enqueue: the next user waits on it
   std::map<std::string, DeviceBuffer> staging;  // device copies of host tensors and dropped outputs
   bool busy = false;
+  bool pinned = false;                  // leased for its holder's life (a frame pipeline)
 
   ~ContextSlot();
 };
@@ -75,8 +77,9 @@ class ContextPool {
   };
 
   // Blocks until a context that admits `shapes` (input name -> shape) is free; throws
-  // ifrt::Error(InvalidArgument) listing the profiles when none ever could.
-  Lease acquire(const std::map<std::string, std::vector<int64_t>>& shapes);
+  // ifrt::Error(InvalidArgument) listing the profiles when none ever could, and when every one that
+  // could is pinned (waiting would never end). `pin`: the caller keeps the context for its life.
+  Lease acquire(const std::map<std::string, std::vector<int64_t>>& shapes, bool pin = false);
 
   int size() const { return static_cast<int>(slots_.size()); }
 

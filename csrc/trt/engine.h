@@ -8,7 +8,9 @@
 // context to come back. TensorRT lets contexts run concurrently only on distinct optimization
 // profiles, so an engine with dynamic shapes gets one context per profile (build with
 // BuildOptions::concurrency > 1 for more), and a static-shape engine gets EngineOptions::contexts.
-// Creating and destroying an Engine is not concurrent with calls on it.
+// A FramePipeline keeps one context for its life: a call only its contexts could serve fails
+// (InvalidArgument) instead of waiting forever. Creating and destroying an Engine is not concurrent
+// with calls on it, and its pipelines are destroyed first.
 #pragma once
 
 #include <cstdint>

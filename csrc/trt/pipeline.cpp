@@ -104,7 +104,7 @@ FramePipeline::FramePipeline(Engine& engine_handle, const ImageView& frame, cons
 
   check_cuda(cudaSetDevice(engine.device), path + ": selecting CUDA device " + std::to_string(engine.device));
   const std::vector<int64_t> input_shape = {1, 1, plan.frame_height, plan.frame_width};
-  state_ = std::make_unique<State>(engine, engine.pool->acquire({{kInput, input_shape}}));
+  state_ = std::make_unique<State>(engine, engine.pool->acquire({{kInput, input_shape}}, /*pin=*/true));
   State& s = *state_;
   s.options = options;
   s.frame = geometry;

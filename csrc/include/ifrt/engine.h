@@ -53,7 +53,7 @@ typedef struct ifrt_engine_tensor {
   int64_t shape[IFRT_ENGINE_MAX_DIMS];
   void* data;
   size_t capacity_bytes;
-  ifrt_engine_memory memory;
+  ifrt_engine_memory memory; /* device data must be 256-byte aligned, as TensorRT requires (cudaMalloc's are) */
 } ifrt_engine_tensor;
 
 typedef struct ifrt_engine_options {
@@ -100,7 +100,10 @@ IFRT_API void ifrt_engine_release(ifrt_engine* engine);
  *    `temperature` the diagnosis softmax temperature (the model's calibration, 1 if none); `deblur` 1
  *    to also write the deblurred frame in the frame's dtype. It runs the chain once, then records it
  *    on `cuda_stream`, which must be a created cudaStream_t. The pipeline holds one of the engine's
- *    execution contexts until it is released.
+ *    execution contexts until it is released: an ifrt_engine_infer or a second pipeline that only
+ *    held contexts could serve fails with IFRT_ERR_INVALID_ARGUMENT rather than waiting (give the
+ *    engine pipelines + 1 contexts: `concurrency` for dynamic shapes, `contexts` for static ones).
+ *    Release every pipeline before its engine.
  *  - per frame: write the pixels into buffers.frame (device memory, buffers.frame_bytes, rows as the
  *    geometry's strides say) on a stream, call ifrt_pipeline_launch on that stream, and read the
  *    outputs (device memory) once the stream has passed it.
