@@ -21,10 +21,22 @@ if(TensorRT_INCLUDE_DIR AND EXISTS "${TensorRT_INCLUDE_DIR}/NvInferVersion.h")
   set(TensorRT_VERSION "${_trt_MAJOR}.${_trt_MINOR}.${_trt_PATCH}")
 endif()
 
+# The executor is written for the TensorRT 10 API (DataType::kBF16 and kINT64, getInferLibMajorVersion):
+# an older TensorRT, such as JetPack 5's 8.5, counts as not found, saying why, instead of failing the
+# build in the compiler.
+set(TensorRT_VERSION_SUPPORTED TRUE)
+set(_trt_reason "")
+if(TensorRT_VERSION AND TensorRT_VERSION VERSION_LESS 10)
+  set(TensorRT_VERSION_SUPPORTED FALSE)
+  string(CONCAT _trt_reason "TensorRT ${TensorRT_VERSION} (${TensorRT_INCLUDE_DIR}) is older than 10, which ifrt's "
+                "executor needs (JetPack 6 ships 10.3): the onnxruntime backend runs without it")
+endif()
+
 include(FindPackageHandleStandardArgs)
 find_package_handle_standard_args(TensorRT
-  REQUIRED_VARS TensorRT_INCLUDE_DIR TensorRT_LIBRARY TensorRT_ONNXPARSER_LIBRARY
-  VERSION_VAR TensorRT_VERSION)
+  REQUIRED_VARS TensorRT_INCLUDE_DIR TensorRT_LIBRARY TensorRT_ONNXPARSER_LIBRARY TensorRT_VERSION_SUPPORTED
+  VERSION_VAR TensorRT_VERSION
+  REASON_FAILURE_MESSAGE "${_trt_reason}")
 
 if(TensorRT_FOUND AND NOT TARGET TensorRT::TensorRT)
   add_library(TensorRT::TensorRT INTERFACE IMPORTED)
