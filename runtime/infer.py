@@ -35,7 +35,13 @@ import cv2
 import numpy as np
 
 from ifrt.filestate import file_state
-from ifrt.imageio import atomic_path, open_tiff, write_image_atomic, write_json_atomic, write_text_atomic
+from ifrt.imageio import (
+    open_tiff,
+    write_bytes_atomic,
+    write_image_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from ifrt.result import Result
 
 RESULTS = "results.jsonl"
@@ -250,8 +256,11 @@ def write_deblurred_tiff(path: Path, source: Path, image: np.ndarray) -> None:
                         kwargs["resolutionunit"] = tags["ResolutionUnit"].value
         except (tifffile.TiffFileError, OSError, ValueError):
             pass  # metadata is a courtesy; the pixels are what matter
-    with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, image, **kwargs)
+    # Encoded in memory, then written as every output is: synced, and a full disk is an ENOSPC. tifffile writing
+    # to the file itself loses the errno ("65536 requested and 59264 written") and does not sync.
+    encoded = io.BytesIO()
+    tifffile.imwrite(encoded, image, **kwargs)
+    write_bytes_atomic(path, encoded.getbuffer())
 
 
 def quality_overlay(image: np.ndarray, quality_map: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import pytest
 import tifffile
 
 from ifrt import infer as infer_module
+from ifrt.imageio import atomic_path
 from ifrt.infer import LOCK, RESULTS, run_infer
 
 
@@ -63,17 +64,18 @@ def enospc() -> OSError:
 def test_full_disk_while_writing_a_deblurred_image_leaves_no_partial_file(tmp_path, session, monkeypatch):
     sources = make_images(tmp_path / "src", 3)
     out = tmp_path / "out"
-    real_imwrite = tifffile.imwrite
+    real_write = infer_module.write_bytes_atomic
     calls = []
 
-    def imwrite_until_full(path, data, **kwargs):  # the second image fills the disk halfway through
+    def write_until_full(path, data):  # the second image fills the disk halfway through
         calls.append(path)
         if len(calls) == 2:
-            Path(path).write_bytes(b"II*\x00" + b"\0" * 100)
-            raise enospc()
-        return real_imwrite(path, data, **kwargs)
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(bytes(data)[: len(data) // 2])
+                raise enospc()
+        return real_write(path, data)
 
-    monkeypatch.setattr(tifffile, "imwrite", imwrite_until_full)
+    monkeypatch.setattr(infer_module, "write_bytes_atomic", write_until_full)
     with pytest.raises(OSError) as raised:
         run_infer(session, sources, out, deblur=True)
     assert raised.value.errno == errno.ENOSPC
@@ -81,7 +83,7 @@ def test_full_disk_while_writing_a_deblurred_image_leaves_no_partial_file(tmp_pa
     assert sorted(p.name for p in (out / "deblurred").iterdir()) == ["src__P00_img.tif"]
     assert statuses(out) == {str(sources[0]): "ok"}
 
-    monkeypatch.setattr(tifffile, "imwrite", real_imwrite)
+    monkeypatch.setattr(infer_module, "write_bytes_atomic", real_write)
     report = run_infer(session, sources, out, deblur=True)
     assert (report.done, report.skipped, report.failed) == (2, 1, [])
     assert statuses(out) == {str(s): "ok" for s in sources}
@@ -178,3 +180,27 @@ def test_sigkill_during_a_batch_leaves_whole_lines_and_a_rerun_completes(tmp_pat
     assert statuses(out) == {str(s): "ok" for s in sources}
     assert leftovers(out) == []
     assert len(list((out / "deblurred").iterdir())) == len(sources)
+
+
+def _file_size_limit(limit: int):
+    """A child process whose files cannot grow past `limit` bytes: the kernel refuses the rest of a write
+    (EFBIG), as a full disk refuses it (ENOSPC), and the child is not killed by SIGXFSZ for it."""
+    import resource
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_a_deblurred_image_the_file_system_refuses_is_reported_by_the_systems_reason(tmp_path, tiny_package):
+    """A real short write (not an injected error): the deblurred 256x256 uint16 TIFF (131 kB) is over the limit,
+    the records and the other outputs are not."""
+    make_images(tmp_path / "src", 1, size=256)
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "ifrt", "infer", str(tmp_path / "src"), "-o", str(out), "--model",
+                           str(tiny_package), "--backend", "ort", "--deblur", "--quiet"], capture_output=True,
+                          text=True, timeout=300, preexec_fn=_file_size_limit(100_000))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == f"ifrt infer: cannot write results in {out}: File too large"
+    assert leftovers(out) == [] and list((out / "deblurred").iterdir()) == []
