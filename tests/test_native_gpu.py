@@ -101,6 +101,18 @@ def test_cuda_denormalize_equals_cpu(dtype):
                                   post.denormalize(y16, 0.0, 255.0, dtype))
 
 
+def test_cuda_kernels_write_every_column_of_rows_wider_than_65535_blocks():
+    # 4,200,000 columns need 65,625 blocks of 64 threads; a grid capped at 65,535 blocks stopped at 4,194,240.
+    width = 4_200_000
+    _same({"pad_multiple": 1}, _image((1, width), np.uint16, seed=11))
+    y = np.random.default_rng(12).standard_normal((1, width)).astype(np.float32)
+    np.testing.assert_array_equal(post.denormalize(y, 3.0, 900.0, "uint16", device="cuda"),
+                                  post.denormalize(y, 3.0, 900.0, "uint16"))
+    q = np.random.default_rng(13).random((1, 7), dtype=np.float32)
+    np.testing.assert_array_equal(post.upsample_quality_map(q, (1, width), device="cuda"),
+                                  post.upsample_quality_map(q, (1, width)))
+
+
 def test_cuda_quality_map_upsampling_equals_cpu():
     q = np.random.default_rng(6).random((1, 1, 16, 20), dtype=np.float32)
     np.testing.assert_array_equal(post.upsample_quality_map(q, (512, 640), device="cuda"),

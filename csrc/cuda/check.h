@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/common.h"
+#include "cuda/launch.h"
 
 #define IFRT_CUDA_CHECK(expr)                                                                           \
   do {                                                                                                  \
@@ -22,11 +23,5 @@
 namespace ifrt::cuda {
 
 inline cudaStream_t as_stream(void* stream) { return static_cast<cudaStream_t>(stream); }
-
-inline unsigned int blocks_for(int64_t n, int threads, int64_t cap = 65535) {
-  int64_t b = (n + threads - 1) / threads;
-  if (b < 1) b = 1;
-  return static_cast<unsigned int>(b < cap ? b : cap);
-}
 
 }  // namespace ifrt::cuda

@@ -54,7 +54,10 @@ __global__ void upsample_kernel(const float* map, int64_t mh, int64_t mw, float*
     out[y * w + x] = resample_value(src, axis_taps(ResizeMode::Bilinear, y, mh, h), tx);
 }
 
-dim3 grid2d(int64_t h, int64_t w, dim3 block) { return dim3(blocks_for(w, block.x), blocks_for(h, block.y, 16384)); }
+// Every column gets its thread (the kernels loop over rows only).
+dim3 grid2d(int64_t h, int64_t w, dim3 block) {
+  return dim3(column_blocks(w, static_cast<int>(block.x)), blocks_for(h, static_cast<int>(block.y), 16384));
+}
 
 template <typename In, typename Out>
 void launch_denormalize(const void* in, int64_t stride, int64_t h, int64_t w, const NormRange* dr, float lo, float span,

@@ -267,7 +267,7 @@ void enqueue_preprocess(const ImageView& im, const PreprocessOptions& o, const P
   Plan p{pp.src_height, pp.src_width, pp.resized_height, pp.resized_width, pp.frame_height, pp.frame_width,
          pp.tile_height, pp.tile_width, pp.tile_overlap, pp.tiles_x, pp.batch() * pp.tile_height, o.resize, o.pad};
   const dim3 block(64, 4);
-  const dim3 grid(blocks_for(p.tw, 64), blocks_for(p.rows, 4, 16384));
+  const dim3 grid(column_blocks(p.tw, 64), blocks_for(p.rows, 4, 16384));  // a thread per column
   if (o.out_dtype == DType::F32) {
     preprocess_kernel<T, float><<<grid, block, 0, st>>>(s, p, ws.range(), static_cast<float*>(out));
   } else {
