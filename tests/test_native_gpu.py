@@ -131,6 +131,15 @@ def test_cuda_focus_matches_cpu(dtype, shape, tile):
     np.testing.assert_allclose(gpu.tiles, cpu.tiles, rtol=1e-9, atol=1e-9)
 
 
+def test_cuda_focus_takes_tiles_larger_than_the_image_as_the_cpu_does():
+    # 2^40 x 2^40 tiles: their pixel count once wrapped to a grid of 0 blocks, which the launch refused.
+    img = _image((300, 200), np.uint16, seed=14)
+    cpu = F.focus(img, tile=1 << 40)
+    gpu = F.focus(img, tile=1 << 40, device="cuda")
+    assert gpu.tiles.shape == (1, 1, 5)
+    np.testing.assert_allclose(gpu.tiles, cpu.tiles, rtol=1e-9, atol=1e-9)
+
+
 def test_cuda_focus_of_a_non_finite_pixel_is_nan_where_the_cpu_refuses_it():
     img = np.ones((64, 64), np.float32)
     img[3, 3] = np.nan

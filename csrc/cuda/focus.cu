@@ -78,12 +78,8 @@ void enqueue(const ImageView& im, int64_t channel, int64_t th, int64_t tw, int64
            im.width};
   const int64_t ntiles = tiles_y * tiles_x;
   IFRT_CUDA_CHECK(cudaMemsetAsync(sums, 0, sizeof(FocusSums) * ntiles, st));
-  // About 2048 blocks in all, at least one per tile.
-  int64_t per_tile = (th * tw + kThreads - 1) / kThreads;
-  const int64_t cap = 2048 / ntiles > 1 ? 2048 / ntiles : 1;
-  per_tile = per_tile < cap ? per_tile : cap;
-  focus_kernel<T><<<dim3(static_cast<unsigned int>(per_tile), static_cast<unsigned int>(ntiles)), kThreads, 0, st>>>(
-      p, th, tw, tiles_x, sums);
+  const unsigned int per_tile = focus_blocks_per_tile(im.height, im.width, th, tw, ntiles, kThreads);
+  focus_kernel<T><<<dim3(per_tile, static_cast<unsigned int>(ntiles)), kThreads, 0, st>>>(p, th, tw, tiles_x, sums);
   IFRT_CUDA_CHECK_LAUNCH();
   focus_finish_kernel<T><<<1, 256, 0, st>>>(p, sums, ntiles, tm, gm);
   IFRT_CUDA_CHECK_LAUNCH();

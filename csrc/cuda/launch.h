@@ -28,4 +28,14 @@ inline unsigned int column_blocks(int64_t width, int threads) {
   return blocks_for(width, threads, kMaxGridX);
 }
 
+// Blocks per tile of the focus kernel: about 2048 in all, at least one per tile, no more than the tile's
+// pixels need. A tile larger than the image counts as the image, so any tile size works (tile_height *
+// tile_width of the caller's sizes may overflow).
+inline unsigned int focus_blocks_per_tile(int64_t height, int64_t width, int64_t tile_height, int64_t tile_width,
+                                          int64_t tiles, int threads) {
+  const int64_t th = tile_height < height ? tile_height : height, tw = tile_width < width ? tile_width : width;
+  const int64_t cap = 2048 / tiles > 1 ? 2048 / tiles : 1;
+  return blocks_for(th * tw, threads, cap);
+}
+
 }  // namespace ifrt::cuda

@@ -1,5 +1,5 @@
 // Launch geometry of the CUDA kernels (cuda/launch.h), checked on the CPU: every column of a row gets a
-// thread.
+// thread, and the focus kernel's grid stays within the device's limits for any tile size.
 #include <cstdint>
 
 #include "check.h"
@@ -40,11 +40,29 @@ void test_column_blocks_refuse_a_row_no_grid_covers() {
   CHECK(refused);
 }
 
+void test_focus_blocks_per_tile_are_about_2048_in_all() {
+  CHECK(focus_blocks_per_tile(2048, 2048, 2048, 2048, 1, 256) == 2048);  // 4M pixels, one tile
+  CHECK(focus_blocks_per_tile(2048, 2048, 256, 256, 64, 256) == 32);     // 64 tiles of 64K pixels
+  CHECK(focus_blocks_per_tile(1, 1, 1, 1, 1, 256) == 1);
+  CHECK(focus_blocks_per_tile(4096, 4096, 16, 16, 65536, 256) == 1);    // at least one per tile
+}
+
+// Tile sizes above the image are the image (as on the CPU); their product once overflowed into a grid
+// of 0 blocks (2^40 x 2^40 = 2^80 wraps to 0), which the launch refused.
+void test_focus_blocks_per_tile_clamp_tiles_larger_than_the_image() {
+  const int64_t huge = int64_t(1) << 40;
+  CHECK(focus_blocks_per_tile(300, 200, huge, huge, 1, 256) == focus_blocks_per_tile(300, 200, 300, 200, 1, 256));
+  CHECK(focus_blocks_per_tile(300, 200, huge, huge, 1, 256) == 235);  // ceil(60000 / 256)
+  CHECK(focus_blocks_per_tile(1, 1, INT64_MAX, INT64_MAX, 1, 256) == 1);
+}
+
 }  // namespace
 
 int main() {
   test_blocks_for_covers_small_counts_and_stops_at_the_cap();
   test_column_blocks_cover_rows_wider_than_65535_blocks();
   test_column_blocks_refuse_a_row_no_grid_covers();
+  test_focus_blocks_per_tile_are_about_2048_in_all();
+  test_focus_blocks_per_tile_clamp_tiles_larger_than_the_image();
   return TEST_MAIN_RESULT();
 }
