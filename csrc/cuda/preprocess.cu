@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <string>
+#include <type_traits>
 
 #include "core/half.h"
 #include "cuda/check.h"
@@ -288,12 +289,19 @@ Workspace::~Workspace() {
 }
 
 void Workspace::reserve(void* stream) {
-  if (hist_) return;
+  // Each buffer that is missing: after a failed allocation the next call completes the set, where testing
+  // the first buffer alone launched the kernels with the later ones null.
   const cudaStream_t st = as_stream(stream);
-  IFRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&hist_), sizeof(uint32_t) * 5 * kBins, st));
-  IFRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&select_), sizeof(uint32_t) * 16, st));
-  IFRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&range_), sizeof(NormRange), st));
-  IFRT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&error_), sizeof(int), st));
+  const auto allocate = [st](auto** buffer, size_t bytes) {
+    if (*buffer) return;
+    void* p = nullptr;
+    IFRT_CUDA_CHECK(cudaMallocAsync(&p, bytes, st));
+    *buffer = static_cast<std::remove_pointer_t<decltype(buffer)>>(p);
+  };
+  allocate(&hist_, sizeof(uint32_t) * 5 * kBins);
+  allocate(&select_, sizeof(uint32_t) * 16);
+  allocate(&range_, sizeof(NormRange));
+  allocate(&error_, sizeof(int));
 }
 
 void preprocess(const ImageView& image, const PreprocessOptions& options, void* out, size_t out_bytes, Workspace& ws,
