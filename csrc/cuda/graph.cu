@@ -25,7 +25,12 @@ PreprocessGraph::PreprocessGraph(const ImageView& image, const PreprocessOptions
   IFRT_CUDA_CHECK(cudaStreamEndCapture(st, &graph));
   graph_ = graph;
   cudaGraphExec_t exec = nullptr;
-  IFRT_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  try {
+    IFRT_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  } catch (...) {
+    cudaGraphDestroy(graph);  // a throwing constructor runs no destructor
+    throw;
+  }
   exec_ = exec;
 }
 
