@@ -105,26 +105,51 @@ class TorchBackend:
         return {k: v.float().cpu().numpy() for k, v in outputs.items()}
 
 
+def engine_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the trt backend keeps its engines: `cache_dir`, else $IFRT_ENGINE_CACHE, else
+    $XDG_CACHE_HOME/ifrt/engines (~/.cache/ifrt/engines); an empty variable counts as unset, ~ is expanded."""
+    chosen = cache_dir or os.environ.get("IFRT_ENGINE_CACHE") or \
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ifrt" / "engines"
+    return Path(chosen).expanduser()
+
+
+def trt_onnx_precision(package: ModelPackage, graph: str, precision: str) -> str:
+    """The ONNX a TensorRT engine of `precision` is built from: the graph's own fp16 or int8 export when the
+    package has it (TensorRT 11 takes FP16 only from the graph's types, and INT8 only from Q/DQ graphs),
+    else fp32 for fp16 and fp32 engines. INT8 without a Q/DQ graph cannot be built."""
+    if f"{graph}.{precision}" in package.graphs:
+        return precision
+    if precision == "int8":
+        raise BackendUnavailableError(f"{package.root}: no {graph}.int8.onnx here, and TensorRT builds INT8 only "
+                                      f"from Q/DQ graphs; export them with `{export_command(package.root, 'int8')}`")
+    return "fp32"
+
+
 class TrtBackend:
     name = "trt"
 
     def __init__(self, package: ModelPackage, precision: str = "fp16", cache_dir: str | Path | None = None,
                  device: int = 0):
+        from ifrt import native
         from ifrt.engine import TensorRTEngine, TensorRTUnavailableError
 
+        native_error = native.load().NativeError
         self.package, self.device = package, "cuda"
-        cache = Path(cache_dir or os.environ.get("IFRT_ENGINE_CACHE", Path.home() / ".cache" / "ifrt" / "engines"))
-        # TensorRT 11 takes FP16 only from the graph's own types: prefer the fp16 ONNX when it exists.
-        onnx_precision = "fp16" if precision == "fp16" and f"full.{precision}" in package.graphs else "fp32"
-        require_onnx_graphs(package, onnx_precision, self.name)
+        cache = engine_cache_dir(cache_dir)
+        require_onnx_graphs(package, precision if precision != "fp16" or "full.fp16" in package.graphs else "fp32",
+                            self.name)
         self._engines = {}
-        try:
-            for graph in ("full", "focus"):
-                if graph in package.graphs:
-                    self._engines[graph] = TensorRTEngine.from_onnx(
-                        package.graph(graph, onnx_precision), cache, precision=precision, device=device)
-        except TensorRTUnavailableError as exc:
-            raise BackendUnavailableError(str(exc)) from exc
+        for graph in ("full", "focus"):
+            if graph not in package.graphs:
+                continue
+            onnx = package.graph(graph, trt_onnx_precision(package, graph, precision))
+            try:
+                self._engines[graph] = TensorRTEngine.from_onnx(onnx, cache, precision=precision, device=device)
+            except TensorRTUnavailableError as exc:
+                raise BackendUnavailableError(str(exc)) from exc
+            except native_error as exc:  # the build or the load failed
+                # Unavailable rather than fatal, so that backend "auto" goes on to onnxruntime.
+                raise BackendUnavailableError(f"{onnx}: TensorRT could not build or load an engine: {exc}") from exc
 
     def run(self, graph: str, image: np.ndarray) -> dict[str, np.ndarray]:
         return self._engines[graph].infer({"image": np.ascontiguousarray(image, np.float32)})
