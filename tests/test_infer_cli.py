@@ -85,6 +85,17 @@ def test_fp16_on_a_weights_only_model_is_refused_with_the_reason(tiny_package, f
     assert "the torch backend runs fp32 only, not fp16" in error
 
 
+def test_int8_runs_the_int8_graphs_and_without_them_names_the_export(tiny_package, folder, tmp_path, capsys):
+    code = cli.main(["infer", str(folder), "-o", str(tmp_path / "out"), "--model", str(tiny_package),
+                     "--precision", "int8", "--backend", "ort", "--quiet"])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert error.strip().splitlines()[-1] == (
+        f"ifrt infer: {tiny_package}: no int8 ONNX graphs here (found: focus, focus.fp16, full, full.fp16), so the "
+        f"ort backend cannot run this model; export them with `ifrt export onnx {tiny_package} -o {tiny_package} "
+        "--int8`")
+
+
 def test_each_message_is_one_line_however_long(infer, folder, tmp_path):
     deep = folder / ("a_rather_long_folder_name_" * 4)
     deep.mkdir()

@@ -32,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model folder (default: the bundled default model)")
     p.add_argument("--backend", default="auto", choices=["auto", "trt", "ort", "torch"],
                    help="inference backend; auto takes the fastest that loads the model: trt, ort, torch (default auto)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
-                   help="the model's fp32 or fp16 graphs (TensorRT builds FP16 either way; default fp32)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"],
+                   help="the model's fp32, fp16 or int8 graphs (int8: those `ifrt export onnx --int8` writes; "
+                        "TensorRT builds FP16 from fp32 graphs; default fp32)")
     p.add_argument("--recursive", action="store_true",
                    help="search folders recursively (the output folder is left out)")
     p.add_argument("--pages", choices=["first", "all"], default="first",
