@@ -70,7 +70,25 @@ class OrtBackend:
     def run(self, graph: str, image: np.ndarray) -> dict[str, np.ndarray]:
         session = self._session(graph)
         names = [o.name for o in session.get_outputs()]
-        return dict(zip(names, session.run(names, {"image": np.ascontiguousarray(image, np.float32)}), strict=True))
+        image = np.ascontiguousarray(image, np.float32)
+        fixed = fixed_input_shape(session)
+        if fixed[2:] != (None, None) and tuple(image.shape[2:]) != fixed[2:]:
+            raise ValueError(f"{self.package.graph(graph, self.precision)}: the graph takes {fixed[2]}x{fixed[3]} "
+                             f"images only (exported with --static), not {image.shape[2]}x{image.shape[3]}; export "
+                             "it without --static, or give frames of that size")
+        if fixed[0] is not None and len(image) != fixed[0]:  # a static batch: calls of that many, the last padded
+            batch, parts = fixed[0], []
+            for start in range(0, len(image), batch):
+                chunk = image[start:start + batch]
+                padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.float32)])
+                parts.append([out[:len(chunk)] for out in session.run(names, {"image": padded})])
+            return {name: np.concatenate([part[k] for part in parts]) for k, name in enumerate(names)}
+        return dict(zip(names, session.run(names, {"image": image}), strict=True))
+
+
+def fixed_input_shape(session) -> tuple[int | None, ...]:
+    """The image input's dims, None where the graph takes any size (a named dynamic dim)."""
+    return tuple(d if isinstance(d, int) else None for d in session.get_inputs()[0].shape)
 
 
 class TorchBackend:

@@ -450,3 +450,35 @@ def test_predict_refuses_what_is_neither_an_image_nor_a_path_by_type(ort_session
 def test_focus_refuses_a_path_naming_what_to_do(ort_session):
     with pytest.raises(TypeError, match=r"focus takes a frame as an array, not a path .*read_image, or use predict"):
         ort_session.focus("/tmp/frame.tif")
+
+
+@pytest.fixture(scope="module")
+def static_package(tiny_package, tmp_path_factory):
+    """The tiny model exported with fixed shapes: batch 1, 64x64 (`ifrt export onnx --static`)."""
+    pytest.importorskip("torch")
+    from ifrt.export import pipeline
+    from ifrt.export.onnx_export import OnnxExportOptions
+
+    root = tmp_path_factory.mktemp("static")
+    for name in ("model.safetensors", "model.json"):
+        shutil.copy(tiny_package / name, root / name)
+    pipeline.export_onnx(root, root, calibration_count=2, calibration_size=64,
+                         options=OnnxExportOptions(example_size=64, dynamic_batch=False, dynamic_spatial=False))
+    return root
+
+
+def test_a_static_batch_graph_runs_a_batch_of_tiles_one_call_at_a_time(static_package, tiny_package):
+    frame = _glomeruli(1, size=128)[0]  # nine 64x64 tiles, in batches of 4
+    tiling = {"backend": "ort", "batch_size": 4, "tile": 64, "overlap": 32, "max_untiled": 64}
+    static = ifrt.Session(static_package, **tiling).predict(frame)
+    dynamic = ifrt.Session(tiny_package, **tiling).predict(frame)
+    assert static.tiles == dynamic.tiles == 9
+    np.testing.assert_allclose(static.probabilities, dynamic.probabilities, atol=1e-5)
+    np.testing.assert_allclose(static.quality_map, dynamic.quality_map, atol=1e-5)
+
+
+def test_a_frame_of_another_size_than_a_static_graph_takes_is_refused_naming_both(static_package):
+    with pytest.raises(ValueError) as info:
+        ifrt.Session(static_package, backend="ort").predict(_glomeruli(1, size=128)[0])
+    assert str(info.value) == (f"{static_package / 'full.onnx'}: the graph takes 64x64 images only (exported with "
+                               "--static), not 128x128; export it without --static, or give frames of that size")
