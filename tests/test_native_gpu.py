@@ -180,6 +180,23 @@ def test_cuda_dlpack_tensors_the_kernels_cannot_follow_are_refused_by_name():
         native.preprocess_dlpack(device_img, out, {}, torch.cuda.current_stream().cuda_stream)
 
 
+def test_cuda_dlpack_default_stream_keeps_a_workspace_per_device():
+    # The default stream's handle is the same on every device; a workspace keyed by it alone was allocated on
+    # the first device and handed to the kernels on the second.
+    torch = pytest.importorskip("torch")
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA devices")
+    img = _image((96, 64), np.float32, seed=15)
+    expected = pp.preprocess(img)
+    for device in (0, 1):
+        with torch.cuda.device(device):
+            src = torch.from_numpy(img).to(f"cuda:{device}")
+            out = torch.empty(expected.tensor.shape, dtype=torch.float32, device=f"cuda:{device}")
+            assert native.preprocess_dlpack(src, out, {}, 1) is None
+            assert native.cuda_last_range(1) == (expected.lo, expected.hi)
+            np.testing.assert_array_equal(out.cpu().numpy(), expected.tensor)
+
+
 @pytest.mark.parametrize("options", [{}, {"norm": "minmax", "dtype": "float16"}, {"tile": (64, 64), "overlap": 16}])
 def test_cuda_graph_replays_give_the_direct_result(options):
     img = _image((150, 130), np.float32, seed=9)

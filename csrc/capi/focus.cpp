@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <map>
 #include <memory>
+#include <utility>
 
 #include "cuda/kernels.h"
 
@@ -26,7 +27,8 @@ static_assert(offsetof(ifrt_focus_metrics, var_laplacian) == offsetof(ifrt::Focu
 struct ifrt_focus {
   ifrt_focus_options options;
 #if IFRT_WITH_CUDA
-  std::map<void*, std::unique_ptr<ifrt::cuda::FocusScratch>> scratch;  // per CUDA stream
+  // Per CUDA device and stream: the scratch is device memory, and the default stream (nullptr) is every device's.
+  std::map<std::pair<int, void*>, std::unique_ptr<ifrt::cuda::FocusScratch>> scratch;
 #endif
 };
 
@@ -115,7 +117,7 @@ IFRT_API ifrt_status ifrt_focus_compute_cuda(ifrt_focus* focus, const ifrt_image
       fail(ErrorCode::InvalidArgument, "tiles: capacity " + std::to_string(tile_capacity) + " is smaller than the " +
                                            std::to_string(ntiles) + " tiles of this image");
     }
-    auto& scratch = focus->scratch[cuda_stream];
+    auto& scratch = focus->scratch[{cuda::current_device(), cuda_stream}];
     if (!scratch) scratch = std::make_unique<cuda::FocusScratch>();
     cuda::focus(im, focus->options.channel, focus->options.tile_height, focus->options.tile_width,
                 scratch->sums(ntiles, cuda_stream),

@@ -109,7 +109,10 @@ IFRT_API ifrt_status ifrt_preprocess_cuda(const ifrt_image* image, const ifrt_pr
   return guarded([&] {
 #if IFRT_WITH_CUDA
     require(out, "out");
-    cuda::preprocess(image_from(image), options_from(options), out, out_bytes, workspace(cuda_stream), cuda_stream);
+    const ImageView im = image_from(image);
+    const PreprocessOptions o = options_from(options);
+    checked_output(im, o, out, out_bytes);  // bad arguments are refused before any CUDA call
+    cuda::preprocess(im, o, out, out_bytes, workspace(cuda_stream), cuda_stream);
 #else
     (void)image, (void)options, (void)out, (void)out_bytes, (void)cuda_stream;
     fail(ErrorCode::Unsupported, "ifrt was built without CUDA kernels; use ifrt_preprocess (CPU)");
@@ -124,7 +127,7 @@ IFRT_API ifrt_status ifrt_preprocess_cuda_host(const ifrt_image* image, const if
     require(out, "out");
     const PreprocessOptions o = options_from(options);
     const ImageView host = image_from(image);
-    plan_preprocess(host, o);  // validate before uploading
+    plan_preprocess(host, o);  // validate before any CUDA call
     const ImageView device = staging(cuda_stream).upload(host, cuda_stream);
     cuda::preprocess(device, o, out, out_bytes, workspace(cuda_stream), cuda_stream);
 #else

@@ -4,6 +4,8 @@
 #include <cstdio>
 
 #include "core/build_info.h"
+#include "cuda/check.h"
+#include "cuda/kernels.h"
 
 namespace ifrt {
 
@@ -43,3 +45,13 @@ std::vector<CudaDevice> cuda_devices(std::string* error) {
 }
 
 }  // namespace ifrt
+
+namespace ifrt::cuda {
+
+int current_device() {
+  int device = 0;
+  IFRT_CUDA_CHECK(cudaGetDevice(&device));
+  return device;
+}
+
+}  // namespace ifrt::cuda

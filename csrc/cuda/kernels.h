@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/focus.h"
@@ -24,12 +25,17 @@
 
 namespace ifrt::cuda {
 
-// One T (a Workspace, a Staging) per calling thread and stream, created on first use and kept for the
-// thread's life: what the C ABI and the Python module hand the kernels, since neither is thread-safe.
+// The calling thread's current CUDA device (cudaGetDevice); throws ifrt::Error(Cuda) without one.
+int current_device();
+
+// One T (a Workspace, a Staging) per calling thread, device and stream, created on first use and kept
+// for the thread's life: what the C ABI and the Python module hand the kernels, since neither is
+// thread-safe. The device is part of the key because a T's device memory lives on one device while a
+// stream handle does not name one: the default stream (nullptr) is every device's.
 template <typename T>
 T& per_thread_and_stream(void* stream) {
-  thread_local std::map<void*, std::unique_ptr<T>> items;
-  auto& item = items[stream];
+  thread_local std::map<std::pair<int, void*>, std::unique_ptr<T>> items;
+  auto& item = items[{current_device(), stream}];
   if (!item) item = std::make_unique<T>();
   return *item;
 }

@@ -62,6 +62,15 @@ void bad_arguments_are_refused_before_any_cuda_call() {
                 IFRT_ERR_INVALID_ARGUMENT, "denormalize unknown range source");
   expect_status(ifrt_denormalize_cuda(&y, IFRT_RANGE_GIVEN, 0, 1, dummy, IFRT_DTYPE_FLOAT16, nullptr),
                 IFRT_ERR_INVALID_ARGUMENT, "denormalize to float16");
+  expect_status(ifrt_denormalize_cuda(&y, IFRT_RANGE_OF_LAST_PREPROCESS, 0, 1, dummy, IFRT_DTYPE_FLOAT16, nullptr),
+                IFRT_ERR_INVALID_ARGUMENT, "denormalize with the device range to float16");
+  ifrt_preprocess_options po;
+  ifrt_preprocess_options_init(&po);
+  po.channel = 3;
+  expect_status(ifrt_preprocess_cuda(&y, &po, dummy + 8, 8 * sizeof(float), nullptr), IFRT_ERR_INVALID_ARGUMENT,
+                "preprocess channel out of range");
+  expect_status(ifrt_preprocess_cuda_host(&y, &po, dummy + 8, 8 * sizeof(float), nullptr), IFRT_ERR_INVALID_ARGUMENT,
+                "preprocess (host frame) channel out of range");
   ifrt_focus* focus = nullptr;
   CHECK(ifrt_focus_create(nullptr, &focus) == IFRT_OK);
   expect_status(ifrt_focus_compute_cuda(focus, nullptr, nullptr, nullptr, 0, nullptr), IFRT_ERR_INVALID_ARGUMENT,

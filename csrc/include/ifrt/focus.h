@@ -55,7 +55,7 @@ IFRT_API ifrt_status ifrt_focus_compute(ifrt_focus* focus, const ifrt_image* ima
 /* CUDA path: image->data, global and tiles are device memory (global and tiles may be NULL), written
  * by kernels enqueued on `cuda_stream` (a cudaStream_t, NULL = the legacy default stream) without
  * synchronizing: the metrics are valid once the stream reaches this point. The handle keeps device
- * scratch per stream, grown stream-ordered on the first frame of a larger tile grid, so a steady
+ * scratch per device and stream, grown stream-ordered on the first frame of a larger tile grid, so a steady
  * frame size allocates nothing. Metrics match ifrt_focus_compute up to summation order (relative
  * 1e-9); a NaN or infinite pixel, which ifrt_focus_compute refuses, makes them NaN here (checking would
  * need a synchronization). IFRT_ERR_UNSUPPORTED without CUDA in the build. */

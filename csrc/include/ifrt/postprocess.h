@@ -43,7 +43,7 @@ IFRT_API ifrt_status ifrt_blend_tiles_cuda(const float* tiles, int64_t frame_hei
                                            int64_t height, int64_t width, void* cuda_stream);
 
 /* With IFRT_RANGE_OF_LAST_PREPROCESS the range is the one the last ifrt_preprocess_cuda(_host) call of
- * this thread on this stream computed, read on the device: preprocess -> engine -> denormalize then
+ * this thread on this stream and current device computed, read on the device: preprocess -> engine -> denormalize then
  * runs with no synchronization at all. With IFRT_RANGE_GIVEN it is lo/hi. */
 typedef enum ifrt_range_source { IFRT_RANGE_GIVEN = 0, IFRT_RANGE_OF_LAST_PREPROCESS = 1 } ifrt_range_source;
 

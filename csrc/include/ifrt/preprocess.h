@@ -66,13 +66,13 @@ IFRT_API ifrt_status ifrt_preprocess(const ifrt_image* image, const ifrt_preproc
 /* CUDA path: image->data, options->dark/flat and out are device memory; enqueued on `cuda_stream`
  * (a cudaStream_t, NULL = default stream) without synchronizing. The range stays on the device;
  * ifrt_preprocess_cuda_range copies it to lo and hi after synchronizing the stream. A workspace
- * (histograms) is kept per thread. IFRT_ERR_UNSUPPORTED without CUDA in the build. */
+ * (histograms) is kept per thread, current device and stream. IFRT_ERR_UNSUPPORTED without CUDA in the build. */
 IFRT_API ifrt_status ifrt_preprocess_cuda(const ifrt_image* image, const ifrt_preprocess_options* options, void* out,
                                           size_t out_bytes, void* cuda_stream);
 IFRT_API ifrt_status ifrt_preprocess_cuda_range(void* cuda_stream, double* lo, double* hi);
 
 /* As ifrt_preprocess_cuda for a frame in host memory (a camera buffer): the frame is copied into a
- * pinned staging buffer kept per thread and stream, uploaded asynchronously, then preprocessed on
+ * pinned staging buffer kept per thread, current device and stream, uploaded asynchronously, then preprocessed on
  * the stream. The call returns once the frame has been copied out of `image` (the caller may reuse
  * it); it waits only when the previous upload from the same staging buffer is still in flight. */
 IFRT_API ifrt_status ifrt_preprocess_cuda_host(const ifrt_image* image, const ifrt_preprocess_options* options,
