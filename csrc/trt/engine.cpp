@@ -60,6 +60,7 @@ std::unique_ptr<Engine::Impl> Engine::Impl::open(const std::string& path, const 
   impl->sidecar = std::move(sidecar);
   impl->device = options.device;
   check_cuda(cudaSetDevice(options.device), path + ": selecting CUDA device " + std::to_string(options.device));
+  forget_tensorrt_errors();
   impl->runtime.reset(nvinfer1::createInferRuntime(logger()));
   if (!impl->runtime) fail(ErrorCode::TensorRT, "cannot create the TensorRT runtime" + tensorrt_says());
   if (impl->sidecar.spec.dla_core >= 0) impl->runtime->setDLACore(impl->sidecar.spec.dla_core);
@@ -154,6 +155,7 @@ const TensorInfo& find_tensor(const std::vector<TensorInfo>& tensors, const std:
 
 void Engine::Impl::run(const std::vector<TensorView>& inputs, std::vector<TensorView>& outputs, cudaStream_t user_stream,
                        bool wait) {
+  forget_tensorrt_errors();
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& view : inputs) {
     const TensorInfo& info = find_tensor(tensors, view.name, true, path);

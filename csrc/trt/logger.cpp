@@ -41,6 +41,8 @@ Logger& logger() {
   return instance;
 }
 
+void forget_tensorrt_errors() { t_last_error.clear(); }
+
 std::string tensorrt_says() {
   const std::string message = logger().take_last_error();
   return message.empty() ? std::string() : " (TensorRT: " + message + ")";

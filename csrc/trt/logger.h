@@ -21,4 +21,9 @@ Logger& logger();
 // " (TensorRT: <last error>)" or "" when TensorRT said nothing: appended to failure messages.
 std::string tensorrt_says();
 
+// Forgets this thread's last TensorRT error. Each operation (build, load, context creation, inference,
+// pipeline recording) starts with it, so that a failure never reports an error TensorRT logged during an
+// earlier operation that recovered or failed in another way (a rejected ONNX reports the parser's errors).
+void forget_tensorrt_errors();
+
 }  // namespace ifrt::trt
