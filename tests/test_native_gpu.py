@@ -204,3 +204,15 @@ def test_cuda_graph_replays_give_the_direct_result(options):
     tensor, lo, hi = native.cuda_preprocess_graph(img, pp.PreprocessOptions(**options).to_native(), 3)
     assert (lo, hi) == (expected.lo, expected.hi)
     np.testing.assert_array_equal(tensor, expected.tensor)
+
+
+def test_cuda_dlpack_tensor_on_another_device_than_the_current_is_refused_naming_both():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA devices")
+    src = torch.from_numpy(_image((96, 64), np.float32, seed=16)).to("cuda:1")
+    out = torch.empty((1, 1, 96, 64), dtype=torch.float32, device="cuda:1")
+    with torch.cuda.device(0), pytest.raises(native.NativeError, match=r"image: tensor is on CUDA device 1, but the "
+                                                                      r"current device is 0; call under "
+                                                                      r"torch.cuda.device\(1\)"):
+        native.preprocess_dlpack(src, out, {}, 1)

@@ -183,6 +183,18 @@ void* stream_handle(const py::object& stream) {
 }
 
 cuda::Workspace& workspace(void* stream) { return cuda::per_thread_and_stream<cuda::Workspace>(stream); }
+
+// The kernels run on the calling thread's current device: a tensor on another one would be read through
+// an address that device cannot use (an illegal-address error that ends the CUDA context).
+void check_on_current_device(const Borrowed& b, const char* what) {
+  const int current = cuda::current_device(), device = b.t().device.device_id;
+  if (device != current) {
+    fail(ErrorCode::InvalidArgument, std::string(what) + ": tensor is on CUDA device " + std::to_string(device) +
+                                         ", but the current device is " + std::to_string(current) +
+                                         "; call under torch.cuda.device(" + std::to_string(device) +
+                                         ") or cupy.cuda.Device(" + std::to_string(device) + ")");
+  }
+}
 #endif
 
 }  // namespace
@@ -232,6 +244,8 @@ void bind_dlpack(py::module_& m) {
     }
 #if IFRT_WITH_CUDA
     if (o.dark || o.flat) fail(ErrorCode::Unsupported, "dark/flat with CUDA tensors: pass them through the C ABI");
+    check_on_current_device(in, "image");
+    check_on_current_device(dst, "out");
     void* st = stream_handle(stream);
     {
       py::gil_scoped_release release;
