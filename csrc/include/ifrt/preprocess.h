@@ -66,7 +66,9 @@ IFRT_API ifrt_status ifrt_preprocess(const ifrt_image* image, const ifrt_preproc
 /* CUDA path: image->data, options->dark/flat and out are device memory; enqueued on `cuda_stream`
  * (a cudaStream_t, NULL = default stream) without synchronizing. The range stays on the device;
  * ifrt_preprocess_cuda_range copies it to lo and hi after synchronizing the stream. A workspace
- * (histograms) is kept per thread, current device and stream. IFRT_ERR_UNSUPPORTED without CUDA in the build. */
+ * (histograms) is kept per thread, current device and stream; its first use there, and a larger frame, allocate
+ * device memory, which synchronizes the device (warm up with one frame of the largest size before a stream
+ * is captured into a CUDA graph or timed). IFRT_ERR_UNSUPPORTED without CUDA in the build. */
 IFRT_API ifrt_status ifrt_preprocess_cuda(const ifrt_image* image, const ifrt_preprocess_options* options, void* out,
                                           size_t out_bytes, void* cuda_stream);
 IFRT_API ifrt_status ifrt_preprocess_cuda_range(void* cuda_stream, double* lo, double* hi);
@@ -74,7 +76,8 @@ IFRT_API ifrt_status ifrt_preprocess_cuda_range(void* cuda_stream, double* lo, d
 /* As ifrt_preprocess_cuda for a frame in host memory (a camera buffer): the frame is copied into a
  * pinned staging buffer kept per thread, current device and stream, uploaded asynchronously, then preprocessed on
  * the stream. The call returns once the frame has been copied out of `image` (the caller may reuse
- * it); it waits only when the previous upload from the same staging buffer is still in flight. */
+ * it); it waits only when the previous upload from the same staging buffer is still in flight, and when the
+ * staging buffer is first made or grown for a larger frame (pinned allocation synchronizes the device). */
 IFRT_API ifrt_status ifrt_preprocess_cuda_host(const ifrt_image* image, const ifrt_preprocess_options* options,
                                                void* out, size_t out_bytes, void* cuda_stream);
 
