@@ -176,7 +176,9 @@ def _attach_timing_cache(config, path: str | None):
     if not config.set_timing_cache(cache, ignore_mismatch=False):
         log.warning("%s: timing cache was made by another GPU or TensorRT version, starting a new one", path)
         cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, ignore_mismatch=False)
+        if not config.set_timing_cache(cache, ignore_mismatch=False):
+            log.warning("%s: TensorRT refused a new timing cache; building without one", path)
+            return None
     return cache
 
 
@@ -205,6 +207,10 @@ def build_plan(onnx_path: Path, cfg: TrtBuildConfig,
                                "nodes calibrated offline); TensorRT 11 has no INT8 calibrator")
     if cfg.precision == "fp32" and has_half:
         raise EngineBuildError(f"{onnx_path}: is an FP16 model; ask for --fp16, or build from the fp32 ONNX")
+    if cfg.precision != "int8" and has_qdq:
+        # Q/DQ nodes place INT8 whatever is asked: the engine and its sidecar would disagree.
+        raise EngineBuildError(f"{onnx_path}: is an INT8 (Q/DQ) model; ask for --int8, or build from the fp32 or "
+                               "fp16 ONNX")
 
     config = builder.create_builder_config()
     if major < 11 and not strongly_typed:

@@ -216,6 +216,12 @@ BuiltPlan build_plan(const std::string& onnx_path, const BuildOptions& options,
   if (precision == "fp32" && types.has_half) {
     fail(ErrorCode::InvalidArgument, onnx_path + ": is an FP16 model; ask for precision fp16, or build from the fp32 ONNX");
   }
+  if (precision != "int8" && types.has_qdq) {
+    // Q/DQ nodes place INT8 whatever is asked (TensorRT 11 builds every network as typed): the engine would
+    // be INT8 under another precision's name, in its sidecar and in the cache key.
+    fail(ErrorCode::InvalidArgument, onnx_path + ": is an INT8 (Q/DQ) model; ask for precision int8, or build from "
+                                     "the fp32 or fp16 ONNX");
+  }
 
   TrtPtr<nvinfer1::IBuilderConfig> config(builder->createBuilderConfig());
   if (!config) fail(ErrorCode::TensorRT, "cannot create a TensorRT builder config" + tensorrt_says());
