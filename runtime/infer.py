@@ -19,7 +19,6 @@ report. Robust by construction:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
@@ -34,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ifrt import runlock
 from ifrt.filestate import file_state
 from ifrt.imageio import (
     open_tiff,
@@ -115,68 +115,11 @@ def remove_stale_temporaries(out_dir: Path) -> None:
                 tmp.unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
 def folder_lock(out_dir: Path):
-    """Hold `out_dir` for one run: a second run on it (another process) is refused, naming the holder's pid,
-    instead of the two redoing each other's images, removing each other's temporary files and mixing their
-    options. The lock is the operating system's (flock; a byte-range lock on Windows), so a killed run does not
-    leave it held."""
-    path = out_dir / LOCK
-    handle = open(path, "a+", encoding="utf-8")
-    try:
-        try:
-            _lock(handle)
-        except OSError:
-            holder = ""
-            for _ in range(20):  # the holder writes its pid just after it takes the lock
-                handle.seek(0)
-                holder = handle.read().strip()
-                if holder:
-                    break
-                time.sleep(0.05)
-            named = f" (pid {holder})" if holder else ""
-            raise InferSetupError(f"{out_dir} is in use by another `ifrt infer`{named}; wait for it to finish or "
-                                  "write to another -o folder") from None
-        try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(str(os.getpid()))
-            handle.flush()
-            yield
-        finally:
-            _unlock(handle)
-    finally:
-        handle.close()
-
-
-WINDOWS = os.name == "nt"
-# Windows locks a byte range from the file's position, and every run must lock the same byte: a fixed one,
-# past the pid that the holder writes at the start, because a locked byte cannot be read by another process
-# and a refused run reads the pid to name the holder.
-WINDOWS_LOCK_BYTE = 1 << 20
-
-
-def _lock(handle) -> None:
-    """Take the run lock on the open lock file without waiting; OSError when another process holds it."""
-    if WINDOWS:
-        import msvcrt
-
-        handle.seek(WINDOWS_LOCK_BYTE)  # "a+" opened it at its end, which moves as the holder writes its pid
-        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def _unlock(handle) -> None:
-    """Release the run lock. Closing the file releases a flock at once; Windows asks that a byte-range lock be
-    released before closing (otherwise it goes when the system gets to it)."""
-    if WINDOWS:
-        import msvcrt
-
-        handle.seek(WINDOWS_LOCK_BYTE)
-        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+    """Hold `out_dir` for one run: a second run on it (another process) is refused with InferSetupError, naming
+    the holder's pid, instead of the two redoing each other's images, removing each other's temporary files and
+    mixing their options (`ifrt.runlock`)."""
+    return runlock.folder_lock(out_dir, LOCK, "ifrt infer", "write to another -o folder", error=InferSetupError)
 
 
 def recorded_state(path: Path) -> dict | None:

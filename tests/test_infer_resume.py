@@ -112,12 +112,13 @@ class _FakeMsvcrt:
 def test_on_windows_every_run_locks_and_unlocks_the_same_byte_past_the_holders_pid(tmp_path, monkeypatch):
     import sys
 
-    import ifrt.infer
-    from ifrt.infer import LOCK, WINDOWS_LOCK_BYTE, folder_lock
+    import ifrt.runlock
+    from ifrt.infer import LOCK, folder_lock
+    from ifrt.runlock import WINDOWS_LOCK_BYTE
 
     msvcrt = _FakeMsvcrt()
     monkeypatch.setitem(sys.modules, "msvcrt", msvcrt)
-    monkeypatch.setattr(ifrt.infer, "WINDOWS", True)
+    monkeypatch.setattr(ifrt.runlock, "WINDOWS", True)
     with folder_lock(tmp_path):  # a new lock file
         pass
     (tmp_path / LOCK).write_text("4242")  # an earlier run's pid: opening for append puts the position after it
