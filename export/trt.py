@@ -14,12 +14,13 @@ that TensorRT and the native runtime share.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,35 @@ def build_spec(onnx_path: Path, cfg: TrtBuildConfig, tensorrt_version: str) -> E
     )
 
 
+@contextlib.contextmanager
+def engine_build_lock(engine_path: Path) -> Iterator[None]:
+    """Held from the up-to-date check to the written sidecar: the flock on `<engine>.lock` that the native
+    runtime's engine cache takes too, so that two builders of one engine (an export and a first run, or two
+    runs) build it once, the second waiting and then finding it up to date. Without flock (Windows) or a
+    writable folder it does nothing, as before."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    try:
+        engine_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(f"{engine_path}.lock", "a+")  # held open for the whole build
+    except OSError:
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("%s: another process is building this engine; waiting for it", engine_path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def export_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike | None = None, *,
                   cache_dir: str | os.PathLike | None = None, cfg: TrtBuildConfig | None = None,
                   force: bool = False, verify: bool = True) -> TrtExportResult:
@@ -273,7 +303,12 @@ def export_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike |
     engine_path = Path(engine_path) if engine_path else onnx_path.with_suffix(".engine")
     side = sidecar_path(engine_path)
     start = time.perf_counter()
+    with engine_build_lock(engine_path):
+        return _export_engine(onnx_path, engine_path, side, cfg, spec, trt, force, verify, start)
 
+
+def _export_engine(onnx_path: Path, engine_path: Path, side: Path, cfg: TrtBuildConfig, spec: EngineBuildSpec, trt,
+                   force: bool, verify: bool, start: float) -> TrtExportResult:
     if engine_path.is_file() and side.is_file() and not force:
         try:
             reasons = sidecar_mismatches(
