@@ -45,6 +45,18 @@ std::vector<char> read_binary(const std::string& path) {
   return std::vector<char>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
+// An output's shape once the input shapes are set; refused when it depends on the data (-1 until it has run).
+std::vector<int64_t> output_shape(nvinfer1::IExecutionContext& context, const std::string& name, const std::string& path) {
+  const std::vector<int64_t> shape = to_shape(context.getTensorShape(name.c_str()));
+  for (const int64_t d : shape) {
+    if (d < 0) {
+      fail(ErrorCode::Unsupported, path + ": output '" + name + "' has a data-dependent shape (" + shape_string(shape) +
+                                       "); the executor needs output shapes that follow from the inputs");
+    }
+  }
+  return shape;
+}
+
 SidecarExpectation expectation_here(const EngineOptions& options) {
   SidecarExpectation want;
   want.tensorrt_version = tensorrt_runtime_version();
@@ -116,7 +128,7 @@ std::map<std::string, std::vector<int64_t>> Engine::output_shapes(
     }
   }
   for (const auto& info : impl_->tensors) {
-    if (!info.is_input) shapes[info.name] = to_shape(slot->context->getTensorShape(info.name.c_str()));
+    if (!info.is_input) shapes[info.name] = output_shape(*slot->context, info.name, impl_->path);
   }
   return shapes;
 }
@@ -217,13 +229,7 @@ void Engine::Impl::run(const std::vector<TensorView>& inputs, std::vector<Tensor
   std::vector<HostCopy> host_copies;
   for (const auto& info : tensors) {
     if (info.is_input) continue;
-    const std::vector<int64_t> shape = to_shape(context.getTensorShape(info.name.c_str()));
-    for (const int64_t d : shape) {
-      if (d < 0) {
-        fail(ErrorCode::Unsupported, path + ": output '" + info.name + "' has a data-dependent shape (" +
-                                         shape_string(shape) + "); the executor needs output shapes that follow from the inputs");
-      }
-    }
+    const std::vector<int64_t> shape = output_shape(context, info.name, path);
     const size_t bytes = element_count(shape) * dtype_size(info.dtype);
     TensorView* view = nullptr;
     for (auto& v : outputs) {
