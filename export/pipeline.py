@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from ifrt.runlock import folder_lock
+
 from . import calibration
 from .fp16 import check_fp16_range, fp16_sidecar
 from .graphs import GRAPHS, graph_module
@@ -65,6 +67,9 @@ REPORT = "export_report.json"
 # The folder inside the output folder where an export writes and checks its files before they replace the
 # earlier export's; one that a killed export left is removed by the next export into that folder.
 STAGING_PREFIX = ".ifrt-export-"
+# Held while an export writes the folder: a second export into it would remove the first's staging folder as a
+# killed export's, or publish its graphs among the first's.
+LOCK = ".ifrt-export.lock"
 
 
 def _discard(path: Path) -> None:
@@ -147,51 +152,52 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
                    for graph in graphs} if fp16 else {}
     in_place = out_dir.resolve() == model_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
-    try:
-        if not in_place:
-            report["model_files"] = copy_model_files(model_dir, staging)
-        problems: list[str] = []
-        for graph in graphs:
-            path = export_graph(model, record, graph, staging / f"{graph}.onnx", options,
-                                weights_sha256=weights_sha256)
-            reference = torch_outputs(model, graph, calib.images)
-            fp32 = compare(reference, onnx_outputs(path, calib.images))
-            entry = {"file": path.name, "fp32_vs_torch": fp32,
-                     "unsupported_by_tensorrt": unsupported_operators(onnx.load(str(path)))}
-            found = _check_fp32(graph, fp32)
-            if fp16 and not found:
-                range_check = fp16_sidecar(activations[graph])
-                path16 = export_graph(model, record, graph, staging / f"{graph}.fp16.onnx", options, "fp16",
-                                      range_check, weights_sha256)
-                fp16_report = compare(reference, onnx_outputs(path16, calib.images), calib.sharp)
-                entry["fp16_vs_torch"] = fp16_report
-                entry.update(range_check)  # the same record as the fp16 sidecar's
-                entry["fp16_file"] = path16.name
-                fp16_problems = _check_fp16(graph, fp16_report)
-                if fp16_problems:
-                    _discard(path16)
-                found += fp16_problems
-            if int8 and not found:
-                int8_graph = quantize_int8(path, staging / f"{graph}.int8.onnx", calib.images)
-                path8 = int8_graph.path
-                report["calibration"].setdefault("int8", {})[graph] = int8_graph.calibration
-                shared = {k: v for k, v in report["calibration"].items() if k != "int8"}
-                write_sidecar(path8, {p.key: p.value for p in onnx.load(str(path8)).metadata_props},
-                              {"int8_calibration": {**shared, **int8_graph.calibration}})
-                entry["int8_vs_torch"] = compare(reference, onnx_outputs(path8, calib.images), calib.sharp)
-                entry["int8_file"] = path8.name
-            if found:
-                _discard(path)
-            report["graphs"][graph] = entry
-            problems += found
-        report["problems"] = problems
-        written = {REPORT, *export_files(staging, model_files=not in_place)}
-        report["removed"] = sorted(set(export_files(out_dir, model_files=not in_place)) - written)
-        write_text_atomic(staging / REPORT, json.dumps(report, indent=2) + "\n")
-        publish(staging, out_dir, model_files=not in_place)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with folder_lock(out_dir, LOCK, "ifrt export onnx", "export into another -o folder"):
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+        try:
+            if not in_place:
+                report["model_files"] = copy_model_files(model_dir, staging)
+            problems: list[str] = []
+            for graph in graphs:
+                path = export_graph(model, record, graph, staging / f"{graph}.onnx", options,
+                                    weights_sha256=weights_sha256)
+                reference = torch_outputs(model, graph, calib.images)
+                fp32 = compare(reference, onnx_outputs(path, calib.images))
+                entry = {"file": path.name, "fp32_vs_torch": fp32,
+                         "unsupported_by_tensorrt": unsupported_operators(onnx.load(str(path)))}
+                found = _check_fp32(graph, fp32)
+                if fp16 and not found:
+                    range_check = fp16_sidecar(activations[graph])
+                    path16 = export_graph(model, record, graph, staging / f"{graph}.fp16.onnx", options, "fp16",
+                                          range_check, weights_sha256)
+                    fp16_report = compare(reference, onnx_outputs(path16, calib.images), calib.sharp)
+                    entry["fp16_vs_torch"] = fp16_report
+                    entry.update(range_check)  # the same record as the fp16 sidecar's
+                    entry["fp16_file"] = path16.name
+                    fp16_problems = _check_fp16(graph, fp16_report)
+                    if fp16_problems:
+                        _discard(path16)
+                    found += fp16_problems
+                if int8 and not found:
+                    int8_graph = quantize_int8(path, staging / f"{graph}.int8.onnx", calib.images)
+                    path8 = int8_graph.path
+                    report["calibration"].setdefault("int8", {})[graph] = int8_graph.calibration
+                    shared = {k: v for k, v in report["calibration"].items() if k != "int8"}
+                    write_sidecar(path8, {p.key: p.value for p in onnx.load(str(path8)).metadata_props},
+                                  {"int8_calibration": {**shared, **int8_graph.calibration}})
+                    entry["int8_vs_torch"] = compare(reference, onnx_outputs(path8, calib.images), calib.sharp)
+                    entry["int8_file"] = path8.name
+                if found:
+                    _discard(path)
+                report["graphs"][graph] = entry
+                problems += found
+            report["problems"] = problems
+            written = {REPORT, *export_files(staging, model_files=not in_place)}
+            report["removed"] = sorted(set(export_files(out_dir, model_files=not in_place)) - written)
+            write_text_atomic(staging / REPORT, json.dumps(report, indent=2) + "\n")
+            publish(staging, out_dir, model_files=not in_place)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     if problems:
         raise ExportCheckError("; ".join(problems))
     return report

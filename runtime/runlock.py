@@ -78,10 +78,15 @@ def _lock(handle) -> None:
 
 
 def _unlock(handle) -> None:
-    """Release the run lock. Closing the file releases a flock at once; Windows asks that a byte-range lock be
-    released before closing (otherwise it goes when the system gets to it)."""
+    """Release the run lock. A flock goes when the last descriptor of the open file closes, which a child
+    process forked during the run (a data loader's worker) may still hold, so it is released explicitly; Windows
+    asks that a byte-range lock be released before closing (otherwise it goes when the system gets to it)."""
     if WINDOWS:
         import msvcrt
 
         handle.seek(WINDOWS_LOCK_BYTE)
         msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

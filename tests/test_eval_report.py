@@ -179,7 +179,7 @@ def test_plots_of_an_earlier_report_in_the_folder_are_removed(runs, database, tm
     (out / "confusion_gone.png").write_bytes(b"an earlier model's plot")
     (out / "notes.txt").write_text("kept")
     evaluate_quick([runs["plain"]], database, out)
-    assert sorted(p.name for p in out.iterdir()) == ["accuracy_per_level.png", "confusion_plain.png", "notes.txt",
+    assert sorted(p.name for p in out.iterdir()) == [".ifrt-eval.lock", "accuracy_per_level.png", "confusion_plain.png", "notes.txt",
                                                      "quality_per_level.png", "reliability_plain.png", "report.json",
                                                      "report.md"]
 

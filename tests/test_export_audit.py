@@ -41,7 +41,7 @@ def test_exporting_another_model_into_a_folder_removes_the_earlier_fp16_graph(tw
     shutil.copytree(two_exports / "a", out)
     report = pipeline.export_onnx(two_exports / "model_b", out, graphs=("focus",), **SMALL)
     assert report["removed"] == ["focus.fp16.onnx", "focus.fp16.onnx.json"]
-    assert sorted(p.name for p in out.iterdir()) == ["export_report.json", "focus.onnx", "focus.onnx.json",
+    assert sorted(p.name for p in out.iterdir()) == [".ifrt-export.lock", "export_report.json", "focus.onnx", "focus.onnx.json",
                                                       "model.json", "model.safetensors"]
     assert open_model(out).class_names == ["IgAN", "MN", "DN", "LN"]
 

@@ -14,6 +14,7 @@ report.md, which list them. Sections:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -28,12 +29,16 @@ import torch
 
 from ifrt.normalize import apply_range, percentile_range
 from ifrt.patients import combine_probabilities
+from ifrt.runlock import folder_lock
 from ifrt.train import metrics as M
 from ifrt.train import print_warning
 from ifrt.train.data.degrade import KINDS, DegradeConfig, blur_level_count, degrade, level_psf
 from ifrt.train.dataset import BLUR_KIND_CLASS, DataConfig, ManifestDataset, read_signal, rows_for_split
 from ifrt.train.model import DeepMTND, load_model, read_model_record
 from ifrt.train.model.io import atomic_write_text, count_flops, resolve_model_dir
+
+# Held in the report folder while an evaluation writes it (`ifrt.runlock`).
+LOCK = ".ifrt-eval.lock"
 
 
 def model_name(path: str | Path) -> str:
@@ -468,7 +473,17 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
                                ("natural_draws", natural_draws, 1), ("batch_size", batch_size, 1)):
         if value is not None and value < least:
             raise ValueError(f"{name}={value}: give at least {least}")
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    with contextlib.ExitStack() as held:
+        return _evaluate(model_paths, Path(data_dir), Path(out_dir), held, split=split, seed=seed,
+                         batch_size=batch_size, max_images=max_images, deblur_images=deblur_images,
+                         calibrate=calibrate, natural=natural, natural_draws=natural_draws, threads=threads,
+                         degrade_from=degrade_from, warn=warn)
+
+
+def _evaluate(model_paths: list[str | Path], data_dir: Path, out_dir: Path, held: contextlib.ExitStack, *,
+              split: str, seed: int, batch_size: int, max_images: int | None, deblur_images: int, calibrate: bool,
+              natural: bool, natural_draws: int, threads: int, degrade_from: str | Path | None,
+              warn: Callable[[str], None]) -> dict:
     check_out_dir(out_dir)
     torch.set_num_threads(threads)
     dirs: dict[str, Path] = {}
@@ -498,6 +513,10 @@ def evaluate(model_paths: list[str | Path], data_dir: str | Path, out_dir: str |
     patients = [r.patient_id for r in rows]
     grades = [r.extra.get("grade") for r in rows]
     stain_positive = np.array([float(g) > 0 for g in grades]) if all(g not in (None, "") for g in grades) else None
+    # Held from here, once the models and data are known to be usable, to the report's last file: a second
+    # evaluation into the folder would mix its plots with this one's report.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    held.enter_context(folder_lock(out_dir, LOCK, "ifrt eval", "give another --out"))
 
     outputs_by_level: dict[int, dict] = {}
     for lv in levels:

@@ -14,11 +14,15 @@ as an uninterrupted one. A run resumes only with the data and settings it was st
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import functools
+import io
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -34,6 +38,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from ifrt.runlock import folder_lock
 from ifrt.train import print_warning
 from ifrt.train.data.manifest import read_manifest
 from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of
@@ -44,6 +49,9 @@ from ifrt.train.model.io import atomic_write_text, load_matching_weights, module
 from ifrt.train.model.kind_init import fit_blur_kind_head
 from ifrt.train.strict import dataclass_from_dict
 from ifrt.train.workers import ignore_ctrl_c
+
+# Held in the run folder while a run writes it (`ifrt.runlock`).
+LOCK = ".ifrt-train.lock"
 
 
 @dataclass
@@ -154,6 +162,29 @@ def load_training_state(directory: Path, optimizer: torch.optim.Optimizer, crite
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     return meta
+
+
+def replace_checkpoint(folder: Path, write: Callable[[Path], object]) -> None:
+    """Replace the checkpoint in `folder` (`last/`, `best/`) with the files `write(staging)` writes, all or none:
+    they are written into a hidden staging folder beside it first, then moved in by renames, `trainer.json` (what
+    a resume reads first) last. A write the file system refuses (a full disk) leaves the previous checkpoint
+    whole, weights, optimizer state and resume point of one step, so a rerun resumes from it; the error names
+    the checkpoint's file."""
+    staging = folder.with_name(f".{folder.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)  # a killed save's
+    staging.mkdir(parents=True)
+    try:
+        try:
+            write(staging)
+        except OSError as exc:
+            if exc.filename is not None and Path(exc.filename).parent == staging:
+                raise OSError(exc.errno, exc.strerror, str(folder / Path(exc.filename).name)) from None
+            raise
+        folder.mkdir(exist_ok=True)
+        for name in sorted((p.name for p in staging.iterdir()), key=lambda name: name == "trainer.json"):
+            os.replace(staging / name, folder / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 # ---- distributed helpers ---------------------------------------------------------------------------
@@ -307,6 +338,7 @@ class MetricsLog:
         self.csv_path = run_dir / "metrics.csv"
         self.fields: list[str] | None = None
         if self.csv_path.is_file():
+            cut_torn_last_line(self.csv_path)
             with self.csv_path.open() as f:
                 self.fields = next(csv.reader(f), None)
         try:
@@ -321,12 +353,16 @@ class MetricsLog:
             self.tb.add_scalar(name, value, step)
 
     def row(self, values: dict[str, float], step: int) -> None:
+        text = io.StringIO(newline="")
         if self.fields is None:
             self.fields = list(values)
-            with self.csv_path.open("w", newline="") as f:
-                csv.writer(f).writerow(self.fields)
-        with self.csv_path.open("a", newline="") as f:
-            csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(values)
+            csv.writer(text).writerow(self.fields)
+        csv.DictWriter(text, self.fields, extrasaction="ignore").writerow(values)
+        try:
+            with self.csv_path.open("a", newline="") as f:  # one write per row: a full disk tears at most this one
+                f.write(text.getvalue())
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(self.csv_path)) from None
         for k, v in values.items():
             if k not in ("epoch", "step"):
                 self.scalar(k, v, step)
@@ -336,6 +372,15 @@ class MetricsLog:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def cut_torn_last_line(path: Path) -> None:
+    """Cut a last line without its newline (a row whose write a full disk or a kill interrupted), so that the
+    next row starts on a line of its own."""
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
 
 
 # ---- the loop --------------------------------------------------------------------------------------
@@ -496,14 +541,17 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path, *,
           warn: Callable[[str], None] = print_warning) -> dict:
     """Train (or resume) into run_dir; returns the summary written to run_dir/summary.json. `warn(text)` receives
     each warning about the data, such as training rows without an in-focus reference (default: `print_warning`);
-    `ifrt train` puts its name before it, as its other messages have."""
-    data_dir, run_dir = Path(data_dir), Path(run_dir)
+    `ifrt train` puts its name before it, as its other messages have. The run folder is held for the run
+    (`ifrt.runlock`): a second run on it, fresh or resuming, is refused rather than both writing `last/`."""
+    with contextlib.ExitStack() as held:
+        return _train(Path(data_dir), config, Path(run_dir), warn, held)
+
+
+def _train(data_dir: Path, config: dict, run_dir: Path, warn: Callable[[str], None],
+           held: contextlib.ExitStack) -> dict:
     dist_info, device = init_distributed()
     data_cfg, loss_cfg, train_cfg, model_cfg, manifest = build_everything(data_dir, config)
     last_dir, best_dir = run_dir / "last", run_dir / "best"
-    resuming = (last_dir / "trainer.json").is_file()
-    allowed_changes = check_resume(run_dir, data_dir, run_config(model_cfg, data_cfg, loss_cfg, train_cfg)) \
-        if resuming else []
     torch.set_num_threads(train_cfg.threads)
     torch.manual_seed(train_cfg.seed)
 
@@ -512,6 +560,12 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path, *,
     missing_references = missing_references_warning(manifest, train_set.rows, model_cfg.variant)
     if dist_info.main and missing_references:
         warn(missing_references)
+    if dist_info.main:  # the folder is checked and created only once the data and settings are known to be usable
+        run_dir.mkdir(parents=True, exist_ok=True)
+        held.enter_context(folder_lock(run_dir, LOCK, "ifrt train", "give another --out for a new run"))
+    resuming = (last_dir / "trainer.json").is_file()
+    allowed_changes = check_resume(run_dir, data_dir, run_config(model_cfg, data_cfg, loss_cfg, train_cfg)) \
+        if resuming else []
 
     model = DeepMTND(model_cfg).to(device)
     if train_cfg.channels_last:
@@ -587,9 +641,9 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path, *,
     def checkpoint(epoch_done: int, batches_done: int) -> None:
         state.update(epoch=epoch_done, batches_done=batches_done)
         if dist_info.main:
-            last_dir.mkdir(parents=True, exist_ok=True)
-            save_model(model, last_dir, {"epoch": epoch_done, "step": state["step"]})
-            save_training_state(last_dir, optimizer, criterion, state)
+            replace_checkpoint(last_dir, lambda folder: (
+                save_model(model, folder, {"epoch": epoch_done, "step": state["step"]}),
+                save_training_state(folder, optimizer, criterion, state)))
 
     started = time.monotonic()
     steps_here = 0
@@ -666,7 +720,8 @@ def train(data_dir: str | Path, config: dict, run_dir: str | Path, *,
                        "score": score, "seconds": time.monotonic() - started}
                 if score > state["best_score"]:
                     state.update(best_score=score, best_epoch=epoch + 1)
-                    save_model(model, best_dir, {"epoch": epoch + 1, "metrics": metrics, "score": score})
+                    replace_checkpoint(best_dir, functools.partial(
+                        save_model, model, extra={"epoch": epoch + 1, "metrics": metrics, "score": score}))
                 log.row(row, state["step"])
                 print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       file=sys.stderr, flush=True)

@@ -172,15 +172,36 @@ def _warn_replaced(args: argparse.Namespace, manifest) -> None:
               f"{', '.join(lost)} column(s) are not carried over (rerun `ifrt data split` for splits)", file=sys.stderr)
 
 
+def _dataset_lock(args: argparse.Namespace, manifest):
+    """Hold the folder of the manifest `index` or `split` writes (`ifrt.runlock`, shared with `synth`): a split
+    that read the manifest before an index replaced it would otherwise write the old rows back over the new. A
+    folder that does not exist yet is not held: the write creates it, or reading the dataset fails first."""
+    import contextlib
+
+    from ifrt.runlock import folder_lock
+    from ifrt.train.data.synth import DATA_LOCK
+
+    if not manifest.parent.is_dir():
+        return contextlib.nullcontext()
+    return folder_lock(manifest.parent, DATA_LOCK, f"ifrt data {args.data_command}", "give --out a manifest in another folder")
+
+
 def run_index(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ifrt.train.data.index import index_folder
-    from ifrt.train.data.manifest import MANIFEST_NAME, ManifestError, write_manifest
+    from ifrt.train.data.manifest import MANIFEST_NAME
 
     out = Path(args.out) if args.out else Path(args.root) / MANIFEST_NAME
     if out.is_dir():
         return _fail(args, _folder_as_manifest(out, MANIFEST_NAME))
+    with _dataset_lock(args, out):
+        return _index(args, out)
+
+
+def _index(args: argparse.Namespace, out) -> int:
+    from ifrt.train.data.index import index_folder
+    from ifrt.train.data.manifest import ManifestError, write_manifest
+
     if out.exists() and not args.force:
         return _fail(args, f"{out} exists; pass --force to replace it")
     try:
@@ -203,17 +224,25 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from collections import Counter
     from pathlib import Path
 
-    from ifrt.train.data.check import path_problem
-    from ifrt.train.data.manifest import NO_ROWS, ManifestError, manifest_path, read_manifest, write_manifest
-    from ifrt.train.data.split import split_rows
+    from ifrt.train.data.manifest import manifest_path
 
     source = manifest_path(args.dataset)
     out = Path(args.out) if args.out else source
     if out.is_dir():
         return _fail(args, _folder_as_manifest(out, source.name))
+    with _dataset_lock(args, out):
+        return _split(args, source, out)
+
+
+def _split(args: argparse.Namespace, source, out) -> int:
+    from collections import Counter
+
+    from ifrt.train.data.check import path_problem
+    from ifrt.train.data.manifest import NO_ROWS, ManifestError, read_manifest, write_manifest
+    from ifrt.train.data.split import split_rows
+
     try:
         rows = read_manifest(source)
         if not rows:

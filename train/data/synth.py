@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ifrt.imageio import write_image_atomic, write_json_atomic
+from ifrt.runlock import folder_lock
 from ifrt.train.data import SYNTH_MAX_SIZE, SYNTH_MIN_SIZE, noise
 from ifrt.train.data.anatomy import build_anatomy
 from ifrt.train.data.degrade import DegradeConfig, blur_level_count, degrade
@@ -46,6 +47,9 @@ _PATIENT_STREAM, _IMAGE_STREAM = 0, 1
 # What a synthetic database consists of under its folder (see the module docstring).
 DATABASE_FOLDERS = ("images", "sharp", "blur_maps")
 DATABASE_FILES = (MANIFEST_NAME, "synth.json")
+# A dataset folder's run lock (`ifrt.runlock`), shared by `ifrt data synth`, `index` and `split`: each writes
+# its manifest, and one would replace or delete what another is writing.
+DATA_LOCK = ".ifrt-data.lock"
 
 
 def render_image(rng: np.random.Generator, patient: Patient, stain: str, size: int = 512) -> np.ndarray:
@@ -137,9 +141,21 @@ def _init_worker() -> None:
 def _clear_database(out: Path, replace: bool) -> None:
     """Refuse, or with `replace` delete, a database already in `out`: writing over one would leave the old
     images that the new manifest does not name."""
+    if _check_replaceable(out, replace):
+        # synth.json is written first, so an interrupted synth is replaced like a finished one.
+        for name in DATABASE_FOLDERS:
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+        for name in DATABASE_FILES:
+            (out / name).unlink(missing_ok=True)
+
+
+def _check_replaceable(out: Path, replace: bool) -> bool:
+    """Whether `out` holds a database that `replace` allows to delete; raises FileExistsError when it holds one
+    that may not be replaced (no `replace`, or not written by `ifrt data synth`)."""
     found = [name for name in (*DATABASE_FILES, *DATABASE_FOLDERS) if (out / name).exists()]
     if not found:
-        return
+        return False
     if not replace:
         if (out / "synth.json").is_file() and not (out / MANIFEST_NAME).is_file():
             raise FileExistsError(f"{out}: holds an interrupted ifrt data synth (no {MANIFEST_NAME}); replace it "
@@ -149,12 +165,7 @@ def _clear_database(out: Path, replace: bool) -> None:
     if not (out / "synth.json").is_file():  # someone's own images: never deleted, not even with --force
         raise FileExistsError(f"{out}: holds {', '.join(found)} but no synth.json, so this data was not written "
                               "by ifrt data synth and is not replaced; choose another folder")
-    # synth.json is written first, so an interrupted synth is replaced like a finished one.
-    for name in DATABASE_FOLDERS:
-        if (out / name).is_dir():
-            shutil.rmtree(out / name)
-    for name in DATABASE_FILES:
-        (out / name).unlink(missing_ok=True)
+    return True
 
 
 def synthesize_database(out_dir: str | os.PathLike, *, patients: int = 100, images_per_patient: int | None = None,
@@ -185,10 +196,19 @@ def synthesize_database(out_dir: str | os.PathLike, *, patients: int = 100, imag
     levels = tuple(range(blur_level_count(cfg))) if blur_levels is None else tuple(int(v) for v in blur_levels)
     if not levels or not all(0 <= v < blur_level_count(cfg) for v in levels):
         raise ValueError(f"blur levels {list(levels)} must lie in 0..{blur_level_count(cfg) - 1}")
-    images_per_patient = images_per_patient or len(stains)
     out = Path(out_dir)
-    _clear_database(out, replace)
+    _check_replaceable(out, replace)  # a folder refused is left as it was, without a lock file
     out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, DATA_LOCK, "ifrt data synth", "choose another folder"):
+        return _synthesize(out, patients, images_per_patient or len(stains), size, bit_depth, seed, classes,
+                           proportions, stains, levels, degrade, cfg, split_fractions, workers, replace, progress)
+
+
+def _synthesize(out: Path, patients: int, images_per_patient: int, size: int, bit_depth: int, seed: int, classes,
+                proportions, stains, levels, degrade: bool, cfg: DegradeConfig, split_fractions, workers: int | None,
+                replace: bool, progress: Callable[[int, int], None] | None) -> Path:
+    """`synthesize_database` once it holds the folder: clear it, then write the database."""
+    _clear_database(out, replace)
     record = {"patients": patients, "images_per_patient": images_per_patient, "size": size, "bit_depth": bit_depth,
               "seed": seed, "classes": list(classes), "proportions": list(proportions) if proportions else None,
               "stains": list(stains), "blur_levels": list(levels), "degrade": degrade,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 
 import torch
@@ -19,19 +20,39 @@ WEIGHTS = "model.safetensors"
 CONFIG = "model.json"
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a synced temporary file beside it and a rename, so that `path` is never
+    half written. The temporary file is an ordinary new file, whose permissions the umask decides, with a name
+    of its own per write (two writers never share one), and it is removed when the write fails: a full disk
+    leaves `path` as it was, and the error names `path` with the system's reason."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None or exc.filename == str(tmp):  # a write error names no file; a temporary one is ours
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Write `tensors` to `path` atomically, as an ordinary new file whose permissions the umask decides
-    (safetensors' `save_file` creates 0600 files, which other users of a shared model folder cannot read)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)  # a leftover of an interrupted save would keep its own permissions
-    tmp.write_bytes(save(tensors, metadata=metadata))
-    os.replace(tmp, path)
+    """Write `tensors` to `path` atomically (`write_bytes_atomic`), as an ordinary new file whose permissions the
+    umask decides (safetensors' `save_file` creates 0600 files, which other users of a shared model folder cannot
+    read)."""
+    write_bytes_atomic(path, save(tensors, metadata=metadata))
 
 
 def save_model(model: DeepMTND, directory: str | Path, extra: dict | None = None) -> Path:

@@ -1,0 +1,51 @@
+"""`ifrt train` when the file system refuses a checkpoint mid-way (a real short write: the child's files may not
+grow past a limit, as a full disk refuses them): the error names the file and the system's reason, the previous
+checkpoint stays whole, and a rerun resumes from it."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from _train_data import make_tiny_database  # noqa: E402
+
+TINY = os.path.join(os.path.dirname(__file__), "..", "train", "configs", "tiny.yaml")
+
+
+def _file_size_limit(limit: int):
+    """Files of the child may not grow past `limit` bytes (EFBIG, as ENOSPC on a full disk); SIGXFSZ ignored."""
+    import resource
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def train(database, run, epochs: int, limit: int | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ifrt", "train", "--data", str(database), "--config", TINY,
+                           "--out", str(run), "--set", f"train.epochs={epochs}", "--set", "train.progress=false"],
+                          capture_output=True, text=True, timeout=600,
+                          preexec_fn=_file_size_limit(limit) if limit else None)
+
+
+def test_a_refused_checkpoint_keeps_the_previous_one_whole_and_a_rerun_resumes_from_it(tmp_path):
+    database = make_tiny_database(tmp_path / "db")
+    run = tmp_path / "run"
+    assert train(database, run, epochs=1).returncode == 0
+    last = {p.name: p.read_bytes() for p in (run / "last").iterdir()}
+    # The tiny model's weights (77 kB) fit under 100 kB, its optimizer state (137 kB) does not.
+    refused = train(database, run, epochs=2, limit=100_000)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1] == f"ifrt train: {run / 'last' / 'optimizer.safetensors'}: File too large"
+    assert {p.name: p.read_bytes() for p in (run / "last").iterdir()} == last
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".") or p.suffix == ".tmp") == [".ifrt-train.lock"]
+    assert len((run / "metrics.csv").read_text().splitlines()) == 3  # header, epoch 1 and epoch 2 (validated)
+
+    rerun = train(database, run, epochs=2)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming {run} at epoch 2, batch 0" in rerun.stderr
