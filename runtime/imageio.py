@@ -271,6 +271,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, path)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        # A refused write (a full disk) names no file, or the temporary one: name the file being written.
+        if exc.filename in (None, str(tmp_path), tmp_path) and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

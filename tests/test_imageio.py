@@ -1,6 +1,7 @@
 """Image reading and atomic writing: formats, pixel types, the pixel limit and the error messages."""
 
 import contextlib
+import errno
 import os
 
 import cv2
@@ -165,6 +166,17 @@ def test_atomic_write_leaves_no_temporary_file(tmp_path, ramp16):
     write_text_atomic(tmp_path / "a.csv", "x\n")
     write_json_atomic(tmp_path / "a.json", {"b": 1})
     assert sorted(os.listdir(tmp_path)) == ["a.csv", "a.json", "a.tif"]
+
+
+def test_a_refused_write_names_the_file_being_written_and_leaves_no_temporary(tmp_path, ramp16, monkeypatch):
+    def disk_full(fd):  # what a full disk does when the data reaches it: an errno, no file name
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError) as info:
+        write_image_atomic(tmp_path / "deblurred.tif", ramp16)
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(tmp_path / "deblurred.tif"))
+    assert os.listdir(tmp_path) == []
 
 
 def test_interrupted_write_keeps_the_previous_file_and_no_temporary(tmp_path):
