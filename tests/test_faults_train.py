@@ -49,3 +49,18 @@ def test_a_refused_checkpoint_keeps_the_previous_one_whole_and_a_rerun_resumes_f
     rerun = train(database, run, epochs=2)
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming {run} at epoch 2, batch 0" in rerun.stderr
+
+
+def test_a_rerun_after_a_refused_checkpoint_writes_that_epochs_metrics_row_once(tmp_path):
+    """Epoch 2 is validated and its metrics.csv row written before its checkpoint is refused; the rerun trains
+    epoch 2 again and its row replaces the first one."""
+    import csv
+
+    database = make_tiny_database(tmp_path / "db")
+    run = tmp_path / "run"
+    assert train(database, run, epochs=1).returncode == 0
+    assert train(database, run, epochs=2, limit=100_000).returncode == 2
+    rerun = train(database, run, epochs=2)
+    assert rerun.returncode == 0, rerun.stderr
+    with (run / "metrics.csv").open(newline="") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]

@@ -332,15 +332,14 @@ def selection_score(metrics: dict[str, float], select: str) -> float:
 # ---- metrics sinks ---------------------------------------------------------------------------------
 
 class MetricsLog:
-    """metrics.csv (header fixed by the first row; a resumed run appends) and TensorBoard scalars."""
+    """metrics.csv (header fixed by the first row) and TensorBoard scalars. A resumed run appends to the rows of
+    the `epochs_done` epochs its checkpoint completed (`keep_epochs`)."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, epochs_done: int):
         self.csv_path = run_dir / "metrics.csv"
         self.fields: list[str] | None = None
         if self.csv_path.is_file():
-            cut_torn_last_line(self.csv_path)
-            with self.csv_path.open() as f:
-                self.fields = next(csv.reader(f), None)
+            self.fields = keep_epochs(self.csv_path, epochs_done)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -374,13 +373,30 @@ class MetricsLog:
             self.tb.close()
 
 
-def cut_torn_last_line(path: Path) -> None:
-    """Cut a last line without its newline (a row whose write a full disk or a kill interrupted), so that the
-    next row starts on a line of its own."""
-    with open(path, "rb+") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
+def keep_epochs(path: Path, epochs_done: int) -> list[str] | None:
+    """Keep in metrics.csv `path` the header and the rows of the first `epochs_done` epochs; return the header, or
+    None when no row stays (the file is removed; the next row's fields make a new header). Cut are a last line
+    without its newline (a row whose write a full disk or a kill interrupted) and the rows of later epochs: an
+    epoch validated whose checkpoint the disk then refused, which the resumed run trains and writes again."""
+    lines = path.read_bytes().decode("utf-8").splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()
+    header = next(csv.reader(lines[:1]), None)
+    if not header or "epoch" not in header:
+        rows = []
+    else:
+        column = header.index("epoch")
+        try:
+            rows = [line for line in lines[1:] if int(next(csv.reader([line]))[column]) <= epochs_done]
+        except (ValueError, IndexError):
+            raise ValueError(f"{path}: a row without an epoch number; remove the row or the file") from None
+    if not rows:
+        path.unlink()
+        return None
+    kept = "".join(lines[:1] + rows)
+    if path.stat().st_size != len(kept.encode("utf-8")):
+        atomic_write_text(path, kept)
+    return header
 
 
 # ---- the loop --------------------------------------------------------------------------------------
@@ -629,7 +645,7 @@ def _train(data_dir: Path, config: dict, run_dir: Path, warn: Callable[[str], No
         raise ValueError(f"{len(train_set.rows)} training rows x {train_cfg.repeats} repeats is less than one batch "
                          f"of {train_cfg.batch_size} per process; lower train.batch_size")
     total_steps = batches_per_epoch * train_cfg.epochs
-    log = MetricsLog(run_dir) if dist_info.main else None
+    log = MetricsLog(run_dir, state["epoch"]) if dist_info.main else None
     # Own generators: a DataLoader iterator otherwise draws its base seed from the global torch RNG,
     # which would make a run resumed mid-epoch see different dropout masks than an uninterrupted one.
     val_batch_size = val_set.whole_frame_batch_size(train_cfg.batch_size)
