@@ -2,8 +2,8 @@
 
 Every in-focus test image is degraded at every blur level with one degradation (`choose_degradation`:
 never the first model's) and a generator seeded by (seed, image, level), so all compared models see
-exactly the same pixels, in any order. Writes the PNG plots, then report.json (no NaN: null) and
-report.md, which list them. Sections:
+exactly the same pixels, in any order. Writes the PNG plots, report.md and report.json (no NaN: null), which
+list them; a write the file system refuses leaves an earlier report as it was (`write_report`). Sections:
 - diagnosis: accuracy, macro-F1, per-class AUC, confusion matrix, accuracy per blur level (image and
   patient level), calibration (ECE, reliability bins; temperature fitted on the validation split);
 - iqa: blur-level accuracy, SROCC/PLCC of the quality score against the true (continuous) severity;
@@ -18,6 +18,8 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
+import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -716,16 +718,40 @@ def json_ready(value):
     return value
 
 
+# The hidden folder in the report folder where a report is written whole before it is moved into place.
+STAGING = ".ifrt-eval-report"
+
+
 def write_report(report: dict, out_dir: Path) -> None:
-    """The plots (those of an earlier report in this folder removed first), then report.json and report.md,
-    which list them."""
+    """The plots, report.md and report.json (which list the plots), written whole into a staging folder and then
+    moved into place, report.json last; the plots of an earlier report that the new one lacks are removed after.
+    So a write the file system refuses (a full disk) leaves an earlier report in the folder as it was, and
+    report.json never lists a plot that is gone. The error names the file in `out_dir`."""
     from ifrt.train import plots
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plots.remove_earlier(out_dir)
-    report["plots"] = plots.write_all(report, out_dir)
-    atomic_write_text(out_dir / "report.json", json.dumps(json_ready(report), indent=2, allow_nan=False))
-    atomic_write_text(out_dir / "report.md", markdown(report))
+    staging = out_dir / STAGING
+    shutil.rmtree(staging, ignore_errors=True)  # a killed run's
+    staging.mkdir(parents=True)
+    try:
+        report["plots"] = plots.write_all(report, out_dir, write_into=staging)
+        names = [p["file"] for p in report["plots"]] + ["report.md", "report.json"]
+        try:
+            atomic_write_text(staging / "report.md", markdown(report))
+            atomic_write_text(staging / "report.json", json.dumps(json_ready(report), indent=2, allow_nan=False))
+        except OSError as exc:
+            if exc.filename is None or not exc.strerror:
+                raise
+            raise OSError(exc.errno, exc.strerror, str(out_dir / Path(exc.filename).name)) from exc
+        for name in names:  # renames within one folder, which a full disk does not refuse
+            try:
+                os.replace(staging / name, out_dir / name)
+            except OSError as exc:  # a folder in the way, say
+                if name.endswith(".png"):
+                    raise OSError(f"{out_dir / name}: could not write the plot ({exc.strerror})") from None
+                raise OSError(exc.errno, exc.strerror, str(out_dir / name)) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    plots.remove_earlier(out_dir, keep=set(names))
 
 
 __all__ = ["evaluate", "markdown", "natural_image_quality", "deblur_comparison", "read_model_record"]

@@ -86,15 +86,16 @@ def reliability_image(bins: list[dict], title: str) -> np.ndarray:
     return img
 
 
-# Every file name `write_all` writes: what `remove_earlier` removes before a report is written again.
+# Every file name `write_all` writes: what `remove_earlier` removes once a report is written again.
 PLOT_PATTERNS = ("accuracy_per_level.png", "quality_per_level.png", "confusion_*.png", "reliability_*.png")
 
 
-def remove_earlier(out_dir: Path) -> None:
-    """Remove the plots of an earlier report in `out_dir`, so that none of a model no longer compared stays."""
+def remove_earlier(out_dir: Path, keep: set[str]) -> None:
+    """Remove the plots of an earlier report in `out_dir` other than those named in `keep` (the new report's), so
+    that none of a model no longer compared stays."""
     for pattern in PLOT_PATTERNS:
         for path in out_dir.glob(pattern):
-            if path.is_file() or path.is_symlink():
+            if path.name not in keep and (path.is_file() or path.is_symlink()):
                 path.unlink()
 
 
@@ -113,17 +114,20 @@ def file_stems(model_names: list[str]) -> dict[str, str]:
     return stems
 
 
-def write_all(report: dict, out_dir: Path) -> list[dict]:
-    """accuracy_per_level.png, confusion_<model>.png, reliability_<model>.png; quality_per_level.png. Returns
-    one {file, shows, model} per plot (model None for a plot of every model)."""
+def write_all(report: dict, out_dir: Path, write_into: Path | None = None) -> list[dict]:
+    """accuracy_per_level.png, confusion_<model>.png, reliability_<model>.png; quality_per_level.png, for the
+    report folder `out_dir`, written into `write_into` (default `out_dir`; a staging folder from which the report
+    is moved into place). Returns one {file, shows, model} per plot (model None for a plot of every model); a
+    plot that cannot be written raises OSError naming its file in `out_dir`."""
     from ifrt.imageio import write_image_atomic
 
+    write_into = out_dir if write_into is None else write_into
     written = []
     levels = [str(lv) for lv in report["levels"]]
 
     def save(name, img, shows, model=None):
         try:
-            write_image_atomic(out_dir / name, img)
+            write_image_atomic(write_into / name, img)
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise OSError(f"{out_dir / name}: could not write the plot ({reason})") from None
