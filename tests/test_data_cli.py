@@ -135,7 +135,8 @@ def test_synth_arguments_out_of_range_are_refused_before_anything_is_written(tmp
     assert not (tmp_path / "db").exists()
 
 
-def test_an_interrupted_synth_is_named_and_replaced_with_force(tmp_path, capsys, monkeypatch):
+def test_an_interrupted_synth_is_finished_by_the_same_command_keeping_the_patients_written(tmp_path, capsys,
+                                                                                           monkeypatch):
     from ifrt.train.data import synth
 
     made = []
@@ -151,11 +152,78 @@ def test_an_interrupted_synth_is_named_and_replaced_with_force(tmp_path, capsys,
     args = ("data", "synth", tmp_path, "--patients", "3", "--size", "32", "--workers", "1")
     assert _main(capsys, *args) == (130, "ifrt data synth: interrupted\n")
     assert (tmp_path / "synth.json").is_file() and not (tmp_path / "manifest.csv").exists()
+    first = {p: p.stat().st_ino for p in (tmp_path / "images" / "P00000").iterdir()}
     monkeypatch.setattr(synth, "_make_patient", real)
-    code, err = _main(capsys, *args)
-    assert code == 2 and f"{tmp_path}: holds an interrupted ifrt data synth (no manifest.csv)" in err
-    assert _main(capsys, *args, "--force")[0] == 0
+    assert _main(capsys, *args, "--quiet")[0] == 0
     assert len(read_manifest(tmp_path)) == 15 and json.loads((tmp_path / "synth.json").read_text())["complete"]
+    assert {p: p.stat().st_ino for p in (tmp_path / "images" / "P00000").iterdir()} == first  # not written again
+    assert not (tmp_path / ".synth-patients").exists()
+
+
+def test_an_interrupted_synth_with_other_settings_is_named_and_replaced_with_force(tmp_path, capsys, monkeypatch):
+    from ifrt.train.data import synth
+
+    def interrupted(job):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synth, "_make_patient", interrupted)
+    args = ("data", "synth", tmp_path, "--patients", "3", "--size", "32", "--workers", "1")
+    assert _main(capsys, *args) == (130, "ifrt data synth: interrupted\n")
+    monkeypatch.undo()
+    code, err = _main(capsys, *args, "--seed", "1")
+    assert code == 2
+    assert err == (f"ifrt data synth: {tmp_path}: holds an interrupted ifrt data synth with other settings (no "
+                   "manifest.csv); finish it with the settings in its synth.json, replace it (ifrt data synth "
+                   "--force) or choose an empty folder\n")
+    assert _main(capsys, *args, "--seed", "1", "--force")[0] == 0
+    assert len(read_manifest(tmp_path)) == 15 and json.loads((tmp_path / "synth.json").read_text())["seed"] == 1
+
+
+def _file_size_limit(limit: int):
+    """Files of the child may not grow past `limit` bytes (EFBIG, as ENOSPC on a full disk); SIGXFSZ ignored."""
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def _synth(out, limit: int | None = None) -> subprocess.CompletedProcess:
+    """`ifrt data synth` of 6 patients of 32x32 pixels (each image 2,256 bytes, the manifest 4,294) in a child."""
+    return subprocess.run([sys.executable, "-m", "ifrt", "data", "synth", str(out), "--patients", "6", "--size", "32",
+                           "--workers", "1", "--quiet"], capture_output=True, text=True, timeout=300,
+                          preexec_fn=_file_size_limit(limit) if limit else None)
+
+
+def test_a_refused_image_is_named_and_the_same_command_finishes_the_synth(tmp_path):
+    out = tmp_path / "db"
+    refused = _synth(out, limit=2000)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"ifrt data synth: {out / 'sharp' / 'P00000' / 'P00000_00_IgG.tif'}: File too large; rerun the same command "
+        "to finish (the patients already written are kept)")
+    assert json.loads((out / "synth.json").read_text())["complete"] is False
+    finished = _synth(out)
+    assert finished.returncode == 0, finished.stderr
+    assert _synth(tmp_path / "whole").returncode == 0
+    assert (out / "manifest.csv").read_bytes() == (tmp_path / "whole" / "manifest.csv").read_bytes()
+
+
+def test_a_rerun_after_a_refused_manifest_keeps_the_images_written(tmp_path):
+    out = tmp_path / "db"
+    refused = _synth(out, limit=3000)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"ifrt data synth: {out / 'manifest.csv'}: File too large; rerun the same command to finish (the patients "
+        "already written are kept)")
+    images = {p: p.stat().st_ino for p in out.rglob("*.tif")}
+    assert len(images) == 6 * 5 * 3  # observed, sharp and blur map of every image
+    assert _synth(out).returncode == 0
+    assert {p: p.stat().st_ino for p in out.rglob("*.tif")} == images
+    assert _synth(tmp_path / "whole").returncode == 0
+    assert (out / "manifest.csv").read_bytes() == (tmp_path / "whole" / "manifest.csv").read_bytes()
 
 
 def test_split_refuses_non_finite_fractions_and_an_empty_manifest(tmp_path, capsys):

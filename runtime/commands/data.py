@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = sub.add_parser("synth", help="write a synthetic IFVB-like database (images + manifest.csv)",
                        description="Write a synthetic database of patients with a stain panel of glomerulus images, "
                                    "each degraded and labelled, split by patient into train, val and test. A folder "
-                                   "that already holds a database is refused unless --force.")
+                                   "that already holds a database is refused unless --force; one that an interrupted "
+                                   "synth left is finished by the same command.")
     s.add_argument("out", help="output folder")
     s.add_argument("--force", action="store_true",
                    help="replace a database already in OUT: its manifest.csv, synth.json and images/, sharp/ and "
