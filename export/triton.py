@@ -5,13 +5,25 @@
 
 Batch is Triton's (max_batch_size > 0, dynamic batching); H and W stay dynamic (-1). The ifrt
 metadata (class names, blur levels, normalization) is repeated in `parameters` so that clients can
-read it from the model configuration endpoint."""
+read it from the model configuration endpoint.
+
+One export at a time writes a repository: it holds the lock `ifrt export onnx` holds on its folder
+(`ifrt.runlock`), so that two exports into one repository cannot leave one's model beside the other's config.
+Every file is written atomically (a temporary file and a rename), so Triton never loads a half-copied model."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
+
+from ifrt.imageio import atomic_path, write_text_atomic
+from ifrt.runlock import folder_lock
+
+# The lock file of `ifrt export onnx` (export/pipeline.py LOCK): an ONNX folder and a repository are one
+# export's output folder alike, and two exports of either kind into one folder mix their files.
+LOCK = ".ifrt-export.lock"
 
 ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 7: "TYPE_INT64", 6: "TYPE_INT32"}
 
@@ -48,32 +60,39 @@ def write_repository(graphs: dict[str, Path], out_dir: str | Path, *, engines: d
                      queue_delay_us: int = 2000, prefix: str = "ifrt_") -> list[Path]:
     """Write one Triton model per graph (`{'full': full.onnx, 'focus': focus.onnx}`); with `engines`
     ({'full': model.engine}), that graph is served by TensorRT (`tensorrt_plan`) instead of ONNX Runtime.
-    The ONNX still describes the I/O. Returns the config paths."""
+    The ONNX still describes the I/O. Returns the config paths. Holds the repository's export lock while it
+    writes (a second export into it is refused with `ifrt.runlock.FolderInUseError`)."""
     import onnx
-
-    from ifrt.imageio import write_text_atomic
 
     if max_batch_size < 1:
         raise ValueError(f"max_batch_size={max_batch_size}: must be at least 1")
     out_dir = Path(out_dir)
     engines = engines or {}
     configs = []
-    for graph, onnx_path in graphs.items():
-        model = onnx.load(str(onnx_path), load_external_data=False)
-        name = prefix + graph
-        version_dir = out_dir / name / "1"
-        version_dir.mkdir(parents=True, exist_ok=True)
-        if graph in engines:
-            platform, target = "tensorrt_plan", version_dir / "model.plan"
-            source = Path(engines[graph])
-        else:
-            platform, target = "onnxruntime_onnx", version_dir / "model.onnx"
-            source = Path(onnx_path)
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.copyfile(source, tmp)
-        tmp.replace(target)
-        config = out_dir / name / "config.pbtxt"
-        write_text_atomic(config, model_config(name, model, platform, max_batch_size, instance_kind, instances,
-                                               queue_delay_us))
-        configs.append(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out_dir, LOCK, "ifrt export triton", "write into another -o repository"):
+        for graph, onnx_path in graphs.items():
+            model = onnx.load(str(onnx_path), load_external_data=False)
+            name = prefix + graph
+            version_dir = out_dir / name / "1"
+            if graph in engines:
+                platform, target = "tensorrt_plan", version_dir / "model.plan"
+                source = Path(engines[graph])
+            else:
+                platform, target = "onnxruntime_onnx", version_dir / "model.onnx"
+                source = Path(onnx_path)
+            copy_atomic(source, target)
+            config = out_dir / name / "config.pbtxt"
+            write_text_atomic(config, model_config(name, model, platform, max_batch_size, instance_kind, instances,
+                                                   queue_delay_us))
+            configs.append(config)
     return configs
+
+
+def copy_atomic(source: Path, target: Path) -> None:
+    """Copy `source` to `target` through a synced temporary file beside it and a rename (`atomic_path`): a
+    model file (an engine may be hundreds of MB) is streamed, not read whole."""
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())

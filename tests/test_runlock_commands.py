@@ -78,6 +78,31 @@ def test_a_second_export_into_a_folder_in_use_leaves_the_first_ones_staging_fold
     assert sorted(p.name for p in out.iterdir()) == [".ifrt-export-first", ".ifrt-export.lock"]
 
 
+def test_a_second_triton_export_into_a_repository_in_use_is_refused_and_leaves_its_files(capsys, tiny_package,
+                                                                                      tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "ifrt_full" / "1").mkdir(parents=True)
+    (repo / "ifrt_full" / "config.pbtxt").write_text("the running export's config")
+    with held_by_another_process(repo, ".ifrt-export.lock", "ifrt export triton") as pid:
+        code, line = run(capsys, "export", "triton", tiny_package, "-o", repo)
+    assert code == 2
+    assert line == (f"ifrt export triton: {repo} is in use by another `ifrt export triton` (pid {pid}); wait for it "
+                    "to finish or write into another -o repository")
+    assert (repo / "ifrt_full" / "config.pbtxt").read_text() == "the running export's config"
+    assert sorted(str(p.relative_to(repo)) for p in repo.rglob("*")) == [".ifrt-export.lock", "ifrt_full",
+                                                                         "ifrt_full/1", "ifrt_full/config.pbtxt"]
+
+
+def test_a_triton_export_into_a_folder_an_onnx_export_is_writing_is_refused_naming_it(capsys, tiny_package,
+                                                                                      tmp_path):
+    with held_by_another_process(tmp_path, ".ifrt-export.lock", "ifrt export onnx") as pid:
+        code, line = run(capsys, "export", "triton", tiny_package, "-o", tmp_path)
+    assert code == 2
+    assert line == (f"ifrt export triton: {tmp_path} is in use by another `ifrt export onnx` (pid {pid}); wait for it "
+                    "to finish or write into another -o repository")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ifrt-export.lock"]
+
+
 def test_a_synth_into_a_dataset_folder_in_use_is_refused_even_with_force(capsys, tmp_path):
     (tmp_path / "synth.json").write_text("{}")  # the running synth's first file
     with held_by_another_process(tmp_path, ".ifrt-data.lock", "ifrt data synth") as pid:
