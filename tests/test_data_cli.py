@@ -47,6 +47,16 @@ def test_data_tools_run_without_importing_torch(tmp_path):
     assert out.strip().splitlines()[-1] == "False"
 
 
+def test_split_takes_the_dataset_lock_without_importing_the_synthetic_generator(tmp_path):
+    rows = [ManifestRow(path=f"{p}.tif", patient_id=f"p{p}", diagnosis="MN") for p in range(3)]
+    write_manifest(tmp_path / "manifest.csv", rows)
+    code = ("import sys; from ifrt.cli import main; "
+            f"print(main(['data', 'split', {str(tmp_path)!r}]), 'ifrt.train.data.synth' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.strip().splitlines()[-1] == "0 False"
+    assert (tmp_path / ".ifrt-data.lock").is_file()
+
+
 def test_split_command_warns_when_a_split_has_no_patient(tmp_path, ifrt_cli):
     write_manifest(tmp_path / "manifest.csv", [ManifestRow(path=f"{p}.tif", patient_id=f"p{p}", diagnosis="MN")
                                                for p in range(2)])

@@ -180,7 +180,7 @@ def _dataset_lock(args: argparse.Namespace, manifest):
     import contextlib
 
     from ifrt.runlock import folder_lock
-    from ifrt.train.data.synth import DATA_LOCK
+    from ifrt.train.data.manifest import DATA_LOCK
 
     if not manifest.parent.is_dir():
         return contextlib.nullcontext()

@@ -28,6 +28,9 @@ NUMERIC_EXTRAS = {"grade": "the stain intensity grade, 0 = negative to 3 = 3+",
 USER_PREFIX = "x_"
 SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.csv"
+# A dataset folder's run lock (`ifrt.runlock`), shared by `ifrt data synth`, `index` and `split`: each writes
+# its manifest, and one would replace or delete what another is writing.
+DATA_LOCK = ".ifrt-data.lock"
 NO_ROWS = "no rows: the manifest names no image"  # a manifest with a header only: nothing to split, show or check
 
 

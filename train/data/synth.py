@@ -34,7 +34,7 @@ from ifrt.runlock import folder_lock
 from ifrt.train.data import SYNTH_MAX_SIZE, SYNTH_MIN_SIZE, noise
 from ifrt.train.data.anatomy import build_anatomy
 from ifrt.train.data.degrade import DegradeConfig, blur_level_count, degrade
-from ifrt.train.data.manifest import MANIFEST_NAME, ManifestRow, write_manifest
+from ifrt.train.data.manifest import DATA_LOCK, MANIFEST_NAME, ManifestRow, write_manifest
 from ifrt.train.data.pathology import (
     DEFAULT_CLASSES,
     DEFAULT_STAINS,
@@ -53,9 +53,6 @@ _PATIENT_STREAM, _IMAGE_STREAM = 0, 1
 PATIENTS_DONE = ".synth-patients"
 DATABASE_FOLDERS = ("images", "sharp", "blur_maps", PATIENTS_DONE)
 DATABASE_FILES = (MANIFEST_NAME, "synth.json")
-# A dataset folder's run lock (`ifrt.runlock`), shared by `ifrt data synth`, `index` and `split`: each writes
-# its manifest, and one would replace or delete what another is writing.
-DATA_LOCK = ".ifrt-data.lock"
 
 
 def render_image(rng: np.random.Generator, patient: Patient, stain: str, size: int = 512) -> np.ndarray:
