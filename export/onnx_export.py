@@ -112,6 +112,14 @@ def export_graph(model: torch.nn.Module, record: dict, graph: str, path: str | P
 # none of them); a failed opset conversion is logged with a traceback, and export_graph reports it in one line.
 # Either would bury the export's own report.
 _NOISY_LOGGERS = ("torch.onnx._internal.exporter._registration", "onnxscript.version_converter")
+# Below opset 18 torch announces that it exports at 18 and converts; export_graph checks the opset it got and
+# refuses a failed conversion itself. Only that message is dropped: the logger's others still show.
+_OPSET_NOTICE_LOGGER = "torch.onnx._internal.exporter._compat"
+_OPSET_NOTICE = "Setting ONNX exporter to use operator set version"
+
+
+def _not_the_opset_notice(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(_OPSET_NOTICE)
 
 
 @contextlib.contextmanager
@@ -120,9 +128,12 @@ def _quiet_exporter_logs():
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)
+    notices = logging.getLogger(_OPSET_NOTICE_LOGGER)
+    notices.addFilter(_not_the_opset_notice)
     try:
         yield
     finally:
+        notices.removeFilter(_not_the_opset_notice)
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 

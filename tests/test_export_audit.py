@@ -236,3 +236,15 @@ def test_a_static_export_takes_one_image_of_the_calibration_size_and_checks_ever
     dims = onnx.load(str(tmp_path / "focus.onnx")).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims] == [1, 1, 64, 64]
     assert report["problems"] == [] and report["calibration"]["images"] == 3
+
+
+def test_an_opset_below_18_is_exported_without_torchs_opset_notice(ifrt_cli, two_exports, tmp_path):
+    import onnx
+
+    proc = ifrt_cli("export", "onnx", str(two_exports / "model_b"), "-o", str(tmp_path / "out"), "--graphs", "focus",
+                    "--opset", "17", "--calib-count", "1", "--calib-size", "64")
+    assert proc.returncode == 0, proc.stderr
+    assert "Setting ONNX exporter to use operator set version" not in proc.stderr
+    opsets = {o.domain: o.version for o in onnx.load(str(tmp_path / "out/focus.onnx")).opset_import}
+    assert opsets[""] == 17
+

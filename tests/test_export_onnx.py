@@ -175,3 +175,15 @@ def test_export_to_another_folder_makes_it_a_complete_model_folder(model_dir, tm
 def test_export_in_place_records_no_copied_model_files(exported):
     _, report = exported
     assert "model_files" not in report
+
+
+def test_only_the_opset_notice_of_torchs_exporter_is_silenced(caplog):
+    import logging
+
+    from ifrt.export import onnx_export
+
+    compat = logging.getLogger("torch.onnx._internal.exporter._compat")
+    with caplog.at_level(logging.WARNING), onnx_export._quiet_exporter_logs():
+        compat.warning("Setting ONNX exporter to use operator set version %s because ...", 18)
+        compat.warning("Some other exporter warning")
+    assert caplog.messages == ["Some other exporter warning"]
