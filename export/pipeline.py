@@ -121,8 +121,9 @@ def publish(staging: Path, out_dir: Path, model_files: bool) -> None:
 def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = False, int8: bool = False,
                 calibration_source: str | Path | None = None, calibration_count: int = 16, calibration_size: int = 256,
                 graphs: tuple[str, ...] = GRAPHS, options: OnnxExportOptions | None = None) -> dict:
-    """Export, verify and report. Raises ExportCheckError (after removing the failing file) when a graph
-    breaks the parity contract, Fp16RangeError when FP16 would overflow. With `int8`, also a Q/DQ INT8
+    """Export, verify and report. Raises ExportCheckError (after removing the failing file; a failing fp16
+    graph leaves its fp32 graph, which passed, and the rest of the export in place) when a graph breaks the
+    parity contract, Fp16RangeError when FP16 would overflow. With `int8`, also a Q/DQ INT8
     graph calibrated on the calibration images; its agreement with torch is reported, not enforced
     (INT8 trades accuracy for speed, and the trade is the user's to judge). When `out_dir` is not the model
     folder, the model's weights and config are copied into it (see `copy_model_files`).
@@ -173,11 +174,12 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
                     fp16_report = compare(reference, onnx_outputs(path16, calib.images), calib.sharp)
                     entry["fp16_vs_torch"] = fp16_report
                     entry.update(range_check)  # the same record as the fp16 sidecar's
-                    entry["fp16_file"] = path16.name
                     fp16_problems = _check_fp16(graph, fp16_report)
-                    if fp16_problems:
+                    if fp16_problems:  # the fp32 graph passed its own check and is kept
                         _discard(path16)
-                    found += fp16_problems
+                        problems += fp16_problems
+                    else:
+                        entry["fp16_file"] = path16.name
                 if int8 and not found:
                     int8_graph = quantize_int8(path, staging / f"{graph}.int8.onnx", calib.images)
                     path8 = int8_graph.path
@@ -199,6 +201,8 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     if problems:
-        raise ExportCheckError("; ".join(problems))
+        kept = [name for entry in report["graphs"].values() for name in
+                (entry.get(key) for key in ("file", "fp16_file", "int8_file")) if name and (out_dir / name).is_file()]
+        raise ExportCheckError("; ".join(problems) + (f" (kept: {', '.join(kept)})" if kept else ""))
     return report
 

@@ -248,3 +248,31 @@ def test_an_opset_below_18_is_exported_without_torchs_opset_notice(ifrt_cli, two
     opsets = {o.domain: o.version for o in onnx.load(str(tmp_path / "out/focus.onnx")).opset_import}
     assert opsets[""] == 17
 
+def fp16_output_skewed(output, shift):
+    """An `onnx_outputs` whose fp16 graphs give the fp32 graph's `output` plus `shift`, the rest unchanged."""
+    real = pipeline.onnx_outputs
+
+    def skewed(path, images, batch=4):
+        outputs = real(path, images, batch)
+        if path.name.endswith(".fp16.onnx"):
+            outputs[output] = real(path.with_name(path.name.replace(".fp16", "")), images, batch)[output] + shift
+        return outputs
+    return skewed
+
+
+def test_a_failed_fp16_graph_leaves_the_fp32_graph_that_passed_alone_in_the_folder(two_exports, tmp_path,
+                                                                                     monkeypatch):
+    import ifrt
+
+    out = tmp_path / "out"
+    shutil.copytree(two_exports / "a", out)  # model A's fp32 and fp16 focus graphs
+    monkeypatch.setattr(pipeline, "onnx_outputs", fp16_output_skewed("deblurred", 0.1))
+    with pytest.raises(pipeline.ExportCheckError, match=r"^full fp16: deblurred PSNR drifts by [0-9.]+ dB \(limit "
+                                                        r"0\.1 dB\) \(kept: full\.onnx\)$"):
+        pipeline.export_onnx(two_exports / "model_b", out, fp16=True, graphs=("full",), **SMALL)
+    assert sorted(p.name for p in out.iterdir()) == [".ifrt-export.lock", "export_report.json", "full.onnx",
+                                                      "full.onnx.json", "model.json", "model.safetensors"]
+    report = json.loads((out / "export_report.json").read_text())
+    assert report["removed"] == ["focus.fp16.onnx", "focus.fp16.onnx.json", "focus.onnx", "focus.onnx.json"]
+    assert "fp16_file" not in report["graphs"]["full"]
+    assert ifrt.Session(out, backend="ort").class_names == ["IgAN", "MN", "DN", "LN"]  # model B's
