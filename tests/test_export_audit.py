@@ -260,6 +260,23 @@ def fp16_output_skewed(output, shift):
     return skewed
 
 
+def test_the_report_records_each_fp16_check_of_the_focus_graph_with_its_limit(two_exports):
+    entry = json.loads((two_exports / "a/export_report.json").read_text())["graphs"]["focus"]
+    measured = entry["fp16_vs_torch"]
+    assert entry["fp16_checks"] == {
+        "blur_level_agreement": {"value": measured["argmax_agreement"]["blur_logits"], "min": 0.995},
+        "quality_max_abs_diff": {"value": measured["max_abs_diff"]["quality"], "max": 0.005},
+        "quality_map_max_abs_diff": {"value": measured["max_abs_diff"]["quality_map"], "max": 0.02}}
+
+
+def test_a_focus_fp16_graph_whose_quality_map_drifts_is_refused(two_exports, tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "onnx_outputs", fp16_output_skewed("quality_map", 0.05))
+    with pytest.raises(pipeline.ExportCheckError) as caught:
+        pipeline.export_onnx(two_exports / "model_b", tmp_path / "out", fp16=True, graphs=("focus",), **SMALL)
+    assert str(caught.value) == "focus fp16: quality_map differs from fp32 by 0.05 (limit 0.02) (kept: focus.onnx)"
+    assert not (tmp_path / "out/focus.fp16.onnx").exists()
+
+
 def test_a_failed_fp16_graph_leaves_the_fp32_graph_that_passed_alone_in_the_folder(two_exports, tmp_path,
                                                                                      monkeypatch):
     import ifrt
