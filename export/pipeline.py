@@ -35,6 +35,10 @@ FP16_MAX_PSNR_DRIFT_DB = 0.1
 FP16_MIN_BLUR_AGREEMENT = 0.995
 FP16_MAX_QUALITY_DIFF = 0.005
 FP16_MAX_QUALITY_MAP_DIFF = 0.02
+# Without sharp references (--calib images) the drift cannot be measured, so the fp16 deblurred output is held
+# to torch's fp32 one instead. The bundled model reaches 80-84 dB (mean over the images); at 60 dB an error
+# uncorrelated with the restoration's own moves the PSNR of a restoration up to 43 dB by at most 0.1 dB.
+FP16_MIN_DEBLURRED_PSNR_DB = 60.0
 
 
 class ExportCheckError(RuntimeError):
@@ -65,6 +69,9 @@ def fp16_checks(report: dict) -> dict[str, dict]:
         checks["quality_map_max_abs_diff"] = {"value": diff["quality_map"], "max": FP16_MAX_QUALITY_MAP_DIFF}
     if "drift_db" in deblurred:
         checks["deblurred_psnr_drift_db"] = {"value": deblurred["drift_db"], "max": FP16_MAX_PSNR_DRIFT_DB}
+    elif "test_vs_reference" in deblurred:
+        checks["deblurred_psnr_vs_torch_db"] = {"value": deblurred["test_vs_reference"],
+                                                "min": FP16_MIN_DEBLURRED_PSNR_DB}
     return checks
 
 
@@ -74,6 +81,8 @@ _FP16_FAILURES = {
     "quality_max_abs_diff": "quality differs from fp32 by {value:.3g} (limit {max:g})",
     "quality_map_max_abs_diff": "quality_map differs from fp32 by {value:.3g} (limit {max:g})",
     "deblurred_psnr_drift_db": "deblurred PSNR drifts by {value:.3f} dB (limit {max:g} dB)",
+    "deblurred_psnr_vs_torch_db": "deblurred output is {value:.1f} dB PSNR against fp32's (need {min:g} dB; the "
+                                  "calibration images have no sharp references to measure the drift on)",
 }
 
 

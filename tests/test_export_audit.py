@@ -248,6 +248,7 @@ def test_an_opset_below_18_is_exported_without_torchs_opset_notice(ifrt_cli, two
     opsets = {o.domain: o.version for o in onnx.load(str(tmp_path / "out/focus.onnx")).opset_import}
     assert opsets[""] == 17
 
+
 def fp16_output_skewed(output, shift):
     """An `onnx_outputs` whose fp16 graphs give the fp32 graph's `output` plus `shift`, the rest unchanged."""
     real = pipeline.onnx_outputs
@@ -293,3 +294,22 @@ def test_a_failed_fp16_graph_leaves_the_fp32_graph_that_passed_alone_in_the_fold
     assert report["removed"] == ["focus.fp16.onnx", "focus.fp16.onnx.json", "focus.onnx", "focus.onnx.json"]
     assert "fp16_file" not in report["graphs"]["full"]
     assert ifrt.Session(out, backend="ort").class_names == ["IgAN", "MN", "DN", "LN"]  # model B's
+
+
+def test_without_sharp_references_the_fp16_deblurred_output_is_held_to_torchs(two_exports, tmp_path, monkeypatch):
+    import numpy as np
+
+    from ifrt.imageio import encode_image, write_bytes_atomic
+
+    image = tmp_path / "glomerulus.tif"
+    write_bytes_atomic(image, encode_image(np.random.default_rng(0).integers(0, 4096, (96, 96), np.uint16), "tiff"))
+    monkeypatch.setattr(pipeline, "onnx_outputs", fp16_output_skewed("deblurred", 0.1))
+    with pytest.raises(pipeline.ExportCheckError) as caught:
+        pipeline.export_onnx(two_exports / "model_b", tmp_path / "out", fp16=True, graphs=("full",),
+                             calibration_source=image, **SMALL)
+    assert str(caught.value) == (
+        "full fp16: deblurred output is 20.0 dB PSNR against fp32's (need 60 dB; the calibration images have no "
+        "sharp references to measure the drift on) (kept: full.onnx)")
+    check = json.loads((tmp_path / "out/export_report.json").read_text())["graphs"]["full"]["fp16_checks"]
+    assert check["deblurred_psnr_vs_torch_db"]["min"] == 60.0
+    assert check["deblurred_psnr_vs_torch_db"]["value"] == pytest.approx(20.0, abs=0.01)
