@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from _file_limits import file_size_limit
 
 from ifrt.train.data.manifest import ManifestRow, read_manifest, write_manifest
 
@@ -189,22 +190,11 @@ def test_an_interrupted_synth_with_other_settings_is_named_and_replaced_with_for
     assert len(read_manifest(tmp_path)) == 15 and json.loads((tmp_path / "synth.json").read_text())["seed"] == 1
 
 
-def _file_size_limit(limit: int):
-    """Files of the child may not grow past `limit` bytes (EFBIG, as ENOSPC on a full disk); SIGXFSZ ignored."""
-    import resource
-    import signal
-
-    def apply() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
-
-
 def _synth(out, limit: int | None = None) -> subprocess.CompletedProcess:
     """`ifrt data synth` of 6 patients of 32x32 pixels (each image 2,256 bytes, the manifest 4,294) in a child."""
     return subprocess.run([sys.executable, "-m", "ifrt", "data", "synth", str(out), "--patients", "6", "--size", "32",
                            "--workers", "1", "--quiet"], capture_output=True, text=True, timeout=300,
-                          preexec_fn=_file_size_limit(limit) if limit else None)
+                          preexec_fn=file_size_limit(limit) if limit else None)
 
 
 def test_a_refused_image_is_named_and_the_same_command_finishes_the_synth(tmp_path):

@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ import yaml
 
 torch = pytest.importorskip("torch")
 
+from _file_limits import file_size_limit  # noqa: E402
 from _train_data import make_tiny_database  # noqa: E402
 
 from ifrt import cli  # noqa: E402
@@ -212,16 +212,6 @@ def test_a_plot_that_cannot_be_written_fails_the_command_naming_it(runs, databas
                                             "(Is a directory)")
 
 
-def _file_size_limit(limit: int):
-    """Files of the child may not grow past `limit` bytes (EFBIG, as ENOSPC on a full disk); SIGXFSZ ignored."""
-    import resource
-
-    def apply() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
-
-
 def test_a_write_the_disk_refuses_leaves_the_earlier_report_and_its_plots_as_they_were(runs, database, tmp_path):
     """A real short write in a child process: each plot of the tiny models is 13 to 24 kB, so under a 15 kB limit
     the first one (accuracy_per_level.png, 23 kB) is refused."""
@@ -230,7 +220,7 @@ def test_a_write_the_disk_refuses_leaves_the_earlier_report_and_its_plots_as_the
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".ifrt-eval.lock"}
     refused = subprocess.run([sys.executable, "-m", "ifrt", "eval", "--model", str(runs["plain"]), "--data",
                               str(database), "--out", str(out), *QUICK], capture_output=True, text=True, timeout=300,
-                             preexec_fn=_file_size_limit(15_000))
+                             preexec_fn=file_size_limit(15_000))
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1] == (f"ifrt eval: {out / 'accuracy_per_level.png'}: could not "
                                                        "write the plot (File too large)")

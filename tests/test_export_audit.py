@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+from _onnx_faults import onnx_outputs_shifted
 
 from ifrt.export import pipeline
 from ifrt.export.onnx_export import OnnxExportOptions
@@ -128,14 +129,7 @@ def test_the_staging_folder_of_a_killed_export_is_removed_by_the_next_export(two
 
 
 def test_a_graph_that_fails_its_check_leaves_no_sidecar(two_exports, tmp_path, monkeypatch):
-    real = pipeline.onnx_outputs
-
-    def skewed(path, images, batch=4):
-        outputs = real(path, images, batch)
-        outputs["quality"] = outputs["quality"] + 1e-3
-        return outputs
-
-    monkeypatch.setattr(pipeline, "onnx_outputs", skewed)
+    monkeypatch.setattr(pipeline, "onnx_outputs", onnx_outputs_shifted(pipeline.onnx_outputs, "quality", 1e-3))
     with pytest.raises(pipeline.ExportCheckError):
         pipeline.export_onnx(two_exports / "model_b", tmp_path, graphs=("focus",), **SMALL)
     assert not (tmp_path / "focus.onnx").exists()
@@ -251,14 +245,7 @@ def test_an_opset_below_18_is_exported_without_torchs_opset_notice(ifrt_cli, two
 
 def fp16_output_skewed(output, shift):
     """An `onnx_outputs` whose fp16 graphs give the fp32 graph's `output` plus `shift`, the rest unchanged."""
-    real = pipeline.onnx_outputs
-
-    def skewed(path, images, batch=4):
-        outputs = real(path, images, batch)
-        if path.name.endswith(".fp16.onnx"):
-            outputs[output] = real(path.with_name(path.name.replace(".fp16", "")), images, batch)[output] + shift
-        return outputs
-    return skewed
+    return onnx_outputs_shifted(pipeline.onnx_outputs, output, shift, only_fp16=True)
 
 
 def test_the_report_records_each_fp16_check_of_the_focus_graph_with_its_limit(two_exports):

@@ -58,3 +58,20 @@ def test_export_onnx_of_a_run_folder_exports_its_best_checkpoint(ifrt_cli, tmp_p
             f"{tmp_path / 'run' / 'best'}") in proc.stderr
     assert "ifrt export onnx:" not in proc.stderr  # the prefix of errors
     assert (tmp_path / "onnx/focus.onnx").is_file()
+
+
+def test_the_help_states_the_limits_the_export_checks(capsys):
+    import pytest
+
+    from ifrt import cli
+    from ifrt.export import pipeline
+
+    with pytest.raises(SystemExit):
+        cli.main(["export", "onnx", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert pipeline.FP32_MAX_ABS_DIFF == 1e-4  # the help writes it "1e-4"
+    for number in ("<= 1e-4", f">= {pipeline.FP16_MIN_DIAGNOSIS_AGREEMENT:.1%}",
+                   f"within {pipeline.FP16_MAX_QUALITY_DIFF:g}", f"within {pipeline.FP16_MAX_QUALITY_MAP_DIFF:g}",
+                   f"<= {pipeline.FP16_MAX_PSNR_DRIFT_DB:g} dB", f">= {pipeline.FP16_MIN_DEBLURRED_PSNR_DB:g} dB"):
+        assert number in text, number
+    assert pipeline.FP16_MIN_BLUR_AGREEMENT == pipeline.FP16_MIN_DIAGNOSIS_AGREEMENT  # one number in the help

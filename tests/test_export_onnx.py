@@ -7,6 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from _onnx_faults import onnx_outputs_shifted
 
 from ifrt.export import fp16, pipeline, trt_ops
 from ifrt.export.graphs import FOCUS_OUTPUTS, FULL_OUTPUTS
@@ -144,14 +145,7 @@ def test_an_unsupported_operator_is_reported():
 def test_a_broken_graph_is_removed_and_reported(model_dir, tmp_path, monkeypatch):
     from ifrt.export import parity
 
-    real = parity.onnx_outputs
-
-    def skewed(path, images, batch=4):
-        outputs = real(path, images, batch)
-        outputs["quality"] = outputs["quality"] + 1e-3
-        return outputs
-
-    monkeypatch.setattr(pipeline, "onnx_outputs", skewed)
+    monkeypatch.setattr(pipeline, "onnx_outputs", onnx_outputs_shifted(parity.onnx_outputs, "quality", 1e-3))
     with pytest.raises(pipeline.ExportCheckError, match="full: quality differs from torch by 0.001"):
         pipeline.export_onnx(model_dir, tmp_path, calibration_count=2, calibration_size=64, graphs=("full",),
                              options=OnnxExportOptions(example_size=64))

@@ -3,7 +3,6 @@ grow past a limit, as a full disk refuses them): the error names the file and th
 checkpoint stays whole, and a rerun resumes from it."""
 
 import os
-import signal
 import subprocess
 import sys
 
@@ -11,26 +10,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from _file_limits import file_size_limit  # noqa: E402
 from _train_data import make_tiny_database  # noqa: E402
 
 TINY = os.path.join(os.path.dirname(__file__), "..", "train", "configs", "tiny.yaml")
-
-
-def _file_size_limit(limit: int):
-    """Files of the child may not grow past `limit` bytes (EFBIG, as ENOSPC on a full disk); SIGXFSZ ignored."""
-    import resource
-
-    def apply() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
 
 
 def train(database, run, epochs: int, limit: int | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ifrt", "train", "--data", str(database), "--config", TINY,
                            "--out", str(run), "--set", f"train.epochs={epochs}", "--set", "train.progress=false"],
                           capture_output=True, text=True, timeout=600,
-                          preexec_fn=_file_size_limit(limit) if limit else None)
+                          preexec_fn=file_size_limit(limit) if limit else None)
 
 
 def test_a_refused_checkpoint_keeps_the_previous_one_whole_and_a_rerun_resumes_from_it(tmp_path):

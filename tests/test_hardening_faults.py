@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from _file_limits import file_size_limit
 
 from ifrt import infer as infer_module
 from ifrt.imageio import atomic_path
@@ -182,17 +183,6 @@ def test_sigkill_during_a_batch_leaves_whole_lines_and_a_rerun_completes(tmp_pat
     assert len(list((out / "deblurred").iterdir())) == len(sources)
 
 
-def _file_size_limit(limit: int):
-    """A child process whose files cannot grow past `limit` bytes: the kernel refuses the rest of a write
-    (EFBIG), as a full disk refuses it (ENOSPC), and the child is not killed by SIGXFSZ for it."""
-    import resource
-
-    def apply() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
-
-
 def test_a_deblurred_image_the_file_system_refuses_is_reported_by_the_systems_reason(tmp_path, tiny_package):
     """A real short write (not an injected error): the deblurred 256x256 uint16 TIFF (131 kB) is over the limit,
     the records and the other outputs are not."""
@@ -200,7 +190,7 @@ def test_a_deblurred_image_the_file_system_refuses_is_reported_by_the_systems_re
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "ifrt", "infer", str(tmp_path / "src"), "-o", str(out), "--model",
                            str(tiny_package), "--backend", "ort", "--deblur", "--quiet"], capture_output=True,
-                          text=True, timeout=300, preexec_fn=_file_size_limit(100_000))
+                          text=True, timeout=300, preexec_fn=file_size_limit(100_000))
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == f"ifrt infer: cannot write results in {out}: File too large"
     assert leftovers(out) == [] and list((out / "deblurred").iterdir()) == []
