@@ -74,6 +74,20 @@ def test_default_model_export_report_meets_the_fp32_and_fp16_contract():
     full16 = report["graphs"]["full"]["fp16_vs_torch"]
     assert full16["argmax_agreement"]["diagnosis_logits"] >= 0.995
     assert full16["deblurred_psnr"]["drift_db"] <= 0.1
+    for graph, checks in (("full", 5), ("focus", 3)):  # every fp16 check the export makes, within its limit
+        fp16_checks = report["graphs"][graph]["fp16_checks"]
+        assert len(fp16_checks) == checks, graph
+        for name, check in fp16_checks.items():
+            assert check["value"] >= check["min"] if "min" in check else check["value"] <= check["max"], name
+
+
+def test_every_bundled_graph_records_the_weights_it_was_exported_from():
+    from ifrt.model_package import sha256_file
+
+    weights = sha256_file(DEFAULT_MODEL_DIR / "model.safetensors")
+    for graph in ("full", "focus", "full.fp16", "focus.fp16"):
+        sidecar = json.loads((DEFAULT_MODEL_DIR / f"{graph}.onnx.json").read_text())
+        assert sidecar["metadata"]["weights_sha256"] == weights, graph
 
 
 def test_default_model_fp16_graph_gives_the_fp32_diagnosis_on_every_sample():
