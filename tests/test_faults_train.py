@@ -54,3 +54,21 @@ def test_a_rerun_after_a_refused_checkpoint_writes_that_epochs_metrics_row_once(
     assert rerun.returncode == 0, rerun.stderr
     with (run / "metrics.csv").open(newline="") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
+
+
+def test_a_rerun_after_a_refused_checkpoint_leaves_tensorboard_one_value_per_step(tmp_path):
+    """TensorBoard got epoch 2's scalars before its checkpoint was refused; the rerun logs them again, and the
+    scalars logged past the checkpoint it resumes from are purged instead of doubled."""
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+
+    database = make_tiny_database(tmp_path / "db")
+    run = tmp_path / "run"
+    assert train(database, run, epochs=1).returncode == 0
+    assert train(database, run, epochs=2, limit=100_000).returncode == 2
+    assert train(database, run, epochs=2).returncode == 0
+    events = event_accumulator.EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert events.Tags()["scalars"]
+    for tag in events.Tags()["scalars"]:
+        steps = [event.step for event in events.Scalars(tag)]
+        assert steps == sorted(set(steps)), tag

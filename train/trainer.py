@@ -333,9 +333,10 @@ def selection_score(metrics: dict[str, float], select: str) -> float:
 
 class MetricsLog:
     """metrics.csv (header fixed by the first row) and TensorBoard scalars. A resumed run appends to the rows of
-    the `epochs_done` epochs its checkpoint completed (`keep_epochs`)."""
+    the `epochs_done` epochs its checkpoint completed (`keep_epochs`), and has TensorBoard drop the scalars
+    logged at or after `step_done`, the checkpoint's step, which the run logs again."""
 
-    def __init__(self, run_dir: Path, epochs_done: int):
+    def __init__(self, run_dir: Path, epochs_done: int, step_done: int = 0):
         self.csv_path = run_dir / "metrics.csv"
         self.fields: list[str] | None = None
         if self.csv_path.is_file():
@@ -343,7 +344,7 @@ class MetricsLog:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(run_dir / "tb"))
+            self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=step_done or None)
         except ImportError:  # tensorboard is in the train extra; CSV still works without it
             self.tb = None
 
@@ -645,7 +646,7 @@ def _train(data_dir: Path, config: dict, run_dir: Path, warn: Callable[[str], No
         raise ValueError(f"{len(train_set.rows)} training rows x {train_cfg.repeats} repeats is less than one batch "
                          f"of {train_cfg.batch_size} per process; lower train.batch_size")
     total_steps = batches_per_epoch * train_cfg.epochs
-    log = MetricsLog(run_dir, state["epoch"]) if dist_info.main else None
+    log = MetricsLog(run_dir, state["epoch"], state["step"]) if dist_info.main else None
     # Own generators: a DataLoader iterator otherwise draws its base seed from the global torch RNG,
     # which would make a run resumed mid-epoch see different dropout masks than an uninterrupted one.
     val_batch_size = val_set.whole_frame_batch_size(train_cfg.batch_size)
