@@ -60,18 +60,18 @@ class OrtBackend:
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
 
     def _session(self, graph: str):
+        """The graph's onnxruntime session, its output names and its input's fixed dims, made on first use."""
         if graph not in self._sessions:
             import onnxruntime as ort
 
             path = self.package.graph(graph, self.precision)
-            self._sessions[graph] = ort.InferenceSession(str(path), self._options, providers=self.providers)
+            session = ort.InferenceSession(str(path), self._options, providers=self.providers)
+            self._sessions[graph] = (session, [o.name for o in session.get_outputs()], fixed_input_shape(session))
         return self._sessions[graph]
 
     def run(self, graph: str, image: np.ndarray) -> dict[str, np.ndarray]:
-        session = self._session(graph)
-        names = [o.name for o in session.get_outputs()]
+        session, names, fixed = self._session(graph)
         image = np.ascontiguousarray(image, np.float32)
-        fixed = fixed_input_shape(session)
         if fixed[2:] != (None, None) and tuple(image.shape[2:]) != fixed[2:]:
             raise ValueError(f"{self.package.graph(graph, self.precision)}: the graph takes {fixed[2]}x{fixed[3]} "
                              f"images only (exported with --static), not {image.shape[2]}x{image.shape[3]}; export "

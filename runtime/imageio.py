@@ -23,8 +23,8 @@ import json
 import logging
 import os
 import re
+import secrets
 import struct
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,21 +261,21 @@ def _jpeg_shape(path: Path, data: bytes) -> tuple[int, int]:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed."""
+    """Yield a temporary path beside `path` (`.NAME.PID.RANDOM.tmp`, one per write, so two writers never share
+    one); on success it replaces `path`, on error it is removed. It is created as an ordinary new file, whose
+    permissions the umask decides (a shared model or results folder stays readable to those it should be)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, path)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
         # A refused write (a full disk) names no file, or the temporary one: name the file being written.
-        if exc.filename in (None, str(tmp_path), tmp_path) and exc.errno is not None:
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        if exc.filename in (None, str(tmp_path)):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)

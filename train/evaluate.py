@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ifrt.imageio import write_text_atomic
 from ifrt.normalize import apply_range, percentile_range
 from ifrt.patients import combine_probabilities
 from ifrt.runlock import folder_lock
@@ -37,7 +38,7 @@ from ifrt.train import print_warning
 from ifrt.train.data.degrade import KINDS, DegradeConfig, blur_level_count, degrade, level_psf
 from ifrt.train.dataset import BLUR_KIND_CLASS, DataConfig, ManifestDataset, read_signal, rows_for_split
 from ifrt.train.model import DeepMTND, load_model, read_model_record
-from ifrt.train.model.io import atomic_write_text, count_flops, resolve_model_dir
+from ifrt.train.model.io import count_flops, resolve_model_dir
 
 # Held in the report folder while an evaluation writes it (`ifrt.runlock`).
 LOCK = ".ifrt-eval.lock"
@@ -736,8 +737,8 @@ def write_report(report: dict, out_dir: Path) -> None:
         report["plots"] = plots.write_all(report, out_dir, write_into=staging)
         names = [p["file"] for p in report["plots"]] + ["report.md", "report.json"]
         try:
-            atomic_write_text(staging / "report.md", markdown(report))
-            atomic_write_text(staging / "report.json", json.dumps(json_ready(report), indent=2, allow_nan=False))
+            write_text_atomic(staging / "report.md", markdown(report))
+            write_text_atomic(staging / "report.json", json.dumps(json_ready(report), indent=2, allow_nan=False))
         except OSError as exc:
             if exc.filename is None or not exc.strerror:
                 raise

@@ -38,6 +38,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from ifrt.imageio import write_text_atomic
 from ifrt.runlock import folder_lock
 from ifrt.train import print_warning
 from ifrt.train.data.manifest import read_manifest
@@ -45,7 +46,7 @@ from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of
 from ifrt.train.losses import LossConfig, MultiTaskLoss, psnr
 from ifrt.train.model import DeepMTND, ModelConfig, model_config, save_model
 from ifrt.train.model.bank_init import fit_deconvolution_bank
-from ifrt.train.model.io import atomic_write_text, load_matching_weights, module_paths, write_safetensors
+from ifrt.train.model.io import load_matching_weights, module_paths, write_safetensors
 from ifrt.train.model.kind_init import fit_blur_kind_head
 from ifrt.train.strict import dataclass_from_dict
 from ifrt.train.workers import ignore_ctrl_c
@@ -144,7 +145,7 @@ def save_training_state(directory: Path, optimizer: torch.optim.Optimizer, crite
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     write_safetensors(directory / "optimizer.safetensors", tensors)
-    atomic_write_text(directory / "trainer.json",
+    write_text_atomic(directory / "trainer.json",
                       json.dumps({**state, "param_groups": sd["param_groups"]}, indent=2))
 
 
@@ -396,7 +397,7 @@ def keep_epochs(path: Path, epochs_done: int) -> list[str] | None:
         return None
     kept = "".join(lines[:1] + rows)
     if path.stat().st_size != len(kept.encode("utf-8")):
-        atomic_write_text(path, kept)
+        write_text_atomic(path, kept)
     return header
 
 
@@ -631,7 +632,7 @@ def _train(data_dir: Path, config: dict, run_dir: Path, warn: Callable[[str], No
                   f"training images (accuracy on them {fit['accuracy']:.3f})", file=sys.stderr)
     if dist_info.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml",
+        write_text_atomic(run_dir / "config.yaml",
                           yaml.safe_dump(run_config(model_cfg, data_cfg, loss_cfg, train_cfg), sort_keys=False))
 
     net: nn.Module = model
@@ -753,7 +754,7 @@ def _train(data_dir: Path, config: dict, run_dir: Path, warn: Callable[[str], No
                "best_epoch": state["best_epoch"], "best_score": state["best_score"],
                "world_size": dist_info.world, "model": model_cfg.to_dict()}
     if dist_info.main:
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+        write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
         log.close()
     if dist_info.world > 1:
         import torch.distributed as dist

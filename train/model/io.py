@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from ifrt.imageio import write_bytes_atomic, write_text_atomic
 from ifrt.model_package import checkpoint_of_run, read_model_record
 
 from .config import ModelConfig
@@ -20,38 +19,10 @@ WEIGHTS = "model.safetensors"
 CONFIG = "model.json"
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a synced temporary file beside it and a rename, so that `path` is never
-    half written. The temporary file is an ordinary new file, whose permissions the umask decides, with a name
-    of its own per write (two writers never share one), and it is removed when the write fails: a full disk
-    leaves `path` as it was, and the error names `path` with the system's reason."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        if exc.filename is None or exc.filename == str(tmp):  # a write error names no file; a temporary one is ours
-            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
 def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Write `tensors` to `path` atomically (`write_bytes_atomic`), as an ordinary new file whose permissions the
-    umask decides (safetensors' `save_file` creates 0600 files, which other users of a shared model folder cannot
-    read)."""
+    """Write `tensors` to `path` atomically (`ifrt.imageio.write_bytes_atomic`), as an ordinary new file whose
+    permissions the umask decides (safetensors' `save_file` creates 0600 files, which other users of a shared model
+    folder cannot read)."""
     write_bytes_atomic(path, save(tensors, metadata=metadata))
 
 
@@ -62,7 +33,7 @@ def save_model(model: DeepMTND, directory: str | Path, extra: dict | None = None
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     write_safetensors(directory / WEIGHTS, state, metadata={"format": "pt", "variant": model.cfg.variant})
     record = {"model": model.cfg.to_dict(), **(extra or {})}
-    atomic_write_text(directory / CONFIG, json.dumps(record, indent=2))
+    write_text_atomic(directory / CONFIG, json.dumps(record, indent=2))
     return directory
 
 
