@@ -9,5 +9,11 @@ namespace ifrt::capi {
 
 cuda::Workspace& workspace(void* stream);
 
+// The workspace whose range IFRT_RANGE_OF_LAST_PREPROCESS reads on `stream`. Refuses (InvalidArgument)
+// when no ifrt_preprocess_cuda call has computed a range there, and when the last one met a non-finite
+// pixel, as ifrt_preprocess refuses that frame; finding out waits for that call's range pass, not for
+// the stream (cuda::Workspace::last_range). Under a graph capture the denormalize kernel checks instead.
+cuda::Workspace& last_preprocess(void* stream);
+
 }  // namespace ifrt::capi
 #endif

@@ -107,11 +107,9 @@ IFRT_API ifrt_status ifrt_denormalize_cuda(const ifrt_image* y, ifrt_range_sourc
 #if IFRT_WITH_CUDA
     const DType out_t = dtype_from(out_dtype, "out_dtype");
     check_denormalize(y->data, in, stride, y->height, y->width, out, out_t);  // before any CUDA call
-    const NormRange* device_range = code == IFRT_RANGE_OF_LAST_PREPROCESS ? workspace(cuda_stream).device_range() : nullptr;
-    if (code == IFRT_RANGE_OF_LAST_PREPROCESS && !device_range) {
-      fail(ErrorCode::InvalidArgument, "range: no ifrt_preprocess_cuda call has run on this thread and stream yet");
-    }
-    cuda::denormalize(y->data, in, stride, y->height, y->width, device_range, lo, hi, out, out_t, cuda_stream);
+    const cuda::Workspace* last = code == IFRT_RANGE_OF_LAST_PREPROCESS ? &last_preprocess(cuda_stream) : nullptr;
+    cuda::denormalize(y->data, in, stride, y->height, y->width, last ? last->device_range() : nullptr, lo, hi, out, out_t,
+                      cuda_stream, last ? last->device_error() : nullptr);
 #else
     (void)stride, (void)lo, (void)hi, (void)out_dtype, (void)cuda_stream;
     no_cuda("ifrt_denormalize");

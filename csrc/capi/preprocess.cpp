@@ -43,6 +43,12 @@ cuda::Staging& staging(void* stream) { return cuda::per_thread_and_stream<cuda::
 
 #if IFRT_WITH_CUDA
 cuda::Workspace& workspace(void* stream) { return cuda::per_thread_and_stream<cuda::Workspace>(stream); }
+
+cuda::Workspace& last_preprocess(void* stream) {
+  cuda::Workspace& ws = workspace(stream);
+  cuda::require_usable_range(ws.last_range(stream));
+  return ws;
+}
 #endif
 
 }  // namespace ifrt::capi

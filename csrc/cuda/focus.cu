@@ -6,6 +6,7 @@
 
 #include "cuda/check.h"
 #include "cuda/kernels.h"
+#include "cuda/stream.h"
 
 namespace ifrt::cuda {
 
@@ -112,6 +113,8 @@ namespace {
 // Grows `*buffer` to hold `count` elements of `size` bytes (stream-ordered; the old contents are dropped).
 void* grow(void** buffer, int64_t* capacity, int64_t count, size_t size, cudaStream_t stream) {
   if (*buffer && *capacity >= count) return *buffer;
+  require_uncaptured(stream_capturing(stream), "the focus scratch (one per focus handle, device and stream, grown for "
+                                               "a larger tile grid)");
   if (*buffer) IFRT_CUDA_CHECK(cudaFreeAsync(*buffer, stream));
   *buffer = nullptr;
   *capacity = 0;

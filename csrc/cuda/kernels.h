@@ -40,9 +40,36 @@ T& per_thread_and_stream(void* stream) {
   return *item;
 }
 
-// Device scratch for one stream's preprocessing: histograms for the percentile selection and the
-// normalization range the kernels read. Allocated once, stream-ordered (cudaMallocAsync), so it adds
-// no synchronization; freed with cudaFree on destruction. Not thread-safe: keep one per stream.
+// What the host knows of the range the last preprocess on a workspace computed (Workspace::last_range).
+//  Missing:   none has run, or the last one failed before its range was enqueued;
+//  Finite:    its range pass has run and met only finite values;
+//  NonFinite: its range pass met a NaN or infinite value (after dark/flat correction): the range is
+//             not a normalization of the frame, and the CPU path refuses such a frame;
+//  InGraph:   it was recorded into a CUDA graph, or the call asking is being captured: the work runs at
+//             replays the host does not see, so a kernel reading the range checks the device flag.
+enum class RangeState { Missing, Finite, NonFinite, InGraph };
+
+// Refuses (InvalidArgument) a range the C ABI's IFRT_RANGE_OF_LAST_PREPROCESS must not use: Missing and
+// NonFinite. Plain C++, checked by the CPU tests.
+inline void require_usable_range(RangeState state) {
+  if (state == RangeState::Missing) {
+    fail(ErrorCode::InvalidArgument, "range: no ifrt_preprocess_cuda call on this thread, device and stream has "
+                                     "computed a range (none has run, or the last one failed)");
+  }
+  if (state == RangeState::NonFinite) {
+    fail(ErrorCode::InvalidArgument, "range: the frame of the last ifrt_preprocess_cuda call on this thread, device and "
+                                     "stream has non-finite pixels (NaN or inf, after dark/flat correction), so it has "
+                                     "no normalization range; normalization needs finite values, and ifrt_preprocess "
+                                     "refuses such a frame");
+  }
+}
+
+// Device scratch for one stream's preprocessing: histograms for the percentile selection, the
+// normalization range the kernels read and the flag of a non-finite value, plus a pinned copy of that
+// flag and an event after the range pass, so that the host can learn the flag without waiting for the
+// stream. Allocated on first use (the device buffers stream-ordered with cudaMallocAsync, the pinned
+// word with cudaMallocHost), refused while the stream is being captured (cuda/stream.h); freed on
+// destruction. Not thread-safe: keep one per stream.
 class Workspace {
  public:
   Workspace() = default;
@@ -55,8 +82,16 @@ class Workspace {
   // Device flag set to 1 when the last percentile/min-max pass met a non-finite value.
   const int* device_error() const { return error_; }
 
-  // Internal: makes sure the buffers exist (stream-ordered).
+  // The state of the last preprocess's range for a call about to read it on `stream`. Finite or
+  // NonFinite wait for the event recorded after that preprocess's range pass, not for the stream:
+  // work enqueued since (an engine) keeps running, and the wait is over once the range is known.
+  RangeState last_range(void* stream);
+
+  // Internal: makes sure the buffers exist (stream-ordered); refused under capture when one is missing.
   void reserve(void* stream);
+  // Internal: a preprocess starts (its range is not there yet) / has enqueued its range pass.
+  void range_started() { state_ = RangeState::Missing; }
+  void range_enqueued(void* stream);
   uint32_t* histogram() { return hist_; }    // 5 x 65536 counters
   uint32_t* selection() { return select_; }  // 16 words of selection state
   NormRange* range() { return range_; }
@@ -67,12 +102,17 @@ class Workspace {
   uint32_t* select_ = nullptr;
   NormRange* range_ = nullptr;
   int* error_ = nullptr;
+  int* host_error_ = nullptr;      // pinned copy of *error_, valid once range_done_ has passed
+  void* range_done_ = nullptr;     // cudaEvent_t recorded after the range pass and that copy
+  RangeState state_ = RangeState::Missing;  // Finite stands for "known once range_done_ has passed"
 };
 
 // Pinned staging for frames that live in host memory (camera buffers): upload() copies the frame into
 // page-locked memory (a CPU memcpy), starts an asynchronous copy to the device on `stream` and
 // returns the device view (same strides). The only wait is explicit and local: reusing the buffer
-// waits for this buffer's previous upload to finish. One stream per Staging; not thread-safe.
+// waits for this buffer's previous upload to finish. The first upload and a larger frame allocate
+// (cudaMallocHost, cudaMalloc), which is refused while the stream is being captured (cuda/stream.h).
+// One stream per Staging; not thread-safe.
 class Staging {
  public:
   Staging() = default;
@@ -122,17 +162,20 @@ void softmax(const float* logits, int64_t n, int64_t k, float temperature, float
 void blend_tiles(const float* tiles, const TileGrid& grid, float* out, int64_t height, int64_t width, void* stream);
 
 // Inverse normalization with the range on the device (`device_range`, e.g. ws.device_range()) or,
-// when it is null, the host values lo/hi.
+// when it is null, the host values lo/hi. With `device_error` (ws.device_error()), the kernel leaves
+// `out` unwritten when that flag is set: the range came from a frame with non-finite pixels.
 void denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_t height, int64_t width,
-                 const NormRange* device_range, double lo, double hi, void* out, DType out_dtype, void* stream);
+                 const NormRange* device_range, double lo, double hi, void* out, DType out_dtype, void* stream,
+                 const int* device_error = nullptr);
 
 void upsample_quality_map(const float* map, int64_t map_height, int64_t map_width, float* out, int64_t height,
                           int64_t width, void* stream);
 
 // Device scratch for focus() when the caller keeps none: the per-tile sums and, for outputs the caller
 // does not want, metrics buffers. Grown on demand, stream-ordered (cudaMallocAsync on the stream of
-// the call, so growing adds no synchronization), freed on destruction. One per stream; not
-// thread-safe. Reuse makes a steady frame size allocation-free.
+// the call, so growing adds no synchronization; refused while the stream is being captured, see
+// cuda/stream.h), freed on destruction. One per stream; not thread-safe. Reuse makes a steady frame
+// size allocation-free.
 class FocusScratch {
  public:
   FocusScratch() = default;

@@ -26,7 +26,9 @@ __global__ void blend_kernel(const float* tiles, TileGrid g, float* out, int64_t
 
 template <typename In, typename Out>
 __global__ void denormalize_kernel(const In* in, int64_t stride, int64_t h, int64_t w, const NormRange* device_range,
-                                   float lo, float span, Out* out, float vmin, float vmax, bool integer) {
+                                   const int* device_error, float lo, float span, Out* out, float vmin, float vmax,
+                                   bool integer) {
+  if (device_error && *device_error) return;  // the range is not a normalization of any frame: write nothing
   if (device_range) {
     lo = device_range->lo32;
     span = static_cast<float>(device_range->hi - device_range->lo);
@@ -60,20 +62,23 @@ dim3 grid2d(int64_t h, int64_t w, dim3 block) {
 }
 
 template <typename In, typename Out>
-void launch_denormalize(const void* in, int64_t stride, int64_t h, int64_t w, const NormRange* dr, float lo, float span,
-                        void* out, float vmin, float vmax, bool integer, cudaStream_t st) {
+void launch_denormalize(const void* in, int64_t stride, int64_t h, int64_t w, const NormRange* dr, const int* de,
+                        float lo, float span, void* out, float vmin, float vmax, bool integer, cudaStream_t st) {
   const dim3 block(64, 4);
-  denormalize_kernel<In, Out><<<grid2d(h, w, block), block, 0, st>>>(static_cast<const In*>(in), stride, h, w, dr, lo,
-                                                                     span, static_cast<Out*>(out), vmin, vmax, integer);
+  denormalize_kernel<In, Out><<<grid2d(h, w, block), block, 0, st>>>(static_cast<const In*>(in), stride, h, w, dr, de,
+                                                                     lo, span, static_cast<Out*>(out), vmin, vmax,
+                                                                     integer);
 }
 
 template <typename In>
-void denormalize_to(const void* in, int64_t stride, int64_t h, int64_t w, const NormRange* dr, float lo, float span,
-                    void* out, DType out_dtype, cudaStream_t st) {
+void denormalize_to(const void* in, int64_t stride, int64_t h, int64_t w, const NormRange* dr, const int* de, float lo,
+                    float span, void* out, DType out_dtype, cudaStream_t st) {
   switch (out_dtype) {
-    case DType::U8: launch_denormalize<In, uint8_t>(in, stride, h, w, dr, lo, span, out, 0.f, 255.f, true, st); break;
-    case DType::U16: launch_denormalize<In, uint16_t>(in, stride, h, w, dr, lo, span, out, 0.f, 65535.f, true, st); break;
-    case DType::F32: launch_denormalize<In, float>(in, stride, h, w, dr, lo, span, out, 0.f, 0.f, false, st); break;
+    case DType::U8: launch_denormalize<In, uint8_t>(in, stride, h, w, dr, de, lo, span, out, 0.f, 255.f, true, st); break;
+    case DType::U16:
+      launch_denormalize<In, uint16_t>(in, stride, h, w, dr, de, lo, span, out, 0.f, 65535.f, true, st);
+      break;
+    case DType::F32: launch_denormalize<In, float>(in, stride, h, w, dr, de, lo, span, out, 0.f, 0.f, false, st); break;
     default:
       fail(ErrorCode::InvalidArgument, std::string("denormalize: output dtype ") + dtype_name(out_dtype) +
                                            " is not supported (expected uint8, uint16 or float32)");
@@ -97,7 +102,8 @@ void blend_tiles(const float* tiles, const TileGrid& grid, float* out, int64_t h
 }
 
 void denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_t height, int64_t width,
-                 const NormRange* device_range, double lo, double hi, void* out, DType out_dtype, void* stream) {
+                 const NormRange* device_range, double lo, double hi, void* out, DType out_dtype, void* stream,
+                 const int* device_error) {
   check_denormalize(in, in_dtype, in_stride, height, width, out, out_dtype);
   float lo32 = 0.0f, span = 0.0f;
   if (!device_range) {
@@ -107,9 +113,9 @@ void denormalize(const void* in, DType in_dtype, int64_t in_stride, int64_t heig
   }
   const cudaStream_t st = as_stream(stream);
   if (in_dtype == DType::F32) {
-    denormalize_to<float>(in, in_stride, height, width, device_range, lo32, span, out, out_dtype, st);
+    denormalize_to<float>(in, in_stride, height, width, device_range, device_error, lo32, span, out, out_dtype, st);
   } else if (in_dtype == DType::F16) {
-    denormalize_to<uint16_t>(in, in_stride, height, width, device_range, lo32, span, out, out_dtype, st);
+    denormalize_to<uint16_t>(in, in_stride, height, width, device_range, device_error, lo32, span, out, out_dtype, st);
   } else {
     fail(ErrorCode::InvalidArgument, std::string("denormalize: input dtype ") + dtype_name(in_dtype) +
                                          " is not supported (expected float32 or float16)");

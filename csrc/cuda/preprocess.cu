@@ -8,6 +8,7 @@
 #include "core/half.h"
 #include "cuda/check.h"
 #include "cuda/kernels.h"
+#include "cuda/stream.h"
 
 namespace ifrt::cuda {
 
@@ -252,6 +253,7 @@ void enqueue_range(const Source& s, int64_t h, int64_t w, const NormSpec& spec, 
     finish_percentile_kernel<T, kIntKeys><<<1, 1, 0, st>>>(ws.selection(), il.gamma, ih.gamma, ws.range());
   }
   IFRT_CUDA_CHECK_LAUNCH();
+  ws.range_enqueued(st);
 }
 
 template <typename T>
@@ -280,15 +282,19 @@ void enqueue_preprocess(const ImageView& im, const PreprocessOptions& o, const P
 }  // namespace
 
 Workspace::~Workspace() {
-  // cudaFree waits for outstanding work, so this is safe after the stream is gone (thread-exit
-  // destruction in the C ABI); a workspace is released rarely, never per frame.
+  // cudaFree and cudaFreeHost wait for outstanding work, so this is safe after the stream is gone
+  // (thread-exit destruction in the C ABI); a workspace is released rarely, never per frame.
   if (hist_) cudaFree(hist_);
   if (select_) cudaFree(select_);
   if (range_) cudaFree(range_);
   if (error_) cudaFree(error_);
+  if (host_error_) cudaFreeHost(host_error_);
+  if (range_done_) cudaEventDestroy(static_cast<cudaEvent_t>(range_done_));
 }
 
 void Workspace::reserve(void* stream) {
+  if (hist_ && select_ && range_ && error_ && host_error_ && range_done_) return;
+  require_uncaptured(stream_capturing(stream), "the preprocess workspace (one per thread, device and stream)");
   // Each buffer that is missing: after a failed allocation the next call completes the set, where testing
   // the first buffer alone launched the kernels with the later ones null.
   const cudaStream_t st = as_stream(stream);
@@ -302,6 +308,36 @@ void Workspace::reserve(void* stream) {
   allocate(&select_, sizeof(uint32_t) * 16);
   allocate(&range_, sizeof(NormRange));
   allocate(&error_, sizeof(int));
+  if (!host_error_) {
+    void* p = nullptr;
+    IFRT_CUDA_CHECK(cudaMallocHost(&p, sizeof(int)));
+    host_error_ = static_cast<int*>(p);
+  }
+  if (!range_done_) {
+    cudaEvent_t e = nullptr;
+    IFRT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    range_done_ = e;
+  }
+}
+
+void Workspace::range_enqueued(void* stream) {
+  if (stream_capturing(stream)) {
+    // The range pass runs at each replay of the graph, which the host does not see; an event recorded
+    // here would belong to the capture and could not be waited for.
+    state_ = RangeState::InGraph;
+    return;
+  }
+  const cudaStream_t st = as_stream(stream);
+  IFRT_CUDA_CHECK(cudaMemcpyAsync(host_error_, error_, sizeof(int), cudaMemcpyDeviceToHost, st));
+  IFRT_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(range_done_), st));
+  state_ = RangeState::Finite;
+}
+
+RangeState Workspace::last_range(void* stream) {
+  if (state_ != RangeState::Finite) return state_;
+  if (stream_capturing(stream)) return RangeState::InGraph;  // waiting is not allowed there; the kernel checks
+  IFRT_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(range_done_)));
+  return *host_error_ ? RangeState::NonFinite : RangeState::Finite;
 }
 
 void preprocess(const ImageView& image, const PreprocessOptions& options, void* out, size_t out_bytes, Workspace& ws,
@@ -312,6 +348,7 @@ void preprocess(const ImageView& image, const PreprocessOptions& options, void* 
     fail(ErrorCode::InvalidArgument, "the CUDA path handles images below 2^32 pixels");
   }
   ws.reserve(stream);
+  ws.range_started();
   const cudaStream_t st = as_stream(stream);
   switch (im.dtype) {
     case DType::U8: enqueue_preprocess<uint8_t>(im, options, plan, out, ws, st); break;

@@ -2,9 +2,11 @@
 #include <cuda_runtime.h>
 
 #include <cstring>
+#include <string>
 
 #include "cuda/check.h"
 #include "cuda/kernels.h"
+#include "cuda/stream.h"
 
 namespace ifrt::cuda {
 
@@ -20,6 +22,10 @@ Staging::~Staging() {
 ImageView Staging::upload(const ImageView& host_image, void* stream) {
   const ImageView im = checked_input(host_image);
   const size_t extent = image_extent(im);
+  if (!uploaded_ || extent > capacity_) {
+    require_uncaptured(stream_capturing(stream), "the pinned staging buffer for a host frame of " +
+                                                     std::to_string(extent) + " bytes (one per thread, device and stream)");
+  }
   if (!uploaded_) {
     cudaEvent_t e = nullptr;
     IFRT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));

@@ -4,7 +4,10 @@
 //    the host before anything is enqueued), and valid ones fail with IFRT_ERR_CUDA and a message.
 //  - With a device: outputs match the CPU calls (bit for bit where the per-element math is shared,
 //    softmax within 2 ulp of expf, focus metrics to summation order), including denormalization with
-//    the range the last ifrt_preprocess_cuda left on the device.
+//    the range the last ifrt_preprocess_cuda left on the device, which is refused, as ifrt_preprocess
+//    refuses the frame, when that frame had a non-finite pixel; a call that would allocate its
+//    workspace while the stream is being captured into a CUDA graph is refused and leaves the capture
+//    intact, and after one call outside the capture (a warm-up) the same call is captured and replays.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -216,6 +219,87 @@ void cuda_matches_cpu(cudaStream_t stream) {
     cudaFree(p);
   }
 }
+
+// ifrt_preprocess refuses a frame with a NaN pixel; ifrt_preprocess_cuda cannot (it does not wait for
+// the device), so ifrt_denormalize_cuda refuses the range it left, and writes nothing.
+void denormalize_refuses_the_range_of_a_frame_with_a_non_finite_pixel(cudaStream_t stream) {
+  const int64_t h = 40, w = 64;
+  std::vector<float> frame = ramp(h * w, 100.0f);
+  frame[5 * w + 7] = NAN;
+  ifrt_image im = float_plane(to_device(frame), h, w);
+  ifrt_preprocess_options po;
+  ifrt_preprocess_options_init(&po);
+  ifrt_preprocess_shape shape;
+  CHECK(ifrt_preprocess_shape_of(&im, &po, &shape) == IFRT_OK);
+  ifrt_image host = im;
+  host.data = frame.data();
+  std::vector<float> cpu_out(shape.bytes / sizeof(float));
+  expect_status(ifrt_preprocess(&host, &po, cpu_out.data(), shape.bytes, nullptr, nullptr), IFRT_ERR_INVALID_ARGUMENT,
+                "CPU preprocess of a NaN frame");
+  float* d_tensor = to_device(std::vector<float>(shape.bytes / sizeof(float)));
+  CHECK(ifrt_preprocess_cuda(&im, &po, d_tensor, shape.bytes, stream) == IFRT_OK);  // enqueued; cannot know yet
+  ifrt_image yd = float_plane(d_tensor, h, w);
+  yd.row_stride = shape.width * static_cast<int64_t>(sizeof(float));
+  uint16_t* d_back = to_device(std::vector<uint16_t>(h * w, 7));
+  expect_status(ifrt_denormalize_cuda(&yd, IFRT_RANGE_OF_LAST_PREPROCESS, 0, 0, d_back, IFRT_DTYPE_UINT16, stream),
+                IFRT_ERR_INVALID_ARGUMENT, "denormalize with the range of a NaN frame");
+  CHECK(std::strstr(ifrt_last_error(), "non-finite pixels") != nullptr);
+  expect_status(ifrt_preprocess_cuda_range(stream, nullptr, nullptr), IFRT_ERR_INVALID_ARGUMENT, "range of a NaN frame");
+  CHECK(to_host(d_back, h * w) == std::vector<uint16_t>(h * w, 7));
+  // The next finite frame gives a range again.
+  frame[5 * w + 7] = 1.0f;
+  CHECK(cudaMemcpy(const_cast<void*>(im.data), frame.data(), frame.size() * sizeof(float), cudaMemcpyHostToDevice) ==
+        cudaSuccess);
+  CHECK(ifrt_preprocess_cuda(&im, &po, d_tensor, shape.bytes, stream) == IFRT_OK);
+  CHECK(ifrt_denormalize_cuda(&yd, IFRT_RANGE_OF_LAST_PREPROCESS, 0, 0, d_back, IFRT_DTYPE_UINT16, stream) == IFRT_OK);
+  CHECK(cudaStreamSynchronize(stream) == cudaSuccess);
+  for (void* p : {const_cast<void*>(im.data), static_cast<void*>(d_tensor), static_cast<void*>(d_back)}) cudaFree(p);
+}
+
+// A stream no ifrt call has used has no workspace; allocating one inside the caller's capture would
+// break it. Refused instead, the capture ends cleanly, and after a warm-up the call is captured.
+void a_first_call_inside_a_graph_capture_is_refused_and_a_warmed_up_one_is_captured() {
+  cudaStream_t stream = nullptr;
+  CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess);
+  const int64_t h = 48, w = 64;
+  const std::vector<float> frame = ramp(h * w, 50.0f);
+  ifrt_image im = float_plane(to_device(frame), h, w);
+  ifrt_preprocess_options po;
+  ifrt_preprocess_options_init(&po);
+  ifrt_preprocess_shape shape;
+  CHECK(ifrt_preprocess_shape_of(&im, &po, &shape) == IFRT_OK);
+  float* d_tensor = to_device(std::vector<float>(shape.bytes / sizeof(float)));
+  cudaGraph_t graph = nullptr;
+  CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal) == cudaSuccess);
+  expect_status(ifrt_preprocess_cuda(&im, &po, d_tensor, shape.bytes, stream), IFRT_ERR_INVALID_ARGUMENT,
+                "first preprocess inside a capture");
+  CHECK(std::strstr(ifrt_last_error(), "make the same call once before the capture") != nullptr);
+  expect_status(ifrt_preprocess_cuda_host(&im, &po, d_tensor, shape.bytes, stream), IFRT_ERR_INVALID_ARGUMENT,
+                "first host-frame preprocess inside a capture");
+  CHECK(cudaStreamEndCapture(stream, &graph) == cudaSuccess);  // the capture was not invalidated
+  if (graph) cudaGraphDestroy(graph);
+  graph = nullptr;
+
+  CHECK(ifrt_preprocess_cuda(&im, &po, d_tensor, shape.bytes, stream) == IFRT_OK);  // warm-up
+  CHECK(cudaStreamSynchronize(stream) == cudaSuccess);
+  CHECK(cudaMemset(d_tensor, 0, shape.bytes) == cudaSuccess);
+  CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal) == cudaSuccess);
+  CHECK(ifrt_preprocess_cuda(&im, &po, d_tensor, shape.bytes, stream) == IFRT_OK);
+  CHECK(cudaStreamEndCapture(stream, &graph) == cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  CHECK(graph && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+  CHECK(exec && cudaGraphLaunch(exec, stream) == cudaSuccess);
+  CHECK(cudaStreamSynchronize(stream) == cudaSuccess);
+  ifrt_image host = im;
+  host.data = frame.data();
+  std::vector<float> cpu_out(shape.bytes / sizeof(float));
+  CHECK(ifrt_preprocess(&host, &po, cpu_out.data(), shape.bytes, nullptr, nullptr) == IFRT_OK);
+  CHECK(to_host(d_tensor, cpu_out.size()) == cpu_out);
+  if (exec) cudaGraphExecDestroy(exec);
+  if (graph) cudaGraphDestroy(graph);
+  for (void* p : {const_cast<void*>(im.data), static_cast<void*>(d_tensor)}) cudaFree(p);
+  cudaStreamDestroy(stream);
+}
 #endif
 
 void without_a_device_valid_calls_fail_with_a_cuda_error() {
@@ -240,7 +324,9 @@ int main() {
     cudaStream_t stream = nullptr;
     CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess);
     cuda_matches_cpu(stream);
+    denormalize_refuses_the_range_of_a_frame_with_a_non_finite_pixel(stream);
     cudaStreamDestroy(stream);
+    a_first_call_inside_a_graph_capture_is_refused_and_a_warmed_up_one_is_captured();
     std::printf("CUDA entry points match the CPU calls on %d device(s)\n", ifrt_cuda_device_count());
 #else
     std::printf("a CUDA device is present but this test was built without the CUDA runtime; skipped\n");

@@ -56,9 +56,11 @@ IFRT_API ifrt_status ifrt_focus_compute(ifrt_focus* focus, const ifrt_image* ima
  * by kernels enqueued on `cuda_stream` (a cudaStream_t, NULL = the legacy default stream) without
  * synchronizing: the metrics are valid once the stream reaches this point. The handle keeps device
  * scratch per device and stream, grown stream-ordered on the first frame of a larger tile grid, so a steady
- * frame size allocates nothing. Metrics match ifrt_focus_compute up to summation order (relative
- * 1e-9); a NaN or infinite pixel, which ifrt_focus_compute refuses, makes them NaN here (checking would
- * need a synchronization). IFRT_ERR_UNSUPPORTED without CUDA in the build. */
+ * frame size allocates nothing; growing is refused (IFRT_ERR_INVALID_ARGUMENT) while the stream is being
+ * captured into a CUDA graph, so run the largest frame once before capturing. Metrics match
+ * ifrt_focus_compute up to summation order (relative 1e-9); a NaN or infinite pixel, which
+ * ifrt_focus_compute refuses, makes them NaN here (checking would need a synchronization).
+ * IFRT_ERR_UNSUPPORTED without CUDA in the build. */
 IFRT_API ifrt_status ifrt_focus_compute_cuda(ifrt_focus* focus, const ifrt_image* image, ifrt_focus_metrics* global,
                                              ifrt_focus_metrics* tiles, size_t tile_capacity, void* cuda_stream);
 

@@ -43,8 +43,13 @@ IFRT_API ifrt_status ifrt_blend_tiles_cuda(const float* tiles, int64_t frame_hei
                                            int64_t height, int64_t width, void* cuda_stream);
 
 /* With IFRT_RANGE_OF_LAST_PREPROCESS the range is the one the last ifrt_preprocess_cuda(_host) call of
- * this thread on this stream and current device computed, read on the device: preprocess -> engine -> denormalize then
- * runs with no synchronization at all. With IFRT_RANGE_GIVEN it is lo/hi. */
+ * this thread on this stream and current device computed, read on the device: preprocess -> engine ->
+ * denormalize runs without synchronizing the stream. The call first waits until that preprocess's
+ * range pass has run (an event recorded after it; an engine enqueued since keeps running) and refuses
+ * (IFRT_ERR_INVALID_ARGUMENT) when that frame had non-finite pixels, as ifrt_preprocess refuses it, or
+ * when no preprocess has computed a range. When the preprocess or this call is recorded into a CUDA
+ * graph, the host cannot know: the kernel checks at each replay and leaves `out` unwritten for such a
+ * frame (ifrt_preprocess_cuda_range reports it after the replay). With IFRT_RANGE_GIVEN it is lo/hi. */
 typedef enum ifrt_range_source { IFRT_RANGE_GIVEN = 0, IFRT_RANGE_OF_LAST_PREPROCESS = 1 } ifrt_range_source;
 
 IFRT_API ifrt_status ifrt_denormalize_cuda(const ifrt_image* y, ifrt_range_source range, double lo, double hi,

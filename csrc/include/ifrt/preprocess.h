@@ -65,10 +65,13 @@ IFRT_API ifrt_status ifrt_preprocess(const ifrt_image* image, const ifrt_preproc
 
 /* CUDA path: image->data, options->dark/flat and out are device memory; enqueued on `cuda_stream`
  * (a cudaStream_t, NULL = default stream) without synchronizing. The range stays on the device;
- * ifrt_preprocess_cuda_range copies it to lo and hi after synchronizing the stream. A workspace
- * (histograms) is kept per thread, current device and stream; its first use there, and a larger frame, allocate
- * device memory, which synchronizes the device (warm up with one frame of the largest size before a stream
- * is captured into a CUDA graph or timed). IFRT_ERR_UNSUPPORTED without CUDA in the build. */
+ * ifrt_preprocess_cuda_range copies it to lo and hi after synchronizing the stream, and refuses
+ * (IFRT_ERR_INVALID_ARGUMENT) a frame with non-finite pixels as ifrt_preprocess does. A workspace
+ * (histograms, the range, a pinned word for the non-finite flag) is kept per thread, current device and
+ * stream; the first call there allocates it (cudaMallocHost may synchronize the device). While the
+ * stream is being captured into a CUDA graph that first call is refused (IFRT_ERR_INVALID_ARGUMENT)
+ * instead of breaking the capture: make one call on the thread and stream before capturing (a warm-up),
+ * and before timing. IFRT_ERR_UNSUPPORTED without CUDA in the build. */
 IFRT_API ifrt_status ifrt_preprocess_cuda(const ifrt_image* image, const ifrt_preprocess_options* options, void* out,
                                           size_t out_bytes, void* cuda_stream);
 IFRT_API ifrt_status ifrt_preprocess_cuda_range(void* cuda_stream, double* lo, double* hi);
@@ -77,7 +80,9 @@ IFRT_API ifrt_status ifrt_preprocess_cuda_range(void* cuda_stream, double* lo, d
  * pinned staging buffer kept per thread, current device and stream, uploaded asynchronously, then preprocessed on
  * the stream. The call returns once the frame has been copied out of `image` (the caller may reuse
  * it); it waits only when the previous upload from the same staging buffer is still in flight, and when the
- * staging buffer is first made or grown for a larger frame (pinned allocation synchronizes the device). */
+ * staging buffer is first made or grown for a larger frame (pinned allocation synchronizes the device).
+ * Making or growing it is refused while the stream is being captured, as above: warm up with the
+ * largest frame first. */
 IFRT_API ifrt_status ifrt_preprocess_cuda_host(const ifrt_image* image, const ifrt_preprocess_options* options,
                                                void* out, size_t out_bytes, void* cuda_stream);
 
