@@ -1,5 +1,6 @@
 #include "core/engine_sidecar.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -8,15 +9,27 @@
 #include "core/common.h"
 #include "core/sha256.h"
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
 #if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <fcntl.h>
+#include <io.h>
 #include <process.h>
+#include <sys/stat.h>
+#include <windows.h>
 #define ifrt_getpid _getpid
 #else
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
-
-#include <cerrno>
 #define ifrt_getpid getpid
 #endif
 
@@ -304,24 +317,103 @@ std::vector<std::string> sidecar_mismatches(const EngineSidecar& s, const Sideca
   return why;
 }
 
+namespace {
+
+std::string errno_text(int error) { return std::strerror(error); }
+
+// Creates `tmp` (which must not exist), writes `size` bytes and flushes them to the storage device,
+// so that the rename after it can only ever publish complete contents. Throws naming `path`.
+void write_durably(const std::string& tmp, const std::string& path, const void* data, size_t size) {
+#if defined(_WIN32)
+  const int fd = ::_wopen(std::filesystem::path(tmp).wstring().c_str(), _O_WRONLY | _O_CREAT | _O_EXCL | _O_BINARY,
+                          _S_IREAD | _S_IWRITE);
+#else
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+#endif
+  if (fd < 0) fail(ErrorCode::Io, tmp + ": cannot create (" + errno_text(errno) + "; is the folder writable?)");
+  const char* bytes = static_cast<const char*>(data);
+  int error = 0;
+  while (size > 0 && !error) {
+#if defined(_WIN32)
+    const unsigned chunk = static_cast<unsigned>(std::min<size_t>(size, 1u << 30));
+    const int written = ::_write(fd, bytes, chunk);
+#else
+    const ssize_t written = ::write(fd, bytes, std::min<size_t>(size, size_t{1} << 30));
+#endif
+    if (written < 0) {
+      if (errno != EINTR) error = errno;
+      continue;
+    }
+    if (written == 0) error = ENOSPC;  // a regular file that takes no bytes is full
+    bytes += written;
+    size -= static_cast<size_t>(written);
+  }
+#if defined(_WIN32)
+  if (!error && ::_commit(fd) != 0) error = errno;  // FlushFileBuffers
+  if (::_close(fd) != 0 && !error) error = errno;
+#else
+  // fsync, not just close: without it a power cut after the rename can leave the new name on an
+  // empty or partly written file, which the next run would have to detect and rebuild.
+  while (!error && ::fsync(fd) != 0) {
+    if (errno != EINTR) error = errno;
+  }
+  if (::close(fd) != 0 && !error && errno != EINTR) error = errno;
+#endif
+  if (error) {
+    std::remove(tmp.c_str());
+    fail(ErrorCode::Io, path + ": write failed (" + errno_text(error) + "; is the disk full?)");
+  }
+}
+
+// Renames `tmp` over `path`, replacing an existing file (std::rename does not replace on Windows).
+bool replace_file(const std::string& tmp, const std::string& path) {
+#if defined(_WIN32)
+  return ::MoveFileExW(std::filesystem::path(tmp).wstring().c_str(), std::filesystem::path(path).wstring().c_str(),
+                       MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH) != 0;
+#else
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+#endif
+}
+
+// Makes a rename in the folder of `path` durable: on POSIX a new directory entry reaches the disk
+// only when the directory itself is synced. Windows has no such call; MOVEFILE_WRITE_THROUGH above
+// covers it. A file system that cannot sync a directory (EINVAL) has nothing to flush.
+void sync_folder_of(const std::string& path) {
+#if !defined(_WIN32)
+  std::string folder = std::filesystem::path(path).parent_path().string();
+  if (folder.empty()) folder = ".";
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail(ErrorCode::Io, folder + ": cannot open the folder to sync it (" + errno_text(errno) + ")");
+  int error = 0;
+  while (::fsync(fd) != 0) {
+    if (errno == EINTR) continue;
+    if (errno != EINVAL && errno != ENOTSUP) error = errno;
+    break;
+  }
+  ::close(fd);
+  if (error) fail(ErrorCode::Io, path + ": its folder could not be synced (" + errno_text(error) + ")");
+#else
+  (void)path;
+#endif
+}
+
+}  // namespace
+
 void write_file_atomic(const std::string& path, const void* data, size_t size) {
   // pid + counter: unique across processes and across threads of this one.
   static std::atomic<unsigned> counter{0};
   const std::string tmp = path + ".tmp." + std::to_string(ifrt_getpid()) + "." + std::to_string(counter++);
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(ErrorCode::Io, tmp + ": cannot create (is the folder writable?)");
-    out.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      fail(ErrorCode::Io, path + ": write failed (disk full?)");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+  write_durably(tmp, path, data, size);
+  if (!replace_file(tmp, path)) {
+#if defined(_WIN32)
+    const std::string why = "Windows error " + std::to_string(::GetLastError());
+#else
+    const std::string why = errno_text(errno);
+#endif
     std::remove(tmp.c_str());
-    fail(ErrorCode::Io, path + ": cannot replace with the new file");
+    fail(ErrorCode::Io, path + ": cannot replace with the new file (" + why + ")");
   }
+  sync_folder_of(path);
 }
 
 #if defined(_WIN32)

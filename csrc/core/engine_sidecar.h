@@ -98,8 +98,10 @@ struct SidecarExpectation {
 // 10.3.0, this is TensorRT 10.7.0"); empty when it may be loaded.
 std::vector<std::string> sidecar_mismatches(const EngineSidecar& sidecar, const SidecarExpectation& expected);
 
-// Write through a temporary file in the same folder and rename over `path`, so readers never see a
-// half-written engine or sidecar. Throws ifrt::Error(Io) naming the file.
+// Write through a temporary file in the same folder, flushed to the disk (fsync), renamed over
+// `path` (replacing it, on Windows too), then the folder synced: readers never see a half-written
+// engine or sidecar, and after a power cut `path` holds either the old file or the whole new one.
+// Throws ifrt::Error(Io) naming the file and the system's reason; no temporary file is left.
 void write_file_atomic(const std::string& path, const void* data, size_t size);
 
 // An exclusive lock on the file `path` (created when missing) for the object's life, so that the

@@ -1,8 +1,9 @@
-// Engine sidecar: the cache key (same vector as tests/test_trt_sidecar.py), JSON round trip, and
-// that every mismatch is refused with a sentence that says why.
+// Engine sidecar: the cache key (same vector as tests/test_trt_sidecar.py), JSON round trip, that
+// every mismatch is refused with a sentence that says why, and the durable atomic write.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -12,6 +13,11 @@
 #include "check.h"
 #include "core/common.h"
 #include "core/engine_sidecar.h"
+
+#if !defined(_WIN32)
+#include <signal.h>
+#include <sys/resource.h>
+#endif
 
 namespace {
 
@@ -28,6 +34,19 @@ ifrt::EngineSidecar orin_fp16() {
   s.engine_sha256 = std::string(64, 'e');
   s.cache_key = ifrt::engine_cache_key(s.spec);
   return s;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::vector<std::string> files_in(const std::filesystem::path& folder) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(folder)) names.push_back(e.path().filename().string());
+  return names;
 }
 
 bool contains(const std::vector<std::string>& reasons, const std::string& fragment) {
@@ -144,12 +163,52 @@ int main() {
   }
   CHECK(message.find("format \"other/2\" is not ifrt.engine/1") != std::string::npos);
 
-  // Atomic write, then read back from disk.
-  const std::string path = "test_engine_sidecar.engine.json";
+  // Atomic write, then read back from disk; a second write replaces the first and leaves no
+  // temporary file behind.
+  namespace fs = std::filesystem;
+  const fs::path folder = fs::absolute("test_engine_sidecar.d");
+  fs::remove_all(folder);
+  fs::create_directories(folder);
+  const std::string path = (folder / "model.engine.json").string();
   const std::string body = j.dump();
   ifrt::write_file_atomic(path, body.data(), body.size());
   CHECK(ifrt::read_sidecar(path).cache_key == s.cache_key);
-  std::remove(path.c_str());
+  ifrt::write_file_atomic(path, "{}", 2);
+  CHECK(read_text(path) == "{}");
+  CHECK(files_in(folder) == std::vector<std::string>{"model.engine.json"});
+
+  // A folder that does not exist: the error names the file, and nothing is made.
+  message.clear();
+  try {
+    ifrt::write_file_atomic((folder / "missing" / "model.engine").string(), "x", 1);
+  } catch (const ifrt::Error& e) {
+    message = e.what();
+  }
+  CHECK(message.find((folder / "missing" / "model.engine").string() + ".tmp.") == 0);
+  CHECK(message.find("cannot create (No such file or directory; is the folder writable?)") != std::string::npos);
+
+#if !defined(_WIN32)
+  // A write the disk refuses part-way (here the file-size limit, as a full disk would): the old
+  // file stays whole, the error names the file and the reason, and the temporary is removed.
+  struct rlimit old_limit {};
+  getrlimit(RLIMIT_FSIZE, &old_limit);
+  struct rlimit small = old_limit;
+  small.rlim_cur = 1000;
+  signal(SIGXFSZ, SIG_IGN);  // refused writes fail with EFBIG instead of ending the process
+  CHECK(setrlimit(RLIMIT_FSIZE, &small) == 0);
+  const std::string engine(5000, 'e');
+  message.clear();
+  try {
+    ifrt::write_file_atomic(path, engine.data(), engine.size());
+  } catch (const ifrt::Error& e) {
+    message = e.what();
+  }
+  setrlimit(RLIMIT_FSIZE, &old_limit);
+  CHECK(message == path + ": write failed (File too large; is the disk full?)");
+  CHECK(read_text(path) == "{}");
+  CHECK(files_in(folder) == std::vector<std::string>{"model.engine.json"});
+#endif
+  fs::remove_all(folder);
 
   message.clear();
   try {
