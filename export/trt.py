@@ -32,9 +32,11 @@ from ifrt.engine import (
     Profile,
     TensorRTUnavailableError,
     cache_engine_name,
+    cache_key,
     cuda_runtime,
     default_image_profile,
     expand_profiles,
+    external_data_sha256,
     gpu_identity,
     import_tensorrt,
     make_sidecar,
@@ -247,6 +249,7 @@ def build_spec(onnx_path: Path, cfg: TrtBuildConfig, tensorrt_version: str) -> E
         raise EngineBuildError(f"precision '{cfg.precision}' is not one of {', '.join(PRECISIONS)}")
     return EngineBuildSpec(
         onnx_sha256=sha256_file(onnx_path),
+        external_data_sha256=external_data_sha256(onnx_path),
         tensorrt_version=tensorrt_version_triple(tensorrt_version),
         gpu=gpu_identity(cfg.device),
         precision=cfg.precision,
@@ -311,17 +314,22 @@ def _export_engine(onnx_path: Path, engine_path: Path, side: Path, cfg: TrtBuild
                    force: bool, verify: bool, start: float) -> TrtExportResult:
     if engine_path.is_file() and side.is_file() and not force:
         try:
+            existing = read_sidecar(side)
             reasons = sidecar_mismatches(
-                read_sidecar(side), tensorrt_version=spec.tensorrt_version, gpu=spec.gpu,
-                onnx_sha256=spec.onnx_sha256, engine_sha256=sha256_file(engine_path), precision=spec.precision,
-                # none asked for: the default for this ONNX, which the ONNX sha256 already pins
+                existing, tensorrt_version=spec.tensorrt_version, gpu=spec.gpu,
+                onnx_sha256=spec.onnx_sha256, external_data_sha256=spec.external_data_sha256,
+                engine_sha256=sha256_file(engine_path), precision=spec.precision,
+                # none asked for: the default for this ONNX, which the ONNX and the key's default_profile pin
                 profiles=spec.profiles or None, concurrency=spec.concurrency,
                 workspace_bytes=spec.workspace_bytes, dla_core=spec.dla_core)
+            if not reasons and existing["cache_key"] != cache_key(spec):
+                reasons = [f"its sidecar records cache key {existing['cache_key'][:12]}..., this request's is "
+                           f"{cache_key(spec)[:12]}... (another default profile or an older ifrt)"]
         except ValueError as exc:
             reasons = [str(exc)]
         if not reasons:
             log.info("%s: up to date, kept", engine_path)
-            return TrtExportResult(engine_path, side, read_sidecar(side), False, time.perf_counter() - start)
+            return TrtExportResult(engine_path, side, existing, False, time.perf_counter() - start)
         log.warning("%s: rebuilding: %s", engine_path, "; ".join(reasons))
 
     log.warning("%s: building a TensorRT %s %s engine on %s (minutes)", onnx_path, trt.__version__,

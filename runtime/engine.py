@@ -5,9 +5,10 @@ native executor (`ifrt._native.Engine`).
 The same format, key and messages are implemented in C++ (`csrc/core/engine_sidecar.*`); the
 tests pin both to the same vectors. Nothing here imports tensorrt or torch at module level.
 
-An engine is valid only for the ONNX it was built from (sha256), the TensorRT version that built it,
-the GPU model (name and compute capability; the cache also keys on the GPU UUID) and its build
-options (precision, optimization profiles, workspace, DLA core).
+An engine is valid only for the ONNX it was built from (sha256, and that of its external-data files),
+the TensorRT version that built it, the GPU model (name and compute capability; the cache also keys on
+the GPU UUID) and its build options (precision, optimization profiles, workspace, DLA core; without
+profiles, the default profile it is built with).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ifrt.model_package import sha256_file
+from ifrt.model_package import external_data_locations, sha256_file
 
 SIDECAR_FORMAT = "ifrt.engine/1"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -62,6 +63,7 @@ class EngineBuildSpec:
     concurrency: int = 1  # contexts that may run one shape range at once (matters when no profile is given)
     workspace_bytes: int = 0
     dla_core: int = -1
+    external_data_sha256: str = ""  # external_data_sha256(onnx): its external-data files; "" when none
 
 
 # ---- text forms ------------------------------------------------------------------------------------
@@ -129,6 +131,12 @@ def default_image_profile(dims: Sequence[int]) -> Profile:
     return {"image": {"min": lo, "opt": opt, "max": hi}}
 
 
+def default_profile_text() -> str:
+    """The default profile's rule as the cache key records it for a build without profiles: the default for an
+    `image` input whose every dim is dynamic, so that new defaults change the key."""
+    return profiles_text([default_image_profile([-1, -1, -1, -1])])
+
+
 def expand_profiles(profiles: Sequence[Profile], concurrency: int) -> list[Profile]:
     """Each profile repeated `concurrency` times: TensorRT runs execution contexts concurrently only
     on distinct profiles, so this is how many threads may infer one shape range at once."""
@@ -149,18 +157,45 @@ def tensorrt_major(version: str) -> int:
     return int(tensorrt_version_triple(version).split(".")[0])
 
 
+# ---- external data ---------------------------------------------------------------------------------
+
+MAX_EXTERNAL_DATA_LOCATION = 4096  # longer names are no path a file system opens
+
+
+def external_data_sha256(onnx_path: str | os.PathLike) -> str:
+    """sha256 over the files the ONNX keeps tensors in (its external-data `location` entries, found as
+    ifrt.model_package finds them), so that the cache key changes with a weights file beside an unchanged
+    ONNX; "" when it names none. Same text and hash as onnx_external_data_sha256 in C++: one line per
+    distinct location, in byte order, `<length>:<location> <sha256 of <folder>/<location>, or - when that is
+    not a regular file>`, the folder joined as text, as TensorRT's ONNX parser does."""
+    onnx_path = Path(onnx_path)
+    locations = sorted({loc for loc in external_data_locations(onnx_path.read_bytes())
+                        if 0 < len(loc) <= MAX_EXTERNAL_DATA_LOCATION})
+    if not locations:
+        return ""
+    folder = os.fsencode(onnx_path.parent)
+    lines = []
+    for location in locations:
+        path = folder + b"/" + location
+        regular = b"\0" not in location and os.path.isfile(path)
+        lines.append(b"%d:%s %s\n" % (len(location), location, sha256_file(path).encode() if regular else b"-"))
+    return hashlib.sha256(b"".join(lines)).hexdigest()
+
+
 # ---- cache key -------------------------------------------------------------------------------------
 
 
 def cache_key_text(spec: EngineBuildSpec) -> str:
     """The text the cache key hashes; identical to engine_cache_key_text in C++."""
     return (
-        "ifrt-engine-cache/1\n"
+        "ifrt-engine-cache/2\n"
         f"onnx_sha256={spec.onnx_sha256}\n"
+        f"external_data_sha256={spec.external_data_sha256}\n"
         f"tensorrt_version={spec.tensorrt_version}\n"
         f"gpu_uuid={spec.gpu.uuid}\n"
         f"precision={spec.precision}\n"
         f"profiles={profiles_text(spec.profiles)}\n"
+        f"default_profile={'' if spec.profiles else default_profile_text()}\n"
         f"concurrency={spec.concurrency}\n"
         f"workspace_bytes={spec.workspace_bytes}\n"
         f"dla_core={spec.dla_core}\n"
@@ -202,6 +237,7 @@ def make_sidecar(spec: EngineBuildSpec, *, engine_sha256: str, strongly_typed: b
         "workspace_bytes": spec.workspace_bytes,
         "dla_core": spec.dla_core,
         "onnx_sha256": spec.onnx_sha256,
+        "external_data_sha256": spec.external_data_sha256,
         "engine_sha256": engine_sha256,
         "cache_key": cache_key(spec),
     }
@@ -232,6 +268,9 @@ def validate_sidecar(sidecar: Any, source: str = "engine sidecar") -> dict[str, 
     for key in ("name", "compute_capability", "uuid"):
         if not isinstance(sidecar["gpu"].get(key), str):
             raise SidecarError(f'{source}: "gpu.{key}" must be a string')
+    # Absent in sidecars written before external data was keyed: those engines' keys differ anyway.
+    if not isinstance(sidecar.get("external_data_sha256", ""), str):
+        raise SidecarError(f'{source}: "external_data_sha256" must be str')
     return sidecar
 
 
@@ -252,6 +291,10 @@ def _short(digest: str) -> str:
     return digest[:12]
 
 
+def _external_data_text(digest: str) -> str:
+    return f"external data sha256 {_short(digest)}..." if digest else "no external data"
+
+
 def sidecar_mismatches(
     sidecar: Mapping[str, Any],
     *,
@@ -259,6 +302,7 @@ def sidecar_mismatches(
     gpu: GpuIdentity | None = None,
     allow_same_model_gpu: bool = False,
     onnx_sha256: str | None = None,
+    external_data_sha256: str | None = None,
     engine_sha256: str | None = None,
     precision: str | None = None,
     profiles: Sequence[Profile] | None = None,
@@ -285,6 +329,9 @@ def sidecar_mismatches(
     if onnx_sha256 and sidecar["onnx_sha256"] != onnx_sha256:
         why.append(f"built from ONNX sha256 {_short(sidecar['onnx_sha256'])}..., "
                    f"the ONNX given is {_short(onnx_sha256)}...")
+    if external_data_sha256 is not None and sidecar.get("external_data_sha256", "") != external_data_sha256:
+        why.append(f"built with {_external_data_text(sidecar.get('external_data_sha256', ''))}, the ONNX given has "
+                   f"{_external_data_text(external_data_sha256)} (the files its tensors are kept in changed)")
     if engine_sha256 and sidecar["engine_sha256"] != engine_sha256:
         why.append(f"engine file sha256 {_short(engine_sha256)}... differs from the sidecar's "
                    f"{_short(sidecar['engine_sha256'])}... (the file changed after it was built, or is corrupt)")

@@ -42,6 +42,7 @@ specs = st.builds(
     concurrency=st.integers(1, 3),
     workspace_bytes=st.sampled_from([0, 1 << 30, 6 << 30]),
     dla_core=st.sampled_from([-1, 0, 1]),
+    external_data_sha256=st.sampled_from(["", "f" * 64]),
 )
 
 
@@ -61,7 +62,8 @@ def test_cpp_and_python_compute_the_same_cache_key(spec):
 def test_cpp_and_python_give_the_same_mismatches(built, asked, allow, engine_sha):
     sidecar = sidecar_of(built)
     want = dict(tensorrt_version=asked.tensorrt_version, gpu=asked.gpu, allow_same_model_gpu=allow,
-                onnx_sha256=asked.onnx_sha256, engine_sha256=engine_sha, precision=asked.precision,
+                onnx_sha256=asked.onnx_sha256, external_data_sha256=asked.external_data_sha256,
+                engine_sha256=engine_sha, precision=asked.precision,
                 profiles=asked.profiles, concurrency=asked.concurrency, workspace_bytes=asked.workspace_bytes,
                 dla_core=asked.dla_core)
     want_json = dict(want, gpu=vars(asked.gpu))
@@ -74,3 +76,33 @@ def test_cpp_reads_what_python_writes_including_non_ascii_metadata():
     assert native.sidecar_mismatches(text, json.dumps({"tensorrt_version": "10.3.0"})) == []
     assert native.sidecar_mismatches(text, json.dumps({"tensorrt_version": "11.1.0"})) == [
         "built with TensorRT 10.3.0, this is TensorRT 11.1.0 (an engine loads only in the TensorRT version that built it)"]
+
+
+def test_cpp_and_python_hash_the_same_external_data(tmp_path):
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ifrt.engine import external_data_sha256
+
+    weights = numpy_helper.from_array(np.arange(4, dtype=np.float32), name="w")
+    weights.ClearField("raw_data")
+    weights.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "data/weights.bin"), ("offset", "0"), ("length", "16")):
+        entry = weights.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], initializer=[weights])
+    onnx_path = tmp_path / "model" / "full.onnx"
+    onnx_path.parent.mkdir()
+    onnx_path.write_bytes(helper.make_model(graph).SerializeToString())
+    assert native.onnx_external_data_sha256(str(onnx_path)) == external_data_sha256(onnx_path)
+    (tmp_path / "model" / "data").mkdir()
+    (tmp_path / "model" / "data" / "weights.bin").write_bytes(bytes(16))
+    digest = external_data_sha256(onnx_path)
+    assert digest and native.onnx_external_data_sha256(str(onnx_path)) == digest
+    # A hand-made entry (value before key), a name over 4096 bytes and a cut one: skipped or kept alike.
+    odd = tmp_path / "odd.onnx"
+    odd.write_bytes(b"\x12\x05a.bin\x0a\x08location" + b"\x0a\x08location\x12\x81\x20" + b"x" * 4097
+                    + b"\x0a\x08location\x12\x7fcut")
+    (tmp_path / "a.bin").write_bytes(b"a")
+    assert native.onnx_external_data_sha256(str(odd)) == external_data_sha256(odd) != ""

@@ -2,6 +2,7 @@
 messages are the same as csrc/tests/test_engine_sidecar.cpp, so Python and C++ agree on when an engine
 is stale."""
 
+import hashlib
 import json
 
 import pytest
@@ -14,7 +15,9 @@ from ifrt.engine import (
     cache_key,
     cache_key_text,
     default_image_profile,
+    default_profile_text,
     expand_profiles,
+    external_data_sha256,
     make_sidecar,
     parse_profile,
     parse_profiles,
@@ -54,17 +57,19 @@ def here(**changes) -> dict:
 
 def test_cache_key_matches_the_cpp_vector():
     assert cache_key_text(orin_spec()).splitlines() == [
-        "ifrt-engine-cache/1",
+        "ifrt-engine-cache/2",
         "onnx_sha256=" + "ab" * 32,
+        "external_data_sha256=",
         "tensorrt_version=10.3.0",
         "gpu_uuid=GPU-12345678-90ab-cdef-1234-567890abcdef",
         "precision=fp16",
         "profiles=image:1x1x256x256/1x1x512x512/4x1x1024x1024",
+        "default_profile=",
         "concurrency=1",
         "workspace_bytes=1073741824",
         "dla_core=-1",
     ]
-    assert cache_key(orin_spec()) == "b91780faa6e977a1e04bf259e68f4d96b1faf22be2dc431b2b70f6464b9f6364"
+    assert cache_key(orin_spec()) == "d420e2e63cfcf5e301f6979bd97cce2fd31c7ce42229fc66f74389126f3b0c32"
 
 
 @pytest.mark.parametrize("change", [
@@ -76,6 +81,7 @@ def test_cache_key_matches_the_cpp_vector():
     {"concurrency": 2},
     {"workspace_bytes": 2 << 30},
     {"dla_core": 0},
+    {"external_data_sha256": "f" * 64},
 ])
 def test_every_field_that_makes_an_engine_valid_changes_the_cache_key(change):
     assert cache_key(orin_spec(**change)) != cache_key(orin_spec())
@@ -83,6 +89,12 @@ def test_every_field_that_makes_an_engine_valid_changes_the_cache_key(change):
 
 def test_gpu_name_alone_does_not_change_the_cache_key_because_the_uuid_already_names_the_device():
     assert cache_key(orin_spec(gpu=GpuIdentity("Jetson AGX Orin", "8.7", ORIN.uuid))) == cache_key(orin_spec())
+
+
+def test_without_profiles_the_key_records_the_default_profile_so_new_defaults_rebuild():
+    assert default_profile_text() == "image:1x32x32x32/1x512x512x512/4x1024x1024x1024"
+    lines = cache_key_text(orin_spec(profiles=[])).splitlines()
+    assert lines[6:8] == ["profiles=", "default_profile=image:1x32x32x32/1x512x512x512/4x1024x1024x1024"]
 
 
 def test_default_image_profile_fills_dynamic_dims_and_keeps_static_ones():
@@ -168,6 +180,28 @@ def test_changed_onnx_and_changed_engine_file_are_refused():
     ]
 
 
+def test_changed_external_data_is_refused_and_a_sidecar_from_before_it_was_recorded_reads_as_none():
+    reasons = sidecar_mismatches(orin_sidecar(), **here(external_data_sha256="f" * 64))
+    assert reasons == ["built with no external data, the ONNX given has external data sha256 ffffffffffff... "
+                       "(the files its tensors are kept in changed)"]
+    older = orin_sidecar()
+    del older["external_data_sha256"]
+    assert sidecar_mismatches(validate_sidecar(older), **here(external_data_sha256="")) == []
+
+
+def test_external_data_hash_follows_the_files_the_onnx_names_beside_it(tmp_path):
+    entry = b"\x0a\x08location\x12\x0dmodel.weights"
+    (tmp_path / "plain.onnx").write_bytes(b"\x08\x07graph")
+    assert external_data_sha256(tmp_path / "plain.onnx") == ""
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07" + entry + entry + b"\x0a\x08location\x12\x0aabsent.bin")
+    (tmp_path / "model.weights").write_bytes(b"weights v1")
+    v1 = external_data_sha256(tmp_path / "model.onnx")
+    weights_v1 = hashlib.sha256(b"weights v1").hexdigest()
+    assert v1 == hashlib.sha256(f"10:absent.bin -\n13:model.weights {weights_v1}\n".encode()).hexdigest()
+    (tmp_path / "model.weights").write_bytes(b"weights v2")
+    assert external_data_sha256(tmp_path / "model.onnx") not in ("", v1)
+
+
 def test_build_option_mismatches_each_give_a_reason():
     reasons = sidecar_mismatches(orin_sidecar(), **here(precision="fp32", dla_core=0, workspace_bytes=0,
                                                         profiles=expand_profiles([PROFILE], 2), concurrency=2))
@@ -190,7 +224,8 @@ def test_sidecar_json_round_trip_through_disk(tmp_path):
     write_atomic(sidecar_path(engine), json.dumps(sidecar, indent=2).encode())
     assert read_sidecar(sidecar_path(engine)) == sidecar
     assert list(sidecar) == ["format", "ifrt_version", "tensorrt_version", "gpu", "precision", "strongly_typed",
-                             "profiles", "concurrency", "workspace_bytes", "dla_core", "onnx_sha256", "engine_sha256", "cache_key"]
+                             "profiles", "concurrency", "workspace_bytes", "dla_core", "onnx_sha256",
+                             "external_data_sha256", "engine_sha256", "cache_key"]
     assert [p.name for p in tmp_path.iterdir()] == ["full.engine.json"]  # no temporary file left behind
 
 

@@ -72,6 +72,9 @@ std::vector<int64_t> shape_from_json(const Json& value, const std::string& where
 }
 
 std::string short_hash(const std::string& hex) { return hex.substr(0, 12); }
+std::string external_data_text(const std::string& hex) {
+  return hex.empty() ? "no external data" : "external data sha256 " + short_hash(hex) + "...";
+}
 
 }  // namespace
 
@@ -160,14 +163,18 @@ std::vector<OptimizationProfile> parse_profiles_text(const std::string& text) {
   return profiles;
 }
 
+std::string default_profile_text() { return profiles_text({{default_image_range({-1, -1, -1, -1})}}); }
+
 std::string engine_cache_key_text(const EngineBuildSpec& spec) {
   std::ostringstream text;
-  text << "ifrt-engine-cache/1\n"
+  text << "ifrt-engine-cache/2\n"
        << "onnx_sha256=" << spec.onnx_sha256 << '\n'
+       << "external_data_sha256=" << spec.external_data_sha256 << '\n'
        << "tensorrt_version=" << spec.tensorrt_version << '\n'
        << "gpu_uuid=" << spec.gpu.uuid << '\n'
        << "precision=" << spec.precision << '\n'
        << "profiles=" << profiles_text(spec.profiles) << '\n'
+       << "default_profile=" << (spec.profiles.empty() ? default_profile_text() : "") << '\n'
        << "concurrency=" << spec.concurrency << '\n'
        << "workspace_bytes=" << spec.workspace_bytes << '\n'
        << "dla_core=" << spec.dla_core << '\n';
@@ -225,6 +232,7 @@ Json sidecar_to_json(const EngineSidecar& sidecar) {
   j["workspace_bytes"] = Json(spec.workspace_bytes);
   j["dla_core"] = Json(spec.dla_core);
   j["onnx_sha256"] = spec.onnx_sha256;
+  j["external_data_sha256"] = spec.external_data_sha256;
   j["engine_sha256"] = sidecar.engine_sha256;
   j["cache_key"] = sidecar.cache_key;
   if (!sidecar.metadata.is_null()) j["metadata"] = sidecar.metadata;
@@ -252,6 +260,8 @@ EngineSidecar sidecar_from_json(const Json& j) {
   s.spec.workspace_bytes = member(j, "workspace_bytes", "").as_int();
   s.spec.dla_core = static_cast<int>(member(j, "dla_core", "").as_int());
   s.spec.onnx_sha256 = string_member(j, "onnx_sha256");
+  // Absent in sidecars written before external data was keyed: those engines' keys differ anyway.
+  if (j.find("external_data_sha256")) s.spec.external_data_sha256 = string_member(j, "external_data_sha256");
   s.engine_sha256 = string_member(j, "engine_sha256");
   s.cache_key = string_member(j, "cache_key");
   if (const Json* metadata = j.find("metadata")) s.metadata = *metadata;
@@ -291,6 +301,10 @@ std::vector<std::string> sidecar_mismatches(const EngineSidecar& s, const Sideca
   if (!want.onnx_sha256.empty() && have.onnx_sha256 != want.onnx_sha256) {
     why.push_back("built from ONNX sha256 " + short_hash(have.onnx_sha256) + "..., the ONNX given is " +
                   short_hash(want.onnx_sha256) + "...");
+  }
+  if (want.external_data_sha256 && have.external_data_sha256 != *want.external_data_sha256) {
+    why.push_back("built with " + external_data_text(have.external_data_sha256) + ", the ONNX given has " +
+                  external_data_text(*want.external_data_sha256) + " (the files its tensors are kept in changed)");
   }
   if (!want.engine_sha256.empty() && s.engine_sha256 != want.engine_sha256) {
     why.push_back("engine file sha256 " + short_hash(want.engine_sha256) + "... differs from the sidecar's " +

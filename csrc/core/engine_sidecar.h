@@ -2,9 +2,10 @@
 // and the checks that refuse a stale engine. TensorRT-free, so the rules are tested on any machine;
 // runtime/engine.py implements the same format, key and checks for Python.
 //
-// An engine is valid only for: the ONNX it was built from (sha256), the TensorRT version that built
-// it, the GPU model (name + compute capability; the cache also keys on the GPU's UUID), and the
-// build options (precision, optimization profiles, workspace, DLA core).
+// An engine is valid only for: the ONNX it was built from (sha256, and that of its external-data
+// files), the TensorRT version that built it, the GPU model (name + compute capability; the cache
+// also keys on the GPU's UUID), and the build options (precision, optimization profiles, workspace,
+// DLA core; without profiles, the default profile ifrt builds with).
 #pragma once
 
 #include <cstdint>
@@ -32,6 +33,7 @@ struct GpuIdentity {
 
 struct EngineBuildSpec {
   std::string onnx_sha256;
+  std::string external_data_sha256;  // onnx_external_data_sha256 (core/onnx_external_data.h); "" when none
   std::string tensorrt_version;  // "10.3.0" (major.minor.patch): engines load only in the TensorRT that built them
   GpuIdentity gpu;
   std::string precision = "fp16";  // fp32 | fp16 | int8
@@ -60,11 +62,17 @@ TensorRange default_image_range(const std::vector<int64_t>& dims);
 // "image:1x1x256x256/1x1x512x512/4x1x1024x1024" (inputs joined by ",", profiles by ";").
 std::string profiles_text(const std::vector<OptimizationProfile>& profiles);
 
+// The default profile's rule, as the cache key records it for a build without profiles: the range
+// default_image_range gives an input whose every dim is dynamic, so that a change to the defaults
+// changes the key ("image:1x32x32x32/1x512x512x512/4x1024x1024x1024").
+std::string default_profile_text();
+
 // The inverse of profiles_text, for command lines and the C ABI; throws ifrt::Error(InvalidArgument)
 // quoting the part it cannot read. "" gives no profiles.
 std::vector<OptimizationProfile> parse_profiles_text(const std::string& text);
 
-// The text the cache key hashes, one `name=value` line per field that makes an engine valid.
+// The text the cache key hashes, one `name=value` line per field that makes an engine valid, and
+// `default_profile=` with default_profile_text() when `spec.profiles` is empty (else empty).
 std::string engine_cache_key_text(const EngineBuildSpec& spec);
 // sha256 of engine_cache_key_text: the engine cache stores `<stem>-<key[:16]>.engine`.
 std::string engine_cache_key(const EngineBuildSpec& spec);
@@ -86,6 +94,7 @@ struct SidecarExpectation {
   GpuIdentity gpu;                   // the device the engine will run on
   bool allow_same_model_gpu = false; // accept another GPU of the same name and compute capability
   std::string onnx_sha256;           // the ONNX the caller wants an engine for
+  std::optional<std::string> external_data_sha256;  // and its external data ("" when it has none)
   std::string engine_sha256;         // the engine file's actual hash
   std::string precision;
   std::optional<std::vector<OptimizationProfile>> profiles;

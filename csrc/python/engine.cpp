@@ -15,6 +15,7 @@
 
 #include "core/engine_sidecar.h"
 #include "core/json.h"
+#include "core/onnx_external_data.h"
 
 #if IFRT_WITH_TENSORRT
 #include "trt/engine.h"
@@ -137,6 +138,7 @@ std::vector<std::string> native_sidecar_mismatches(const std::string& sidecar_js
   }
   if (const Json* v = want_json.find("allow_same_model_gpu")) want.allow_same_model_gpu = v->as_bool();
   want.onnx_sha256 = text("onnx_sha256");
+  if (const Json* v = want_json.find("external_data_sha256"); v && !v->is_null()) want.external_data_sha256 = v->as_string();
   want.engine_sha256 = text("engine_sha256");
   want.precision = text("precision");
   if (const Json* v = want_json.find("profiles"); v && !v->is_null()) want.profiles = profiles_from_json(*v);
@@ -154,6 +156,10 @@ void bind_engine(py::module_& m) {
   m.def("engine_cache_key", [](const std::string& sidecar_json) {
     return engine_cache_key(sidecar_from_json(Json::parse(sidecar_json)).spec);
   }, py::arg("sidecar_json"), "The C++ engine-cache key of the build spec recorded in a sidecar.");
+  m.def("onnx_external_data_sha256", [](const std::string& onnx_path) {
+    py::gil_scoped_release release;
+    return onnx_external_data_sha256(onnx_path);
+  }, py::arg("onnx_path"), "The hash of an ONNX's external-data files the C++ engine cache keys on.");
 
   m.def("set_log_level", [](const std::string& level) {
     if (level == "debug") set_log_level(LogLevel::Debug);

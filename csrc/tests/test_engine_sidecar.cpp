@@ -61,7 +61,19 @@ bool contains(const std::vector<std::string>& reasons, const std::string& fragme
 int main() {
   const auto s = orin_fp16();
   CHECK(ifrt::profiles_text(s.spec.profiles) == "image:1x1x256x256/1x1x512x512/4x1x1024x1024");
-  CHECK(s.cache_key == "b91780faa6e977a1e04bf259e68f4d96b1faf22be2dc431b2b70f6464b9f6364");
+  CHECK(ifrt::engine_cache_key_text(s.spec) ==
+        "ifrt-engine-cache/2\n"
+        "onnx_sha256=abababababababababababababababababababababababababababababababab\n"
+        "external_data_sha256=\n"
+        "tensorrt_version=10.3.0\n"
+        "gpu_uuid=GPU-12345678-90ab-cdef-1234-567890abcdef\n"
+        "precision=fp16\n"
+        "profiles=image:1x1x256x256/1x1x512x512/4x1x1024x1024\n"
+        "default_profile=\n"
+        "concurrency=1\n"
+        "workspace_bytes=1073741824\n"
+        "dla_core=-1\n");
+  CHECK(s.cache_key == "d420e2e63cfcf5e301f6979bd97cce2fd31c7ce42229fc66f74389126f3b0c32");
 
   // The text form reads back, and a bad one is refused with the example of a good one.
   CHECK(ifrt::profiles_text(ifrt::parse_profiles_text("image:1x1x256x256/1x1x512x512/4x1x1024x1024;image:1x1x32x32/1x1x64x64/1x1x64x64")) ==
@@ -99,12 +111,26 @@ int main() {
   other = s.spec;
   other.concurrency = 2;
   CHECK(ifrt::engine_cache_key(other) != s.cache_key);
+  other = s.spec;
+  other.external_data_sha256 = std::string(64, 'f');
+  CHECK(ifrt::engine_cache_key(other) != s.cache_key);
+
+  // Without profiles the key records the default profile's rule, so new defaults rebuild the engine.
+  CHECK(ifrt::default_profile_text() == "image:1x32x32x32/1x512x512x512/4x1024x1024x1024");
+  other = s.spec;
+  other.profiles.clear();
+  CHECK(ifrt::engine_cache_key_text(other).find("\nprofiles=\ndefault_profile=image:1x32x32x32/1x512x512x512/"
+                                                "4x1024x1024x1024\n") != std::string::npos);
 
   // JSON round trip keeps every field.
   const auto back = ifrt::sidecar_from_json(ifrt::Json::parse(ifrt::sidecar_to_json(s).dump()));
   CHECK(ifrt::engine_cache_key_text(back.spec) == ifrt::engine_cache_key_text(s.spec));
   CHECK(back.engine_sha256 == s.engine_sha256 && back.cache_key == s.cache_key && back.ifrt_version == "0.1.0");
   CHECK(back.spec.gpu.name == "Orin" && back.spec.gpu.compute_capability == "8.7" && back.spec.concurrency == 1);
+  auto with_data = s;
+  with_data.spec.external_data_sha256 = std::string(64, 'f');
+  CHECK(ifrt::sidecar_from_json(ifrt::Json::parse(ifrt::sidecar_to_json(with_data).dump())).spec.external_data_sha256 ==
+        std::string(64, 'f'));
 
   // The same machine and request: no mismatch.
   ifrt::SidecarExpectation here;
@@ -136,6 +162,14 @@ int main() {
   want = here;
   want.onnx_sha256 = std::string(64, 'c');
   CHECK(contains(ifrt::sidecar_mismatches(s, want), "built from ONNX sha256 abababababab..., the ONNX given is cccccccccccc..."));
+
+  want = here;
+  want.external_data_sha256 = std::string(64, 'f');
+  CHECK(ifrt::sidecar_mismatches(s, want) ==
+        std::vector<std::string>{"built with no external data, the ONNX given has external data sha256 ffffffffffff... "
+                                 "(the files its tensors are kept in changed)"});
+  want.external_data_sha256 = "";
+  CHECK(ifrt::sidecar_mismatches(s, want).empty());
 
   want = here;
   want.engine_sha256 = std::string(64, 'd');

@@ -1,7 +1,8 @@
-// Engine::from_onnx: the engine cache. An engine is valid for one ONNX (sha256), one set of build
-// options, one TensorRT version and one GPU (UUID), so the cache file name carries the sha256 of
-// exactly those (core/engine_sidecar.h); the sidecar is checked again on every load. A lock file
-// beside the engine makes concurrent users of one key build it once.
+// Engine::from_onnx: the engine cache. An engine is valid for one ONNX (sha256, with its external-
+// data files), one set of build options (the default profile when none is given), one TensorRT
+// version and one GPU (UUID), so the cache file name carries the sha256 of exactly those
+// (core/engine_sidecar.h); the sidecar is checked again on every load. A lock file beside the engine
+// makes concurrent users of one key build it once.
 #include <NvInfer.h>
 
 #include <filesystem>
@@ -9,6 +10,7 @@
 
 #include "core/build_info.h"
 #include "core/log.h"
+#include "core/onnx_external_data.h"
 #include "core/sha256.h"
 #include "trt/builder.h"
 #include "trt/device.h"
@@ -29,6 +31,7 @@ std::unique_ptr<Engine> Engine::from_onnx(const std::string& onnx_path, const st
   sidecar.ifrt_version = build_info().version;
   EngineBuildSpec& spec = sidecar.spec;
   spec.onnx_sha256 = sha256_file_hex(onnx_path);
+  spec.external_data_sha256 = onnx_external_data_sha256(onnx_path);
   spec.tensorrt_version = want.tensorrt_version;
   spec.gpu = want.gpu;
   spec.precision = build.precision;
@@ -57,15 +60,22 @@ std::unique_ptr<Engine> Engine::from_onnx(const std::string& onnx_path, const st
       cached = read_sidecar(sidecar_path);
       plan = read_binary(engine_path);
       want.onnx_sha256 = spec.onnx_sha256;
+      want.external_data_sha256 = spec.external_data_sha256;
       want.engine_sha256 = sha256_hex(plan.data(), plan.size());
       want.precision = spec.precision;
-      // No profiles asked for means the builder's default for this ONNX, which the key already pins.
+      // No profiles asked for means the builder's default for this ONNX, which the key pins (the ONNX
+      // fixes the input's dims, default_profile= the rule).
       if (!spec.profiles.empty()) want.profiles = spec.profiles;
       want.concurrency = spec.concurrency;
       want.workspace_bytes = spec.workspace_bytes;
       want.dla_core = spec.dla_core;
       want.allow_same_model_gpu = false;  // the cache is per GPU
       reasons = sidecar_mismatches(cached, want);
+      if (reasons.empty() && cached.cache_key != sidecar.cache_key) {
+        // The name carries 16 digits of the key; the sidecar all of them, and the parts no field shows.
+        reasons.push_back("its sidecar records cache key " + cached.cache_key.substr(0, 12) + "..., this request's is " +
+                          sidecar.cache_key.substr(0, 12) + "... (another default profile or an older ifrt)");
+      }
     } catch (const Error& e) {
       reasons.push_back(e.what());
     }
