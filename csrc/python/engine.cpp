@@ -70,7 +70,6 @@ py::dict infer(trt::Engine& engine, const py::dict& inputs, const std::optional<
   const py::object ascontiguous = py::module_::import("numpy").attr("ascontiguousarray");
   std::vector<py::array> keep_alive;
   std::vector<trt::TensorView> in;
-  std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [key, value] : inputs) {
     const std::string name = py::cast<std::string>(key);
     py::array array = ascontiguous(value);
@@ -81,39 +80,30 @@ py::dict infer(trt::Engine& engine, const py::dict& inputs, const std::optional<
     view.data = const_cast<void*>(array.data());
     view.capacity_bytes = static_cast<size_t>(array.nbytes());
     view.memory = trt::Memory::Host;
-    shapes[name] = view.shape;
     in.push_back(view);
     keep_alive.push_back(array);
   }
-  std::map<std::string, std::vector<int64_t>> out_shapes;
-  {
-    py::gil_scoped_release release;
-    out_shapes = engine.output_shapes(shapes);
-  }
-  std::vector<trt::TensorView> out;
-  py::dict result;
-  for (const auto& info : engine.tensors()) {
-    if (info.is_input) continue;
-    if (names && std::find(names->begin(), names->end(), info.name) == names->end()) continue;
-    std::vector<py::ssize_t> shape(out_shapes[info.name].begin(), out_shapes[info.name].end());
-    py::array array(numpy_dtype(info.dtype), shape);
-    trt::TensorView view;
-    view.name = info.name;
-    view.dtype = info.dtype;
-    view.data = array.mutable_data();
-    view.capacity_bytes = static_cast<size_t>(array.nbytes());
-    view.memory = trt::Memory::Host;
-    out.push_back(view);
-    result[py::str(info.name)] = array;
-  }
   if (names) {
     for (const auto& name : *names) {
-      if (!result.contains(name)) fail(ErrorCode::InvalidArgument, engine.path() + ": no output named '" + name + "'");
+      const auto& tensors = engine.tensors();
+      const bool output = std::any_of(tensors.begin(), tensors.end(),
+                                      [&](const trt::TensorInfo& t) { return !t.is_input && t.name == name; });
+      if (!output) fail(ErrorCode::InvalidArgument, engine.path() + ": no output named '" + name + "'");
     }
   }
+  // The arrays are made once the engine knows the output shapes, inside the call that runs it: one
+  // context lease for both (with the GIL taken back only to allocate).
+  py::dict result;
+  const trt::Engine::OutputAllocator allocate = [&](const trt::TensorInfo& info, const std::vector<int64_t>& shape) -> void* {
+    if (names && std::find(names->begin(), names->end(), info.name) == names->end()) return nullptr;
+    py::gil_scoped_acquire gil;
+    py::array array(numpy_dtype(info.dtype), std::vector<py::ssize_t>(shape.begin(), shape.end()));
+    result[py::str(info.name)] = array;
+    return array.mutable_data();
+  };
   {
     py::gil_scoped_release release;
-    engine.infer(in, out);
+    engine.infer(in, allocate);
   }
   return result;
 }

@@ -137,6 +137,11 @@ void Engine::infer(const std::vector<TensorView>& inputs, std::vector<TensorView
   impl_->run(inputs, outputs, nullptr, true);
 }
 
+void Engine::infer(const std::vector<TensorView>& inputs, const OutputAllocator& allocate) {
+  std::vector<TensorView> none;
+  impl_->run(inputs, none, nullptr, true, &allocate);
+}
+
 void Engine::enqueue(const std::vector<TensorView>& inputs, std::vector<TensorView>& outputs, void* cuda_stream) {
   for (const auto* list : {&inputs, static_cast<const std::vector<TensorView>*>(&outputs)}) {
     for (const auto& t : *list) {
@@ -166,7 +171,7 @@ const TensorInfo& find_tensor(const std::vector<TensorInfo>& tensors, const std:
 }  // namespace
 
 void Engine::Impl::run(const std::vector<TensorView>& inputs, std::vector<TensorView>& outputs, cudaStream_t user_stream,
-                       bool wait) {
+                       bool wait, const Engine::OutputAllocator* allocate) {
   forget_tensorrt_errors();
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& view : inputs) {
@@ -227,6 +232,8 @@ void Engine::Impl::run(const std::vector<TensorView>& inputs, std::vector<Tensor
     size_t bytes;
   };
   std::vector<HostCopy> host_copies;
+  std::vector<TensorView> allocated;
+  allocated.reserve(tensors.size());  // host_copies points into it
   for (const auto& info : tensors) {
     if (info.is_input) continue;
     const std::vector<int64_t> shape = output_shape(context, info.name, path);
@@ -234,6 +241,12 @@ void Engine::Impl::run(const std::vector<TensorView>& inputs, std::vector<Tensor
     TensorView* view = nullptr;
     for (auto& v : outputs) {
       if (v.name == info.name) view = &v;
+    }
+    if (!view && allocate) {
+      if (void* host = (*allocate)(info, shape)) {
+        allocated.push_back(TensorView{info.name, info.dtype, shape, host, bytes, Memory::Host});
+        view = &allocated.back();
+      }
     }
     void* address = nullptr;
     if (view) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -95,6 +96,16 @@ class Engine {
   // them); every engine input must be given; outputs not asked for are computed into scratch
   // memory and dropped. Makes options.device the calling thread's current CUDA device.
   void infer(const std::vector<TensorView>& inputs, std::vector<TensorView>& outputs);
+
+  // Host memory for output `output`, whose shape follows from the inputs (`shape`, output.dtype
+  // elements), or nullptr to compute it into scratch memory and drop it. Called from infer's thread
+  // while the call holds its execution context.
+  using OutputAllocator = std::function<void*(const TensorInfo& output, const std::vector<int64_t>& shape)>;
+
+  // infer() for callers that allocate outputs once their shapes are known (the Python module): the
+  // shapes and the run take one context lease, so an engine whose pool has one context serves it
+  // and no other call takes the context in between (output_shapes() then infer() leases twice).
+  void infer(const std::vector<TensorView>& inputs, const OutputAllocator& allocate);
 
   // Asynchronous on `cuda_stream` (a cudaStream_t): device memory only, no synchronization; the
   // outputs are ready when the stream reaches this point.

@@ -29,7 +29,9 @@ struct Engine::Impl {
   static std::unique_ptr<Impl> open(const std::string& path, const std::vector<char>& plan, EngineSidecar sidecar,
                                     const EngineOptions& options);
 
-  void run(const std::vector<TensorView>& inputs, std::vector<TensorView>& outputs, cudaStream_t stream, bool wait);
+  // `allocate` (may be null) gives host memory for the outputs `outputs` does not name.
+  void run(const std::vector<TensorView>& inputs, std::vector<TensorView>& outputs, cudaStream_t stream, bool wait,
+           const Engine::OutputAllocator* allocate = nullptr);
 };
 
 // Expectation for an engine about to run on `options.device` with the loaded TensorRT.
