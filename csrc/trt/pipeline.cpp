@@ -103,6 +103,19 @@ FramePipeline::FramePipeline(Engine& engine_handle, const ImageView& frame, cons
     }
   }
 
+  // The preprocessing writes one plane (the frame's channel `preprocess.channel`) as 1x1xHxW. An
+  // engine taking another channel count would otherwise be refused below as "outside every
+  // optimization profile ... rebuild with a wider profile", which no profile can fix.
+  for (const auto& t : engine.tensors) {
+    if (t.name != kInput || !t.is_input) continue;
+    if (t.shape.size() != 4 || (t.shape[1] >= 0 && t.shape[1] != 1)) {
+      fail(ErrorCode::InvalidArgument, path + ": input '" + std::string(kInput) + "' has shape " + shape_string(t.shape) +
+                                           "; the frame pipeline feeds it one channel (N x 1 x H x W, the model "
+                                           "contract; the preprocessing picks that channel from the frame): build the "
+                                           "engine from a one-channel model");
+    }
+  }
+
   check_cuda(cudaSetDevice(engine.device), path + ": selecting CUDA device " + std::to_string(engine.device));
   const std::vector<int64_t> input_shape = {1, 1, plan.frame_height, plan.frame_width};
   state_ = std::make_unique<State>(engine, engine.pool->acquire({{kInput, input_shape}}, /*pin=*/true));

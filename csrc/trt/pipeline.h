@@ -2,8 +2,9 @@
 // recorded once into a CUDA graph and replayed per frame. A replay is one cudaGraphLaunch in place of
 // the preprocessing kernels and memsets, TensorRT's enqueue and the postprocessing kernels, with no
 // synchronization anywhere in the chain: the normalization range goes from the preprocessing to the
-// denormalization on the device. Built for the model I/O contract (input "image", outputs
-// "diagnosis_logits", "blur_logits", "quality", "quality_map", "deblurred"; float32 I/O).
+// denormalization on the device. Built for the model I/O contract (input "image" of one channel,
+// N x 1 x H x W, outputs "diagnosis_logits", "blur_logits", "quality", "quality_map", "deblurred";
+// float32 I/O); an engine with another input channel count is refused.
 //
 // Per frame the caller writes the pixels into frame() (device memory, the geometry given at creation,
 // packed rows) on its stream, for example with cudaMemcpyAsync from a pinned camera buffer, then
