@@ -7,11 +7,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ifrt.imageio import move_staged, staging_folder
 from ifrt.runlock import folder_lock
 
 from . import calibration
@@ -101,8 +101,10 @@ MODEL_FILES = ("model.json", "model.safetensors")
 GRAPH_FILES = tuple(f"{graph}{suffix}" for graph in GRAPHS for suffix in (".onnx", ".fp16.onnx", ".int8.onnx"))
 REPORT = "export_report.json"
 # The folder inside the output folder where an export writes and checks its files before they replace the
-# earlier export's; one that a killed export left is removed by the next export into that folder.
+# earlier export's (`ifrt.imageio.staging_folder`); one that a killed export left is removed by the next export
+# into that folder, as are those of any other name with the prefix (earlier versions named theirs at random).
 STAGING_PREFIX = ".ifrt-export-"
+STAGING = STAGING_PREFIX + "staging"
 # Held while an export writes the folder: a second export into it would remove the first's staging folder as a
 # killed export's, or publish its graphs among the first's.
 LOCK = ".ifrt-export.lock"
@@ -141,15 +143,13 @@ def publish(staging: Path, out_dir: Path, model_files: bool) -> None:
     An export replaces the folder's whole set (`export_files`). A graph it did not write again (the fp16
     graph of a model exported before, a focus graph when only `full` is asked for) would otherwise stay
     beside the new ones, loadable, and labelled with the new model's class names. Each file moves by a
-    rename, the model files first, a graph's sidecar before it and the report last, so a folder caught in
-    between holds no graph without its sidecar."""
+    rename (`ifrt.imageio.move_staged`), the model files first, a graph's sidecar before it and the report
+    last, so a folder caught in between holds no graph without its sidecar."""
     for name in export_files(out_dir, model_files):
         (out_dir / name).unlink()
-    arriving = export_files(staging, model_files)
     order = [*MODEL_FILES, *(f"{name}.json" for name in GRAPH_FILES), *GRAPH_FILES, REPORT]
-    for name in sorted(arriving, key=order.index):
-        os.replace(staging / name, out_dir / name)
-    for leftover in out_dir.glob(f"{STAGING_PREFIX}*"):  # a killed export's
+    move_staged(staging, out_dir, sorted(export_files(staging, model_files), key=order.index))
+    for leftover in out_dir.glob(f"{STAGING_PREFIX}*"):  # a killed export's, under another name
         if leftover != staging:
             shutil.rmtree(leftover, ignore_errors=True)
 
@@ -190,8 +190,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
     in_place = out_dir.resolve() == model_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     with folder_lock(out_dir, LOCK, "ifrt export onnx", "export into another -o folder"):
-        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
-        try:
+        with staging_folder(out_dir, out_dir / STAGING) as staging:
             if not in_place:
                 report["model_files"] = copy_model_files(model_dir, staging)
             problems: list[str] = []
@@ -235,8 +234,6 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, fp16: bool = Fals
             report["removed"] = sorted(set(export_files(out_dir, model_files=not in_place)) - written)
             write_text_atomic(staging / REPORT, json.dumps(report, indent=2) + "\n")
             publish(staging, out_dir, model_files=not in_place)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     if problems:
         kept = [name for entry in report["graphs"].values() for name in
                 (entry.get(key) for key in ("file", "fp16_file", "int8_file")) if name and (out_dir / name).is_file()]

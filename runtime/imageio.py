@@ -12,7 +12,9 @@ Every problem raises `ImageReadError` whose message names the file, the problem 
 
 Writing: `write_image_atomic`, `write_bytes_atomic`, `write_text_atomic` and `write_json_atomic`
 write a temporary file in the destination folder and `os.replace` it into place, so a reader never
-sees a half-written file and an interrupted run leaves no partial output.
+sees a half-written file and an interrupted run leaves no partial output. A set of files that must change
+together (a checkpoint, a report, an export) is written into a `staging_folder` and moved in by
+`move_staged`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import struct
 import threading
 from collections.abc import Iterator
@@ -298,6 +301,44 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike, obj, *, indent: int = 2) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=True) + "\n")
+
+
+# ---- a set of files replaced all or none ---------------------------------------------------------------
+
+@contextlib.contextmanager
+def staging_folder(target: str | os.PathLike, staging: str | os.PathLike) -> Iterator[Path]:
+    """Yield the empty folder `staging`, in which a set of files bound for the folder `target` is written whole
+    before `move_staged` moves it in; so a write the file system refuses (a full disk) leaves what `target`
+    held as it was. `staging` must be on `target`'s file system (inside it or beside it), so that moving in is
+    renames only, which a full disk does not refuse. One a killed run left is removed first, and it is removed
+    on the way out with whatever is still in it. An OSError about a file in it names that file's place in
+    `target` (`staging/ifrt_full/config.pbtxt` -> `target/ifrt_full/config.pbtxt`), the file the user asked
+    for."""
+    target, staging = Path(target), Path(staging)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except OSError as exc:
+        staged = Path(exc.filename) if isinstance(exc.filename, (str, os.PathLike)) else None
+        if staged is None or not staged.is_relative_to(staging) or staged == staging:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(target / staged.relative_to(staging))) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def move_staged(staging: Path, target: Path, names: list[str]) -> None:
+    """Move `names` from `staging` into `target` by renames, in the order given (what a reader opens first goes
+    last). A staged folder replaces the folder of its name whole: the earlier one is moved into `staging`, to be
+    removed with it, so none of its files stays beside the new ones. A staged file does not replace a folder."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if (staging / name).is_dir() and (target / name).is_dir():
+            replaced = staging / ".replaced"
+            replaced.mkdir(exist_ok=True)
+            os.replace(target / name, replaced / name)
+        os.replace(staging / name, target / name)
 
 
 def encode_image(array: np.ndarray, fmt: str, *, compression: str | None = None) -> bytes:

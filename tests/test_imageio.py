@@ -13,7 +13,9 @@ from ifrt.imageio import (
     ImageReadError,
     atomic_path,
     image_shape,
+    move_staged,
     read_image,
+    staging_folder,
     write_image_atomic,
     write_json_atomic,
     write_text_atomic,
@@ -186,6 +188,63 @@ def test_interrupted_write_keeps_the_previous_file_and_no_temporary(tmp_path):
         raise RuntimeError("interrupted")
     assert target.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["m.csv"]
+
+
+# ---- staging_folder and move_staged: a set of files replaced all or none ------------------------------------
+
+def _files_in(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_write_refused_in_the_staging_folder_names_the_target_file_and_leaves_the_target_as_it_was(tmp_path,
+                                                                                                      monkeypatch):
+    target = tmp_path / "report"
+    write_text_atomic(target / "report.json", "old\n")
+    staging = tmp_path / ".report.staging"
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError) as info, staging_folder(target, staging) as staged:
+        write_text_atomic(staged / "report.json", "new\n")
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(target / "report.json"))
+    assert _files_in(target) == {"report.json": b"old\n"}
+    assert not staging.exists()
+
+
+def test_an_error_about_a_file_outside_the_staging_folder_keeps_its_name(tmp_path):
+    with pytest.raises(FileNotFoundError) as info, staging_folder(tmp_path / "out", tmp_path / ".staging"):
+        (tmp_path / "source.onnx").read_bytes()
+    assert info.value.filename == str(tmp_path / "source.onnx")
+
+
+def test_a_staging_folder_a_killed_run_left_is_emptied_before_use(tmp_path):
+    (tmp_path / ".staging").mkdir()
+    (tmp_path / ".staging" / "half.onnx").write_bytes(b"half a graph")
+    with staging_folder(tmp_path / "out", tmp_path / ".staging") as staged:
+        assert os.listdir(staged) == []
+
+
+def test_a_staged_folder_replaces_the_folder_of_its_name_whole(tmp_path):
+    target = tmp_path / "repo"
+    write_text_atomic(target / "ifrt_full" / "1" / "model.plan", "old engine")
+    write_text_atomic(target / "other" / "config.pbtxt", "another model")
+    with staging_folder(target, target / ".staging") as staged:
+        write_text_atomic(staged / "ifrt_full" / "1" / "model.onnx", "new graph")
+        move_staged(staged, target, ["ifrt_full"])
+    assert _files_in(target) == {"ifrt_full/1/model.onnx": b"new graph", "other/config.pbtxt": b"another model"}
+
+
+def test_staged_files_move_in_the_order_given_and_a_file_does_not_replace_a_folder(tmp_path):
+    target = tmp_path / "last"
+    (target / "trainer.json").mkdir(parents=True)
+    with pytest.raises(IsADirectoryError) as info, staging_folder(target, tmp_path / ".last.staging") as staged:
+        write_text_atomic(staged / "model.json", "weights' config")
+        write_text_atomic(staged / "trainer.json", "resume point")
+        move_staged(staged, target, ["model.json", "trainer.json"])
+    assert info.value.filename == str(target / "trainer.json")
+    assert (target / "model.json").read_text() == "weights' config"
 
 
 def test_unsupported_pixel_type_is_refused_on_write(tmp_path):

@@ -18,8 +18,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
-import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -29,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ifrt.imageio import write_text_atomic
+from ifrt.imageio import move_staged, staging_folder, write_text_atomic
 from ifrt.normalize import apply_range, percentile_range
 from ifrt.patients import combine_probabilities
 from ifrt.runlock import folder_lock
@@ -725,33 +723,23 @@ STAGING = ".ifrt-eval-report"
 
 def write_report(report: dict, out_dir: Path) -> None:
     """The plots, report.md and report.json (which list the plots), written whole into a staging folder and then
-    moved into place, report.json last; the plots of an earlier report that the new one lacks are removed after.
-    So a write the file system refuses (a full disk) leaves an earlier report in the folder as it was, and
-    report.json never lists a plot that is gone. The error names the file in `out_dir`."""
+    moved into place, report.json last (`ifrt.imageio.staging_folder`); the plots of an earlier report that the
+    new one lacks are removed after. So a write the file system refuses (a full disk) leaves an earlier report in
+    the folder as it was, and report.json never lists a plot that is gone. The error names the file in
+    `out_dir`."""
     from ifrt.train import plots
 
-    staging = out_dir / STAGING
-    shutil.rmtree(staging, ignore_errors=True)  # a killed run's
-    staging.mkdir(parents=True)
     try:
-        report["plots"] = plots.write_all(report, out_dir, write_into=staging)
-        names = [p["file"] for p in report["plots"]] + ["report.md", "report.json"]
-        try:
+        with staging_folder(out_dir, out_dir / STAGING) as staging:
+            report["plots"] = plots.write_all(report, out_dir, write_into=staging)
+            names = [p["file"] for p in report["plots"]] + ["report.md", "report.json"]
             write_text_atomic(staging / "report.md", markdown(report))
             write_text_atomic(staging / "report.json", json.dumps(json_ready(report), indent=2, allow_nan=False))
-        except OSError as exc:
-            if exc.filename is None or not exc.strerror:
-                raise
-            raise OSError(exc.errno, exc.strerror, str(out_dir / Path(exc.filename).name)) from exc
-        for name in names:  # renames within one folder, which a full disk does not refuse
-            try:
-                os.replace(staging / name, out_dir / name)
-            except OSError as exc:  # a folder in the way, say
-                if name.endswith(".png"):
-                    raise OSError(f"{out_dir / name}: could not write the plot ({exc.strerror})") from None
-                raise OSError(exc.errno, exc.strerror, str(out_dir / name)) from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            move_staged(staging, out_dir, names)
+    except OSError as exc:  # a folder in the way of a plot, say
+        if exc.filename is not None and str(exc.filename).endswith(".png"):
+            raise OSError(f"{exc.filename}: could not write the plot ({exc.strerror})") from None
+        raise
     plots.remove_earlier(out_dir, keep=set(names))
 
 

@@ -22,7 +22,6 @@ import io
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -38,7 +37,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from ifrt.imageio import write_text_atomic
+from ifrt.imageio import move_staged, staging_folder, write_text_atomic
 from ifrt.runlock import folder_lock
 from ifrt.train import print_warning
 from ifrt.train.data.manifest import read_manifest
@@ -168,24 +167,13 @@ def load_training_state(directory: Path, optimizer: torch.optim.Optimizer, crite
 def replace_checkpoint(folder: Path, write: Callable[[Path], object]) -> None:
     """Replace the checkpoint in `folder` (`last/`, `best/`) with the files `write(staging)` writes, all or none:
     they are written into a hidden staging folder beside it first, then moved in by renames, `trainer.json` (what
-    a resume reads first) last. A write the file system refuses (a full disk) leaves the previous checkpoint
-    whole, weights, optimizer state and resume point of one step, so a rerun resumes from it; the error names
-    the checkpoint's file."""
-    staging = folder.with_name(f".{folder.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)  # a killed save's
-    staging.mkdir(parents=True)
-    try:
-        try:
-            write(staging)
-        except OSError as exc:
-            if exc.filename is not None and Path(exc.filename).parent == staging:
-                raise OSError(exc.errno, exc.strerror, str(folder / Path(exc.filename).name)) from None
-            raise
-        folder.mkdir(exist_ok=True)
-        for name in sorted((p.name for p in staging.iterdir()), key=lambda name: name == "trainer.json"):
-            os.replace(staging / name, folder / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    a resume reads first) last (`ifrt.imageio.staging_folder`). A write the file system refuses (a full disk)
+    leaves the previous checkpoint whole, weights, optimizer state and resume point of one step, so a rerun
+    resumes from it; the error names the checkpoint's file."""
+    with staging_folder(folder, folder.with_name(f".{folder.name}.staging")) as staging:
+        write(staging)
+        names = sorted((p.name for p in staging.iterdir()), key=lambda name: name == "trainer.json")
+        move_staged(staging, folder, names)
 
 
 # ---- distributed helpers ---------------------------------------------------------------------------
