@@ -5,9 +5,15 @@ softmax (device expf, up to (6 + K) ulp per probability) and focus metrics (summ
 relative) are compared with stated tolerances.
 """
 
+import ctypes
+import threading
+from pathlib import Path
+
 import numpy as np
 import pytest
+from _dlpack_producer import KDL_CUDA, Producer
 
+import ifrt
 from ifrt import focus as F
 from ifrt import postprocess as post
 from ifrt import preprocess as pp
@@ -155,29 +161,166 @@ def test_cuda_focus_of_a_non_finite_pixel_is_nan_where_the_cpu_refuses_it():
     assert np.isnan(gpu.metrics["var_laplacian"]) and np.isnan(gpu.metrics["normalized_variance"])
 
 
-def test_cuda_dlpack_tensors_are_preprocessed_in_place_on_the_stream():
+def _torch_cuda():
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("torch without CUDA")
+    return torch
+
+
+def test_cuda_dlpack_tensors_are_preprocessed_in_place_on_the_stream():
+    # A created stream: torch's default stream has the handle 0, which DLPack disallows (1 names it).
+    torch = _torch_cuda()
     img = _image((300, 200), np.float32, seed=8)
     expected = pp.preprocess(img, tile=(128, 128), overlap=32)
-    device_img = torch.from_numpy(img).cuda()
+    device_img = torch.from_numpy(img).cuda()  # written on the default stream; __dlpack__ orders ours after it
     out = torch.empty(expected.tensor.shape, dtype=torch.float32, device="cuda")
-    stream = torch.cuda.current_stream().cuda_stream
+    stream = torch.cuda.Stream().cuda_stream
     assert native.preprocess_dlpack(device_img, out, {"tile_height": 128, "tile_width": 128, "overlap": 32},
                                     stream) is None
     assert native.cuda_last_range(stream) == (expected.lo, expected.hi)
     np.testing.assert_array_equal(out.cpu().numpy(), expected.tensor)
 
 
+def test_cuda_dlpack_torch_default_stream_handle_0_is_refused_and_1_names_it():
+    torch = _torch_cuda()
+    img = _image((96, 64), np.float32, seed=19)
+    expected = pp.preprocess(img)
+    device_img = torch.from_numpy(img).cuda()
+    out = torch.empty(expected.tensor.shape, dtype=torch.float32, device="cuda")
+    assert torch.cuda.current_stream().cuda_stream == 0
+    with pytest.raises(native.NativeError, match=r"stream: 0 is not a stream DLPack allows .* pass 1"):
+        native.preprocess_dlpack(device_img, out, {}, torch.cuda.current_stream().cuda_stream)
+    assert native.preprocess_dlpack(device_img, out, {}, 1) is None
+    assert native.cuda_last_range(1) == (expected.lo, expected.hi)
+    np.testing.assert_array_equal(out.cpu().numpy(), expected.tensor)
+
+
 def test_cuda_dlpack_tensors_the_kernels_cannot_follow_are_refused_by_name():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch without CUDA")
+    torch = _torch_cuda()
     device_img = torch.from_numpy(_image((96, 64), np.float32, seed=10)).cuda().t()  # column-major
     out = torch.empty((1, 1, 64, 96), dtype=torch.float32, device="cuda")
     with pytest.raises(native.NativeError, match=r"image: strides \(1, 64\) elements .* pass a contiguous CUDA tensor"):
-        native.preprocess_dlpack(device_img, out, {}, torch.cuda.current_stream().cuda_stream)
+        native.preprocess_dlpack(device_img, out, {}, torch.cuda.Stream().cuda_stream)
+
+
+def test_cuda_dlpack_capsules_are_released_only_after_the_stream_has_passed_the_kernels():
+    # A producer learns from its deleter that the consumer is done with the memory; torch's caching allocator may
+    # then hand a temporary's memory to its next allocation. The deleter ran when the call returned, with the
+    # kernels still queued behind a busy stream: stream.query() was False inside it.
+    torch = _torch_cuda()
+    img = _image((512, 512), np.float32, seed=17)
+    expected = pp.preprocess(img)
+    device_img = torch.from_numpy(img).cuda()
+    out = torch.empty(expected.tensor.shape, dtype=torch.float32, device="cuda")
+    torch.cuda.synchronize()
+    stream = torch.cuda.Stream()
+    stream_done_at_release = []
+    image = Producer(device_img.data_ptr(), img.shape, np.float32, KDL_CUDA, torch.cuda.current_device(),
+                     on_delete=lambda: stream_done_at_release.append(stream.query()))
+    with torch.cuda.stream(stream):
+        torch.cuda._sleep(100_000_000)  # tens of milliseconds of GPU time ahead of the kernels
+    assert native.preprocess_dlpack(image, out, {}, stream.cuda_stream) is None
+    assert image.streams == [stream.cuda_stream]
+    assert stream_done_at_release == []  # still in flight: kept
+    assert native.cuda_last_range(stream.cuda_stream) == (expected.lo, expected.hi)  # waits, then releases
+    assert stream_done_at_release == [True]
+    np.testing.assert_array_equal(out.cpu().numpy(), expected.tensor)
+
+
+class _Image(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("dtype", ctypes.c_int), ("height", ctypes.c_int64),
+                ("width", ctypes.c_int64), ("channels", ctypes.c_int64), ("row_stride", ctypes.c_int64),
+                ("pixel_stride", ctypes.c_int64)]
+
+
+_FLOAT32, _RANGE_OF_LAST_PREPROCESS = 3, 1
+
+
+def _libifrt():
+    lib = ctypes.CDLL(str(next((Path(ifrt.__file__).parent / "lib").glob("libifrt.so*"))))
+    lib.ifrt_last_error.restype = ctypes.c_char_p
+    lib.ifrt_preprocess_cuda.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                         ctypes.c_void_p]
+    lib.ifrt_denormalize_cuda.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_double, ctypes.c_double,
+                                          ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    return lib
+
+
+def _device_plane(tensor, row_stride=0):
+    return _Image(tensor.data_ptr(), _FLOAT32, tensor.shape[-2], tensor.shape[-1], 1, row_stride, 0)
+
+
+def test_cuda_denormalize_refuses_the_range_of_a_frame_with_non_finite_pixels_as_the_cpu_refuses_the_frame():
+    torch = _torch_cuda()
+    lib = _libifrt()
+    frame = _image((40, 64), np.float32, seed=20)
+    frame[5, 7] = np.nan
+    with pytest.raises(native.NativeError, match="not finite"):
+        pp.preprocess(frame)
+    device_frame = torch.from_numpy(frame).cuda()
+    tensor = torch.zeros((1, 1, 64, 64), dtype=torch.float32, device="cuda")
+    back = torch.full((40, 64), 7.0, dtype=torch.float32, device="cuda")
+    torch.cuda.synchronize()
+    stream = torch.cuda.Stream().cuda_stream
+    image = _device_plane(device_frame)
+    assert lib.ifrt_preprocess_cuda(ctypes.byref(image), None, tensor.data_ptr(), tensor.nbytes, stream) == 0
+    y = _Image(tensor.data_ptr(), _FLOAT32, 40, 64, 1, 64 * 4, 0)  # the frame's crop of the padded tensor
+    status = lib.ifrt_denormalize_cuda(ctypes.byref(y), _RANGE_OF_LAST_PREPROCESS, 0.0, 0.0, back.data_ptr(), _FLOAT32,
+                                       stream)
+    assert status == 1  # IFRT_ERR_INVALID_ARGUMENT
+    assert b"has non-finite pixels (NaN or inf, after dark/flat correction)" in lib.ifrt_last_error()
+    torch.cuda.synchronize()
+    assert bool((back == 7.0).all())
+
+
+def test_cuda_first_call_inside_a_graph_capture_is_refused_and_runs_captured_after_a_warm_up():
+    # A fresh thread and stream have no workspace; allocating it inside the caller's capture broke the capture.
+    torch = _torch_cuda()
+    lib = _libifrt()
+    frame = _image((48, 64), np.float32, seed=21)
+    expected = pp.preprocess(frame)
+    device_frame = torch.from_numpy(frame).cuda()
+    tensor = torch.zeros((1, 1, 64, 64), dtype=torch.float32, device="cuda")
+    torch.cuda.synchronize()
+    seen = {}
+
+    def on_a_fresh_thread():
+        stream = torch.cuda.Stream()
+        image = _device_plane(device_frame)
+        args = (ctypes.byref(image), None, tensor.data_ptr(), tensor.nbytes, stream.cuda_stream)
+        with torch.cuda.stream(stream):
+            refused = torch.cuda.CUDAGraph()
+            refused.capture_begin()
+            seen["first"] = lib.ifrt_preprocess_cuda(*args), lib.ifrt_last_error()
+            refused.capture_end()  # raises when the capture was invalidated
+            seen["warm_up"] = lib.ifrt_preprocess_cuda(*args)
+            stream.synchronize()
+            tensor.zero_()
+            graph = torch.cuda.CUDAGraph()
+            graph.capture_begin()
+            seen["captured"] = lib.ifrt_preprocess_cuda(*args)
+            graph.capture_end()
+            graph.replay()
+        stream.synchronize()
+
+    errors = []
+    thread = threading.Thread(target=lambda: _record_errors(on_a_fresh_thread, errors))
+    thread.start()
+    thread.join()
+    assert errors == []
+    status, message = seen["first"]
+    assert status == 1
+    assert b"would allocate it while the stream is being captured into a CUDA graph" in message
+    assert (seen["warm_up"], seen["captured"]) == (0, 0)
+    np.testing.assert_array_equal(tensor.cpu().numpy(), expected.tensor)
+
+
+def _record_errors(body, errors):
+    try:
+        body()
+    except Exception as e:  # the test thread asserts there were none
+        errors.append(e)
 
 
 def test_cuda_dlpack_default_stream_keeps_a_workspace_per_device():

@@ -1,10 +1,13 @@
 // ifrt._native: preprocessing of DLPack tensors (torch, CuPy, numpy, JAX ...) without copies. CPU
 // tensors run the CPU path; CUDA tensors (when built with CUDA) run the kernels on the caller's
-// stream, asynchronously.
+// stream, asynchronously, and their capsules are kept until the stream has passed the kernels.
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <exception>
+#include <list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/preprocess.h"
@@ -12,6 +15,7 @@
 #include "python/bind.h"
 #if IFRT_WITH_CUDA
 #include "cuda/kernels.h"
+#include "cuda/stream.h"
 #endif
 
 namespace ifrt::python {
@@ -57,12 +61,46 @@ struct DLManagedTensorVersioned {
 };
 constexpr uint64_t kDLReadOnly = 1;  // DLPACK_FLAG_BITMASK_READ_ONLY
 
+// The stream argument, as DLPack defines it for CUDA (the consumer's stream, handed to __dlpack__): None
+// or 1 the legacy default stream, 2 the per-thread default stream, a larger integer a cudaStream_t. 0 is
+// ambiguous and disallowed by DLPack; -1 ("producer, do not synchronize") names no stream to run on.
+py::object checked_stream(const py::object& stream) {
+  if (stream.is_none()) return stream;
+  if (!py::isinstance<py::int_>(stream)) {
+    fail(ErrorCode::InvalidArgument, "stream: expected None or an integer cudaStream_t, got " +
+                                         std::string(py::str(py::type::of(stream).attr("__name__"))));
+  }
+  if (stream <= py::int_(0)) {
+    fail(ErrorCode::InvalidArgument, "stream: " + std::string(py::str(stream)) +
+                                         " is not a stream DLPack allows the kernels to run on; pass 1 for the legacy "
+                                         "default stream, 2 for the per-thread default stream, or a stream handle "
+                                         "(torch.cuda.current_stream().cuda_stream is 0 on the default stream: pass 1)");
+  }
+  return stream;
+}
+
+// The device type a producer reports (__dlpack_device__), or -1 when it does not say (a capsule, or a
+// producer without the method).
+int32_t dlpack_device_type(const py::object& obj) {
+  if (!py::hasattr(obj, "__dlpack_device__")) return -1;
+  const py::tuple device = obj.attr("__dlpack_device__")();
+  return py::int_(device[0]).cast<int32_t>();
+}
+
 // obj.__dlpack__(), asking for a versioned capsule (it carries the read-only flag: numpy exports read-only
-// arrays only that way) and falling back to the legacy call for producers that predate DLPack 1.0.
-py::object dlpack_capsule(const py::object& obj, const py::object& stream) {
+// arrays only that way) and falling back to the legacy call for producers that predate DLPack 1.0. The
+// stream goes to CUDA producers only: DLPack accepts only None for memory without streams.
+py::object dlpack_capsule(const py::object& obj, const py::object& stream, const char* what) {
   if (!py::hasattr(obj, "__dlpack__")) return obj;
   py::dict kwargs;
-  if (!stream.is_none()) kwargs["stream"] = stream;
+  if (!stream.is_none()) {
+    const int32_t device = dlpack_device_type(obj);
+    if (device != -1 && device != kDLCUDA && device != kDLCUDAManaged) {
+      fail(ErrorCode::InvalidArgument, std::string(what) + ": a tensor outside CUDA device memory (DLPack device " +
+                                           std::to_string(device) + ") takes no stream; pass stream=None");
+    }
+    kwargs["stream"] = stream;
+  }
   try {
     return obj.attr("__dlpack__")(**kwargs, py::arg("max_version") = py::make_tuple(1, 0));
   } catch (py::error_already_set& e) {
@@ -71,11 +109,12 @@ py::object dlpack_capsule(const py::object& obj, const py::object& stream) {
   return obj.attr("__dlpack__")(**kwargs);
 }
 
-// A consumed DLPack capsule; the producer's deleter runs when this goes out of scope.
+// A consumed DLPack capsule; the producer's deleter runs when this is destroyed (with the GIL held), which
+// tells the producer that nothing reads or writes the memory any more.
 class Borrowed {
  public:
   Borrowed(const py::object& obj, const py::object& stream, const char* what) {
-    py::object capsule = dlpack_capsule(obj, stream);
+    py::object capsule = dlpack_capsule(obj, stream, what);
     if (PyCapsule_IsValid(capsule.ptr(), "dltensor_versioned")) {
       versioned_ = static_cast<DLManagedTensorVersioned*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor_versioned"));
       if (versioned_->version.major != 1) {
@@ -99,6 +138,12 @@ class Borrowed {
     if (versioned_ && versioned_->deleter) versioned_->deleter(versioned_);
     if (legacy_ && legacy_->deleter) legacy_->deleter(legacy_);
   }
+  Borrowed(Borrowed&& other) noexcept
+      : versioned_(std::exchange(other.versioned_, nullptr)),
+        legacy_(std::exchange(other.legacy_, nullptr)),
+        tensor_(other.tensor_),
+        read_only_(other.read_only_) {}
+  Borrowed& operator=(Borrowed&&) = delete;
   Borrowed(const Borrowed&) = delete;
   Borrowed& operator=(const Borrowed&) = delete;
   const DLTensor& t() const { return *tensor_; }
@@ -175,11 +220,39 @@ ImageView image_of(const Borrowed& b, std::vector<unsigned char>& copy) {
 }
 
 #if IFRT_WITH_CUDA
-// DLPack's stream integer as a cudaStream_t: None and 1 mean the legacy default stream.
+// A checked stream argument as a cudaStream_t: None and 1 the legacy default stream (nullptr); 2 is
+// cudaStreamPerThread's own value, and any other a stream handle.
 void* stream_handle(const py::object& stream) {
   if (stream.is_none()) return nullptr;
   const auto value = stream.cast<uintptr_t>();
   return value == 1 ? nullptr : reinterpret_cast<void*>(value);
+}
+
+// Capsules of CUDA tensors that kernels enqueued on a stream may still read or write. Running a
+// producer's deleter tells it the consumer is done with the memory (DLPack), and a producer whose
+// allocator is stream-ordered on its own stream (torch's caching allocator, CuPy's pool) may hand a
+// temporary tensor's memory to its next allocation at once, while our stream still uses it. So the
+// capsules wait here for a fence recorded after the kernels, and are released by the first call that
+// finds it passed (preprocess_dlpack, cuda_last_range), or at exit. Touched only with the GIL held.
+struct InFlight {
+  cuda::Fence enqueued;
+  Borrowed image, out;
+};
+
+std::list<InFlight>& in_flight() {
+  // Never destroyed: the deleters must run while Python is alive, from the atexit hook in bind_dlpack,
+  // not from static destruction after the interpreter is gone.
+  static auto* items = new std::list<InFlight>();
+  return *items;
+}
+
+void release_finished() {
+  in_flight().remove_if([](const InFlight& f) { return f.enqueued.finished(); });
+}
+
+void release_after_stream(void* stream, Borrowed&& image, Borrowed&& out) {
+  in_flight().push_back(InFlight{cuda::Fence(stream), std::move(image), std::move(out)});
+  release_finished();  // a stream being captured runs nothing now: those are released at once
 }
 
 cuda::Workspace& workspace(void* stream) { return cuda::per_thread_and_stream<cuda::Workspace>(stream); }
@@ -203,10 +276,19 @@ void check_on_current_device(const Borrowed& b, const char* what) {
 PreprocessOptions preprocess_options_from(const py::dict& options, const ImageView& image, py::list& keep_alive);
 
 void bind_dlpack(py::module_& m) {
+#if IFRT_WITH_CUDA
+  py::module_::import("atexit").attr("register")(py::cpp_function([] {
+    for (const InFlight& f : in_flight()) f.enqueued.wait();
+    in_flight().clear();
+  }));
+#endif
+
   m.def("preprocess_dlpack", [](const py::object& image, const py::object& out, const py::dict& options,
                                 py::object stream) -> py::object {
-    // DLPack's stream argument: None for CPU tensors; for CUDA an integer cudaStream_t (1: the legacy
-    // default stream).
+    stream = checked_stream(stream);
+#if IFRT_WITH_CUDA
+    release_finished();
+#endif
     Borrowed in(image, stream, "image"), dst(out, stream, "out");
     if (in.on_cuda() != dst.on_cuda()) fail(ErrorCode::InvalidArgument, "image and out must be on the same device");
     if (dst.read_only()) fail(ErrorCode::InvalidArgument, "out: tensor is read-only");
@@ -247,26 +329,37 @@ void bind_dlpack(py::module_& m) {
     check_on_current_device(in, "image");
     check_on_current_device(dst, "out");
     void* st = stream_handle(stream);
+    std::exception_ptr failed;
     {
       py::gil_scoped_release release;
-      cuda::preprocess(view, o, dst.data(), bytes, workspace(st), st);
+      try {
+        cuda::preprocess(view, o, dst.data(), bytes, workspace(st), st);
+      } catch (...) {
+        failed = std::current_exception();  // kernels enqueued before the failure may still use the tensors
+      }
     }
+    release_after_stream(st, std::move(in), std::move(dst));
+    if (failed) std::rethrow_exception(failed);
     return py::none();  // enqueued; cuda_last_range(stream) waits and returns (lo, hi)
 #else
     fail(ErrorCode::Unsupported, "ifrt was built without CUDA kernels; CUDA tensors cannot be preprocessed");
 #endif
   }, py::arg("image"), py::arg("out"), py::arg("options"), py::arg("stream") = py::none(),
-  "Preprocess a DLPack tensor into a DLPack tensor in place. CPU: returns (lo, hi). CUDA: enqueues on "
-  "`stream` and returns None.");
+  "Preprocess a DLPack tensor into a DLPack tensor in place. CPU: returns (lo, hi); `stream` must be None. "
+  "CUDA: enqueues on `stream` (DLPack's consumer stream: None or 1 the legacy default stream, 2 the "
+  "per-thread one, else a cudaStream_t; 0 is refused) and returns None. The tensors' capsules are released "
+  "once the stream has passed the kernels, by a later call or at exit; under a CUDA graph capture at once, "
+  "so keep the tensors alive as long as the graph.");
 
 #if IFRT_WITH_CUDA
   m.def("cuda_last_range", [](py::object stream) {
-    void* st = stream_handle(stream);
+    void* st = stream_handle(checked_stream(stream));
     NormRange r;
     {
       py::gil_scoped_release release;
       r = cuda::read_range(workspace(st), st);
     }
+    release_finished();
     return py::make_tuple(r.lo, r.hi);
   }, py::arg("stream") = py::none(), "Waits for `stream` and returns the (lo, hi) of its last preprocess_dlpack.");
 #endif
