@@ -9,7 +9,10 @@ read it from the model configuration endpoint.
 
 One export at a time writes a repository: it holds the lock `ifrt export onnx` holds on its folder
 (`ifrt.runlock`), so that two exports into one repository cannot leave one's model beside the other's config.
-Every file is written atomically (a temporary file and a rename), so Triton never loads a half-copied model."""
+An export replaces its models all or none: every model folder is written whole into a staging folder in the
+repository, then each replaces the earlier folder of its name by renames (`ifrt.imageio.staging_folder`), so a
+write the disk refuses leaves the earlier export's models as they were, and no model file stays beside a config
+of another export. Models of other names in the repository are left alone."""
 
 from __future__ import annotations
 
@@ -18,12 +21,15 @@ import os
 import shutil
 from pathlib import Path
 
-from ifrt.imageio import atomic_path, write_text_atomic
+from ifrt.imageio import atomic_path, move_staged, staging_folder, write_text_atomic
 from ifrt.runlock import folder_lock
 
 # The lock file of `ifrt export onnx` (export/pipeline.py LOCK): an ONNX folder and a repository are one
 # export's output folder alike, and two exports of either kind into one folder mix their files.
 LOCK = ".ifrt-export.lock"
+# Where the models are written before they replace the earlier ones: the staging folder of `ifrt export onnx`
+# (export/pipeline.py STAGING), which one export at a time writes under the lock above.
+STAGING = ".ifrt-export-staging"
 
 ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 7: "TYPE_INT64", 6: "TYPE_INT32"}
 
@@ -70,22 +76,20 @@ def write_repository(graphs: dict[str, Path], out_dir: str | Path, *, engines: d
     engines = engines or {}
     configs = []
     out_dir.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out_dir, LOCK, "ifrt export triton", "write into another -o repository"):
+    with folder_lock(out_dir, LOCK, "ifrt export triton", "write into another -o repository"), \
+            staging_folder(out_dir, out_dir / STAGING) as staging:
         for graph, onnx_path in graphs.items():
             model = onnx.load(str(onnx_path), load_external_data=False)
             name = prefix + graph
-            version_dir = out_dir / name / "1"
             if graph in engines:
-                platform, target = "tensorrt_plan", version_dir / "model.plan"
-                source = Path(engines[graph])
+                platform, file_name, source = "tensorrt_plan", "model.plan", Path(engines[graph])
             else:
-                platform, target = "onnxruntime_onnx", version_dir / "model.onnx"
-                source = Path(onnx_path)
-            copy_atomic(source, target)
-            config = out_dir / name / "config.pbtxt"
-            write_text_atomic(config, model_config(name, model, platform, max_batch_size, instance_kind, instances,
-                                                   queue_delay_us))
-            configs.append(config)
+                platform, file_name, source = "onnxruntime_onnx", "model.onnx", Path(onnx_path)
+            copy_atomic(source, staging / name / "1" / file_name)
+            write_text_atomic(staging / name / "config.pbtxt", model_config(
+                name, model, platform, max_batch_size, instance_kind, instances, queue_delay_us))
+            configs.append(out_dir / name / "config.pbtxt")
+        move_staged(staging, out_dir, [config.parent.name for config in configs])
     return configs
 
 

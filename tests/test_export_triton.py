@@ -1,21 +1,29 @@
-"""Triton model repository: layout, and configs that parse as Triton's ModelConfig protobuf."""
+"""Triton model repository: layout, configs that parse as Triton's ModelConfig protobuf, and models replaced all
+or none."""
+
+import subprocess
+import sys
 
 import numpy as np
 import onnx
 import pytest
+from _file_limits import file_size_limit
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from ifrt.export.triton import write_repository
 
 
-def _onnx(path, outputs):
+def _onnx(path, outputs, note=""):
     inp = onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["batch", 1, "height", "width"])
     outs = [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, s) for n, s in outputs]
     nodes = [onnx.helper.make_node("Identity", ["image"], [outs[0].name])]
     model = onnx.helper.make_model(onnx.helper.make_graph(nodes, "g", [inp], outs))
     entry = model.metadata_props.add()
     entry.key, entry.value = "ifrt.class_names", '["IgAN", "MN", "DN", "LN"]'
+    if note:  # repeated in the Triton config's parameters, so it sets the config's size
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "ifrt.note", note
     onnx.save(model, str(path))
     return path
 
@@ -76,3 +84,69 @@ def test_config_of_exported_graphs_matches_the_onnx_names_and_shapes(tiny_packag
         assert {o.name: list(o.dims) for o in config.output} == expected
         assert [i.name for i in config.input] == ["image"] and list(config.input[0].dims) == [1, -1, -1]
         assert config.parameters["ifrt.graph"].string_value == graph
+
+
+# ---- an export replaces its models all or none -------------------------------------------------------------
+
+def _files_in(repo):
+    return {str(p.relative_to(repo)): p.read_bytes() for p in sorted(repo.rglob("*"))
+            if p.is_file() and p.name != ".ifrt-export.lock"}
+
+
+WRITE_IN_A_CHILD = """
+import sys
+from pathlib import Path
+from ifrt.cli import error_message
+from ifrt.export.triton import write_repository
+full, focus, engine, repo = map(Path, sys.argv[1:])
+try:
+    write_repository({"full": full, "focus": focus}, repo, engines={"focus": engine})
+except OSError as exc:
+    sys.exit(error_message(exc))
+"""
+
+
+def test_a_write_refused_after_a_model_file_leaves_the_earlier_repository_whole_and_names_the_file(graphs,
+                                                                                                    tmp_path):
+    """A real short write in a child process whose files cannot pass 20 kB: the new ifrt_full (under 2 kB) and
+    ifrt_focus's engine (64 bytes) are written, then ifrt_focus's config (over 40 kB, from its graph's metadata)
+    is refused."""
+    repo = tmp_path / "repo"
+    write_repository(graphs, repo, max_batch_size=4)
+    before = _files_in(repo)
+    new = tmp_path / "new"
+    new.mkdir()
+    full = _onnx(new / "full.onnx", [("quality", ["batch"])])
+    focus = _onnx(new / "focus.onnx", [("quality", ["batch"])], note="x" * 40_000)
+    engine = new / "focus.engine"
+    engine.write_bytes(bytes(64))
+    refused = subprocess.run([sys.executable, "-c", WRITE_IN_A_CHILD, str(full), str(focus), str(engine), str(repo)],
+                             capture_output=True, text=True, timeout=120, preexec_fn=file_size_limit(20_000))
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == f"{repo / 'ifrt_focus' / 'config.pbtxt'}: File too large"
+    assert _files_in(repo) == before
+    assert sorted(p.name for p in repo.iterdir()) == [".ifrt-export.lock", "ifrt_focus", "ifrt_full"]
+
+
+def test_an_export_over_an_earlier_one_leaves_none_of_the_earlier_models_files(graphs, tmp_path):
+    engine = tmp_path / "full.engine"
+    engine.write_bytes(bytes(64))
+    write_repository(graphs, tmp_path / "repo", engines={"full": engine})
+    write_repository(graphs, tmp_path / "repo")
+    assert sorted(_files_in(tmp_path / "repo")) == ["ifrt_focus/1/model.onnx", "ifrt_focus/config.pbtxt",
+                                                    "ifrt_full/1/model.onnx", "ifrt_full/config.pbtxt"]
+
+
+def test_models_of_other_names_in_the_repository_are_left_alone(graphs, tmp_path):
+    (tmp_path / "repo" / "resnet" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "resnet" / "config.pbtxt").write_text("another server model")
+    write_repository(graphs, tmp_path / "repo")
+    assert (tmp_path / "repo" / "resnet" / "config.pbtxt").read_text() == "another server model"
+
+
+def test_the_staging_folder_of_a_killed_export_is_removed_by_the_next_one(graphs, tmp_path):
+    killed = tmp_path / "repo" / ".ifrt-export-staging"
+    (killed / "ifrt_full").mkdir(parents=True)
+    (killed / "ifrt_full" / "config.pbtxt").write_text("half a config")
+    write_repository(graphs, tmp_path / "repo")
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == [".ifrt-export.lock", "ifrt_focus", "ifrt_full"]
