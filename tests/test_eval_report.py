@@ -1,6 +1,8 @@
 """`ifrt eval` on untrained tiny models: what the report records and what the command refuses up front."""
 
+import errno
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -224,6 +226,36 @@ def test_a_write_the_disk_refuses_leaves_the_earlier_report_and_its_plots_as_the
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1] == (f"ifrt eval: {out / 'accuracy_per_level.png'}: could not "
                                                        "write the plot (File too large)")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".ifrt-eval.lock"} == before
+    assert all((out / p["file"]).is_file() for p in json.loads((out / "report.json").read_text())["plots"])
+
+
+def test_a_refused_report_json_leaves_the_earlier_report_and_its_plots_as_they_were(runs, database, tmp_path,
+                                                                                    capsys, monkeypatch):
+    """The disk fills while report.json, the last file, is written: every plot and report.md of the new report
+    are written by then. A size limit cannot pick that file (a plot is refused first), so its writer is made to
+    meet a full disk half-way through, as `ifrt.imageio.atomic_path` would see it (an errno, no file name)."""
+    from ifrt import imageio
+    from ifrt.train import evaluate
+
+    out = tmp_path / "r"
+    evaluate_quick([runs["plain"], runs["defocus"]], database, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".ifrt-eval.lock"}
+    written = []
+
+    def disk_fills_on_report_json(path, text):
+        written.append(path.name)
+        if path.name != "report.json":
+            return imageio.write_text_atomic(path, text)
+        with imageio.atomic_path(path) as tmp:
+            tmp.write_text(text[:100])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(evaluate, "write_text_atomic", disk_fills_on_report_json)
+    code, _, err = run_cli(capsys, "eval", "--model", runs["plain"], "--data", database, "--out", out, *QUICK)
+    assert written == ["report.md", "report.json"]
+    assert code == 2
+    assert err.strip().splitlines()[-1] == f"ifrt eval: {out / 'report.json'}: No space left on device"
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".ifrt-eval.lock"} == before
     assert all((out / p["file"]).is_file() for p in json.loads((out / "report.json").read_text())["plots"])
 
