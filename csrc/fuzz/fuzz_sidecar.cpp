@@ -1,9 +1,12 @@
 // libFuzzer target: random bytes as an engine sidecar (`model.engine.json`), the file every engine
 // load parses before TensorRT sees the engine, and as the `--profile` text that the C ABI
-// (ifrt_engine_options.profiles) and the command line hand to parse_profiles_text.
+// (ifrt_engine_options.profiles) and the command line hand to parse_profiles_text, and as the ONNX
+// whose external-data locations the engine cache key scans for (onnx_external_data_locations).
 //
 // Contract checked: hostile text only ever raises ifrt::Error (any other exception escapes and
-// libFuzzer reports it), and whatever parses survives a write/read round trip unchanged.
+// libFuzzer reports it), and whatever parses survives a write/read round trip unchanged; every
+// external-data location found is a non-empty piece of the bytes, at most kMaxExternalDataLocation
+// long.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +15,7 @@
 #include "core/common.h"
 #include "core/engine_sidecar.h"
 #include "core/json.h"
+#include "core/onnx_external_data.h"
 #include "core/sha256.h"
 
 namespace {
@@ -77,11 +81,21 @@ void fuzz_profiles(const std::string& text) {
   (void)from_json;
 }
 
+void fuzz_onnx_locations(const std::string& bytes) {
+  for (const std::string& location : ifrt::onnx_external_data_locations(bytes.data(), bytes.size())) {
+    if (location.empty() || location.size() > ifrt::kMaxExternalDataLocation) {
+      violation("external-data location empty or over the length limit", std::to_string(location.size()));
+    }
+    if (bytes.find(location) == std::string::npos) violation("external-data location not in the bytes", location);
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   fuzz_json(text);
   fuzz_profiles(text);
+  fuzz_onnx_locations(text);
   return 0;
 }
