@@ -20,6 +20,7 @@ together (a checkpoint, a report, an export) is written into a `staging_folder` 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import logging
@@ -262,10 +263,28 @@ def _jpeg_shape(path: Path, data: bytes) -> tuple[int, int]:
 
 # ---- atomic writes -----------------------------------------------------------------------------------
 
+def sync_folder(folder: str | os.PathLike) -> None:
+    """Make the renames into `folder` durable: fsync the folder itself, without which a power cut can lose a
+    rename whose file was synced. Nothing where folders cannot be opened (Windows) or synced (file systems that
+    answer EINVAL or ENOTSUP); another failure is raised, naming the folder."""
+    directory = getattr(os, "O_DIRECTORY", None)
+    if directory is None:
+        return
+    fd = os.open(folder, os.O_RDONLY | directory)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(folder)) from exc
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path` (`.NAME.PID.RANDOM.tmp`, one per write, so two writers never share
-    one); on success it replaces `path`, on error it is removed. It is created as an ordinary new file, whose
+    one); on success it replaces `path` (the folder synced, so the rename survives a power cut), on error it is
+    removed. It is created as an ordinary new file, whose
     permissions the umask decides (a shared model or results folder stays readable to those it should be)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -274,6 +293,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+        sync_folder(path.parent)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
         # A refused write (a full disk) names no file, or the temporary one: name the file being written.
@@ -339,6 +359,9 @@ def move_staged(staging: Path, target: Path, names: list[str]) -> None:
             replaced.mkdir(exist_ok=True)
             os.replace(target / name, replaced / name)
         os.replace(staging / name, target / name)
+        if (target / name).is_dir():
+            sync_folder(target / name)
+    sync_folder(target)
 
 
 def encode_image(array: np.ndarray, fmt: str, *, compression: str | None = None) -> bytes:

@@ -3,6 +3,7 @@
 import contextlib
 import errno
 import os
+import stat
 
 import cv2
 import numpy as np
@@ -179,6 +180,47 @@ def test_a_refused_write_names_the_file_being_written_and_leaves_no_temporary(tm
         write_image_atomic(tmp_path / "deblurred.tif", ramp16)
     assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(tmp_path / "deblurred.tif"))
     assert os.listdir(tmp_path) == []
+
+
+def _recording_fsync(monkeypatch, folder_answer=None):
+    """os.fsync that records ('folder' | 'file', the names in tmp folder at that moment), and answers a folder's
+    sync with `folder_answer` (an errno to raise) when given."""
+    calls, real = [], os.fsync
+
+    def fsync(fd):
+        is_folder = stat.S_ISDIR(os.fstat(fd).st_mode)
+        calls.append("folder" if is_folder else "file")
+        if is_folder and folder_answer is not None:
+            raise OSError(folder_answer, os.strerror(folder_answer))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls
+
+
+def test_an_atomic_write_syncs_the_file_then_the_folder_after_the_rename(tmp_path, monkeypatch):
+    calls = _recording_fsync(monkeypatch)
+    write_text_atomic(tmp_path / "results.csv", "x\n")
+    assert calls == ["file", "folder"]
+
+
+def test_a_folder_the_file_system_cannot_sync_is_accepted_and_another_failure_names_the_folder(tmp_path, monkeypatch):
+    _recording_fsync(monkeypatch, folder_answer=errno.EINVAL)
+    assert write_text_atomic(tmp_path / "a.csv", "x\n").read_text() == "x\n"
+    monkeypatch.undo()
+    _recording_fsync(monkeypatch, folder_answer=errno.EIO)
+    with pytest.raises(OSError) as info:
+        write_text_atomic(tmp_path / "b.csv", "y\n")
+    assert (info.value.errno, info.value.filename) == (errno.EIO, str(tmp_path))
+
+
+def test_moving_staged_files_in_syncs_the_target_folder(tmp_path, monkeypatch):
+    staging, target = tmp_path / ".staging", tmp_path / "out"
+    staging.mkdir()
+    (staging / "a.txt").write_text("a")
+    calls = _recording_fsync(monkeypatch)
+    move_staged(staging, target, ["a.txt"])
+    assert calls == ["folder"] and (target / "a.txt").read_text() == "a"
 
 
 def test_interrupted_write_keeps_the_previous_file_and_no_temporary(tmp_path):
