@@ -4,6 +4,8 @@ One call does channel pick, optional dark-frame and flat-field correction, norma
 ``ifrt.normalize`` for the exact math the native code reproduces), optional resize, padding to a
 multiple of 32 and optional tiling with overlap. The work runs in the C++ core (``ifrt._native``)
 with the GIL released; ``device="cuda"`` runs the CUDA kernels instead (host arrays in and out).
+``preprocess_tensor`` takes framework tensors (torch, CuPy, JAX, numpy: anything with ``__dlpack__``) in
+and out without copies; CUDA tensors run asynchronously on the caller's stream.
 
 Option reference (``PreprocessOptions``):
 
@@ -28,7 +30,8 @@ import numpy as np
 from ifrt import native
 from ifrt.normalize import DEFAULT_P_HIGH, DEFAULT_P_LOW
 
-__all__ = ["PreprocessOptions", "Preprocessed", "preprocess", "preprocess_into", "plan", "percentile_range"]
+__all__ = ["PreprocessOptions", "Preprocessed", "last_range", "percentile_range", "plan", "preprocess", "preprocess_into",
+           "preprocess_tensor"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,29 @@ def preprocess_into(image: np.ndarray, out: np.ndarray, options: PreprocessOptio
     """Preprocess into ``out`` (C-contiguous, shape ``plan(...)["shape"]``); returns (lo, hi)."""
     _, lo, hi = native.load().preprocess_into(image, out, _options(options, overrides).to_native())
     return lo, hi
+
+
+def preprocess_tensor(image, out, options: PreprocessOptions | None = None, *, stream: int | None = None,
+                      **overrides) -> tuple[float, float] | None:
+    """Preprocess the DLPack tensor ``image`` into the DLPack tensor ``out`` in place (shape ``plan(...)["shape"]``,
+    float32 or float16 as ``dtype`` says), without copies where the layout allows.
+
+    Host tensors: returns (lo, hi); ``stream`` must be None. CUDA tensors (both on the current device): the
+    kernels are enqueued on ``stream`` and None is returned; ``last_range(stream)`` waits and gives (lo, hi).
+    ``stream`` is DLPack's consumer stream: None or 1 the legacy default stream, 2 the per-thread default
+    stream, else a ``cudaStream_t`` (``torch.cuda.current_stream().cuda_stream``, which is 0 on torch's
+    default stream: pass 1 there; 0 is refused). The tensors stay referenced until the stream has passed the
+    kernels; under a CUDA graph capture, keep them alive as long as the graph."""
+    return native.load().preprocess_dlpack(image, out, _options(options, overrides).to_native(), stream)
+
+
+def last_range(stream: int | None = None) -> tuple[float, float]:
+    """Wait for ``stream`` and return the (lo, hi) normalization range of its last CUDA ``preprocess_tensor``."""
+    n = native.load()
+    if not n.has_cuda_kernels():
+        raise native.NativeUnavailableError("ifrt was built without CUDA kernels: only CUDA tensors have a "
+                                            "range left on a stream; a host tensor's preprocess_tensor returns it")
+    return n.cuda_last_range(stream)
 
 
 def percentile_range(image: np.ndarray, p_low: float = DEFAULT_P_LOW, p_high: float = DEFAULT_P_HIGH,

@@ -108,3 +108,33 @@ def test_dlpack_refuses_an_out_tensor_over_the_image():
     buffer = np.random.default_rng(5).random(96 * 96).astype(np.float32)
     with pytest.raises(native.NativeError, match="output buffer overlaps the image"):
         native.preprocess_dlpack(buffer.reshape(96, 96)[:70, :90], buffer.reshape(1, 1, 96, 96), {})
+
+
+def test_preprocess_tensor_fills_a_torch_tensor_with_the_numpy_result():
+    torch = pytest.importorskip("torch")
+    frame = _frame(shape=(70, 90))
+    out = torch.empty(tuple(pp.plan(frame, tile=(64, 64), overlap=16)["shape"]), dtype=torch.float16)
+    lo_hi = pp.preprocess_tensor(torch.from_numpy(frame.astype(np.int32)).to(torch.float32), out,
+                                 tile=(64, 64), overlap=16, dtype="float16")
+    expected = pp.preprocess(frame.astype(np.float32), tile=(64, 64), overlap=16, dtype="float16")
+    assert lo_hi == (expected.lo, expected.hi)
+    np.testing.assert_array_equal(out.numpy(), expected.tensor)
+
+
+def test_preprocess_tensor_refuses_a_stream_for_host_tensors_and_stream_0():
+    frame = _frame(shape=(64, 64))
+    out = np.empty((1, 1, 64, 64), np.float32)
+    with pytest.raises(native.NativeError, match="takes no stream; pass stream=None"):
+        pp.preprocess_tensor(frame, out, stream=1)
+    with pytest.raises(native.NativeError, match="pass 1 for the legacy default stream"):
+        pp.preprocess_tensor(frame, out, stream=0)
+
+
+def test_last_range_refuses_stream_0_or_says_the_build_has_no_cuda_kernels():
+    from ifrt.native import NativeUnavailableError
+    if native.has_cuda_kernels():
+        with pytest.raises(native.NativeError, match="stream: 0 is not a stream DLPack allows"):
+            pp.last_range(0)
+    else:
+        with pytest.raises(NativeUnavailableError, match="built without CUDA kernels"):
+            pp.last_range()
