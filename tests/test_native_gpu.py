@@ -168,13 +168,19 @@ def _torch_cuda():
     return torch
 
 
+def _frame_on_device(torch, shape, seed, **options):
+    """A float32 frame, its CPU preprocessing, the frame on the GPU and a float32 output tensor there."""
+    img = _image(shape, np.float32, seed=seed)
+    expected = pp.preprocess(img, **options)
+    out = torch.empty(expected.tensor.shape, dtype=torch.float32, device="cuda")
+    return img, expected, torch.from_numpy(img).cuda(), out
+
+
 def test_cuda_dlpack_tensors_are_preprocessed_in_place_on_the_stream():
     # A created stream: torch's default stream has the handle 0, which DLPack disallows (1 names it).
     torch = _torch_cuda()
-    img = _image((300, 200), np.float32, seed=8)
-    expected = pp.preprocess(img, tile=(128, 128), overlap=32)
-    device_img = torch.from_numpy(img).cuda()  # written on the default stream; __dlpack__ orders ours after it
-    out = torch.empty(expected.tensor.shape, dtype=torch.float32, device="cuda")
+    # The frame is written on the default stream; __dlpack__ orders ours after it.
+    _, expected, device_img, out = _frame_on_device(torch, (300, 200), 8, tile=(128, 128), overlap=32)
     stream = torch.cuda.Stream().cuda_stream
     assert native.preprocess_dlpack(device_img, out, {"tile_height": 128, "tile_width": 128, "overlap": 32},
                                     stream) is None
@@ -184,10 +190,7 @@ def test_cuda_dlpack_tensors_are_preprocessed_in_place_on_the_stream():
 
 def test_cuda_dlpack_torch_default_stream_handle_0_is_refused_and_1_names_it():
     torch = _torch_cuda()
-    img = _image((96, 64), np.float32, seed=19)
-    expected = pp.preprocess(img)
-    device_img = torch.from_numpy(img).cuda()
-    out = torch.empty(expected.tensor.shape, dtype=torch.float32, device="cuda")
+    _, expected, device_img, out = _frame_on_device(torch, (96, 64), 19)
     assert torch.cuda.current_stream().cuda_stream == 0
     with pytest.raises(native.NativeError, match=r"stream: 0 is not a stream DLPack allows .* pass 1"):
         native.preprocess_dlpack(device_img, out, {}, torch.cuda.current_stream().cuda_stream)
@@ -209,10 +212,7 @@ def test_cuda_dlpack_capsules_are_released_only_after_the_stream_has_passed_the_
     # then hand a temporary's memory to its next allocation. The deleter ran when the call returned, with the
     # kernels still queued behind a busy stream: stream.query() was False inside it.
     torch = _torch_cuda()
-    img = _image((512, 512), np.float32, seed=17)
-    expected = pp.preprocess(img)
-    device_img = torch.from_numpy(img).cuda()
-    out = torch.empty(expected.tensor.shape, dtype=torch.float32, device="cuda")
+    img, expected, device_img, out = _frame_on_device(torch, (512, 512), 17)
     torch.cuda.synchronize()
     stream = torch.cuda.Stream()
     stream_done_at_release = []
