@@ -12,13 +12,16 @@ One export at a time writes a repository: it holds the lock `ifrt export onnx` h
 An export replaces its models all or none: every model folder is written whole into a staging folder in the
 repository, then each replaces the earlier folder of its name by renames (`ifrt.imageio.staging_folder`), so a
 write the disk refuses leaves the earlier export's models as they were, and no model file stays beside a config
-of another export. Models of other names in the repository are left alone."""
+of another export. An earlier export's model of a graph this export has none for (`ifrt_focus` when only a
+full graph is given) is removed with it, so the repository never serves two exports' models side by side.
+Models of other names in the repository are left alone."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from ifrt.imageio import atomic_path, move_staged, staging_folder, write_text_atomic
@@ -30,6 +33,9 @@ LOCK = ".ifrt-export.lock"
 # Where the models are written before they replace the earlier ones: the staging folder of `ifrt export onnx`
 # (export/pipeline.py STAGING), which one export at a time writes under the lock above.
 STAGING = ".ifrt-export-staging"
+
+# The graphs an export serves (`ifrt export onnx` writes both); each is a model `<prefix><graph>`.
+GRAPHS = ("full", "focus")
 
 ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 7: "TYPE_INT64", 6: "TYPE_INT32"}
 
@@ -63,11 +69,13 @@ def model_config(name: str, onnx_model, platform: str, max_batch_size: int, inst
 
 def write_repository(graphs: dict[str, Path], out_dir: str | Path, *, engines: dict[str, Path] | None = None,
                      max_batch_size: int = 8, instance_kind: str = "KIND_GPU", instances: int = 1,
-                     queue_delay_us: int = 2000, prefix: str = "ifrt_") -> list[Path]:
+                     queue_delay_us: int = 2000, prefix: str = "ifrt_",
+                     warn: Callable[[str], None] | None = None) -> list[Path]:
     """Write one Triton model per graph (`{'full': full.onnx, 'focus': focus.onnx}`); with `engines`
     ({'full': model.engine}), that graph is served by TensorRT (`tensorrt_plan`) instead of ONNX Runtime.
     The ONNX still describes the I/O. Returns the config paths. Holds the repository's export lock while it
-    writes (a second export into it is refused with `ifrt.runlock.FolderInUseError`)."""
+    writes (a second export into it is refused with `ifrt.runlock.FolderInUseError`). An earlier export's model
+    of a graph in `GRAPHS` that `graphs` lacks is removed, and `warn` (when given) is told so."""
     import onnx
 
     if max_batch_size < 1:
@@ -90,6 +98,12 @@ def write_repository(graphs: dict[str, Path], out_dir: str | Path, *, engines: d
                 name, model, platform, max_batch_size, instance_kind, instances, queue_delay_us))
             configs.append(out_dir / name / "config.pbtxt")
         move_staged(staging, out_dir, [config.parent.name for config in configs])
+        for graph in GRAPHS:
+            stale = out_dir / (prefix + graph)
+            if graph not in graphs and stale.is_dir():
+                os.replace(stale, staging / f"stale-{stale.name}")  # removed with the staging folder
+                if warn is not None:
+                    warn(f"removed {stale}: an earlier export's model, for which this export has no {graph} graph")
     return configs
 
 

@@ -150,3 +150,13 @@ def test_the_staging_folder_of_a_killed_export_is_removed_by_the_next_one(graphs
     (killed / "ifrt_full" / "config.pbtxt").write_text("half a config")
     write_repository(graphs, tmp_path / "repo")
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == [".ifrt-export.lock", "ifrt_focus", "ifrt_full"]
+
+
+def test_an_export_without_a_focus_graph_removes_the_earlier_exports_focus_model_and_says_so(graphs, tmp_path):
+    write_repository(graphs, tmp_path / "repo")
+    said = []
+    configs = write_repository({"full": graphs["full"]}, tmp_path / "repo", warn=said.append)
+    assert [c.parent.name for c in configs] == ["ifrt_full"]
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == [".ifrt-export.lock", "ifrt_full"]
+    assert said == [f"removed {tmp_path / 'repo' / 'ifrt_focus'}: an earlier export's model, for which this "
+                    "export has no focus graph"]

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from ifrt.commands import int_at_least
+from ifrt.commands import int_at_least, warner
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -179,7 +179,8 @@ def run_triton(args: argparse.Namespace) -> int:
             return 2
         engines[graph] = Path(path)
     configs = write_repository(graphs, args.out, engines=engines, max_batch_size=args.max_batch,
-                               instance_kind="KIND_CPU" if args.cpu else "KIND_GPU", instances=args.instances)
+                               instance_kind="KIND_CPU" if args.cpu else "KIND_GPU", instances=args.instances,
+                               warn=warner("ifrt export triton"))
     for config in configs:
         print(f"wrote {config}")
     return 0
