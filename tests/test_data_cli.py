@@ -197,13 +197,18 @@ def _synth(out, limit: int | None = None) -> subprocess.CompletedProcess:
                           preexec_fn=file_size_limit(limit) if limit else None)
 
 
-def test_a_refused_image_is_named_and_the_same_command_finishes_the_synth(tmp_path):
-    out = tmp_path / "db"
-    refused = _synth(out, limit=2000)
+def _assert_synth_refused(out, limit: int, named) -> None:
+    """`_synth` under a file-size limit exits 2, its last line naming the file refused and how to finish."""
+    refused = _synth(out, limit=limit)
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1] == (
-        f"ifrt data synth: {out / 'sharp' / 'P00000' / 'P00000_00_IgG.tif'}: File too large; rerun the same command "
-        "to finish (the patients already written are kept)")
+        f"ifrt data synth: {named}: File too large; rerun the same command to finish (the patients already written "
+        "are kept)")
+
+
+def test_a_refused_image_is_named_and_the_same_command_finishes_the_synth(tmp_path):
+    out = tmp_path / "db"
+    _assert_synth_refused(out, 2000, out / "sharp" / "P00000" / "P00000_00_IgG.tif")
     assert json.loads((out / "synth.json").read_text())["complete"] is False
     finished = _synth(out)
     assert finished.returncode == 0, finished.stderr
@@ -213,11 +218,7 @@ def test_a_refused_image_is_named_and_the_same_command_finishes_the_synth(tmp_pa
 
 def test_a_rerun_after_a_refused_manifest_keeps_the_images_written(tmp_path):
     out = tmp_path / "db"
-    refused = _synth(out, limit=3000)
-    assert refused.returncode == 2
-    assert refused.stderr.strip().splitlines()[-1] == (
-        f"ifrt data synth: {out / 'manifest.csv'}: File too large; rerun the same command to finish (the patients "
-        "already written are kept)")
+    _assert_synth_refused(out, 3000, out / "manifest.csv")
     images = {p: p.stat().st_ino for p in out.rglob("*.tif")}
     assert len(images) == 6 * 5 * 3  # observed, sharp and blur map of every image
     assert _synth(out).returncode == 0

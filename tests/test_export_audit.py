@@ -3,6 +3,7 @@ folder, nothing half-written, errors that name the file and the fix."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,11 +58,18 @@ def test_the_cli_names_the_files_an_export_removed(ifrt_cli, two_exports, tmp_pa
             "replaces the folder's graphs)") in proc.stderr
 
 
-def test_a_graph_exported_from_another_model_is_refused(two_exports, tmp_path):
+def _b_with_files_of_a(two_exports, tmp_path, *sources):
+    """A copy of model b's export folder in which each of `sources` (paths in `two_exports`) replaces b's file of
+    its name."""
     mixed = tmp_path / "mixed"
     shutil.copytree(two_exports / "b", mixed)
-    for name in ("focus.fp16.onnx", "focus.fp16.onnx.json"):
-        shutil.copyfile(two_exports / "a" / name, mixed / name)
+    for source in sources:
+        shutil.copyfile(two_exports / source, mixed / Path(source).name)
+    return mixed
+
+
+def test_a_graph_exported_from_another_model_is_refused(two_exports, tmp_path):
+    mixed = _b_with_files_of_a(two_exports, tmp_path, "a/focus.fp16.onnx", "a/focus.fp16.onnx.json")
     theirs = json.loads((two_exports / "a/focus.fp16.onnx.json").read_text())["metadata"]["training_config_sha256"]
     ours = json.loads((mixed / "focus.onnx.json").read_text())["metadata"]["training_config_sha256"]
     with pytest.raises(ModelPackageError) as caught:
@@ -73,9 +81,7 @@ def test_a_graph_exported_from_another_model_is_refused(two_exports, tmp_path):
 
 
 def test_a_model_json_of_another_model_beside_the_graphs_is_refused(two_exports, tmp_path):
-    mixed = tmp_path / "mixed"
-    shutil.copytree(two_exports / "b", mixed)
-    shutil.copyfile(two_exports / "model_a/model.json", mixed / "model.json")
+    mixed = _b_with_files_of_a(two_exports, tmp_path, "model_a/model.json")
     with pytest.raises(ModelPackageError, match=r"model.json: describes another model than focus.onnx \(its "
                                                 r"training record sha256 is [0-9a-f]{12}…, focus.onnx was exported "
                                                 r"from [0-9a-f]{12}…\); re-export"):
@@ -83,9 +89,7 @@ def test_a_model_json_of_another_model_beside_the_graphs_is_refused(two_exports,
 
 
 def test_weights_of_another_model_beside_the_graphs_are_refused(two_exports, tmp_path):
-    mixed = tmp_path / "mixed"
-    shutil.copytree(two_exports / "b", mixed)
-    shutil.copyfile(two_exports / "model_a/model.safetensors", mixed / "model.safetensors")
+    mixed = _b_with_files_of_a(two_exports, tmp_path, "model_a/model.safetensors")
     actual = sha256_file(mixed / "model.safetensors")
     recorded = sha256_file(two_exports / "model_b/model.safetensors")
     with pytest.raises(ModelPackageError) as caught:
