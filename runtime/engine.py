@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ifrt.model_package import external_data_locations, sha256_file
+from ifrt.model_package import onnx_external_data_locations, sha256_file
 
 SIDECAR_FORMAT = "ifrt.engine/1"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -169,7 +169,7 @@ def external_data_sha256(onnx_path: str | os.PathLike) -> str:
     distinct location, in byte order, `<length>:<location> <sha256 of <folder>/<location>, or - when that is
     not a regular file>`, the folder joined as text, as TensorRT's ONNX parser does."""
     onnx_path = Path(onnx_path)
-    locations = sorted({loc for loc in external_data_locations(onnx_path.read_bytes())
+    locations = sorted({loc for loc in onnx_external_data_locations(onnx_path)
                         if 0 < len(loc) <= MAX_EXTERNAL_DATA_LOCATION})
     if not locations:
         return ""

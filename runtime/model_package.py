@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,7 +133,7 @@ def _encode_varint(value: int) -> bytes:
             return bytes(out)
 
 
-def external_data_locations(data: bytes) -> list[bytes]:
+def external_data_locations(data: bytes | mmap.mmap) -> list[bytes]:
     """Every `location` value in a serialized ONNX (see above), as raw bytes."""
     found = []
     start = data.find(_LOCATION_KEY)
@@ -148,6 +151,18 @@ def external_data_locations(data: bytes) -> list[bytes]:
                 found.append(data[start - length:start])
         start = data.find(_LOCATION_KEY, after)
     return found
+
+
+def onnx_external_data_locations(onnx_path: str | os.PathLike) -> list[bytes]:
+    """`external_data_locations` of the ONNX file at `onnx_path`, scanned through a read-only memory map: a
+    graph with embedded weights (up to 2 GB) is paged in from the page cache as the scan goes, never copied
+    whole into the process. A file that cannot be mapped (empty, or not a regular file) is read."""
+    with open(onnx_path, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            return external_data_locations(f.read())
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return external_data_locations(mapped)
 
 
 def escaping_location(root: Path, location: bytes) -> str | None:
@@ -168,8 +183,7 @@ def escaping_location(root: Path, location: bytes) -> str | None:
 
 def check_external_data(onnx_path: Path) -> None:
     """Refuse an ONNX whose external-data files are not inside its own folder."""
-    data = onnx_path.read_bytes()
-    for location in external_data_locations(data):
+    for location in onnx_external_data_locations(onnx_path):
         reason = escaping_location(onnx_path.parent, location)
         if reason:
             raise ModelPackageError(f"{onnx_path}: {reason}; refusing to load it (a model's tensors must "

@@ -12,9 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ifrt.engine import external_data_sha256
 from ifrt.model_package import (
     ModelPackageError,
+    check_external_data,
     external_data_locations,
+    onnx_external_data_locations,
     open_model,
     sha256_file,
 )
@@ -79,6 +82,31 @@ def test_byte_scan_finds_exactly_the_locations_onnx_reads(tmp_path):
     by_onnx = [e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"]
     assert by_onnx == ["../secret.bin"]
     assert external_data_locations(path.read_bytes()) == [b"../secret.bin"]
+
+
+def test_onnx_scans_map_the_file_instead_of_reading_it_whole(tmp_path, monkeypatch):
+    # An ONNX with embedded weights can be near 2 GB: the checks page it in through a memory map.
+    path = write_model_with_external_data(tmp_path / "model", "../secret.bin")
+    (tmp_path / "secret.bin").write_bytes(b"weights")
+
+    def refused(self):
+        raise AssertionError(f"{self} was read whole into memory")
+
+    monkeypatch.setattr(Path, "read_bytes", refused)
+    assert onnx_external_data_locations(path) == [b"../secret.bin"]
+    with pytest.raises(ModelPackageError, match="climbs out of the model folder"):
+        check_external_data(path)
+    assert external_data_sha256(path) != ""
+
+
+def test_mapped_scan_finds_what_the_byte_scan_finds_up_to_the_last_byte(tmp_path):
+    value = b"w.bin"
+    key_last = b"\x12" + bytes([len(value)]) + value + b"\x0a\x08location"  # the file ends with the key
+    cut_value = b"\x0a\x08location\x12\x40" + value  # a value cut short by the end of the file
+    for name, data in {"empty": b"", "key_last": b"\x08\x01" + key_last, "cut": cut_value}.items():
+        (tmp_path / name).write_bytes(data)
+        assert onnx_external_data_locations(tmp_path / name) == external_data_locations(data), name
+    assert onnx_external_data_locations(tmp_path / "key_last") == [value]
 
 
 def test_byte_scan_also_finds_a_value_written_before_its_key():
