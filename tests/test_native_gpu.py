@@ -133,8 +133,10 @@ def test_cuda_quality_map_upsampling_equals_cpu():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("shape", "tile"), [((1, 1), None), ((1, 500), 64), ((300, 2), None), ((257, 263), 32),
-                                             ((1024, 768), 128)])
+                                             ((1024, 768), 128), ((1000, 1100), 16)])
 def test_cuda_focus_matches_cpu(dtype, shape, tile):
+    # (1000, 1100) in 16-px tiles: 63 x 69 = 4,347 tiles, so each of the finishing block's 256 threads merges
+    # a strided share of 16 or 17 tiles.
     img = _image(shape, dtype, seed=7)
     cpu = F.focus(img, tile=tile)
     gpu = F.focus(img, tile=tile, device="cuda")

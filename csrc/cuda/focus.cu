@@ -1,5 +1,6 @@
 // CUDA focus metrics: one pass accumulating core/focus.h's per-pixel terms into per-tile sums
-// (block reduction, then one double atomicAdd per field and block), then a finishing kernel.
+// (block reduction, then one double atomicAdd per field and block), then a finishing kernel whose block
+// finishes every tile and adds the tiles' sums for the frame's metrics.
 #include <cuda_runtime.h>
 
 #include <string>
@@ -27,6 +28,28 @@ __device__ __forceinline__ double px(const Pixels& p, int64_t y, int64_t x) {
 
 __device__ __forceinline__ double* field(FocusSums& s, int i) { return &s.count + i; }
 
+// The sum of every thread's `s` over a block of kThreads threads, valid in thread 0: warp shuffles, then
+// the first warp over the warp totals. Every thread of the block must call it.
+__device__ FocusSums block_total(FocusSums s) {
+  __shared__ double warp_sums[kThreads / 32][kFields];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int f = 0; f < kFields; ++f) {
+    double v = *field(s, f);
+    for (int o = 16; o > 0; o /= 2) v += __shfl_down_sync(0xffffffffu, v, o);
+    if (lane == 0) warp_sums[warp][f] = v;
+  }
+  __syncthreads();
+  FocusSums total;
+  if (warp == 0) {
+    for (int f = 0; f < kFields; ++f) {
+      double v = lane < kThreads / 32 ? warp_sums[lane][f] : 0.0;
+      for (int o = 16; o > 0; o /= 2) v += __shfl_down_sync(0xffffffffu, v, o);
+      *field(total, f) = v;
+    }
+  }
+  return total;
+}
+
 template <typename T>
 __global__ void focus_kernel(Pixels p, int64_t th, int64_t tw, int64_t tiles_x, FocusSums* tile_sums) {
   const int64_t tile = blockIdx.y;
@@ -42,20 +65,11 @@ __global__ void focus_kernel(Pixels p, int64_t th, int64_t tw, int64_t tiles_x, 
     const bool r2 = x + 2 < p.w, d2 = y + 2 < p.h;
     focus_accumulate(s, n, r2 ? px<T>(p, y, x + 2) : 0.0, r2, d2 ? px<T>(p, y + 2, x) : 0.0, d2, shift);
   }
-  // Block reduction: warp shuffles, then the first warp over the warp totals.
-  __shared__ double warp_sums[kThreads / 32][kFields];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  for (int f = 0; f < kFields; ++f) {
-    double v = *field(s, f);
-    for (int o = 16; o > 0; o /= 2) v += __shfl_down_sync(0xffffffffu, v, o);
-    if (lane == 0) warp_sums[warp][f] = v;
-  }
-  __syncthreads();
-  if (warp == 0) {
+  FocusSums total = block_total(s);
+  if (threadIdx.x == 0) {
     for (int f = 0; f < kFields; ++f) {
-      double v = lane < kThreads / 32 ? warp_sums[lane][f] : 0.0;
-      for (int o = 16; o > 0; o /= 2) v += __shfl_down_sync(0xffffffffu, v, o);
-      if (lane == 0 && v != 0.0) atomicAdd(field(tile_sums[tile], f), v);
+      const double v = *field(total, f);
+      if (v != 0.0) atomicAdd(field(tile_sums[tile], f), v);
     }
   }
 }
@@ -64,12 +78,14 @@ template <typename T>
 __global__ void focus_finish_kernel(Pixels p, const FocusSums* tile_sums, int64_t ntiles, FocusMetrics* tile_metrics,
                                     FocusMetrics* global_metrics) {
   const double shift = px<T>(p, 0, 0);
-  for (int64_t t = threadIdx.x; t < ntiles; t += blockDim.x) tile_metrics[t] = focus_metrics(tile_sums[t], shift);
-  if (threadIdx.x == 0) {
-    FocusSums total;
-    for (int64_t t = 0; t < ntiles; ++t) focus_merge(total, tile_sums[t]);
-    *global_metrics = focus_metrics(total, shift);
+  // Each thread finishes and merges a strided share of the tiles (up to 65,535), then the block adds the shares.
+  FocusSums share;
+  for (int64_t t = threadIdx.x; t < ntiles; t += blockDim.x) {
+    tile_metrics[t] = focus_metrics(tile_sums[t], shift);
+    focus_merge(share, tile_sums[t]);
   }
+  const FocusSums total = block_total(share);
+  if (threadIdx.x == 0) *global_metrics = focus_metrics(total, shift);
 }
 
 template <typename T>
@@ -82,7 +98,7 @@ void enqueue(const ImageView& im, int64_t channel, int64_t th, int64_t tw, int64
   const unsigned int per_tile = focus_blocks_per_tile(im.height, im.width, th, tw, ntiles, kThreads);
   focus_kernel<T><<<dim3(per_tile, static_cast<unsigned int>(ntiles)), kThreads, 0, st>>>(p, th, tw, tiles_x, sums);
   IFRT_CUDA_CHECK_LAUNCH();
-  focus_finish_kernel<T><<<1, 256, 0, st>>>(p, sums, ntiles, tm, gm);
+  focus_finish_kernel<T><<<1, kThreads, 0, st>>>(p, sums, ntiles, tm, gm);
   IFRT_CUDA_CHECK_LAUNCH();
 }
 
