@@ -5,13 +5,10 @@ set(_trt_hints ${TENSORRT_ROOT} $ENV{TENSORRT_ROOT} /usr/local/tensorrt /opt/ten
 find_path(TensorRT_INCLUDE_DIR NvInfer.h
   HINTS ${_trt_hints}
   PATH_SUFFIXES include include/${CMAKE_LIBRARY_ARCHITECTURE} include/aarch64-linux-gnu include/x86_64-linux-gnu)
-find_library(TensorRT_LIBRARY nvinfer
-  HINTS ${_trt_hints}
-  PATH_SUFFIXES lib lib64 lib/${CMAKE_LIBRARY_ARCHITECTURE} lib/aarch64-linux-gnu lib/x86_64-linux-gnu)
-find_library(TensorRT_ONNXPARSER_LIBRARY nvonnxparser
-  HINTS ${_trt_hints}
-  PATH_SUFFIXES lib lib64 lib/${CMAKE_LIBRARY_ARCHITECTURE} lib/aarch64-linux-gnu lib/x86_64-linux-gnu)
 
+# The version first: the library names depend on it. 11 defines NV_TENSORRT_MAJOR as TRT_MAJOR_ENTERPRISE,
+# which holds the number.
+unset(_trt_MAJOR)
 if(TensorRT_INCLUDE_DIR AND EXISTS "${TensorRT_INCLUDE_DIR}/NvInferVersion.h")
   file(STRINGS "${TensorRT_INCLUDE_DIR}/NvInferVersion.h" _trt_lines REGEX "#define (NV_TENSORRT_MAJOR|NV_TENSORRT_MINOR|NV_TENSORRT_PATCH|TRT_MAJOR_ENTERPRISE|TRT_MINOR_ENTERPRISE|TRT_PATCH_ENTERPRISE) ")
   foreach(_part MAJOR MINOR PATCH)
@@ -20,6 +17,23 @@ if(TensorRT_INCLUDE_DIR AND EXISTS "${TensorRT_INCLUDE_DIR}/NvInferVersion.h")
   endforeach()
   set(TensorRT_VERSION "${_trt_MAJOR}.${_trt_MINOR}.${_trt_PATCH}")
 endif()
+
+# TensorRT 10 and later on Windows name the import libraries after the major version (nvinfer_10.lib,
+# nvonnxparser_10.lib in the zip's lib/; the DLLs are in bin/ and found at run time through PATH).
+# NAMES_PER_DIR: TENSORRT_ROOT's nvinfer_10 wins over a plain nvinfer of another TensorRT further down the hints.
+set(_trt_infer_names nvinfer)
+set(_trt_parser_names nvonnxparser)
+if(_trt_MAJOR)
+  list(APPEND _trt_infer_names nvinfer_${_trt_MAJOR})
+  list(APPEND _trt_parser_names nvonnxparser_${_trt_MAJOR})
+endif()
+set(_trt_lib_suffixes lib lib64 lib/${CMAKE_LIBRARY_ARCHITECTURE} lib/aarch64-linux-gnu lib/x86_64-linux-gnu)
+find_library(TensorRT_LIBRARY NAMES ${_trt_infer_names} NAMES_PER_DIR
+  HINTS ${_trt_hints}
+  PATH_SUFFIXES ${_trt_lib_suffixes})
+find_library(TensorRT_ONNXPARSER_LIBRARY NAMES ${_trt_parser_names} NAMES_PER_DIR
+  HINTS ${_trt_hints}
+  PATH_SUFFIXES ${_trt_lib_suffixes})
 
 # The executor is written for the TensorRT 10 API (DataType::kBF16 and kINT64, getInferLibMajorVersion):
 # an older TensorRT, such as JetPack 5's 8.5, counts as not found, saying why, instead of failing the
