@@ -83,29 +83,43 @@ struct Ranks {
 // One block of 1024 threads per histogram: the bin where the cumulative count first exceeds each
 // rank. Pass 1 (gridDim.x == 1): ranks from the host, results select[t] = bin, select[4+t] = rank
 // left inside the bin. Pass 2 (gridDim.x == 4): block t ranks select[4+t] in histogram 1+t and
-// writes select[8+t].
+// writes select[8+t]. Thread t owns the 64 bins from 64 t; their count is summed by its warp reading
+// 32 consecutive bins at a time (coalesced), and the block's exclusive prefix of those counts is a
+// shuffle scan in each warp, then one over the 32 warp totals.
 __global__ void select_kernel(const uint32_t* hist, uint32_t* select, Ranks ranks, int pass) {
-  __shared__ unsigned long long part[1024];
-  const int t = threadIdx.x;
+  constexpr int per = kBins / 1024;  // bins per thread
+  static_assert(per % 32 == 0, "a thread's bins are whole rows of 32");
+  __shared__ unsigned long long warp_before[32];
+  const int t = threadIdx.x, lane = t % 32, warp = t / 32;
   const uint32_t* hb = pass == 1 ? hist : hist + (1 + blockIdx.x) * kBins;
-  constexpr int per = kBins / 1024;
+  const uint32_t* warp_bins = hb + warp * 32 * per;
   unsigned long long own = 0;
-  for (int i = 0; i < per; ++i) own += hb[t * per + i];
-  part[t] = own;
+  for (int row = 0; row < per; ++row) {  // the warp's 32 * per bins, 32 per row: row r is in lane r / (per / 32)'s bins
+    unsigned long long v = warp_bins[row * 32 + lane];
+    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (lane == row / (per / 32)) own += v;
+  }
+  unsigned long long inclusive = own;  // within the warp
+  for (int o = 1; o < 32; o *= 2) {
+    const unsigned long long before = __shfl_up_sync(0xffffffffu, inclusive, o);
+    if (lane >= o) inclusive += before;
+  }
+  if (lane == 31) warp_before[warp] = inclusive;  // the warp's total, for now
   __syncthreads();
-  if (t == 0) {
-    unsigned long long c = 0;
-    for (int i = 0; i < 1024; ++i) {
-      const unsigned long long v = part[i];
-      part[i] = c;  // exclusive prefix
-      c += v;
+  if (warp == 0) {
+    const unsigned long long total = warp_before[lane];
+    unsigned long long running = total;
+    for (int o = 1; o < 32; o *= 2) {
+      const unsigned long long before = __shfl_up_sync(0xffffffffu, running, o);
+      if (lane >= o) running += before;
     }
+    warp_before[lane] = running - total;  // each lane reads and writes its own entry only
   }
   __syncthreads();
+  const unsigned long long begin = warp_before[warp] + inclusive - own;  // bins before thread t's
   const int nranks = pass == 1 ? 4 : 1;
   for (int k = 0; k < nranks; ++k) {
     const unsigned long long rank = pass == 1 ? ranks.r[k] : select[4 + blockIdx.x];
-    const unsigned long long begin = part[t];
     if (rank >= begin && rank < begin + own) {
       unsigned long long c = begin;
       for (int i = 0; i < per; ++i) {
