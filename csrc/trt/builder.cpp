@@ -184,7 +184,7 @@ BuiltPlan build_plan(const std::string& onnx_path, const BuildOptions& options,
   if (precision != "fp32" && precision != "fp16" && precision != "int8") {
     fail(ErrorCode::InvalidArgument, "precision '" + precision + "' is not one of fp32, fp16, int8");
   }
-  forget_tensorrt_errors();
+  const TensorRTOperation operation;
   TrtPtr<nvinfer1::IBuilder> builder(nvinfer1::createInferBuilder(logger()));
   if (!builder) fail(ErrorCode::TensorRT, "cannot create a TensorRT builder" + tensorrt_says());
 

@@ -36,7 +36,7 @@ ContextSlot::~ContextSlot() {
 
 ContextPool::ContextPool(nvinfer1::ICudaEngine& engine, int static_contexts, const std::string& engine_name)
     : engine_name_(engine_name) {
-  forget_tensorrt_errors();
+  const TensorRTOperation operation;
   std::vector<std::string> inputs;
   bool dynamic = false;
   for (int32_t i = 0; i < engine.getNbIOTensors(); ++i) {

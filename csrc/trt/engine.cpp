@@ -72,7 +72,7 @@ std::unique_ptr<Engine::Impl> Engine::Impl::open(const std::string& path, const 
   impl->sidecar = std::move(sidecar);
   impl->device = options.device;
   check_cuda(cudaSetDevice(options.device), path + ": selecting CUDA device " + std::to_string(options.device));
-  forget_tensorrt_errors();
+  const TensorRTOperation operation;
   impl->runtime.reset(nvinfer1::createInferRuntime(logger()));
   if (!impl->runtime) fail(ErrorCode::TensorRT, "cannot create the TensorRT runtime" + tensorrt_says());
   if (impl->sidecar.spec.dla_core >= 0) impl->runtime->setDLACore(impl->sidecar.spec.dla_core);
@@ -119,6 +119,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& engine_path, const Engin
 
 std::map<std::string, std::vector<int64_t>> Engine::output_shapes(
     const std::map<std::string, std::vector<int64_t>>& input_shapes) {
+  const TensorRTOperation operation;
   auto slot = impl_->pool->acquire(input_shapes);
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, shape] : input_shapes) {
@@ -172,7 +173,7 @@ const TensorInfo& find_tensor(const std::vector<TensorInfo>& tensors, const std:
 
 void Engine::Impl::run(const std::vector<TensorView>& inputs, std::vector<TensorView>& outputs, cudaStream_t user_stream,
                        bool wait, const Engine::OutputAllocator* allocate) {
-  forget_tensorrt_errors();
+  const TensorRTOperation operation;
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& view : inputs) {
     const TensorInfo& info = find_tensor(tensors, view.name, true, path);

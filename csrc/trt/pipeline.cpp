@@ -66,7 +66,7 @@ struct FramePipeline::State {
 
 FramePipeline::FramePipeline(Engine& engine_handle, const ImageView& frame, const PipelineOptions& options,
                              void* cuda_stream) {
-  forget_tensorrt_errors();
+  const TensorRTOperation operation;
   Engine::Impl& engine = *engine_handle.impl_;
   const std::string& path = engine.path;
   if (!cuda_stream) {
