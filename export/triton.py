@@ -9,11 +9,20 @@ read it from the model configuration endpoint.
 
 One export at a time writes a repository: it holds the lock `ifrt export onnx` holds on its folder
 (`ifrt.runlock`), so that two exports into one repository cannot leave one's model beside the other's config.
-An export replaces its models all or none: every model folder is written whole into a staging folder in the
-repository, then each replaces the earlier folder of its name by renames (`ifrt.imageio.staging_folder`), so a
-write the disk refuses leaves the earlier export's models as they were, and no model file stays beside a config
-of another export. An earlier export's model of a graph this export has none for (`ifrt_focus` when only a
-full graph is given) is removed with it, so the repository never serves two exports' models side by side.
+An export replaces its models all or none: every model folder is written whole into a staging folder, then each
+replaces the earlier folder of its name (`ifrt.imageio.move_staged`), so a write the disk refuses leaves the
+earlier export's models as they were, and no model file stays beside a config of another export. An earlier
+export's model of a graph this export has none for (`ifrt_focus` when only a full graph is given) is removed
+with it, so the repository never serves two exports' models side by side.
+
+A server may poll the repository while an export writes it (`--model-control-mode=poll`), and Triton takes
+every folder in it for a model. So the staging folder sits beside the repository (`.REPO.ifrt-export-staging`
+in its parent, `staging_place`), and each model folder is swapped with the earlier one in one rename on Linux
+(`ifrt.imageio.exchange_paths`): a poll finds the earlier model or the new one, never none, and no folder but
+the models. Where the parent is another file system (the repository is a mount point, a Docker volume) or
+read-only, the staging folder is `REPO/.ifrt-export-staging`, inside, and a poll during the export may see it;
+where the swap is not available (another system, some FUSE or NFS mounts), a model folder is missing for the
+moment between two renames. The lock file stays in the repository: Triton takes only folders for models.
 Models of other names in the repository are left alone."""
 
 from __future__ import annotations
@@ -30,8 +39,8 @@ from ifrt.runlock import folder_lock
 # The lock file of `ifrt export onnx` (export/pipeline.py LOCK): an ONNX folder and a repository are one
 # export's output folder alike, and two exports of either kind into one folder mix their files.
 LOCK = ".ifrt-export.lock"
-# Where the models are written before they replace the earlier ones: the staging folder of `ifrt export onnx`
-# (export/pipeline.py STAGING), which one export at a time writes under the lock above.
+# Where the models are written before they replace the earlier ones, beside the repository (`.REPO` + this) or,
+# where it cannot be, inside it under the name `ifrt export onnx` gives its own (export/pipeline.py STAGING).
 STAGING = ".ifrt-export-staging"
 
 # The graphs an export serves (`ifrt export onnx` writes both); each is a model `<prefix><graph>`.
@@ -85,7 +94,9 @@ def write_repository(graphs: dict[str, Path], out_dir: str | Path, *, engines: d
     configs = []
     out_dir.mkdir(parents=True, exist_ok=True)
     with folder_lock(out_dir, LOCK, "ifrt export triton", "write into another -o repository"), \
-            staging_folder(out_dir, out_dir / STAGING) as staging:
+            staging_folder(out_dir, staging_place(out_dir)) as staging:
+        if staging != out_dir / STAGING:  # one a killed export left inside (a read-only parent then, or ifrt before)
+            shutil.rmtree(out_dir / STAGING, ignore_errors=True)
         for graph, onnx_path in graphs.items():
             model = onnx.load(str(onnx_path), load_external_data=False)
             name = prefix + graph
@@ -105,6 +116,23 @@ def write_repository(graphs: dict[str, Path], out_dir: str | Path, *, engines: d
                 if warn is not None:
                     warn(f"removed {stale}: an earlier export's model, for which this export has no {graph} graph")
     return configs
+
+
+def file_system(path: Path) -> int:
+    """The device number of the file system `path` is on."""
+    return os.stat(path).st_dev
+
+
+def staging_place(repo: Path) -> Path:
+    """The staging folder of an export into the existing folder `repo`: `.REPO.ifrt-export-staging` beside it,
+    out of a polling server's sight, where its parent is on the same file system (so moving a model in is a
+    rename) and writable; otherwise `REPO/.ifrt-export-staging`. The parent is the real one, a symlink's
+    target's."""
+    real = repo.resolve()
+    if real.parent != real and file_system(real.parent) == file_system(real) \
+            and os.access(real.parent, os.W_OK | os.X_OK):
+        return real.parent / f".{real.name}{STAGING}"
+    return repo / STAGING
 
 
 def copy_atomic(source: Path, target: Path) -> None:

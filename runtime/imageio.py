@@ -14,13 +14,16 @@ Writing: `write_image_atomic`, `write_bytes_atomic`, `write_text_atomic` and `wr
 write a temporary file in the destination folder and `os.replace` it into place, so a reader never
 sees a half-written file and an interrupted run leaves no partial output. A set of files that must change
 together (a checkpoint, a report, an export) is written into a `staging_folder` and moved in by
-`move_staged`.
+`move_staged`; a staged folder is swapped with the earlier one in one step where Linux and the file system
+allow it (`exchange_paths`), so a server polling the target folder never finds the model gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import functools
 import io
 import json
 import logging
@@ -29,6 +32,7 @@ import re
 import secrets
 import shutil
 import struct
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -348,19 +352,67 @@ def staging_folder(target: str | os.PathLike, staging: str | os.PathLike) -> Ite
         shutil.rmtree(staging, ignore_errors=True)
 
 
+# renameat2's flag that swaps two existing paths in one step (linux/fs.h), and its "relative to the current
+# folder" descriptor (linux/fcntl.h).
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+
+
+@functools.cache
+def _renameat2():
+    """libc's `renameat2` (glibc 2.28 and later), or None where there is none (another system, an older or
+    another C library)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+def exchange_paths(first: str | os.PathLike, second: str | os.PathLike) -> bool:
+    """Swap two existing paths on one file system in one rename (`renameat2(..., RENAME_EXCHANGE)`): at no
+    instant does either name stand empty, and a crash leaves them swapped or not. Returns False, having
+    changed nothing, where the swap is not available: no `renameat2` (not Linux, or a C library without it),
+    or a kernel or file system that refuses the flag (ENOSYS, EINVAL: some FUSE and NFS mounts). Any other
+    failure is raised as an OSError naming both paths."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(AT_FDCWD, os.fsencode(first), AT_FDCWD, os.fsencode(second), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
+
+
 def move_staged(staging: Path, target: Path, names: list[str]) -> None:
     """Move `names` from `staging` into `target` by renames, in the order given (what a reader opens first goes
-    last). A staged folder replaces the folder of its name whole: the earlier one is moved into `staging`, to be
-    removed with it, so none of its files stays beside the new ones. A staged file does not replace a folder."""
+    last). A staged folder replaces the folder of its name whole, so none of the earlier one's files stays
+    beside the new ones; the earlier one ends in `staging`, to be removed with it:
+    - swapped with it in one rename (`exchange_paths`, Linux on a file system that supports it):
+      `target/name` is the earlier folder or the new one at every instant, so a reader (a Triton server polling
+      its repository) never finds it missing, and a crash leaves one or the other;
+    - elsewhere, two renames (the earlier one into `staging/.replaced`, then the new one in): between them
+      `target/name` is missing for a moment, and a crash there leaves it missing until the next run.
+    A staged file replaces a file of its name in one rename; it does not replace a folder."""
     target.mkdir(parents=True, exist_ok=True)
     for name in names:
-        if (staging / name).is_dir() and (target / name).is_dir():
-            replaced = staging / ".replaced"
-            replaced.mkdir(exist_ok=True)
-            os.replace(target / name, replaced / name)
-        os.replace(staging / name, target / name)
-        if (target / name).is_dir():
-            sync_folder(target / name)
+        staged, placed = staging / name, target / name
+        if staged.is_dir() and placed.is_dir():
+            if not exchange_paths(staged, placed):
+                replaced = staging / ".replaced"
+                replaced.mkdir(exist_ok=True)
+                os.replace(placed, replaced / name)
+                os.replace(staged, placed)
+        else:
+            os.replace(staged, placed)
+        if placed.is_dir():
+            sync_folder(placed)
     sync_folder(target)
 
 

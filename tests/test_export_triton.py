@@ -1,6 +1,7 @@
 """Triton model repository: layout, configs that parse as Triton's ModelConfig protobuf, and models replaced all
 or none."""
 
+import os
 import subprocess
 import sys
 
@@ -11,6 +12,8 @@ from _file_limits import file_size_limit
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from ifrt import imageio
+from ifrt.export import triton
 from ifrt.export.triton import write_repository
 
 
@@ -144,12 +147,14 @@ def test_models_of_other_names_in_the_repository_are_left_alone(graphs, tmp_path
     assert (tmp_path / "repo" / "resnet" / "config.pbtxt").read_text() == "another server model"
 
 
-def test_the_staging_folder_of_a_killed_export_is_removed_by_the_next_one(graphs, tmp_path):
-    killed = tmp_path / "repo" / ".ifrt-export-staging"
-    (killed / "ifrt_full").mkdir(parents=True)
-    (killed / "ifrt_full" / "config.pbtxt").write_text("half a config")
+@pytest.mark.parametrize("killed", ["repo/.ifrt-export-staging", ".repo.ifrt-export-staging"],
+                         ids=["inside", "beside"])
+def test_the_staging_folder_of_a_killed_export_is_removed_by_the_next_one(graphs, tmp_path, killed):
+    (tmp_path / killed / "ifrt_full").mkdir(parents=True)
+    (tmp_path / killed / "ifrt_full" / "config.pbtxt").write_text("half a config")
     write_repository(graphs, tmp_path / "repo")
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == [".ifrt-export.lock", "ifrt_focus", "ifrt_full"]
+    assert not (tmp_path / killed).exists()
 
 
 def test_an_export_without_a_focus_graph_removes_the_earlier_exports_focus_model_and_says_so(graphs, tmp_path):
@@ -160,3 +165,78 @@ def test_an_export_without_a_focus_graph_removes_the_earlier_exports_focus_model
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == [".ifrt-export.lock", "ifrt_full"]
     assert said == [f"removed {tmp_path / 'repo' / 'ifrt_focus'}: an earlier export's model, for which this "
                     "export has no focus graph"]
+
+
+# ---- a Triton server polling the repository during an export -----------------------------------------------
+
+def _names_in_repository_while_models_are_written(monkeypatch, tmp_path):
+    """Record, at each model file copied into the staging folder, the names in REPO and whether its parent holds
+    the staging folder beside it."""
+    seen, copy = [], triton.copy_atomic
+
+    def copy_and_look(source, target):
+        copy(source, target)
+        seen.append((sorted(p.name for p in (tmp_path / "repo").iterdir()),
+                     (tmp_path / ".repo.ifrt-export-staging").is_dir()))
+
+    monkeypatch.setattr(triton, "copy_atomic", copy_and_look)
+    return seen
+
+
+def test_during_an_export_the_repository_holds_only_its_models_and_the_lock(graphs, tmp_path, monkeypatch):
+    write_repository(graphs, tmp_path / "repo")
+    seen = _names_in_repository_while_models_are_written(monkeypatch, tmp_path)
+    write_repository(graphs, tmp_path / "repo")
+    assert seen == [([".ifrt-export.lock", "ifrt_focus", "ifrt_full"], True)] * 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["focus.onnx", "full.onnx", "repo"]
+
+
+@pytest.mark.skipif(imageio._renameat2() is None, reason="no renameat2 here")
+def test_an_export_over_an_earlier_one_never_leaves_a_model_folder_missing(graphs, tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    write_repository(graphs, repo)
+    present_after_each_rename, real_replace = [], os.replace
+
+    def replace(source, destination):
+        real_replace(source, destination)
+        present_after_each_rename.append(((repo / "ifrt_full").is_dir(), (repo / "ifrt_focus").is_dir()))
+
+    monkeypatch.setattr(os, "replace", replace)
+    write_repository(graphs, repo)
+    assert set(present_after_each_rename) == {(True, True)}
+
+
+def test_without_the_swap_an_export_over_an_earlier_one_gives_the_same_repository(graphs, tmp_path, monkeypatch):
+    engine = tmp_path / "full.engine"
+    engine.write_bytes(bytes(64))
+    for repo in (tmp_path / "swapped", tmp_path / "renamed"):
+        write_repository(graphs, repo, engines={"full": engine})
+    write_repository(graphs, tmp_path / "swapped")
+    monkeypatch.setattr(imageio, "_renameat2", lambda: None)
+    write_repository(graphs, tmp_path / "renamed")
+    assert _files_in(tmp_path / "renamed") == _files_in(tmp_path / "swapped")
+    assert sorted(_files_in(tmp_path / "renamed")) == ["ifrt_focus/1/model.onnx", "ifrt_focus/config.pbtxt",
+                                                       "ifrt_full/1/model.onnx", "ifrt_full/config.pbtxt"]
+
+
+def _a_mount_point(monkeypatch, tmp_path):
+    file_system = triton.file_system
+    monkeypatch.setattr(triton, "file_system",
+                        lambda path: -1 if path == (tmp_path / "repo").resolve() else file_system(path))
+
+
+def _a_read_only_parent(monkeypatch, tmp_path):
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kwargs: False if path == tmp_path.resolve()
+                        and mode & os.W_OK else access(path, mode, **kwargs))
+
+
+@pytest.mark.parametrize("parent", [_a_mount_point, _a_read_only_parent], ids=["mount-point", "read-only-parent"])
+def test_a_repository_whose_parent_cannot_hold_the_staging_folder_stages_inside_as_before(graphs, tmp_path,
+                                                                                          monkeypatch, parent):
+    write_repository(graphs, tmp_path / "repo")
+    parent(monkeypatch, tmp_path)
+    seen = _names_in_repository_while_models_are_written(monkeypatch, tmp_path)
+    write_repository(graphs, tmp_path / "repo")
+    assert seen == [([".ifrt-export-staging", ".ifrt-export.lock", "ifrt_focus", "ifrt_full"], False)] * 2
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == [".ifrt-export.lock", "ifrt_focus", "ifrt_full"]

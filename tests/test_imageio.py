@@ -1,6 +1,7 @@
 """Image reading and atomic writing: formats, pixel types, the pixel limit and the error messages."""
 
 import contextlib
+import ctypes
 import errno
 import os
 import stat
@@ -10,9 +11,11 @@ import numpy as np
 import pytest
 import tifffile
 
+from ifrt import imageio
 from ifrt.imageio import (
     ImageReadError,
     atomic_path,
+    exchange_paths,
     image_shape,
     move_staged,
     read_image,
@@ -287,6 +290,67 @@ def test_staged_files_move_in_the_order_given_and_a_file_does_not_replace_a_fold
         move_staged(staged, target, ["model.json", "trainer.json"])
     assert info.value.filename == str(target / "trainer.json")
     assert (target / "model.json").read_text() == "weights' config"
+
+
+def _earlier_and_staged_model(tmp_path):
+    """REPO/ifrt_full of an earlier export, and a new one staged beside the repository."""
+    target, staging = tmp_path / "repo", tmp_path / ".repo.staging"
+    write_text_atomic(target / "ifrt_full" / "config.pbtxt", "earlier config")
+    write_text_atomic(staging / "ifrt_full" / "config.pbtxt", "new config")
+    return target, staging
+
+
+@pytest.fixture
+def swappable(tmp_path):
+    """Skips where this file system (or system) cannot swap two folders in one rename."""
+    first, second = tmp_path / ".probe-a", tmp_path / ".probe-b"
+    first.mkdir()
+    second.mkdir()
+    if not exchange_paths(first, second):
+        pytest.skip("no renameat2(RENAME_EXCHANGE) here")
+    first.rmdir()
+    second.rmdir()
+
+
+def test_a_staged_folder_is_swapped_with_the_earlier_one_so_the_target_folder_is_never_missing(tmp_path, monkeypatch,
+                                                                                              swappable):
+    target, staging = _earlier_and_staged_model(tmp_path)
+    present_after_each_rename, real_replace = [], os.replace
+
+    def replace(source, destination):
+        real_replace(source, destination)
+        present_after_each_rename.append((target / "ifrt_full").is_dir())
+
+    monkeypatch.setattr(os, "replace", replace)
+    move_staged(staging, target, ["ifrt_full"])
+    assert False not in present_after_each_rename
+    assert (target / "ifrt_full" / "config.pbtxt").read_text() == "new config"
+    assert (staging / "ifrt_full" / "config.pbtxt").read_text() == "earlier config"  # removed with the staging folder
+
+
+def _renameat2_refusing(code):
+    def renameat2(*args):
+        ctypes.set_errno(code)
+        return -1
+    return renameat2
+
+
+@pytest.mark.parametrize("renameat2", [None, _renameat2_refusing(errno.EINVAL), _renameat2_refusing(errno.ENOSYS)],
+                         ids=["absent", "EINVAL", "ENOSYS"])
+def test_without_the_swap_a_staged_folder_replaces_the_earlier_one_by_two_renames(tmp_path, monkeypatch, renameat2):
+    target, staging = _earlier_and_staged_model(tmp_path)
+    monkeypatch.setattr(imageio, "_renameat2", lambda: renameat2)
+    move_staged(staging, target, ["ifrt_full"])
+    assert _files_in(target) == {"ifrt_full/config.pbtxt": b"new config"}
+    assert _files_in(staging) == {".replaced/ifrt_full/config.pbtxt": b"earlier config"}
+
+
+@pytest.mark.skipif(imageio._renameat2() is None, reason="no renameat2 here")
+def test_a_swap_refused_for_another_reason_is_an_error_naming_both_paths(tmp_path):
+    (tmp_path / "staged").mkdir()
+    with pytest.raises(FileNotFoundError) as info:
+        exchange_paths(tmp_path / "staged", tmp_path / "missing")
+    assert (info.value.filename, info.value.filename2) == (str(tmp_path / "staged"), str(tmp_path / "missing"))
 
 
 def test_unsupported_pixel_type_is_refused_on_write(tmp_path):
