@@ -583,6 +583,16 @@ def test_wrong_size_and_dtype_frames_are_skipped_and_the_loop_continues(session)
         "int32 pixels are not supported (expected uint8, uint16 or float32)": 1}
 
 
+def test_a_first_frame_the_model_cannot_analyse_does_not_fix_the_stream_size(session):
+    # A 1x1 placeholder file (or a NaN frame) landing first must not make every real frame "the wrong size".
+    images = [structured((1, 1)), structured((64, 48), seed=1), structured((64, 48), seed=2)]
+    records, summary = run(session, live.ArraySource(images, count=3, live=False))
+    assert [r["frame"] for r in records if r["event"] == "frame"] == [1, 2]
+    skipped = [r for r in records if r["event"] == "skipped"]
+    assert [r["frame"] for r in skipped] == [0]
+    assert skipped[0]["reason"].startswith("image is 1x1 pixels; the model needs at least 32x32")
+
+
 def test_skip_reasons_are_grouped_by_their_counts_and_sizes_with_pixel_types_kept(session):
     stream = io.BytesIO(structured().tobytes() + b"\0" * 100)
     records, summary = run(session, live.RawStreamSource(stream, 64, 64, np.uint16))

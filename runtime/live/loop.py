@@ -147,8 +147,10 @@ class FrameCheck:
         self.dtype = np.dtype(dtype) if dtype is not None else None
         self.any_size = any_size
 
-    def problem(self, image: np.ndarray) -> str | None:
-        """None if `image` is usable, else why not (and what to do)."""
+    def problem(self, image: np.ndarray, *, fix: bool = True) -> str | None:
+        """None if `image` is usable, else why not (and what to do). With `fix`, a usable first frame fixes the
+        stream's size and type at once; `run_live` passes False and calls `accept` once the model has analysed
+        the frame, so that a first frame the model refuses (a 1x1 placeholder, NaN pixels) fixes nothing."""
         if not isinstance(image, np.ndarray):
             return f"not an image array ({type(image).__name__})"
         if image.ndim != 2:
@@ -164,11 +166,16 @@ class FrameCheck:
         if self.shape is not None and not self.any_size and (height, width) != self.shape:
             return (f"{width}x{height} frame, but this stream is {self.shape[1]}x{self.shape[0]}; did the ROI or "
                     f"binning change? Restart ifrt live after changing camera settings (or use --any-size)")
+        if fix:
+            self.accept(image)
+        return None
+
+    def accept(self, image: np.ndarray) -> None:
+        """`image` was analysed: if it is the stream's first, its size and pixel type are now the stream's."""
         if self.shape is None:
-            self.shape = (height, width)
+            self.shape = (image.shape[0], image.shape[1])
         if self.dtype is None:
             self.dtype = image.dtype
-        return None
 
 
 class LatencyRecorder:
@@ -389,7 +396,7 @@ def run_live(session, source: FrameSource, sink: Callable[[dict], None], options
                     log(item.message)
                     sink({"event": "notice", "kind": item.kind, "message": item.message})
             elif isinstance(item, Frame):
-                problem = check.problem(item.image)
+                problem = check.problem(item.image, fix=False)
                 if problem is not None:
                     skip(item.index, item.label, problem)
                     continue
@@ -399,6 +406,7 @@ def run_live(session, source: FrameSource, sink: Callable[[dict], None], options
                 except ValueError as exc:  # InputError: NaN pixels and the like
                     skip(item.index, item.label, str(exc).removeprefix("frame: "))
                     continue
+                check.accept(item.image)
                 record = {"event": "frame", "frame": item.index, "label": item.label, **result.to_dict(maps=options.maps)}
                 record["dropped"] = frames.dropped
                 if sweep is not None:
