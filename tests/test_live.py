@@ -5,6 +5,7 @@ import io
 import json
 import os
 import re
+import signal
 import threading
 import time
 
@@ -655,6 +656,39 @@ def test_max_frames_stops_the_loop(session):
     records, summary = run(session, live.ArraySource([structured()], count=1000, live=False), max_frames=3)
     assert summary.frames == 3
     assert summary.stop == "--max-frames 3 reached"
+
+
+def test_ctrl_c_while_a_record_goes_out_stops_after_it_with_every_record_counted(session):
+    records = []
+
+    def sink(record):
+        records.append(record)
+        if record["event"] == "frame" and record["frame"] == 2:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C while the third frame's line is being written
+
+    summary = live.run_live(session, live.ArraySource([structured()], count=1000, live=False), sink,
+                            live.LiveOptions(stats_every=0), log=lambda message: None)
+    analysed = [r for r in records if r["event"] == "frame"]
+    assert summary.stop == "interrupted"
+    assert summary.frames == len(analysed) == 3
+    assert records[-1]["event"] == "summary" and records[-1]["frames"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_second_ctrl_c_interrupts_at_once(session):
+    class HangingSession:
+        package = session.package
+
+        def focus(self, frame, **options):
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # the operator presses again: a backend that hangs must not trap them
+            raise AssertionError("the second Ctrl-C did not interrupt the analysis")
+
+    records = []
+    summary = live.run_live(HangingSession(), live.ArraySource([structured()], count=1, live=False),
+                            records.append, live.LiveOptions(stats_every=0, warmup=False), log=lambda message: None)
+    assert summary.stop == "interrupted"
+    assert [r["event"] for r in records] == ["summary"]
 
 
 def test_lost_camera_stops_the_loop_cleanly_with_the_reason(session):

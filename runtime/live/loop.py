@@ -9,6 +9,7 @@ import json
 import math
 import queue
 import re
+import signal
 import sys
 import threading
 import time
@@ -327,6 +328,33 @@ def json_lines(stream=None) -> Callable[[dict], None]:
     return write
 
 
+class DeferredInterrupt:
+    """Ctrl-C ends the loop between two records, not inside one: a KeyboardInterrupt raised while a record was
+    being written left it out of the summary's count (or, on a pipe, half a line). Within the block the first
+    SIGINT is only counted in `count`, and the loop stops at its next turn; a second raises KeyboardInterrupt
+    at once, for an analysis that hangs. Only where Python's own handler is in place (the main thread, and no
+    handler of the caller's), which is put back on leaving."""
+
+    def __init__(self):
+        self.count = 0
+        self._previous = None
+
+    def __enter__(self) -> DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum, frame) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def run_live(session, source: FrameSource, sink: Callable[[dict], None], options: LiveOptions | None = None, *,
              log: Callable[[str], None] = stderr_log,
              viewer: Callable[[Frame, object, str], bool] | None = None) -> LiveSummary:
@@ -334,8 +362,15 @@ def run_live(session, source: FrameSource, sink: Callable[[dict], None], options
 
     `sink` receives one record per analysed frame (`event: frame`), skipped input (`skipped`) and source
     notice (`notice`), then the sweep's best frame (`sweep_best`, with --sweep) and the summary
-    (`summary`). `viewer(frame, result, status_line)` is called after each analysed frame; False stops."""
-    options = options or LiveOptions()
+    (`summary`). `viewer(frame, result, status_line)` is called after each analysed frame; False stops. Ctrl-C
+    stops it after the record in progress (`DeferredInterrupt`), with `stop` "interrupted"."""
+    with DeferredInterrupt() as interrupt:
+        return _run_live(session, source, sink, options or LiveOptions(), log, viewer, interrupt)
+
+
+def _run_live(session, source: FrameSource, sink: Callable[[dict], None], options: LiveOptions,
+              log: Callable[[str], None], viewer: Callable[[Frame, object, str], bool] | None,
+              interrupt: DeferredInterrupt) -> LiveSummary:
     drop = source.live if options.drop is None else options.drop
     frames = FrameQueue(options.queue_capacity, drop=drop)
     check = FrameCheck(options.expect_shape, any_size=options.any_size)
@@ -374,6 +409,9 @@ def run_live(session, source: FrameSource, sink: Callable[[dict], None], options
 
     try:
         while options.max_frames is None or summary.frames < options.max_frames:
+            if interrupt.count:
+                summary.stop = "interrupted"
+                break
             try:
                 item = frames.get(timeout=0.25)
             except queue.Empty:
