@@ -162,6 +162,18 @@ def _check_pixels(path: Path, shape: tuple[int, ...], max_pixels: int) -> None:
         raise ImageReadError(path, f"image has size {width}x{height}; nothing to read")
 
 
+def _check_tile(path: Path, tiff_page, max_pixels: int) -> None:
+    """A tiled page is decoded a whole tile at a time, and its header sets the tile's size apart from the
+    image's: a 40x48 image may claim 16x134217744-pixel tiles, a 2 GB buffer for each."""
+    if not tiff_page.is_tiled:
+        return
+    length, width, depth = int(tiff_page.tilelength), int(tiff_page.tilewidth), int(tiff_page.tiledepth or 1)
+    if length * width * depth > max_pixels:
+        raise ImageReadError(path, f"TIFF tiles of {width}x{length}{f'x{depth}' if depth > 1 else ''} = "
+                                   f"{length * width * depth} pixels each exceed the limit of {max_pixels}; the file is "
+                                   "damaged, or save it with smaller tiles")
+
+
 def _tiff_page(path: Path, tif: tifffile.TiffFile, page: int):
     count = len(tif.pages)
     if count == 0:
@@ -175,6 +187,7 @@ def _read_tiff(path: Path, page: int, max_pixels: int) -> np.ndarray:
     with open_tiff(path) as tif:
         tiff_page = _tiff_page(path, tif, page)
         _check_pixels(path, (tiff_page.imagelength, tiff_page.imagewidth), max_pixels)
+        _check_tile(path, tiff_page, max_pixels)
         # Samples and depth multiply the decoded size too: a header may claim thousands per pixel.
         samples, depth = int(tiff_page.samplesperpixel), int(getattr(tiff_page, "imagedepth", 1) or 1)
         if samples > 4 or depth > 1:

@@ -47,6 +47,22 @@ def test_tiff_claiming_thousands_of_samples_per_pixel_is_refused_before_decoding
         read_image(path)
 
 
+def test_tiff_claiming_huge_tiles_is_refused_before_decoding(tmp_path, no_decoding):
+    # A 32x32 image whose header claims 16 x 134217744-pixel tiles: each tile would decode into a 2 GiB buffer.
+    path = tmp_path / "tiles.tif"
+    tifffile.imwrite(path, np.zeros((32, 32), np.uint16), tile=(16, 16))
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages[0].tags["TileLength"]
+        offset, kind = tag.valueoffset, tag.dtype
+    data = bytearray(path.read_bytes())
+    assert kind == 4  # LONG: room for the value
+    data[offset:offset + 4] = (134217744).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match=r"TIFF tiles of 16x134217744 = 2147483904 pixels each exceed the limit "
+                                             r"of 268435456; the file is damaged, or save it with smaller tiles"):
+        read_image(path)
+
+
 def test_pixel_limit_is_configurable(tmp_path):
     path = tmp_path / "frame.tif"
     tifffile.imwrite(path, np.zeros((64, 64), np.uint16))
