@@ -652,6 +652,29 @@ def test_a_silent_camera_is_reported_as_stalled(session):
     assert records[1]["kind"] == "stalled" and records[1]["message"].startswith("camera 0: no frame for ")
 
 
+class SlowSession:
+    """The session, taking at least `seconds` per frame: an analysis slower than the acquisition."""
+
+    def __init__(self, session, seconds):
+        self.session, self.seconds = session, seconds
+
+    def focus(self, frame, **options):
+        time.sleep(self.seconds)
+        return self.session.focus(frame, **options)
+
+
+def test_files_waiting_for_a_slow_analysis_count_the_wait_in_their_latency(session, tmp_path):
+    # Six files complete at once, 0.2 s of analysis each: the last is reported about 1.2 s after it was found
+    # complete, and its latency must say so, not only the time since the reader got round to decoding it.
+    for i in range(6):
+        write_image_atomic(tmp_path / f"f{i}.tif", structured(seed=i))
+    source = live.FolderSource(tmp_path, existing=True, poll=0.01, settle=0.05)
+    records, summary = run(SlowSession(session, 0.2), source, max_frames=6, warmup=False)
+    latencies = [r["timings_ms"]["latency"] for r in records if r["event"] == "frame"]
+    assert len(latencies) == 6
+    assert latencies[-1] >= 1000
+
+
 def test_max_frames_stops_the_loop(session):
     records, summary = run(session, live.ArraySource([structured()], count=1000, live=False), max_frames=3)
     assert summary.frames == 3

@@ -313,6 +313,9 @@ class FolderSource:
 
         while not stop.is_set():
             now = time.monotonic()
+            # Files found complete in this poll are available now: a file that then waits for the analysis of
+            # those before it (the reader blocked on a full queue) counts that wait in its latency.
+            found = time.perf_counter()
             folder = self._stamp(index)
             listed: set[str] | None = None  # every image file's name, when the folder was listed in this poll
             young = listed_ns - folder[1] < self.fresh_ns and now - last_list >= self.fresh_relist
@@ -363,14 +366,13 @@ class FolderSource:
             for _, name in sorted(ready):
                 if stop.is_set():
                     return
-                acquired = time.perf_counter()
                 try:
                     image = read_image(self.folder / name, max_pixels=self.max_pixels)
                 except ImageReadError as exc:
                     pending[name].failed = exc.problem  # the record's label names the file
                     continue
                 remember(name, pending.pop(name).stat)
-                yield Frame(image, index, name, acquired)
+                yield Frame(image, index, name, found)
                 index += 1
             stop.wait(self.poll)
 
