@@ -8,6 +8,7 @@ import pytest
 
 from ifrt import live
 from ifrt.acquisition import focus_hook
+from ifrt.live import SweepTracker
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def test_metadata_that_is_not_a_dict_passes_through(session, stack):
     assert hook.errors == 1
 
 
-def test_hook_called_from_several_threads_counts_and_numbers_every_image_once(session, stack):
+def test_hook_called_from_several_threads_counts_and_numbers_every_image_once(session, stack, monkeypatch):
     import threading
     import time
 
@@ -118,6 +119,14 @@ def test_hook_called_from_several_threads_counts_and_numbers_every_image_once(se
             time.sleep(0.01)
             return result
 
+    offered = []
+
+    class RecordingTracker(SweepTracker):
+        def add(self, index, *args, **kwargs):
+            offered.append(index)
+            return super().add(index, *args, **kwargs)
+
+    monkeypatch.setattr("ifrt.acquisition.SweepTracker", RecordingTracker)
     hook = focus_hook(SlowSession(), sweep=True)
     threads = [threading.Thread(target=lambda: [hook(stack[2], {}) for _ in range(5)]) for _ in range(4)]
     for thread in threads:
@@ -125,6 +134,5 @@ def test_hook_called_from_several_threads_counts_and_numbers_every_image_once(se
     for thread in threads:
         thread.join()
     assert (hook.images, hook.errors) == (20, 0)
-    tracker = next(iter(hook.stacks.values()))
-    assert sorted(entry["frame"] for entry in tracker._band) == list(range(20))  # all tie: each kept once
-    assert hook.best()["frames_compared"] == 20
+    assert sorted(offered) == list(range(20))  # every image numbered once
+    assert (hook.best()["frames_compared"], hook.best()["tied"]) == (20, 20)  # all tie: each counted once

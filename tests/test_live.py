@@ -194,6 +194,40 @@ def test_sweep_forgets_frames_that_fall_out_of_the_band():
     assert sweep.best()["tied"] == 1
 
 
+def test_sweep_of_a_field_left_in_focus_keeps_memory_flat():
+    # A camera left on a focused field: every frame ties on quality, for hours. Only frames that can still win
+    # are kept (and a count per distinct quality in the band); `tied` still counts them all.
+    import tracemalloc
+
+    sweep = live.SweepTracker(tolerance=0.02)
+    rng = np.random.default_rng(0)
+    sweep.add(0, "frame 0", 0.9, {"normalized_variance": 1.0})
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for index in range(1, 5000):
+        quality = 0.9 + 0.0005 * rng.integers(0, 20)  # a saturated score, within the band
+        sweep.add(index, f"frame {index}", quality, {"normalized_variance": rng.random()})
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 100_000
+    assert sweep.best()["tied"] == 5000
+
+
+def test_sweep_pick_is_that_of_the_rule_over_every_frame_kept():
+    rng = np.random.default_rng(1)
+    frames = [(i, round(0.8 + 0.1 * rng.random(), 6), float(rng.integers(0, 50))) for i in range(400)]
+    sweep = live.SweepTracker(tolerance=0.02)
+    for i, quality, sharpness in frames:
+        is_best = sweep.add(i, f"z{i}", quality, {"normalized_variance": sharpness})
+        seen = frames[:i + 1]
+        top = max(q for _, q, _ in seen)
+        band = [f for f in seen if f[1] >= top - 0.02]
+        expected = max(band, key=lambda f: (f[2], f[1]))  # the first of equals, as max keeps it
+        assert sweep.best()["frame"] == expected[0]
+        assert sweep.best()["tied"] == len(band)
+        assert is_best == (expected[0] == i)
+
+
 # ---- camera: disconnect, reconnect, give up ----------------------------------------------------------------
 
 

@@ -214,13 +214,17 @@ class SweepTracker:
     with the largest classical `metric` wins; a frame alone in that band wins on quality. The learned score
     says which frames are in focus regardless of content; near the optimum it saturates (frames one or two
     Z steps apart score alike), and the classical metric, monotonic in sharpness for the same field, orders
-    them. Only frames in the band are kept, so memory does not grow with the sweep."""
+    them. Only frames that can still win are kept: a frame with no more quality and no larger metric than an
+    earlier one in the band leaves the band no later than it and never beats it. So memory does not grow
+    with the sweep, nor when a field left in focus ties frame after frame for hours (what stays is bounded by
+    the distinct qualities, rounded to 1e-6, within `tolerance`)."""
 
     tolerance: float = DEFAULT_SWEEP_TOLERANCE
     metric: str = DEFAULT_SWEEP_METRIC
     frames: int = 0
     top_quality: float = -math.inf
-    _band: list[dict] = field(default_factory=list)
+    _band: list[dict] = field(default_factory=list)  # the frames in the band that can still win, oldest first
+    _tied: collections.Counter = field(default_factory=collections.Counter)  # frames in the band by quality
 
     def add(self, index: int, label: str, quality: float, metrics: dict[str, float], **extra) -> bool:
         """Record one frame; True when it is now the best."""
@@ -233,9 +237,16 @@ class SweepTracker:
                  self.metric: float(metrics[self.metric]), **extra}
         if quality > self.top_quality:
             self.top_quality = quality
-            self._band = [e for e in self._band if e["quality"] >= self.top_quality - self.tolerance]
+            floor = self.top_quality - self.tolerance
+            self._band = [e for e in self._band if e["quality"] >= floor]
+            self._tied = collections.Counter({q: n for q, n in self._tied.items() if q >= floor})
         if quality >= self.top_quality - self.tolerance:
-            self._band.append(entry)
+            self._tied[quality] += 1
+            sharpness = entry[self.metric]
+            if not any(e[self.metric] >= sharpness and e["quality"] >= quality for e in self._band):
+                # No earlier frame beats this one while it stays in the band; those it beats never win now.
+                self._band = [e for e in self._band if not (sharpness >= e[self.metric] and quality >= e["quality"])]
+                self._band.append(entry)
         best = self.best()
         return best is not None and best["frame"] == index
 
@@ -249,8 +260,9 @@ class SweepTracker:
         if not self._band:
             return None
         winner = max(self._band, key=lambda e: (e[self.metric], e["quality"]))
-        decided_by = "quality" if len(self._band) == 1 else f"{self.metric} (tie within quality {self.tolerance})"
-        return {**winner, "decided_by": decided_by, "frames_compared": self.frames, "tied": len(self._band)}
+        tied = sum(self._tied.values())
+        decided_by = "quality" if tied == 1 else f"{self.metric} (tie within quality {self.tolerance})"
+        return {**winner, "decided_by": decided_by, "frames_compared": self.frames, "tied": tied}
 
 
 
