@@ -74,6 +74,34 @@ def test_learned_weights_start_equal_to_fixed_unit_weights():
     assert fixed.item() == pytest.approx(learned.item())
 
 
+def _undiagnosed(batch):
+    return {**batch, "diagnosis": torch.full_like(batch["diagnosis"], -1)}
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_a_batch_without_a_known_diagnosis_gives_the_diagnosis_no_gradient(learned):
+    criterion = MultiTaskLoss(LossConfig(learned_weights=learned), blur_levels=5)
+    out = _outputs()
+    loss, logged = criterion(out, _undiagnosed(_batch()))
+    loss.backward()
+    assert logged["loss_diagnosis"] == 0.0
+    assert float(out["diagnosis_logits"].grad.abs().sum()) == 0.0
+    if learned:  # the task's uncertainty is not taught that an unknown diagnosis is a perfect one
+        assert float(criterion.log_vars["diagnosis"].grad) == 0.0
+        assert float(criterion.log_vars["blur"].grad) != 0.0  # a known task's uncertainty still learns
+
+
+def test_learned_weights_of_tasks_unknown_in_the_whole_batch_get_no_gradient():
+    criterion = MultiTaskLoss(LossConfig(learned_weights=True), blur_levels=5)
+    batch = {**_undiagnosed(_batch()), "blur_level": torch.tensor([-1, -1]), "blur_map": torch.full((2, 2, 2), math.nan),
+             "has_sharp": torch.tensor([False, False])}
+    loss, _ = criterion(_outputs(), batch)
+    loss.backward()
+    assert loss.item() == 0.0
+    assert {task: float(s.grad) for task, s in criterion.log_vars.items()} == {
+        "diagnosis": 0.0, "blur": 0.0, "quality": 0.0, "deblur": 0.0}
+
+
 def test_charbonnier_of_identical_images_is_epsilon():
     x = torch.rand(1, 1, 8, 8)
     assert float(charbonnier(x, x, eps=1e-3)[0]) == pytest.approx(1e-3)

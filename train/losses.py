@@ -135,13 +135,26 @@ class MultiTaskLoss(nn.Module):
             losses["deblur"] = masked_mean(per_sample, batch["has_sharp"])
         return losses
 
+    @staticmethod
+    def known_in_batch(batch: dict) -> dict[str, torch.Tensor]:
+        """Per task, 1.0 when the batch has at least one known target for it, else 0.0."""
+        level_known = (batch["blur_level"] >= 0).any() | torch.isfinite(batch["blur_map"]).any()
+        kind_known = (batch["blur_kind"] >= 0).any() if "blur_kind" in batch else torch.tensor(False)
+        known = {"diagnosis": (batch["diagnosis"] >= 0).any(), "blur": level_known | kind_known.to(level_known.device),
+                 "quality": level_known, "deblur": batch["has_sharp"].any()}
+        return {task: value.float() for task, value in known.items()}
+
     def forward(self, out: dict, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         losses = self.task_losses(out, batch)
         total = out["diagnosis_logits"].new_zeros((), dtype=torch.float32)
+        known = self.known_in_batch(batch) if self.log_vars is not None else {}
         for task, value in losses.items():
             if self.log_vars is not None:
+                # A task with no known target in the batch has a masked loss of 0, which is not a perfect score:
+                # its term (regulariser s included) is switched off, so s learns nothing from it. Multiplied
+                # rather than skipped, so that s still has a (zero) gradient for DDP's all-reduce.
                 s = self.log_vars[task]
-                total = total + self.cfg.weights[task] * (value * torch.exp(-s) + s)
+                total = total + known[task] * self.cfg.weights[task] * (value * torch.exp(-s) + s)
             else:
                 total = total + self.cfg.weights[task] * value
         logged = {f"loss_{k}": float(v.detach()) for k, v in losses.items()}
