@@ -114,6 +114,20 @@ def test_run_stopped_mid_epoch_resumes_to_the_same_weights_as_an_uninterrupted_r
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_run_resumed_mid_epoch_writes_the_metrics_of_an_uninterrupted_run(database, tmp_path):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    config = {"train": {"epochs": 2, "batch_size": 2}}
+    train(database, load_config(TINY, config), straight)
+    train(database, load_config(TINY, {"train": {**config["train"], "stop_after_steps": 3}}), stopped)
+    train(database, load_config(TINY, config), stopped)  # resumes at epoch 1, batch 3 of 4
+
+    def without_clock(run):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in _metrics(run)]
+
+    # train_loss and the other train_* columns average every batch of the epoch, not only those after the resume
+    assert without_clock(stopped) == without_clock(straight)
+
+
 def test_single_task_config_trains_only_the_diagnosis(database, tmp_path):
     summary = train(database, load_config(TINY, {"model": {"variant": "st"}, "train": {"epochs": 1}}), tmp_path)
     assert summary["model"]["variant"] == "st"

@@ -668,8 +668,10 @@ def _train(data_dir: Path, config: dict, run_dir: Path, warn: Callable[[str], No
             loader = DataLoader(train_set, batch_size=train_cfg.batch_size, sampler=sampler,
                                 num_workers=train_cfg.num_workers, drop_last=True, worker_init_fn=worker_init,
                                 generator=torch.Generator().manual_seed(train_cfg.seed + epoch))
-            running: dict[str, float] = {}
-            n_batches = 0
+            # The epoch's training losses so far; a run resumed mid-epoch carries on from its checkpoint's sums, so
+            # metrics.csv averages the whole epoch as an uninterrupted run does.
+            running: dict[str, float] = state.setdefault("epoch_loss_sums", {})
+            state.setdefault("epoch_loss_batches", 0)
             last_save = time.monotonic()
             progress = _progress(loader, train_cfg.progress and dist_info.main, f"epoch {epoch + 1}/{train_cfg.epochs}",
                                  initial=state["batches_done"], total=batches_per_epoch)
@@ -690,7 +692,7 @@ def _train(data_dir: Path, config: dict, run_dir: Path, warn: Callable[[str], No
                 scaler.update()
                 state["step"] += 1
                 state["batches_done"] += 1
-                n_batches += 1
+                state["epoch_loss_batches"] += 1
                 for k, v in logged.items():
                     running[k] = running.get(k, 0.0) + v
                 if dist_info.main and train_cfg.progress and hasattr(progress, "set_postfix"):
@@ -722,7 +724,7 @@ def _train(data_dir: Path, config: dict, run_dir: Path, warn: Callable[[str], No
                 set_training(model, frozen)
                 score = selection_score(metrics, train_cfg.select)
                 row = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
-                       **{f"train_{k}": v / max(n_batches, 1) for k, v in running.items()}, **metrics,
+                       **{f"train_{k}": v / max(state["epoch_loss_batches"], 1) for k, v in running.items()}, **metrics,
                        "score": score, "seconds": time.monotonic() - started}
                 if score > state["best_score"]:
                     state.update(best_score=score, best_epoch=epoch + 1)
@@ -731,7 +733,7 @@ def _train(data_dir: Path, config: dict, run_dir: Path, warn: Callable[[str], No
                 log.row(row, state["step"])
                 print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       file=sys.stderr, flush=True)
-            state["batches_done"] = 0
+            state.update(batches_done=0, epoch_loss_sums={}, epoch_loss_batches=0)
             checkpoint(epoch + 1, 0)
             if dist_info.world > 1:
                 import torch.distributed as dist
