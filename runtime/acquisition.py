@@ -59,6 +59,8 @@ class FocusHook:
         self.session, self.size, self.channel, self.metric_tile = session, size, channel, metric_tile
         self.prefix, self.maps = prefix, maps
         self.sweep, self.sweep_tolerance, self.sweep_metric = sweep, sweep_tolerance, sweep_metric
+        if sweep:
+            SweepTracker(sweep_tolerance, sweep_metric)  # refuses a tolerance now, not in the acquisition
         self.stacks: dict[tuple, SweepTracker] = {}
         self.images = 0  # analysed
         self.errors = 0  # could not be analysed (metadata has ifrt_error)

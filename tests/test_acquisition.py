@@ -100,6 +100,11 @@ def test_an_image_without_structure_is_flagged_and_never_wins_its_sweep(session,
     json.dumps(blank)
 
 
+def test_a_sweep_tolerance_that_would_never_pick_is_refused_when_the_hook_is_made(session):
+    with pytest.raises(ValueError, match=r"sweep tolerance nan"):
+        focus_hook(session, sweep=True, sweep_tolerance=float("nan"))
+
+
 def test_metadata_that_is_not_a_dict_passes_through(session, stack):
     hook = focus_hook(session)
     assert hook(stack[0], None) == (stack[0], None)

@@ -194,6 +194,12 @@ def test_sweep_forgets_frames_that_fall_out_of_the_band():
     assert sweep.best()["tied"] == 1
 
 
+@pytest.mark.parametrize("tolerance", [float("nan"), -0.01])
+def test_a_sweep_tolerance_that_would_never_pick_is_refused(tolerance):
+    with pytest.raises(ValueError, match=r"sweep tolerance .*: give a quality difference of at least 0"):
+        live.SweepTracker(tolerance=tolerance)
+
+
 def test_sweep_of_a_field_left_in_focus_keeps_memory_flat():
     # A camera left on a focused field: every frame ties on quality, for hours. Only frames that can still win
     # are kept (and a count per distinct quality in the band); `tied` still counts them all.

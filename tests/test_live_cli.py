@@ -91,6 +91,24 @@ def test_video_only_options_on_another_source_are_refused(ifrt_cli, tmp_path, ex
     assert proc.returncode == 2 and message in proc.stderr
 
 
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--max-frames", "-1"], "argument --max-frames: must be at least 1, got -1"),
+    (["--max-frames", "0"], "argument --max-frames: must be at least 1, got 0"),
+    (["--sweep", "--sweep-tolerance", "nan"], "argument --sweep-tolerance: must be a number of at least 0, got nan"),
+    (["--sweep", "--sweep-tolerance", "-0.1"], "argument --sweep-tolerance: must be a number of at least 0, got -0.1"),
+    (["--stats-every", "-1"], "argument --stats-every: must be a number of at least 0, got -1"),
+    (["--reconnect", "-2"], "argument --reconnect: must be at least 0, got -2"),
+    (["--backoff", "0"], "argument --backoff: must be a number greater than 0, got 0"),
+    (["--threads", "-3"], "argument --threads: must be at least 0, got -3"),
+])
+def test_a_limit_that_would_silently_do_nothing_is_refused(ifrt_cli, tmp_path, extra, message):
+    # Before, --max-frames -1 analysed nothing and exited 0, and a NaN or negative tolerance left --sweep without
+    # a pick; each is refused before the model loads.
+    image = write_image_atomic(tmp_path / "frame.tif", frames_of(count=1)[0])
+    proc = ifrt_cli("live", str(image), *extra)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
 def test_a_frame_rate_that_is_not_a_number_is_refused(ifrt_cli, tmp_path):
     path = tmp_path / "clip.avi"
     path.write_bytes(b"not decoded before the option is checked")

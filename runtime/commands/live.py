@@ -8,10 +8,22 @@ Ctrl-C."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
-from ifrt.commands import int_at_least
+from ifrt.commands import float_above, int_at_least
+
+
+def at_least_zero(text: str) -> float:
+    """An argparse type: a finite number >= 0 (a tolerance, a period where 0 means none)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number of at least 0, got {text}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="raw headerless frames on stdin, e.g. 2048x2048:uint16 (TYPE: uint8, uint16, float32)")
     p.add_argument("--model", help="model folder (default: the bundled model)")
     p.add_argument("--backend", default="auto", choices=["auto", "trt", "ort", "torch"], help="inference backend")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=int_at_least(0), default=1,
                    help="onnxruntime inference threads (default 1: preprocessing and metrics use every core; "
                         "0: one per core)")
     p.add_argument("--size", type=int_at_least(32), default=512,
@@ -36,18 +48,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--channel", type=int_at_least(0), default=None,
                    help="camera, video: channel of a colour frame to analyse (default: the per-pixel maximum of "
                         "the colour channels, as image files are read)")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many analysed frames")
+    p.add_argument("--max-frames", type=int_at_least(1), default=None, help="stop after this many analysed frames")
     p.add_argument("--sweep", action="store_true",
                    help="Z sweep: report the best-focused frame (highest learned quality; the classical metric "
                         "breaks ties within --sweep-tolerance)")
-    p.add_argument("--sweep-tolerance", type=float, default=0.02,
+    p.add_argument("--sweep-tolerance", type=at_least_zero, default=0.02,
                    help="quality difference under which frames count as tied (default 0.02)")
     p.add_argument("--sweep-metric", default="normalized_variance",
                    choices=["var_laplacian", "tenengrad", "brenner", "normalized_variance", "vollath_f4"],
                    help="classical metric that breaks ties (default normalized_variance)")
     p.add_argument("--no-maps", dest="maps", action="store_false", help="leave the per-tile maps out of the JSON")
     p.add_argument("--show", action="store_true", help="overlay window (needs OpenCV with GUI: opencv-python)")
-    p.add_argument("--stats-every", type=float, default=5.0, help="seconds between progress lines on stderr "
+    p.add_argument("--stats-every", type=at_least_zero, default=5.0, help="seconds between progress lines on stderr "
                                                                    "(0: none; default 5)")
     p.add_argument("--any-size", action="store_true",
                    help="accept frames of any size (default: frames must match the stream's first frame)")
@@ -61,8 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", metavar="RATE",
                    help="video file: deliver frames at RATE per second, or at the rate recorded in the file "
                         "with 'file', as a camera would (latest frame wins; default: analyse every frame)")
-    p.add_argument("--reconnect", type=int, default=5, help="camera: reconnect attempts before stopping (default 5)")
-    p.add_argument("--backoff", type=float, default=0.5,
+    p.add_argument("--reconnect", type=int_at_least(0), default=5, help="camera: reconnect attempts before stopping (default 5)")
+    p.add_argument("--backoff", type=float_above(0), default=0.5,
                    help="camera: first wait before reconnecting, doubled each attempt up to 8 s (default 0.5)")
     p.set_defaults(func=run)
 

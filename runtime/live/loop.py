@@ -226,6 +226,12 @@ class SweepTracker:
     _band: list[dict] = field(default_factory=list)  # the frames in the band that can still win, oldest first
     _tied: collections.Counter = field(default_factory=collections.Counter)  # frames in the band by quality
 
+    def __post_init__(self):
+        # A NaN or negative tolerance would leave every frame outside the band: a sweep that never picks.
+        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise ValueError(f"sweep tolerance {self.tolerance}: give a quality difference of at least 0 "
+                             f"(default {DEFAULT_SWEEP_TOLERANCE})")
+
     def add(self, index: int, label: str, quality: float, metrics: dict[str, float], **extra) -> bool:
         """Record one frame; True when it is now the best."""
         if self.metric not in metrics:
