@@ -128,6 +128,22 @@ def test_a_run_resumed_mid_epoch_writes_the_metrics_of_an_uninterrupted_run(data
     assert without_clock(stopped) == without_clock(straight)
 
 
+def test_a_patient_in_two_splits_is_refused_before_the_run_starts(database, tmp_path):
+    import shutil
+
+    from ifrt.train.data.manifest import read_manifest, write_manifest
+
+    leaky = shutil.copytree(database, tmp_path / "leaky")
+    rows = read_manifest(leaky / "manifest.csv")
+    patient = next(row.patient_id for row in rows if row.split == "val")
+    next(row for row in rows if row.patient_id == patient).split = "train"  # one of its two images
+    write_manifest(leaky / "manifest.csv", rows)
+    with pytest.raises(ValueError, match=f"manifest.csv: patient {patient} is in splits train, val \\(1 patient\\(s\\) "
+                                         f"like this\\).*`ifrt data split {leaky}`"):
+        train(leaky, load_config(TINY, {"train": {"epochs": 1}}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_single_task_config_trains_only_the_diagnosis(database, tmp_path):
     summary = train(database, load_config(TINY, {"model": {"variant": "st"}, "train": {"epochs": 1}}), tmp_path)
     assert summary["model"]["variant"] == "st"

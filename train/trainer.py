@@ -41,6 +41,7 @@ from ifrt.imageio import move_staged, staging_folder, write_text_atomic
 from ifrt.runlock import folder_lock
 from ifrt.train import print_warning
 from ifrt.train.data.manifest import read_manifest
+from ifrt.train.data.split import patients_in_several_splits
 from ifrt.train.dataset import DataConfig, ManifestDataset, class_names_of
 from ifrt.train.losses import LossConfig, MultiTaskLoss, psnr
 from ifrt.train.model import DeepMTND, ModelConfig, model_config, save_model
@@ -508,6 +509,12 @@ def build_everything(data_dir: Path, config: dict):
     if missing:
         raise ValueError(f"{manifest}: no rows in {' or '.join(missing)}; training needs both (assign splits with "
                          f"`ifrt data split {data_dir}`, which needs at least 3 patients)")
+    leaked = patients_in_several_splits(rows)
+    if leaked:
+        patient, splits = next(iter(leaked.items()))
+        raise ValueError(f"{manifest}: patient {patient} is in splits {', '.join(splits)} ({len(leaked)} patient(s) "
+                         "like this), so validation would score images of patients the network trains on; one "
+                         f"patient stays in one split (reassign them with `ifrt data split {data_dir}`)")
     class_names = class_names_of(rows)
     model_section = dict(config.get("model") or {})
     size, variant = model_section.pop("size", "s"), model_section.pop("variant", "hier")

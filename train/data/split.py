@@ -32,6 +32,15 @@ def patient_diagnoses(rows: list[ManifestRow]) -> dict[str, str | None]:
     return {p: next(iter(d - {None}), None) for p, d in seen.items()}
 
 
+def patients_in_several_splits(rows: list[ManifestRow]) -> dict[str, list[str]]:
+    """The patients whose images are in more than one split, with those splits (sorted): leakage."""
+    splits: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        if row.split:
+            splits[row.patient_id].add(row.split)
+    return {patient: sorted(found) for patient, found in sorted(splits.items()) if len(found) > 1}
+
+
 def largest_remainder(count: int, fractions: tuple[float, ...]) -> list[int]:
     """Split `count` items by `fractions` with largest-remainder rounding."""
     exact = np.asarray(fractions) / sum(fractions) * count
