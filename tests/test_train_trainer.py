@@ -161,6 +161,25 @@ def test_unknown_loss_key_is_rejected_with_its_name(database, tmp_path):
         train(database, load_config(TINY, {"loss": {"deblur_pixle": "mse"}}), tmp_path)
 
 
+@pytest.mark.parametrize(("normalization", "message"), [
+    ({"p_hgh": 99.0}, r"model.normalization.p_hgh is not a setting \(known: clip, kind, p_high, p_low\)"),
+    ({"kind": "minmax"}, r"model.normalization.kind='minmax': only 'percentile' is implemented"),
+    ({"p_low": 99.9}, r"model.normalization: p_low=99.9, p_high=99.8: percentiles need 0 <= p_low < p_high <= 100"),
+    ({"p_high": "99"}, r"model.normalization.p_high: expected a number, got '99'"),
+])
+def test_a_wrong_normalization_setting_is_refused_naming_it(database, tmp_path, normalization, message):
+    with pytest.raises(ValueError, match=message):
+        train(database, load_config(TINY, {"model": {"normalization": normalization}}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_one_normalization_setting_keeps_the_others():
+    from ifrt.train.model import model_config
+
+    assert model_config("tiny", normalization={"p_high": 99.5}).normalization == {
+        "kind": "percentile", "p_low": 1.0, "p_high": 99.5, "clip": False}
+
+
 def _datasets(database, data):
     from ifrt.train.trainer import build_everything, make_datasets
 
@@ -198,6 +217,7 @@ def test_validation_draws_its_own_blur_mix_and_levels_so_runs_trained_differentl
     ({"degrade": {"p_defokus": 1.0}}, r"data.degrade.p_defokus is not a setting"),
     ({"levels": [5]}, r"data.levels=\[5\]: give blur levels among 0..4"),
     ({"val_levels": []}, r"data.val_levels=\[\]: give blur levels among 0..4"),
+    ({"levels": ["a"]}, r"data.levels=\['a'\]: give blur levels among 0..4"),
 ])
 def test_bad_degradation_settings_are_refused_before_training_naming_the_setting(database, tmp_path, data, message):
     with pytest.raises(ValueError, match=message):

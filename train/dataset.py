@@ -58,7 +58,8 @@ class DataConfig:
         count = blur_level_count(self.degrade_config())
         _degrade_config({**self.degrade, **self.val_degrade}, "data.val_degrade")
         for name, levels in (("levels", self.levels), ("val_levels", self.val_levels)):
-            if levels is not None and (not levels or any(not 0 <= int(lv) < count for lv in levels)):
+            if levels is not None and (not levels or any(isinstance(lv, bool) or not isinstance(lv, int)
+                                                         or not 0 <= lv < count for lv in levels)):
                 raise ValueError(f"data.{name}={levels}: give blur levels among 0..{count - 1} (one at least)")
 
     @classmethod

@@ -16,6 +16,26 @@ DEFAULT_NORMALIZATION = {"kind": "percentile", "p_low": 1.0, "p_high": 99.8, "cl
 INPUT_SIZE_RULE = {"multiple_of": 32, "channels": 1, "layout": "NCHW", "dtype": "float32"}
 
 
+def checked_normalization(given: dict) -> dict:
+    """`given` over DEFAULT_NORMALIZATION (so `model.normalization.p_high` alone keeps the rest), refusing a key
+    it does not have and percentiles that are not 0 <= p_low < p_high <= 100: training and every runtime read
+    exactly these keys, and would otherwise fall back to the defaults without a word."""
+    unknown = sorted(set(given) - set(DEFAULT_NORMALIZATION))
+    if unknown:
+        raise ValueError(f"model.normalization.{unknown[0]} is not a setting (known: "
+                         f"{', '.join(sorted(DEFAULT_NORMALIZATION))})")
+    norm = {**DEFAULT_NORMALIZATION, **given}
+    if norm["kind"] != "percentile":
+        raise ValueError(f"model.normalization.kind={norm['kind']!r}: only 'percentile' is implemented")
+    for key in ("p_low", "p_high"):
+        if isinstance(norm[key], bool) or not isinstance(norm[key], (int, float)):
+            raise ValueError(f"model.normalization.{key}: expected a number, got {norm[key]!r}")
+    if not 0 <= norm["p_low"] < norm["p_high"] <= 100:
+        raise ValueError(f"model.normalization: p_low={norm['p_low']}, p_high={norm['p_high']}: percentiles need "
+                         "0 <= p_low < p_high <= 100")
+    return norm
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a network; saved as JSON next to its safetensors weights."""
@@ -83,6 +103,7 @@ class ModelConfig:
             raise ValueError(f"blur_levels={self.blur_levels}: at least 2 (in focus and blurred) are needed")
         if not self.class_names:
             raise ValueError("class_names is empty: the diagnosis needs at least one class")
+        self.normalization = checked_normalization(self.normalization)
         if self.class_prior is not None:
             prior = [float(p) for p in self.class_prior]
             if len(prior) != len(self.class_names) or not all(p > 0 for p in prior):
