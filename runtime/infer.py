@@ -14,7 +14,9 @@ report. Robust by construction:
 - `run.json` records what made the results (model, backend, precision, the options that change
   outputs); a rerun with other settings is refused rather than mixing two models' results in one folder;
 - each input gets its own output names, even when two inputs share a folder and file name;
-- a write error (a full disk) stops the run with the error: the finished images stay recorded.
+- a write error (a full disk) stops the run with the error: the finished images stay recorded;
+- memory does not grow with the batch: a run keeps its records without their quality and certainty maps,
+  and reads and compacts `results.jsonl` a line at a time.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,7 @@ import numpy as np
 from ifrt import runlock
 from ifrt.filestate import file_state
 from ifrt.imageio import (
+    atomic_path,
     open_tiff,
     write_bytes_atomic,
     write_image_atomic,
@@ -51,6 +54,8 @@ RUN = "run.json"
 LOCK = ".ifrt-infer.lock"
 OWN_FILES = (RESULTS, SUMMARY, PATIENTS, RUN)  # in the folder's top level; deblurred/ and overlays/ are all ours
 SUMMARY_SECONDS = 30.0  # how often a run brings summary.csv up to date before its end
+MAP_KEYS = ("quality_map", "certainty")  # most of a record's size; a run keeps its records without them
+REPAIR_BLOCK = 1 << 16  # bytes read at a time looking back for the end of the last whole line
 
 
 class InferSetupError(ValueError):
@@ -76,18 +81,31 @@ class InferReport:
         return 1 if self.failed else 0
 
 
-def read_records(out_dir: Path) -> list[dict]:
-    """Records of earlier runs; a torn last line (interrupted write) is ignored."""
-    path = out_dir / RESULTS
+def read_records(out_dir: Path, *, maps: bool = True) -> list[dict]:
+    """Records of earlier runs, read a line at a time; a torn last line (interrupted write) is ignored.
+    `maps=False` leaves out the quality and certainty maps: they are most of a record (a 4096 x 4096 frame's
+    are 32,768 numbers), and a run keeps its records for the summary and patients, which do not need them."""
+    return [record if maps else without_maps(record) for _, _, record in _result_lines(out_dir / RESULTS)]
+
+
+def without_maps(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key not in MAP_KEYS}
+
+
+def _result_lines(path: Path) -> Iterator[tuple[int, int, dict]]:
+    """(offset, length, record) of each whole JSON line of results.jsonl, one line in memory at a time."""
     if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+        return
+    with open(path, "rb") as f:
+        offset = 0
+        for line in f:
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                record = None
+            if isinstance(record, dict):
+                yield offset, len(line), record
+            offset += len(line)
 
 
 def repair_results(path: Path) -> None:
@@ -96,11 +114,22 @@ def repair_results(path: Path) -> None:
     if not path.is_file():
         return
     with open(path, "rb+") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
-            f.flush()
-            os.fsync(f.fileno())
+        end = f.seek(0, os.SEEK_END)
+        f.seek(max(end - 1, 0))
+        if f.read(1) in (b"", b"\n"):
+            return
+        cut = end  # read back in blocks to the last newline: a line can be megabytes, the file gigabytes
+        while cut > 0:
+            start = max(cut - REPAIR_BLOCK, 0)
+            f.seek(start)
+            newline = f.read(cut - start).rfind(b"\n")
+            if newline >= 0:
+                cut = start + newline + 1
+                break
+            cut = start
+        f.truncate(cut)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def remove_stale_temporaries(out_dir: Path) -> None:
@@ -131,9 +160,22 @@ def recorded_state(path: Path) -> dict | None:
 
 def compact_results(path: Path, records: list[dict], latest: list[dict]) -> None:
     """Rewrite `results.jsonl` with one record per image when reruns have added later ones (a retried failure
-    is recorded again each run); the summary reads the same either way."""
-    if len(latest) < len(records):
-        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in latest))
+    is recorded again each run); the summary reads the same either way. `records` and `latest` (from
+    `read_records` and `latest_records`, maps or not) say whether there is anything to drop; the lines kept
+    are copied from the file as they are, each image's latest in the order the images first appear."""
+    if len(latest) >= len(records):
+        return
+    kept: dict[tuple[str, int], tuple[int, int]] = {}
+    for offset, length, record in _result_lines(path):
+        kept[record_identity(record)] = (offset, length)
+    with atomic_path(path) as tmp:
+        with open(path, "rb") as source, open(tmp, "wb") as compacted:
+            for offset, length in kept.values():
+                source.seek(offset)
+                line = source.read(length)
+                compacted.write(line if line.endswith(b"\n") else line + b"\n")
+            compacted.flush()
+            os.fsync(compacted.fileno())
 
 
 def output_stem(source: Path) -> str:
@@ -401,7 +443,7 @@ def _run_locked(session, items: list[tuple[Path, int | None]], out_dir: Path, se
     if overwrite:
         results_path.unlink(missing_ok=True)
     repair_results(results_path)
-    earlier = read_records(out_dir)
+    earlier = read_records(out_dir, maps=False)
     previous = latest_records(earlier)
     check_settings(out_dir, previous, settings)
     remove_stale_temporaries(out_dir)
@@ -442,7 +484,7 @@ def _run_locked(session, items: list[tuple[Path, int | None]], out_dir: Path, se
                 record["model"] = settings["model"]
                 record["file"] = state
                 _append(log, record)
-                latest[identity] = record
+                latest[identity] = without_maps(record)
                 finished += 1
                 if record["status"] == "ok":
                     report.done += 1
@@ -455,7 +497,7 @@ def _run_locked(session, items: list[tuple[Path, int | None]], out_dir: Path, se
     except KeyboardInterrupt:
         report.interrupted = True
     finally:
-        written = read_records(out_dir)
+        written = read_records(out_dir, maps=False)
         records = latest_records(written)
         compact_results(results_path, written, records)
         write_summary(out_dir, records)

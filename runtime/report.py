@@ -81,7 +81,7 @@ def _image_section(out_dir: Path, record: dict) -> str:
 def write_html_report(out_dir: str | Path, title: str = "ifrt report") -> Path:
     """Write OUT/report.html from OUT/results.jsonl (and OUT/patients.json when present)."""
     out_dir = Path(out_dir)
-    records = latest_records(read_records(out_dir))
+    records = latest_records(read_records(out_dir, maps=False))
     sections = [_image_section(out_dir, r) for r in records]
     patients_html = ""
     if (out_dir / PATIENTS).is_file():

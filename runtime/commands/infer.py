@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:  # the output folder, not an image: a full disk, a lost mount, no permission
             bar.stop()
             try:
-                recorded = sum(r.get("status") == "ok" for r in read_records(out))
+                recorded = sum(r.get("status") == "ok" for r in read_records(out, maps=False))
             except OSError:
                 recorded = 0
             finished = "; the images finished so far are recorded, fix this and rerun to finish" if recorded else ""
