@@ -130,6 +130,17 @@ def test_raw_stream_yields_frames_and_reports_a_truncated_last_frame():
     assert "ended 5 bytes into frame 3, which needs 48 (6x4 uint16)" in items[3].message
 
 
+def test_raw_frames_above_the_pixel_limit_are_refused_before_reading():
+    class Unread(io.BytesIO):
+        def readinto(self, buffer):
+            raise AssertionError("the stream was read")
+
+    with pytest.raises(ValueError, match=r"^stdin: 6x4 = 24 pixels per frame exceeds the limit of 23 \(raise "
+                                         r"--max-pixels, max_pixels= in Python, if the frames are genuine\)$"):
+        live.RawStreamSource(Unread(), 6, 4, np.uint16, max_pixels=23)
+    assert live.RawStreamSource(Unread(), 6, 4, np.uint16, max_pixels=24).frame_bytes == 48
+
+
 # ---- frame checks ------------------------------------------------------------------------------------------
 
 

@@ -163,6 +163,35 @@ def test_stdin_without_a_frame_format_is_a_usage_error(ifrt_cli):
     assert "--raw WIDTHxHEIGHT:TYPE" in proc.stderr
 
 
+def test_raw_frames_above_the_pixel_limit_are_a_usage_error_before_reading(ifrt_cli):
+    # Before, each frame's buffer was allocated in the reader thread: "stdin: reading failed: MemoryError: ",
+    # exit 1, and without a memory limit the machine's memory.
+    proc = ifrt_cli("live", "-", "--raw", "100000x100000:float32", input="")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == ("ifrt live: stdin: 100000x100000 = 10000000000 pixels per frame exceeds the limit of "
+                           "268435456 (raise --max-pixels, max_pixels= in Python, if the frames are genuine)\n")
+    assert proc.stdout == ""
+
+
+def test_max_pixels_sets_the_limit_for_raw_frames(ifrt_cli):
+    proc = ifrt_cli("live", "-", "--raw", "64x48:uint16", "--max-pixels", "3071", input="")
+    assert proc.returncode == 2
+    assert "stdin: 64x48 = 3072 pixels per frame exceeds the limit of 3071" in proc.stderr
+
+
+def test_max_pixels_sets_the_limit_for_an_image_file(ifrt_cli, tmp_path):
+    image = write_image_atomic(tmp_path / "frame.tif", frames_of(count=1)[0])
+    proc = ifrt_cli("live", str(image), "--max-pixels", "3071")
+    assert proc.returncode == 1  # as for any image file that cannot be read
+    assert f"{image}: 64x48 = 3072 pixels exceeds the limit of 3071" in proc.stderr
+
+
+def test_max_pixels_on_a_camera_is_refused(ifrt_cli):
+    proc = ifrt_cli("live", "0", "--max-pixels", "1000000")
+    assert proc.returncode == 2
+    assert "--max-pixels applies to image files and raw frames; OpenCV decodes the frames of 0" in proc.stderr
+
+
 def test_bench_live_reports_rates_and_latency_as_json(ifrt_cli, tiny_package):
     proc = ifrt_cli("bench", "live", "--model", str(tiny_package), "--backend", "ort", "--size", "256",
                     "--frames", "8", "--fps", "100")

@@ -66,6 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--every-frame", action="store_true",
                    help="camera, stdin: analyse every frame, the reader waiting for the analysis instead of "
                         "replacing waiting frames (for recorded streams; a live camera would fall behind)")
+    p.add_argument("--max-pixels", type=int_at_least(1), default=None,
+                   help="image files, raw frames: refuse frames with more pixels, before reading them (default 2^28)")
     p.add_argument("--existing", action="store_true", help="folder: also analyse the files already there")
     p.add_argument("--loop", action="store_true",
                    help="video file: play it again from the start when it ends (demos, soak tests); stop with "
@@ -87,7 +89,7 @@ def is_image_file(source: str | None) -> bool:
 
 def open_source(args: argparse.Namespace):
     from ifrt import live
-    from ifrt.imageio import IMAGE_SUFFIXES, read_image
+    from ifrt.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, read_image
 
     source = args.source
     path = Path(source) if source not in (None, "-") else None
@@ -95,11 +97,15 @@ def open_source(args: argparse.Namespace):
     for flag, given in (("--loop", args.loop), ("--fps", args.fps is not None)):
         if given and not is_video:
             raise ValueError(f"{flag} applies to a video file, not to {'stdin' if path is None else source}")
+    if args.max_pixels is not None and (is_video or (source or "").isdigit()):
+        raise ValueError(f"--max-pixels applies to image files and raw frames; OpenCV decodes the frames of "
+                         f"{source} before ifrt sees their size: leave --max-pixels out")
+    max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
     if args.raw:
         if source not in (None, "-"):
             raise ValueError(f"--raw reads frames from stdin; give - as the source, not {source!r}")
         width, height, dtype = live.parse_raw_format(args.raw)
-        return live.RawStreamSource(sys.stdin.buffer, width, height, dtype)
+        return live.RawStreamSource(sys.stdin.buffer, width, height, dtype, max_pixels=max_pixels)
     if source is None:
         raise ValueError("give a source: a camera index, a video file, a folder, or - with --raw WxH:TYPE")
     if source == "-":
@@ -110,10 +116,11 @@ def open_source(args: argparse.Namespace):
         raise ValueError(f"--channel applies to camera and video frames; {source} is read as one channel (a colour "
                          "image file as the per-pixel maximum of its channels): leave --channel out")
     if path.is_dir():
-        return live.FolderSource(path, existing=args.existing)
+        return live.FolderSource(path, existing=args.existing, max_pixels=max_pixels)
     if is_image_file(source):
         # One frame; errors name the file, and so does the frame's label.
-        return live.ArraySource([read_image(path)], count=1, name=str(path), labels=[path.name])
+        return live.ArraySource([read_image(path, max_pixels=max_pixels)], count=1, name=str(path),
+                                labels=[path.name])
     if is_video:
         fps = args.fps
         if fps is not None and fps != "file":

@@ -391,11 +391,17 @@ def parse_raw_format(spec: str) -> tuple[int, int, np.dtype]:
 
 class RawStreamSource:
     """Headerless frames of `width` x `height` pixels of `dtype` (native byte order, rows contiguous) read
-    back to back from a binary stream, e.g. a camera program piping into `ifrt live - --raw 2048x2048:uint16`."""
+    back to back from a binary stream, e.g. a camera program piping into `ifrt live - --raw 2048x2048:uint16`.
+    A frame size above `max_pixels` is refused before anything is read: each frame is one buffer of that size,
+    and a mistyped size (100000x100000) would otherwise fail deep inside the reader or take the machine's memory."""
 
     live = True
 
-    def __init__(self, stream, width: int, height: int, dtype, name: str = "stdin"):
+    def __init__(self, stream, width: int, height: int, dtype, name: str = "stdin", *,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
+        if width * height > max_pixels:
+            raise ValueError(f"{name}: {width}x{height} = {width * height} pixels per frame exceeds the limit of "
+                             f"{max_pixels} (raise --max-pixels, max_pixels= in Python, if the frames are genuine)")
         self.stream, self.width, self.height, self.dtype = stream, width, height, np.dtype(dtype)
         self.name = name
         self.frame_bytes = width * height * self.dtype.itemsize
