@@ -28,13 +28,13 @@ def database(tmp_path_factory):
     return make_tiny_database(tmp_path_factory.mktemp("eval_db") / "db")
 
 
-def make_run(folder, degrade=None, classes=CLASSES, variant="hier", seed=0):
+def make_run(folder, degrade=None, classes=CLASSES, variant="hier", seed=0, **model_settings):
     """An untrained model saved as a training run would leave it: `best/` and, unless `degrade` is None, the
     run's config.yaml with those `data.degrade` overrides."""
     from ifrt.train.model import build_model, model_config, save_model
 
     torch.manual_seed(seed)
-    save_model(build_model(model_config("tiny", variant, class_names=list(classes))), folder / "best")
+    save_model(build_model(model_config("tiny", variant, class_names=list(classes), **model_settings)), folder / "best")
     if degrade is not None:
         (folder / "config.yaml").write_text(yaml.safe_dump({"data": {"degrade": degrade}}))
     return folder
@@ -114,6 +114,38 @@ def test_degrade_from_takes_a_runs_degradation_for_every_model(runs, database, t
 
 
 # ---- diagnoses the model does not know ----------------------------------------------------------------------
+
+def test_every_frame_a_model_sees_is_normalized_with_the_models_own_percentiles(database, tmp_path, monkeypatch):
+    from ifrt.train import evaluate as ev
+
+    run = make_run(tmp_path / "narrow", normalization={"p_low": 20.0, "p_high": 80.0})
+    datasets, ranges = [], []
+
+    class RecordedDataset(ev.ManifestDataset):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            datasets.append((self.p_low, self.p_high))
+
+    percentile_range = ev.percentile_range
+
+    def recorded_range(image, p_low=1.0, p_high=99.8):
+        ranges.append((p_low, p_high))
+        return percentile_range(image, p_low, p_high)
+
+    monkeypatch.setattr(ev, "ManifestDataset", RecordedDataset)
+    monkeypatch.setattr(ev, "percentile_range", recorded_range)
+    ev.evaluate([run], database, tmp_path / "report", max_images=1, deblur_images=1, natural_draws=1)
+    # the scored split, the calibration on val, the deblurring comparison and the non-glomerulus pictures
+    assert datasets and set(datasets) == {(20.0, 80.0)}
+    assert ranges and set(ranges) == {(20.0, 80.0)}
+
+
+def test_models_with_other_input_normalizations_are_refused(runs, database, tmp_path):
+    narrow = make_run(tmp_path / "narrow", normalization={"p_high": 90.0})
+    with pytest.raises(ValueError, match="narrow: input normalization .* differs from .*compare models trained with "
+                                         "the same model.normalization"):
+        evaluate_quick([runs["plain"], narrow], database, tmp_path / "report")
+
 
 def test_a_split_without_any_diagnosis_the_model_knows_is_refused_naming_the_classes(runs, database, tmp_path,
                                                                                       capsys):

@@ -241,7 +241,8 @@ def fit_temperatures(models: dict[str, DeepMTND], data_dir: Path, class_names: l
     logits: dict[str, list] = {name: [] for name in models}
     targets = []
     for lv in levels:
-        ds = ManifestDataset(data_dir, rows, class_names, data_cfg, train=False, seed=seed + 1, level=lv)
+        ds = ManifestDataset(data_dir, rows, class_names, data_cfg, train=False, seed=seed + 1, level=lv,
+                             normalization=next(iter(models.values())).cfg.normalization)
         result = _run(models, ds, batch_size)
         targets.append(result["_targets"]["diagnosis"])
         for name in models:
@@ -251,6 +252,12 @@ def fit_temperatures(models: dict[str, DeepMTND], data_dir: Path, class_names: l
     if not known.any():
         return {name: 1.0 for name in models}, len(rows)
     return {name: M.fit_temperature(np.concatenate(v)[known], t[known]) for name, v in logits.items()}, len(rows)
+
+
+def input_percentiles(models: dict[str, DeepMTND]) -> tuple[float, float]:
+    """(p_low, p_high) of the input normalization the compared models share (`_evaluate` refuses others)."""
+    norm = next(iter(models.values())).cfg.normalization
+    return float(norm["p_low"]), float(norm["p_high"])
 
 
 def _focus_rows(manifest: Path, split: str, max_images: int | None) -> list:
@@ -357,7 +364,7 @@ def _deblur_level(deblurring: dict[str, DeepMTND], sharps: list[np.ndarray], cfg
         # One stream per image, level and kind (Gaussian's without a suffix, as before defocus was added).
         rng = np.random.default_rng([seed, i, lv, 99, *([KINDS.index(kind)] if kind != "gaussian" else [])])
         d = degrade(sharp, rng, cfg, level=lv, kind=kind)
-        lo, hi = percentile_range(d.image)
+        lo, hi = percentile_range(d.image, *input_percentiles(deblurring))
         x, target = apply_range(d.image, lo, hi), apply_range(d.reference(sharp), lo, hi)
         scores["input"].append((M.psnr(x, target), M.ssim(x, target)))
         with torch.no_grad():
@@ -443,7 +450,7 @@ def natural_image_quality(models: dict[str, DeepMTND], cfg: DegradeConfig, seed:
         for lv in range(blur_level_count(cfg)):
             for draw in range(draws):
                 d = degrade(sharp, np.random.default_rng([seed, k, lv, draw, 7]), cfg, level=lv)
-                lo, hi = percentile_range(d.image)
+                lo, hi = percentile_range(d.image, *input_percentiles(scorers))
                 inputs.append(apply_range(d.image, lo, hi))
                 levels.append(lv)
         levels_arr = np.array(levels)
@@ -501,6 +508,10 @@ def _evaluate(model_paths: list[str | Path], data_dir: Path, out_dir: Path, held
         if m.cfg.class_names != class_names:
             raise ValueError(f"{name}: classes {m.cfg.class_names} differ from {class_names}; compare models "
                              "trained on the same classes")
+        if m.cfg.normalization != first.normalization:
+            raise ValueError(f"{name}: input normalization {m.cfg.normalization} differs from "
+                             f"{first.normalization}; every model is shown the same frames, so compare models "
+                             "trained with the same model.normalization")
     cfg, degradation = choose_degradation(dirs, data_dir, degrade_from, warn)
     levels = list(range(blur_level_count(cfg)))
     for name, m in models.items():
