@@ -144,6 +144,20 @@ def test_a_patient_in_two_splits_is_refused_before_the_run_starts(database, tmp_
     assert not (tmp_path / "run").exists()
 
 
+def test_a_manifest_without_any_diagnosis_is_refused_naming_it(database, tmp_path):
+    import shutil
+
+    from ifrt.train.data.manifest import read_manifest, write_manifest
+
+    undiagnosed = shutil.copytree(database, tmp_path / "undiagnosed")
+    rows = read_manifest(undiagnosed / "manifest.csv")
+    for row in rows:
+        row.diagnosis = None
+    write_manifest(undiagnosed / "manifest.csv", rows)
+    with pytest.raises(ValueError, match=f"{undiagnosed / 'manifest.csv'}: no row has a diagnosis"):
+        train(undiagnosed, load_config(TINY, {"train": {"epochs": 1}}), tmp_path / "run")
+
+
 def test_single_task_config_trains_only_the_diagnosis(database, tmp_path):
     summary = train(database, load_config(TINY, {"model": {"variant": "st"}, "train": {"epochs": 1}}), tmp_path)
     assert summary["model"]["variant"] == "st"

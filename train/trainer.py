@@ -516,6 +516,9 @@ def build_everything(data_dir: Path, config: dict):
                          "like this), so validation would score images of patients the network trains on; one "
                          f"patient stays in one split (reassign them with `ifrt data split {data_dir}`)")
     class_names = class_names_of(rows)
+    if not class_names:
+        raise ValueError(f"{manifest}: no row has a diagnosis, and the network needs at least one class to learn; "
+                         "fill the diagnosis column where it is known (an empty cell stays unknown and masked)")
     model_section = dict(config.get("model") or {})
     size, variant = model_section.pop("size", "s"), model_section.pop("variant", "hier")
     probe = ManifestDataset(data_dir, [], class_names, data_cfg, train=True)
