@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -57,17 +58,25 @@ class OrtBackend:
         # postprocessing need in the live loop; blocking instead costs nothing measurable per run.
         self._options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._sessions: dict = {}
+        self._loading = threading.Lock()
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
 
     def _session(self, graph: str):
-        """The graph's onnxruntime session, its output names and its input's fixed dims, made on first use."""
+        """The graph's onnxruntime session, its output names and its input's fixed dims, made on first use, once:
+        threads whose first calls meet wait for the one loading it rather than each loading a copy (a session
+        holds the model's weights, and on a GPU its own memory arena). Running a session needs no lock."""
         if graph not in self._sessions:
-            import onnxruntime as ort
-
-            path = self.package.graph(graph, self.precision)
-            session = ort.InferenceSession(str(path), self._options, providers=self.providers)
-            self._sessions[graph] = (session, [o.name for o in session.get_outputs()], fixed_input_shape(session))
+            with self._loading:
+                if graph not in self._sessions:
+                    self._sessions[graph] = self._load(graph)
         return self._sessions[graph]
+
+    def _load(self, graph: str):
+        import onnxruntime as ort
+
+        path = self.package.graph(graph, self.precision)
+        session = ort.InferenceSession(str(path), self._options, providers=self.providers)
+        return session, [o.name for o in session.get_outputs()], fixed_input_shape(session)
 
     def run(self, graph: str, image: np.ndarray) -> dict[str, np.ndarray]:
         session, names, fixed = self._session(graph)
