@@ -248,6 +248,13 @@ class Session:
         # Tiles vote for the diagnosis in proportion to how well focused they are.
         weights = np.clip(quality_tiles, 1e-3, None)
         probabilities = (probs * weights[:, None]).sum(0) / weights.sum()
+        # Refused rather than returned: a NaN diagnosis would be written out as invalid JSON and poison every
+        # patient it is combined into.
+        if not (np.isfinite(probabilities).all() and np.isfinite(blur_probs).all() and np.isfinite(quality_tiles).all()):
+            raise InputError(f"{name}: the model's outputs are not finite (NaN or infinity) for this image "
+                             f"(normalization range {pre.lo:.4g} to {pre.hi:.4g}): float pixels spanning more than "
+                             "float32 can hold, or an fp16 graph overflowing, cause this; check the pixel values or "
+                             "use precision fp32")
         grid = (frame[0] // TILE_GRID, frame[1] // TILE_GRID)
         quality_map = self._stitch(out["quality_map"], grid, overlap // TILE_GRID)
         certainty = self._stitch(out["certainty"], grid, overlap // TILE_GRID) if "certainty" in out \

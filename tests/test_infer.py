@@ -152,3 +152,14 @@ def test_output_names_replace_spaces_in_the_file_stem_as_in_its_folder():
 def test_a_run_reports_how_many_images_matched_no_patient(session, images, tmp_path):
     report = run_infer(session, sorted(images.iterdir()), tmp_path / "out", patient_pattern=r"(P0)_")
     assert (report.analysed, report.unmatched, report.patients) == (3, 1, 1)
+
+
+def test_an_image_the_model_gives_no_finite_outputs_for_is_recorded_as_failed(session, images, tmp_path):
+    # Float pixels at both ends of float32 (a fill value such as -3.4e38 beside +3.4e38): the normalization's
+    # range overflows, and the model gives NaN probabilities.
+    extreme = np.where(np.random.default_rng(0).random((64, 64)) > 0.5, 3e38, -3e38).astype(np.float32)
+    tifffile.imwrite(images / "P0_extreme.tif", extreme)
+    report = run_infer(session, sorted(images.iterdir()), tmp_path / "out", patient_pattern=r"(P\d)_")
+    assert report.done == 3 and report.patients == 2
+    assert "the model's outputs are not finite" in dict(report.failed)[str(images / "P0_extreme.tif")]
+    assert all(json.loads(line) for line in (tmp_path / "out/results.jsonl").read_text(encoding="ascii").splitlines())
