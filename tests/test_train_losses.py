@@ -137,3 +137,35 @@ def test_log_squared_error_is_minus_the_psnr_and_weighs_a_db_the_same_at_every_e
 def test_unknown_deblurring_pixel_term_is_rejected_with_the_choices():
     with pytest.raises(ValueError, match="deblur_pixel='l2'.*charbonnier \\| mse \\| log_mse"):
         MultiTaskLoss(LossConfig(deblur_pixel="l2"), 5)
+
+
+def test_each_logged_loss_weighs_as_many_images_as_know_its_target():
+    # Image 0 knows every target, image 1 none: each task's loss is a mean over one image, the total over two.
+    batch = {**_batch(), "image": torch.rand(2, 1, 64, 64)}
+    assert MultiTaskLoss.logged_weights(batch) == {"loss": 2, "loss_diagnosis": 1, "loss_blur": 1, "loss_quality": 1,
+                                                   "loss_deblur": 1}
+    batch["blur_map"][1, 0, 0] = 3.0  # a tile known: the image counts for the tile terms of blur and quality
+    weights = MultiTaskLoss.logged_weights(batch)
+    assert (weights["loss_blur"], weights["loss_quality"], weights["loss_diagnosis"]) == (2, 2, 1)
+
+
+def test_validation_losses_are_means_over_the_images_that_know_the_target():
+    # Two validation batches, the second without a known diagnosis: val_loss_diagnosis is the first batch's
+    # loss, not half of it (a batch knowing nothing used to count as a loss of 0).
+    from ifrt.train.trainer import validate
+
+    class Fixed(torch.nn.Module):
+        def forward_with_tiles(self, image):
+            return {k: v.detach() for k, v in _outputs(n=image.shape[0]).items()}
+
+    torch.manual_seed(0)
+    known = {**_batch(), "image": torch.rand(2, 1, 64, 64), "diagnosis": torch.tensor([1, 2])}
+    unknown = {**_batch(), "image": torch.rand(2, 1, 64, 64), "diagnosis": torch.tensor([-1, -1])}
+    criterion = MultiTaskLoss(LossConfig(), blur_levels=5)
+    torch.manual_seed(1)
+    alone = validate(Fixed(), [known], criterion, torch.device("cpu"))
+    torch.manual_seed(1)
+    both = validate(Fixed(), [known, unknown], criterion, torch.device("cpu"))
+    assert both["val_loss_diagnosis"] == pytest.approx(alone["val_loss_diagnosis"], rel=1e-6)
+    torch.manual_seed(1)
+    assert "val_loss_diagnosis" not in validate(Fixed(), [unknown], criterion, torch.device("cpu"))

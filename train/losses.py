@@ -136,13 +136,26 @@ class MultiTaskLoss(nn.Module):
         return losses
 
     @staticmethod
-    def known_in_batch(batch: dict) -> dict[str, torch.Tensor]:
+    def known_images(batch: dict) -> dict[str, torch.Tensor]:
+        """Per task, which of the batch's images have a known target for it (a boolean per image)."""
+        level = (batch["blur_level"] >= 0) | torch.isfinite(batch["blur_map"]).flatten(1).any(1)
+        kind = batch["blur_kind"] >= 0 if "blur_kind" in batch else torch.zeros_like(level)
+        return {"diagnosis": batch["diagnosis"] >= 0, "blur": level | kind.to(level.device), "quality": level,
+                "deblur": batch["has_sharp"].bool()}
+
+    @classmethod
+    def known_in_batch(cls, batch: dict) -> dict[str, torch.Tensor]:
         """Per task, 1.0 when the batch has at least one known target for it, else 0.0."""
-        level_known = (batch["blur_level"] >= 0).any() | torch.isfinite(batch["blur_map"]).any()
-        kind_known = (batch["blur_kind"] >= 0).any() if "blur_kind" in batch else torch.tensor(False)
-        known = {"diagnosis": (batch["diagnosis"] >= 0).any(), "blur": level_known | kind_known.to(level_known.device),
-                 "quality": level_known, "deblur": batch["has_sharp"].any()}
-        return {task: value.float() for task, value in known.items()}
+        return {task: known.any().float() for task, known in cls.known_images(batch).items()}
+
+    @classmethod
+    def logged_weights(cls, batch: dict) -> dict[str, int]:
+        """The weight of each of `forward`'s logged values in a mean over batches: a task's loss is the mean
+        over the images that know its target, so it counts for that many images (a batch knowing none adds
+        nothing, where weighting by the batch size would add a loss of 0); the total counts for every image."""
+        weights = {f"loss_{task}": int(known.sum()) for task, known in cls.known_images(batch).items()}
+        weights["loss"] = int(batch["image"].shape[0])
+        return weights
 
     def forward(self, out: dict, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         losses = self.task_losses(out, batch)

@@ -216,22 +216,36 @@ def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
 
 # ---- validation ------------------------------------------------------------------------------------
 
+def add_logged(sums: dict[str, float], weights: dict[str, int], logged: dict[str, float],
+               batch_weights: dict[str, int]) -> None:
+    """Add one batch's logged losses to running sums, each weighted by the images it is a mean over
+    (`MultiTaskLoss.logged_weights`)."""
+    for k, v in logged.items():
+        w = batch_weights.get(k, 0)
+        sums[k] = sums.get(k, 0.0) + v * w
+        weights[k] = weights.get(k, 0) + w
+
+
+def logged_means(sums: dict[str, float], weights: dict[str, int]) -> dict[str, float]:
+    """The mean of each logged loss over the images that know its target; a loss no image knew is left out
+    (an empty cell in metrics.csv), not reported as 0."""
+    return {k: v / weights[k] for k, v in sums.items() if weights.get(k, 0) > 0}
+
+
 @torch.no_grad()
 def validate(model: DeepMTND, loader: DataLoader, criterion: MultiTaskLoss, device: torch.device,
              channels_last: bool = False) -> dict[str, float]:
     """Loss and headline metrics over the validation set (degradations fixed by the seed)."""
     model.eval()
     sums: dict[str, float] = {}
-    count = diag_known = diag_correct = blur_known = blur_correct = sharp_known = 0
+    weights: dict[str, int] = {}
+    diag_known = diag_correct = blur_known = blur_correct = sharp_known = 0
     psnr_in = psnr_out = 0.0
     for batch in loader:
         batch = to_device(batch, device, channels_last)
         out = model.forward_with_tiles(batch["image"])
         _, logged = criterion(out, batch)
-        n = batch["image"].shape[0]
-        count += n
-        for k, v in logged.items():
-            sums[k] = sums.get(k, 0.0) + v * n
+        add_logged(sums, weights, logged, criterion.logged_weights(batch))
         known = batch["diagnosis"] >= 0
         diag_known += int(known.sum())
         diag_correct += int((out["diagnosis_logits"].argmax(1) == batch["diagnosis"])[known].sum())
@@ -243,7 +257,7 @@ def validate(model: DeepMTND, loader: DataLoader, criterion: MultiTaskLoss, devi
             sharp_known += int(has.sum())
             psnr_in += float(psnr(batch["image"], batch["sharp"])[has].sum())
             psnr_out += float(psnr(out["deblurred"], batch["sharp"])[has].sum())
-    metrics = {f"val_{k}": v / max(count, 1) for k, v in sums.items()}
+    metrics = {f"val_{k}": v for k, v in logged_means(sums, weights).items()}
     if diag_known:
         metrics["val_diagnosis_accuracy"] = diag_correct / diag_known
     if blur_known:
@@ -681,7 +695,7 @@ def _train(data_dir: Path, config: dict, run_dir: Path, warn: Callable[[str], No
             # The epoch's training losses so far; a run resumed mid-epoch carries on from its checkpoint's sums, so
             # metrics.csv averages the whole epoch as an uninterrupted run does.
             running: dict[str, float] = state.setdefault("epoch_loss_sums", {})
-            state.setdefault("epoch_loss_batches", 0)
+            running_weights: dict[str, int] = state.setdefault("epoch_loss_weights", {})
             last_save = time.monotonic()
             progress = _progress(loader, train_cfg.progress and dist_info.main, f"epoch {epoch + 1}/{train_cfg.epochs}",
                                  initial=state["batches_done"], total=batches_per_epoch)
@@ -702,9 +716,7 @@ def _train(data_dir: Path, config: dict, run_dir: Path, warn: Callable[[str], No
                 scaler.update()
                 state["step"] += 1
                 state["batches_done"] += 1
-                state["epoch_loss_batches"] += 1
-                for k, v in logged.items():
-                    running[k] = running.get(k, 0.0) + v
+                add_logged(running, running_weights, logged, criterion.logged_weights(batch))
                 if dist_info.main and train_cfg.progress and hasattr(progress, "set_postfix"):
                     progress.set_postfix(loss=f"{logged['loss']:.3f}")
                 if log is not None and state["step"] % 10 == 0:
@@ -734,7 +746,7 @@ def _train(data_dir: Path, config: dict, run_dir: Path, warn: Callable[[str], No
                 set_training(model, frozen)
                 score = selection_score(metrics, train_cfg.select)
                 row = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
-                       **{f"train_{k}": v / max(state["epoch_loss_batches"], 1) for k, v in running.items()}, **metrics,
+                       **{f"train_{k}": v for k, v in logged_means(running, running_weights).items()}, **metrics,
                        "score": score, "seconds": time.monotonic() - started}
                 if score > state["best_score"]:
                     state.update(best_score=score, best_epoch=epoch + 1)
@@ -743,7 +755,7 @@ def _train(data_dir: Path, config: dict, run_dir: Path, warn: Callable[[str], No
                 log.row(row, state["step"])
                 print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       file=sys.stderr, flush=True)
-            state.update(batches_done=0, epoch_loss_sums={}, epoch_loss_batches=0)
+            state.update(batches_done=0, epoch_loss_sums={}, epoch_loss_weights={})
             checkpoint(epoch + 1, 0)
             if dist_info.world > 1:
                 import torch.distributed as dist
