@@ -97,7 +97,7 @@ def test_random_scene_is_in_focus_content_in_unit_range():
 
 
 def test_crop_must_be_a_multiple_of_32(database):
-    with pytest.raises(ValueError, match="multiple of 32"):
+    with pytest.raises(ValueError, match=r"^data.crop=100: must be a multiple of 32 \(0 keeps each image whole\)$"):
         _dataset(database, cfg={"crop": 100})
 
 

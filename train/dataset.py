@@ -191,7 +191,7 @@ class ManifestDataset(Dataset):
         norm = normalization or {"p_low": 1.0, "p_high": 99.8}
         self.p_low, self.p_high = float(norm.get("p_low", 1.0)), float(norm.get("p_high", 99.8))
         if cfg.crop % TILE:
-            raise ValueError(f"crop={cfg.crop}: must be a multiple of {TILE}")
+            raise ValueError(f"data.crop={cfg.crop}: must be a multiple of {TILE} (0 keeps each image whole)")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
