@@ -180,6 +180,7 @@ def test_unknown_loss_key_is_rejected_with_its_name(database, tmp_path):
     ({"kind": "minmax"}, r"model.normalization.kind='minmax': only 'percentile' is implemented"),
     ({"p_low": 99.9}, r"model.normalization: p_low=99.9, p_high=99.8: percentiles need 0 <= p_low < p_high <= 100"),
     ({"p_high": "99"}, r"model.normalization.p_high: expected a number, got '99'"),
+    ({"clip": True}, r"model.normalization.clip=True: normalized values are never clipped"),
 ])
 def test_a_wrong_normalization_setting_is_refused_naming_it(database, tmp_path, normalization, message):
     with pytest.raises(ValueError, match=message):

@@ -27,6 +27,9 @@ def checked_normalization(given: dict) -> dict:
     norm = {**DEFAULT_NORMALIZATION, **given}
     if norm["kind"] != "percentile":
         raise ValueError(f"model.normalization.kind={norm['kind']!r}: only 'percentile' is implemented")
+    if norm["clip"] is not False:
+        raise ValueError(f"model.normalization.clip={norm['clip']!r}: normalized values are never clipped "
+                         "(CSBDeep-style; the model sees values past 0..1), so only false is implemented")
     for key in ("p_low", "p_high"):
         if isinstance(norm[key], bool) or not isinstance(norm[key], (int, float)):
             raise ValueError(f"model.normalization.{key}: expected a number, got {norm[key]!r}")
