@@ -510,6 +510,8 @@ def _run_locked(session, items: list[tuple[Path, int | None]], out_dir: Path, se
             patients = aggregate(ok)
             write_json_atomic(out_dir / PATIENTS, [p.to_dict() for p in patients])
             report.patients = len(patients)
+        else:  # an earlier run's patients, whose images have all failed since, are no diagnosis any more
+            (out_dir / PATIENTS).unlink(missing_ok=True)
     if progress:
         progress(finished, len(todo), "")
     return report

@@ -163,3 +163,14 @@ def test_an_image_the_model_gives_no_finite_outputs_for_is_recorded_as_failed(se
     assert report.done == 3 and report.patients == 2
     assert "the model's outputs are not finite" in dict(report.failed)[str(images / "P0_extreme.tif")]
     assert all(json.loads(line) for line in (tmp_path / "out/results.jsonl").read_text(encoding="ascii").splitlines())
+
+
+def test_patients_json_goes_when_no_analysed_image_is_left_to_back_it(session, images, tmp_path):
+    sources = sorted(images.iterdir())
+    run_infer(session, sources, tmp_path / "out", patient_pattern=r"(P\d)_")
+    assert (tmp_path / "out/patients.json").is_file()
+    for source in sources:  # re-acquired since, and now unreadable: every image's latest record is a failure
+        source.write_bytes(b"not an image any more")
+    report = run_infer(session, sources, tmp_path / "out", patient_pattern=r"(P\d)_")
+    assert (len(report.failed), report.patients) == (3, 0)
+    assert not (tmp_path / "out/patients.json").exists()
