@@ -25,6 +25,19 @@ class BackendUnavailableError(RuntimeError):
     """The requested backend cannot run here; the message says what to install."""
 
 
+class InferenceError(RuntimeError):
+    """A backend failed to run a graph on one batch (onnxruntime out of memory, a kernel's error): that image
+    fails, the next may not. The message names the graph and the backend's own message."""
+
+
+def ort_errors() -> tuple[type[Exception], ...]:
+    """onnxruntime's own exception classes (Fail, InvalidArgument, RuntimeException, ...): plain `Exception`
+    subclasses, not RuntimeError, so they must be named to be caught."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return tuple(c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception))
+
+
 def export_command(root: Path, precision: str) -> str:
     """The command that writes `precision` ONNX graphs next to the weights in `root`."""
     return f"ifrt export onnx {root} -o {root}" + ("" if precision == "fp32" else f" --{precision}")
@@ -59,6 +72,7 @@ class OrtBackend:
         self._options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._sessions: dict = {}
         self._loading = threading.Lock()
+        self._errors = ort_errors()
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
 
     def _session(self, graph: str):
@@ -90,9 +104,17 @@ class OrtBackend:
             for start in range(0, len(image), batch):
                 chunk = image[start:start + batch]
                 padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.float32)])
-                parts.append([out[:len(chunk)] for out in session.run(names, {"image": padded})])
+                parts.append([out[:len(chunk)] for out in self._infer(graph, session, names, padded)])
             return {name: np.concatenate([part[k] for part in parts]) for k, name in enumerate(names)}
-        return dict(zip(names, session.run(names, {"image": image}), strict=True))
+        return dict(zip(names, self._infer(graph, session, names, image), strict=True))
+
+    def _infer(self, graph: str, session, names: list[str], image: np.ndarray) -> list[np.ndarray]:
+        try:
+            return session.run(names, {"image": image})
+        except self._errors as exc:
+            path = self.package.graph(graph, self.precision)
+            raise InferenceError(f"{path}: onnxruntime could not run the {graph} graph on a batch of "
+                                 f"{len(image)} x {image.shape[2]}x{image.shape[3]}: {exc}") from exc
 
 
 def fixed_input_shape(session) -> tuple[int | None, ...]:

@@ -174,3 +174,28 @@ def test_patients_json_goes_when_no_analysed_image_is_left_to_back_it(session, i
     report = run_infer(session, sources, tmp_path / "out", patient_pattern=r"(P\d)_")
     assert (len(report.failed), report.patients) == (3, 0)
     assert not (tmp_path / "out/patients.json").exists()
+
+
+def test_an_onnxruntime_error_on_one_image_fails_that_image_and_the_run_goes_on(tiny_package, images, tmp_path,
+                                                                                 monkeypatch):
+    # onnxruntime raises its own Exception subclasses (Fail, RuntimeException, ...), not RuntimeError.
+    import onnxruntime as ort
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    runs = []
+
+    class RunOutOfMemoryOnce(ort.InferenceSession):
+        def run(self, output_names, input_feed, run_options=None):
+            runs.append(1)
+            if len(runs) == 2:
+                raise Fail("BFCArena::AllocateRawInternal Failed to allocate memory for requested buffer")
+            return super().run(output_names, input_feed, run_options)
+
+    monkeypatch.setattr(ort, "InferenceSession", RunOutOfMemoryOnce)
+    sources = sorted(images.iterdir())
+    report = run_infer(ifrt.Session(tiny_package, backend="ort"), sources, tmp_path / "out")
+    assert (report.done, len(report.failed), report.exit_code) == (2, 1, 1)
+    source, reason = report.failed[0]
+    assert source == str(sources[1])
+    assert "full graph" in reason and "Failed to allocate memory" in reason
+    assert [r["status"] for r in read_records(tmp_path / "out")] == ["ok", "failed", "ok"]
