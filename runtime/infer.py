@@ -21,6 +21,7 @@ report. Robust by construction:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -418,19 +419,20 @@ def item_key(source: Path, page: int | None) -> str:
 def run_infer(session, sources: list[Path], out_dir: Path, *, deblur: bool = False, overlay: bool = False,
               overwrite: bool = False, patient_pattern: str | None = None, patient_manifest: Path | None = None,
               maps: bool = True, pages: str = "first", missing: list[tuple[str, str]] = (),
-              progress: Callable[[int, int, str], None] | None = None) -> InferReport:
+              progress: Callable[[int, int, str], None] | None = None, folder_locked: bool = False) -> InferReport:
     """Run `session` over `sources` (with pages="all", every page of a multi-page TIFF), writing into
     `out_dir` as described in the module docstring. `missing` (source as given, reason) are inputs that
     named no file: each is recorded as failed. `progress(finished, to_do, source)` is called before each
     image to analyse (those already done are not counted) and once at the end. Raises InferSetupError
     before writing anything when the patient source is bad, another run holds `out_dir`, or `out_dir` holds
-    results made with other settings (unless `overwrite`)."""
+    results made with other settings (unless `overwrite`). `folder_locked`: the caller holds `folder_lock(out_dir)`
+    already (`ifrt infer` takes it before loading the model, so that a busy folder is refused at once)."""
     pattern, manifest = patient_sources(patient_pattern, patient_manifest)
     settings = run_settings(session, deblur=deblur, overlay=overlay, maps=maps, pages=pages,
                             patient_pattern=patient_pattern, patient_manifest=patient_manifest)
     items = expand_pages(sources, pages)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out_dir):
+    with contextlib.nullcontext() if folder_locked else folder_lock(out_dir):
         return _run_locked(session, items, out_dir, settings, pattern, manifest, deblur=deblur, overlay=overlay,
                            overwrite=overwrite, maps=maps, missing=missing, progress=progress)
 

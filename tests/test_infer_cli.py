@@ -232,3 +232,21 @@ def test_a_rewritten_input_is_named_as_analysed_again(infer, folder, tmp_path):
     assert code == 0
     assert "ifrt infer: 1 image(s) changed since their recorded result and were analysed again" in lines
     assert lines[-1] == f"ifrt infer: 1 done, 1 already done, 0 failed; results in {out}"
+
+
+def test_a_folder_in_use_is_refused_before_the_model_is_opened(infer, folder, tmp_path, monkeypatch):
+    from _folder_holder import held_by_another_process
+
+    import ifrt.session
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was opened for a folder in use")
+
+    monkeypatch.setattr(ifrt.session, "Session", never)
+    out = tmp_path / "out"
+    out.mkdir()
+    with held_by_another_process(out, ".ifrt-infer.lock", "ifrt infer") as pid:
+        code, lines = infer(str(folder), "-o", str(out))
+    assert code == 2
+    assert lines == [f"ifrt infer: {out} is in use by another `ifrt infer` (pid {pid}); wait for it to finish or "
+                     "write to another -o folder"]

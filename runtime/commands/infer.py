@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import math
 from pathlib import Path
@@ -74,7 +75,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ifrt.backends import BackendUnavailableError
-    from ifrt.infer import InferSetupError, expand_pages, patient_sources, read_records, run_infer
+    from ifrt.infer import (
+        InferSetupError,
+        expand_pages,
+        folder_lock,
+        patient_sources,
+        read_records,
+        run_infer,
+    )
     from ifrt.model_package import ModelPackageError
     from ifrt.session import Session
     from ifrt.sources import SourceError, collect_sources
@@ -123,38 +131,46 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         say(f"ifrt infer: cannot write results in {out}: {_folder_problem(exc)}")
         return 2
-    try:
-        session = Session(args.model, **options)
-    except (ModelPackageError, BackendUnavailableError, ValueError) as exc:
-        say(f"ifrt infer: {exc}")
-        return 2
-    files = len(found.paths)
-    counted = f"{files} images" if args.pages == "first" else \
-        f"{files} file(s), {len(expand_pages(found.paths, args.pages))} pages"
-    say(f"ifrt infer: {counted}, model {session.package.root.name}, backend {session.backend_name}")
-    with ProgressReport(console, "infer", "ifrt infer", noun="analysed", unit="img", quiet=args.quiet) as bar:
-
-        def progress(index: int, total: int, _source: str) -> None:
-            bar.update(index, total)
-
+    # The folder is held before the model loads: a busy folder is refused in a moment, not after the seconds
+    # (and the GPU memory) that loading takes.
+    with contextlib.ExitStack() as held:
         try:
-            report = run_infer(session, found.paths, out, deblur=args.deblur, overlay=args.overlay,
-                               overwrite=args.overwrite, patient_pattern=patient_pattern,
-                               patient_manifest=patient_manifest, maps=args.maps, pages=args.pages,
-                               missing=found.missing, progress=progress)
+            held.enter_context(folder_lock(out))
         except InferSetupError as exc:
-            bar.stop()
             say(f"ifrt infer: {exc}")
             return 2
-        except OSError as exc:  # the output folder, not an image: a full disk, a lost mount, no permission
-            bar.stop()
+        try:
+            session = Session(args.model, **options)
+        except (ModelPackageError, BackendUnavailableError, ValueError) as exc:
+            say(f"ifrt infer: {exc}")
+            return 2
+        files = len(found.paths)
+        counted = f"{files} images" if args.pages == "first" else \
+            f"{files} file(s), {len(expand_pages(found.paths, args.pages))} pages"
+        say(f"ifrt infer: {counted}, model {session.package.root.name}, backend {session.backend_name}")
+        with ProgressReport(console, "infer", "ifrt infer", noun="analysed", unit="img", quiet=args.quiet) as bar:
+
+            def progress(index: int, total: int, _source: str) -> None:
+                bar.update(index, total)
+
             try:
-                recorded = sum(r.get("status") == "ok" for r in read_records(out, maps=False))
-            except OSError:
-                recorded = 0
-            finished = "; the images finished so far are recorded, fix this and rerun to finish" if recorded else ""
-            say(f"ifrt infer: cannot write results in {out}: {_folder_problem(exc)}{finished}")
-            return 1
+                report = run_infer(session, found.paths, out, deblur=args.deblur, overlay=args.overlay,
+                                   overwrite=args.overwrite, patient_pattern=patient_pattern,
+                                   patient_manifest=patient_manifest, maps=args.maps, pages=args.pages,
+                                   missing=found.missing, progress=progress, folder_locked=True)
+            except InferSetupError as exc:
+                bar.stop()
+                say(f"ifrt infer: {exc}")
+                return 2
+            except OSError as exc:  # the output folder, not an image: a full disk, a lost mount, no permission
+                bar.stop()
+                try:
+                    recorded = sum(r.get("status") == "ok" for r in read_records(out, maps=False))
+                except OSError:
+                    recorded = 0
+                finished = "; the images finished so far are recorded, fix this and rerun to finish" if recorded else ""
+                say(f"ifrt infer: cannot write results in {out}: {_folder_problem(exc)}{finished}")
+                return 1
     for _source, reason in report.failed:
         say(f"failed: {reason}")
     if args.patient_from and not report.patients and report.done + report.skipped:
