@@ -765,6 +765,40 @@ def test_a_second_ctrl_c_interrupts_at_once(session):
     assert [r["event"] for r in records] == ["summary"]
 
 
+def test_sigterm_stops_after_the_record_in_progress_with_every_record_counted(session):
+    records = []
+
+    def sink(record):
+        records.append(record)
+        if record["event"] == "frame" and record["frame"] == 2:
+            # Raised with SIGTERM's default action in place, it would end the test run itself.
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "SIGTERM would end the process"
+            signal.raise_signal(signal.SIGTERM)  # docker stop while the third frame's line is being written
+
+    summary = live.run_live(session, live.ArraySource([structured()], count=1000, live=False), sink,
+                            live.LiveOptions(stats_every=0), log=lambda message: None)
+    assert summary.stop == "terminated"
+    assert summary.frames == len([r for r in records if r["event"] == "frame"]) == 3
+    assert records[-1]["event"] == "summary" and records[-1]["stop"] == "terminated"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_sigterm_handler_of_the_callers_is_left_in_place(session):
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        def sink(record):
+            if record["event"] == "frame" and record["frame"] == 0:
+                signal.raise_signal(signal.SIGTERM)
+
+        summary = live.run_live(session, live.ArraySource([structured()], count=3, live=False), sink,
+                                live.LiveOptions(stats_every=0), log=lambda message: None)
+        assert received == [signal.SIGTERM]
+        assert (summary.stop, summary.frames) == ("end of source", 3)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_lost_camera_stops_the_loop_cleanly_with_the_reason(session):
     driver = FakeCameraDriver([3, 2], failed_opens=1)
     source = live.CaptureSource(driver.open, "camera 0", camera=True, reconnect=2, backoff=0.001)

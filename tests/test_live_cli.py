@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -149,6 +150,32 @@ def test_watched_folder_that_disappears_stops_with_exit_1(tiny_package, tmp_path
     assert f"{watched}: the watched folder disappeared" in stderr
     summary = json.loads(lines[-1])
     assert summary["stop"] == "source lost" and summary["frames"] >= 1
+
+
+def test_sigterm_ends_a_run_with_its_summary_and_exit_143(tiny_package, tmp_path):
+    # docker stop, systemd and process supervisors send SIGTERM; before, it ended the process with no summary.
+    path = write_video(tmp_path / "clip.avi", count=3, fps=25)
+    proc = subprocess.Popen([sys.executable, "-m", "ifrt", "live", str(path), "--loop", "--no-maps", "--model",
+                             str(tiny_package), "--backend", "ort", "--stats-every", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120, proc.kill)
+    watchdog.start()
+    try:
+        first = proc.stdout.readline()  # the loop is running once a frame's line is out
+        proc.send_signal(signal.SIGTERM)
+        lines = [first, *proc.stdout.read().splitlines()]  # through the same buffer as the first line
+        proc.wait()
+        stderr = proc.stderr.read()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+    assert first.startswith('{"event":"frame"'), stderr
+    assert proc.returncode == 143, stderr
+    summary = json.loads(lines[-1])
+    assert (summary["event"], summary["stop"]) == ("summary", "terminated")
+    assert summary["frames"] == sum(json.loads(line)["event"] == "frame" for line in lines)
+    assert "ifrt live: terminated: " in stderr
 
 
 def test_missing_source_is_a_usage_error(ifrt_cli):

@@ -3,7 +3,8 @@ watched for new image files, or `-` with `--raw WxH:TYPE` for raw frames on stdi
 stdout (one per frame), progress and messages on stderr; `--show` opens an overlay window instead of
 printing frames. Exit status: 0 when the source ended or a limit was reached, 1 when the source was lost
 (camera gone, folder removed) or a single image file could not be analysed, 2 for a usage error, 130 after
-Ctrl-C."""
+Ctrl-C, 143 after SIGTERM (`docker stop`, systemd), 128 + the signal as a shell reports it; either way the
+frame in progress and the summary are written first."""
 
 from __future__ import annotations
 
@@ -180,4 +181,4 @@ def run(args: argparse.Namespace) -> int:
     if is_image_file(args.source) and not summary.frames and summary.skipped:
         live.stderr_log(f"{args.source}: the image was not analysed (the reason is above)")
         return 1
-    return 130 if summary.stop == "interrupted" else 0
+    return {"interrupted": 130, "terminated": 143}.get(summary.stop, 0)

@@ -347,30 +347,37 @@ def json_lines(stream=None) -> Callable[[dict], None]:
 
 
 class DeferredInterrupt:
-    """Ctrl-C ends the loop between two records, not inside one: a KeyboardInterrupt raised while a record was
-    being written left it out of the summary's count (or, on a pipe, half a line). Within the block the first
-    SIGINT is only counted in `count`, and the loop stops at its next turn; a second raises KeyboardInterrupt
-    at once, for an analysis that hangs. Only where Python's own handler is in place (the main thread, and no
-    handler of the caller's), which is put back on leaving."""
+    """Ctrl-C and SIGTERM end the loop between two records, not inside one: a KeyboardInterrupt raised while a
+    record was being written left it out of the summary's count (or, on a pipe, half a line), and SIGTERM's
+    default action (`docker stop`, systemd, a process supervisor) ended the process with no summary at all.
+    Within the block the first SIGINT or SIGTERM is only noted in `stop` ("interrupted" or "terminated"), and
+    the loop stops at its next turn; a second raises KeyboardInterrupt at once, for an analysis that hangs.
+    Each signal is taken over only where its default handler is in place (the main
+    thread, and no handler of the caller's), and that handler is put back on leaving."""
+
+    REASONS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+    DEFAULTS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
 
     def __init__(self):
-        self.count = 0
-        self._previous = None
+        self.stop: str | None = None  # why the first signal asked the loop to stop
+        self._previous: dict[int, object] = {}
 
     def __enter__(self) -> DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._note)
+        if threading.current_thread() is threading.main_thread():
+            for signum, default in self.DEFAULTS.items():
+                if signal.getsignal(signum) is default:
+                    self._previous[signum] = signal.signal(signum, self._note)
         return self
 
     def _note(self, signum, frame) -> None:
-        self.count += 1
-        if self.count > 1:
+        if self.stop is not None:
             raise KeyboardInterrupt
+        self.stop = self.REASONS[signum]
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
 
 
 def run_live(session, source: FrameSource, sink: Callable[[dict], None], options: LiveOptions | None = None, *,
@@ -381,7 +388,8 @@ def run_live(session, source: FrameSource, sink: Callable[[dict], None], options
     `sink` receives one record per analysed frame (`event: frame`), skipped input (`skipped`) and source
     notice (`notice`), then the sweep's best frame (`sweep_best`, with --sweep) and the summary
     (`summary`). `viewer(frame, result, status_line)` is called after each analysed frame; False stops. Ctrl-C
-    stops it after the record in progress (`DeferredInterrupt`), with `stop` "interrupted"."""
+    stops it after the record in progress (`DeferredInterrupt`), with `stop` "interrupted", and SIGTERM with
+    `stop` "terminated"."""
     with DeferredInterrupt() as interrupt:
         return _run_live(session, source, sink, options or LiveOptions(), log, viewer, interrupt)
 
@@ -427,8 +435,8 @@ def _run_live(session, source: FrameSource, sink: Callable[[dict], None], option
 
     try:
         while options.max_frames is None or summary.frames < options.max_frames:
-            if interrupt.count:
-                summary.stop = "interrupted"
+            if interrupt.stop:
+                summary.stop = interrupt.stop
                 break
             try:
                 item = frames.get(timeout=0.25)
@@ -486,7 +494,7 @@ def _run_live(session, source: FrameSource, sink: Callable[[dict], None], option
         else:
             summary.stop = f"--max-frames {options.max_frames} reached"
     except KeyboardInterrupt:
-        summary.stop = "interrupted"
+        summary.stop = interrupt.stop or "interrupted"
     except BrokenPipeError:
         summary.stop = "output closed"
     finally:
