@@ -62,20 +62,34 @@ def _image_section(out_dir: Path, record: dict) -> str:
         figures.append(_figure(_png_data_uri(_thumbnail(image, lo, hi)), "input"))
     except (OSError, ValueError):
         image, lo, hi = None, None, None
+    absent = []  # the run wrote these files, and they have been deleted or damaged since
     if record.get("overlay_path"):
-        overlay = cv2.imread(str(out_dir / record["overlay_path"]), cv2.IMREAD_COLOR)
+        overlay_path = out_dir / record["overlay_path"]
+        overlay = cv2.imread(str(overlay_path), cv2.IMREAD_COLOR)
         if overlay is not None:
             figures.append(_figure(_png_data_uri(_fit(overlay)), "quality map (green: in focus, red: blurred)"))
+        else:
+            absent.append(_absent_file("quality-map overlay", record["overlay_path"], overlay_path))
     if record.get("deblurred_path") and image is not None:
-        deblurred = read_image(out_dir / record["deblurred_path"])
-        figures.append(_figure(_png_data_uri(_thumbnail(deblurred, lo, hi)), "deblurred (same display range)"))
+        deblurred_path = out_dir / record["deblurred_path"]
+        try:
+            deblurred = read_image(deblurred_path)
+            figures.append(_figure(_png_data_uri(_thumbnail(deblurred, lo, hi)), "deblurred (same display range)"))
+        except (OSError, ValueError):
+            absent.append(_absent_file("deblurred image", record["deblurred_path"], deblurred_path))
     probs = ", ".join(f"{c} {p:.0%}" for c, p in sorted(record["probabilities"].items(), key=lambda kv: -kv[1]))
     reasons = "; ".join(record.get("warnings") or []) or "re-acquire in focus"
     flag = "" if record["reliable"] else f' <span class="warn">unreliable: {html.escape(reasons)}</span>'
     patient = f" · patient {html.escape(record['patient_id'])}" if record.get("patient_id") else ""
     return (f'<section><h3>{title}{patient}</h3><p><b>{html.escape(record["diagnosis"])}</b> ({html.escape(probs)})'
             f' · quality {quality_text(record["quality"])} · blur level {record["blur_level"]}{flag}</p>'
-            f'<div class="row">{"".join(figures)}</div></section>')
+            f'<div class="row">{"".join(figures)}</div>{"".join(absent)}</section>')
+
+
+def _absent_file(what: str, recorded: str, path: Path) -> str:
+    """A line in place of a picture the run recorded and the folder no longer holds (or holds unreadable)."""
+    state = "cannot be read" if path.exists() else "is missing"
+    return f'<p class="warn">{what} {html.escape(recorded)} {state} (deleted or changed since the run)</p>'
 
 
 def write_html_report(out_dir: str | Path, title: str = "ifrt report") -> Path:

@@ -61,3 +61,19 @@ def test_quality_text_rounds_down_to_three_decimals(quality, shown):
     from ifrt.result import quality_text
 
     assert quality_text(quality) == shown
+
+
+def test_a_deleted_deblurred_or_overlay_file_is_named_as_missing(tiny_package, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    tifffile.imwrite(folder / "P1_a.tif", (np.random.default_rng(0).random((96, 128)) * 4000).astype(np.uint16))
+    session = ifrt.Session(tiny_package, backend="ort")
+    run_infer(session, expand_sources([str(folder)]), tmp_path / "out", deblur=True, overlay=True)
+    record = json.loads((tmp_path / "out/results.jsonl").read_text())
+    (tmp_path / "out" / record["deblurred_path"]).unlink()
+    (tmp_path / "out" / record["overlay_path"]).unlink()
+    page = write_html_report(tmp_path / "out").read_text()
+    assert page.count("data:image/png;base64,") == 1  # the input only
+    assert f'deblurred image {record["deblurred_path"]} is missing' in page
+    assert f'quality-map overlay {record["overlay_path"]} is missing' in page
+    assert "1 of 1 images analysed" in page
