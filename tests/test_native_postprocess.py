@@ -84,6 +84,20 @@ def test_denormalize_clamps_to_the_dtype_range_and_reads_float16():
     np.testing.assert_array_equal(out, normalize.denormalize(y.astype(np.float32), 0.0, 200.0, np.uint8))
 
 
+def test_denormalize_to_float32_clamps_to_the_largest_float32_and_keeps_nan():
+    """Near the float32 limit, y * span + lo overflows: the result is the largest finite float32 (as integer
+    outputs are clamped to their dtype's range), never infinity; a NaN output stays NaN."""
+    y = np.array([[0.0, 0.5, 1.0, 1.2, 2.0, -2.0, -3.0, np.inf, -np.inf, np.nan]], np.float32)
+    lo, hi = 1e38, 3e38
+    with np.errstate(over="ignore", invalid="ignore"):
+        raw = y * np.float32(hi - lo) + np.float32(lo)
+    expected = np.clip(raw, -np.finfo(np.float32).max, np.finfo(np.float32).max)
+    out = post.denormalize(y, lo, hi, "float32")
+    np.testing.assert_array_equal(out, expected)
+    assert np.isfinite(out[0, :-1]).all() and np.isnan(out[0, -1])
+    assert out[0, 4] == np.finfo(np.float32).max and out[0, 6] == -np.finfo(np.float32).max
+
+
 @pytest.mark.parametrize(("src", "dst"), [((4, 4), (128, 128)), ((3, 5), (100, 37)), ((1, 1), (8, 8))])
 def test_quality_map_upsampling_matches_opencv_bilinear(src, dst):
     q = np.random.default_rng(3).random(src, dtype=np.float32)

@@ -6,9 +6,12 @@
 // lo, hi come from the mode: percentiles p_low..p_high of all pixels (numpy.percentile,
 // method="linear"; default 1 and 99.8, CSBDeep-style), min..max, or fixed values.
 // Inverse (deblurred output back to input units): x = y * (float)(hi - lo) + lo, in float32,
-// unfused; integer outputs are rounded to nearest even and clamped to the dtype's range.
+// unfused, clamped to +-FLT_MAX (a value near the float32 limit times the span must not become
+// infinity; NaN stays NaN); integer outputs are then rounded to nearest even and clamped to the
+// dtype's range.
 #pragma once
 
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 
@@ -44,7 +47,12 @@ IFRT_HD float norm_scale(double lo, double hi) {
 
 IFRT_HD float normalize_value(float v, float lo, float scale) { return fmul(fsub(v, lo), scale); }
 
-IFRT_HD float denormalize_value(float y, float lo, float span) { return fadd(fmul(y, span), lo); }
+// Clamped in the per-element function so that the CPU and CUDA paths agree; the comparisons are false for
+// NaN, which passes through (a NaN output is the model's, and a float32 image can hold it).
+IFRT_HD float denormalize_value(float y, float lo, float span) {
+  const float x = fadd(fmul(y, span), lo);
+  return x > FLT_MAX ? FLT_MAX : (x < -FLT_MAX ? -FLT_MAX : x);
+}
 
 // Round to nearest even and clamp into [lo, hi]; NaN gives 0.
 IFRT_HD float round_clamp(float v, float lo, float hi) {
