@@ -343,6 +343,13 @@ def test_looped_video_that_gives_no_frame_ends_instead_of_spinning():
     assert len(driver.captures) == 1
 
 
+def test_a_file_that_is_not_a_video_is_refused_when_the_source_is_made(tmp_path):
+    (tmp_path / "notes.txt").write_text("exposure 20 ms\n")
+    with pytest.raises(ValueError, match=r"notes\.txt: neither an image file \(\.tif, .*\) nor a video file "
+                                         r"OpenCV can open; ifrt live takes a camera index"):
+        live.video_source(tmp_path / "notes.txt")
+
+
 def test_paced_video_file_delivers_frames_at_its_rate_and_is_live():
     driver = FakeCameraDriver([6])
     source = live.CaptureSource(driver.open, "clip.avi", camera=False, fps=50.0)

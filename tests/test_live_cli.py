@@ -178,6 +178,40 @@ def test_sigterm_ends_a_run_with_its_summary_and_exit_143(tiny_package, tmp_path
     assert "ifrt live: terminated: " in stderr
 
 
+def test_a_file_that_is_neither_an_image_nor_a_video_is_a_usage_error(ifrt_cli, tmp_path):
+    # Before, it was tried as a video: "cannot open (is it a video file OpenCV can decode?)", source lost, exit 1.
+    (tmp_path / "notes.txt").write_text("exposure 20 ms\n")
+    proc = ifrt_cli("live", str(tmp_path / "notes.txt"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (f"ifrt live: {tmp_path / 'notes.txt'}: neither an image file (.tif, .tiff, .png, .jpg, "
+                           ".jpeg) nor a video file OpenCV can open; ifrt live takes a camera index (0, 1, ...), a "
+                           "video file, a folder to watch, an image file, or - with --raw WIDTHxHEIGHT:TYPE\n")
+    assert proc.stdout == ""
+
+
+def test_a_looped_video_removed_during_the_run_is_a_lost_source(tiny_package, tmp_path):
+    path = write_video(tmp_path / "clip.avi", count=30, fps=25)
+    proc = subprocess.Popen([sys.executable, "-m", "ifrt", "live", str(path), "--loop", "--no-maps", "--model",
+                             str(tiny_package), "--backend", "ort", "--stats-every", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120, proc.kill)
+    watchdog.start()
+    try:
+        first = proc.stdout.readline()  # the first pass is playing; the reader is at most a few frames ahead
+        path.unlink()
+        lines = [first, *proc.stdout.read().splitlines()]
+        proc.wait()
+        stderr = proc.stderr.read()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, stderr
+    assert f"{path}: cannot reopen the video file for pass 2" in stderr
+    summary = json.loads(lines[-1])
+    assert (summary["stop"], summary["frames"]) == ("source lost", 30)
+
+
 def test_missing_source_is_a_usage_error(ifrt_cli):
     proc = ifrt_cli("live")
     assert proc.returncode == 2

@@ -187,15 +187,22 @@ def camera_source(index: int, **options) -> CaptureSource:
 
 
 def video_source(path: str | os.PathLike, *, fps: float | str | None = None, **options) -> CaptureSource:
-    """A video file; `fps="file"` plays it at the frame rate recorded in it, a number at that rate."""
+    """A video file; `fps="file"` plays it at the frame rate recorded in it, a number at that rate. A file OpenCV
+    cannot open as a video (a text file, a codec it lacks) is refused here with ValueError, before the run
+    starts; a video that fails later (removed while looping) ends its stream with `SourceLost`."""
     import cv2
 
+    capture = cv2.VideoCapture(str(path))
+    try:
+        opened = capture.isOpened()
+        recorded = capture.get(cv2.CAP_PROP_FPS) if opened else 0.0
+    finally:
+        capture.release()
+    if not opened:
+        raise ValueError(f"{path}: neither an image file ({', '.join(IMAGE_SUFFIXES)}) nor a video file OpenCV can "
+                         "open; ifrt live takes a camera index (0, 1, ...), a video file, a folder to watch, an "
+                         "image file, or - with --raw WIDTHxHEIGHT:TYPE")
     if fps == "file":
-        capture = cv2.VideoCapture(str(path))
-        try:
-            recorded = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
-        finally:
-            capture.release()
         if not (math.isfinite(recorded) and recorded > 0):
             raise ValueError(f"{path}: the file records no frame rate; give one, e.g. --fps 30")
         fps = recorded
