@@ -28,8 +28,8 @@ TRACEBACK_VARIABLE = "IFRT_TRACEBACK"
 
 # Exit codes of every command: 0 done; 1 done, but some inputs failed (an image `ifrt infer` could not read, the
 # problems `ifrt data check` found); 2 could not run (a wrong command line, or a model, database, config or
-# folder it needs is missing or invalid); 130 interrupted; 141 standard output was closed (`ifrt doctor | head -1`),
-# what a Unix tool stopped by SIGPIPE reports.
+# folder it needs is missing or invalid); 130 interrupted; 143 terminated by SIGTERM (`ifrt live`, after its
+# summary); 141 standard output was closed (`ifrt doctor | head -1`), what a Unix tool stopped by SIGPIPE reports.
 EXIT_CANNOT_RUN = 2
 EXIT_OUTPUT_CLOSED = 141
 
