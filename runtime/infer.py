@@ -510,13 +510,21 @@ def _run_locked(session, items: list[tuple[Path, int | None]], out_dir: Path, se
         ok = [_as_result(r, session.class_prior) for r in analysed if r.get("patient_id")]
         if ok:
             patients = aggregate(ok)
-            write_json_atomic(out_dir / PATIENTS, [p.to_dict() for p in patients])
+            write_json_atomic(out_dir / PATIENTS, [with_failed_images(p.to_dict(), records) for p in patients])
             report.patients = len(patients)
         else:  # an earlier run's patients, whose images have all failed since, are no diagnosis any more
             (out_dir / PATIENTS).unlink(missing_ok=True)
     if progress:
         progress(finished, len(todo), "")
     return report
+
+
+def with_failed_images(patient: dict, records: list[dict]) -> dict:
+    """A patient's entry of patients.json, with `failed_images` (how many) and `failed_sources` (which) when
+    images of that patient failed: a panel of three with two unreadable must not read as a one-image patient.
+    The diagnosis is the analysed images' alone."""
+    failed = [r["source"] for r in records if r.get("status") != "ok" and r.get("patient_id") == patient["patient_id"]]
+    return {**patient, "failed_images": len(failed), "failed_sources": failed} if failed else patient
 
 
 def _append(log, record: dict) -> None:

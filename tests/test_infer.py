@@ -199,3 +199,18 @@ def test_an_onnxruntime_error_on_one_image_fails_that_image_and_the_run_goes_on(
     assert source == str(sources[1])
     assert "full graph" in reason and "Failed to allocate memory" in reason
     assert [r["status"] for r in read_records(tmp_path / "out")] == ["ok", "failed", "ok"]
+
+
+def test_patients_json_counts_and_names_a_patients_failed_images(session, images, tmp_path):
+    run_infer(session, [images / "P0_img0.tif"], tmp_path / "alone", patient_pattern=r"(P\d)_")
+    (images / "P0_img2.tif").write_bytes(b"not an image")
+    (images / "P0_empty.tif").write_bytes(b"")
+    report = run_infer(session, sorted(images.iterdir()), tmp_path / "out", patient_pattern=r"(P\d)_")
+    assert (report.done, len(report.failed)) == (2, 2)
+    p0, p1 = json.loads((tmp_path / "out/patients.json").read_text())
+    assert (p0["images"], p0["failed_images"]) == (1, 2)
+    assert p0["failed_sources"] == [str(images / "P0_empty.tif"), str(images / "P0_img2.tif")]
+    assert "failed_images" not in p1 and "failed_sources" not in p1
+    # The diagnosis is that of the analysed image alone, as if the failed ones had not been given.
+    [alone] = json.loads((tmp_path / "alone/patients.json").read_text())
+    assert {k: v for k, v in p0.items() if not k.startswith("failed_")} == alone
