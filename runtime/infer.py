@@ -301,21 +301,78 @@ def patient_sources(pattern: str | None, manifest: Path | None) -> tuple[re.Patt
     return compiled, patients
 
 
+def used_graphs(session) -> list[str]:
+    """The package's graphs that a run's results come from: `predict` runs the full graph only, in the session's
+    precision (the trt backend builds from the fp32 graph when the package has no graph of that precision);
+    none for the torch backend, which runs the weights."""
+    from ifrt.backends import trt_onnx_precision
+
+    package, precision = session.package, session.precision
+    if session.backend_name == "torch":
+        return []
+    if session.backend_name == "trt":
+        precision = trt_onnx_precision(package, "full", precision)
+    return ["full" if precision == "fp32" else f"full.{precision}"]
+
+
+def _graph_sha256(package, name: str) -> str | None:
+    """A graph's sha256 as its sidecar records it (verified against the file when the package was opened)."""
+    graph = package.graphs[name]
+    return json.loads(graph.with_name(graph.name + ".json").read_text()).get("sha256")
+
+
 def model_identity(session) -> dict:
-    """The model folder and one sha256 over what decides its outputs: every graph's recorded sha256
-    (from its verified sidecar), model.json, and for the torch backend the weights."""
+    """The model folder and one sha256 over what the run's results depend on: the graphs it runs (`used_graphs`,
+    by their sidecars' sha256), the model's metadata (class names, prior, normalization) and training record
+    (model.json without its card), and for the torch backend the weights. A graph of another precision added to
+    the folder later (an int8 export) leaves it as it was."""
+    from ifrt.model_package import ModelPackageError, config_hash, read_model_record, sha256_file
+
+    package = session.package
+    graphs = used_graphs(session)
+    digest = hashlib.sha256()
+    for name in graphs:
+        digest.update(f"{name}={_graph_sha256(package, name)}\n".encode())
+    digest.update(f"metadata={json.dumps(package.metadata, sort_keys=True)}\n".encode())
+    if (package.root / "model.json").is_file():
+        try:
+            record = config_hash(read_model_record(package.root))
+        except ModelPackageError:  # not a training record the runtime reads: its bytes, then
+            record = sha256_file(package.root / "model.json")
+        digest.update(f"model.json={record}\n".encode())
+    if session.backend_name == "torch" and package.weights is not None:
+        digest.update(f"weights={sha256_file(package.weights)}\n".encode())
+    return {"folder": str(package.root.resolve()), "sha256": digest.hexdigest(), "graphs": graphs}
+
+
+def matches_earlier_identity(session, recorded: str | None) -> bool:
+    """Whether `recorded`, a run.json model sha256 written before `model_identity` covered only the graphs a run
+    uses (it hashed every graph then in the folder, model.json's bytes and for torch the weights), still holds for
+    the graphs this run uses. The folder's graph set may have grown or shrunk since, so every subset of today's
+    graphs that holds the used ones is tried (at most six graphs): a match means those graphs, the used ones
+    among them, are byte for byte those of the earlier run."""
+    from itertools import combinations
+
     from ifrt.model_package import sha256_file
 
     package = session.package
-    digest = hashlib.sha256()
-    for name, graph in sorted(package.graphs.items()):
-        sidecar = json.loads(graph.with_name(graph.name + ".json").read_text())
-        digest.update(f"{name}={sidecar.get('sha256')}\n".encode())
+    used = set(used_graphs(session))
+    others = sorted(set(package.graphs) - used)
+    tail = ""
     if (package.root / "model.json").is_file():
-        digest.update(f"model.json={sha256_file(package.root / 'model.json')}\n".encode())
+        tail += f"model.json={sha256_file(package.root / 'model.json')}\n"
     if session.backend_name == "torch" and package.weights is not None:
-        digest.update(f"weights={sha256_file(package.weights)}\n".encode())
-    return {"folder": str(package.root.resolve()), "sha256": digest.hexdigest()}
+        tail += f"weights={sha256_file(package.weights)}\n"
+    shas = {name: _graph_sha256(package, name) for name in package.graphs}
+    for count in range(len(others) + 1):
+        for extra in combinations(others, count):
+            digest = hashlib.sha256()
+            for name in sorted(used | set(extra)):
+                digest.update(f"{name}={shas[name]}\n".encode())
+            digest.update(tail.encode())
+            if digest.hexdigest() == recorded:
+                return True
+    return False
 
 
 def run_settings(session, *, deblur: bool, overlay: bool, maps: bool, pages: str, patient_pattern: str | None,
@@ -348,7 +405,7 @@ def _settings_differences(earlier: dict, now: dict) -> list[str]:
     return differences
 
 
-def check_settings(out_dir: Path, records: list[dict], settings: dict) -> None:
+def check_settings(session, out_dir: Path, records: list[dict], settings: dict) -> None:
     """Refuse to add results to a folder whose finished results were made with other settings: its
     summary and patient report would mix two models or two sets of options."""
     if not any(r.get("status") == "ok" for r in records):
@@ -359,6 +416,9 @@ def check_settings(out_dir: Path, records: list[dict], settings: dict) -> None:
     except (OSError, json.JSONDecodeError):
         raise InferSetupError(f"{out_dir} holds results that do not record the model and options that made "
                               f"them; {fix}") from None
+    model = earlier.get("model") if isinstance(earlier.get("model"), dict) else {}
+    if "graphs" not in model and matches_earlier_identity(session, model.get("sha256")):
+        earlier = {**earlier, "model": settings["model"]}  # written before the identity covered the used graphs only
     differences = _settings_differences(earlier, settings)
     if differences:
         raise InferSetupError(f"{out_dir} holds results made with other settings ({'; '.join(differences)}); "
@@ -447,7 +507,7 @@ def _run_locked(session, items: list[tuple[Path, int | None]], out_dir: Path, se
     repair_results(results_path)
     earlier = read_records(out_dir, maps=False)
     previous = latest_records(earlier)
-    check_settings(out_dir, previous, settings)
+    check_settings(session, out_dir, previous, settings)
     remove_stale_temporaries(out_dir)
     compact_results(results_path, earlier, previous)
     write_json_atomic(out_dir / RUN, settings)

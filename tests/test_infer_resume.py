@@ -202,3 +202,65 @@ def test_summary_is_brought_up_to_date_during_a_run(session, tmp_path, monkeypat
     run_infer(session, sources, out, progress=lambda index, total, source: rows.append(
         len((out / "summary.csv").read_text().splitlines()) - 1 if (out / "summary.csv").exists() else None))
     assert rows == [None, 1, 2, 3]
+
+
+def _model_without_fp16(tiny_package, folder):
+    import shutil
+
+    shutil.copytree(tiny_package, folder, ignore=shutil.ignore_patterns("*.fp16.onnx*"))
+    return folder
+
+
+def _add_fp16_export(tiny_package, model):
+    import shutil
+
+    for path in tiny_package.glob("*.fp16.onnx*"):
+        shutil.copy(path, model / path.name)
+
+
+def _change_full_graph(model):
+    """full.onnx with other bytes and a sidecar that records them, as a re-export of another network would be."""
+    import hashlib
+
+    with open(model / "full.onnx", "ab") as f:
+        f.write(b"\x00" * 16)
+    sidecar = json.loads((model / "full.onnx.json").read_text())
+    sidecar["sha256"] = hashlib.sha256((model / "full.onnx").read_bytes()).hexdigest()
+    (model / "full.onnx.json").write_text(json.dumps(sidecar))
+
+
+def test_an_export_of_another_precision_added_to_the_model_keeps_finished_results(tiny_package, tmp_path):
+    model = _model_without_fp16(tiny_package, tmp_path / "model")
+    sources = _images(tmp_path, 2)
+    assert run_infer(ifrt.Session(model, backend="ort"), sources, tmp_path / "out").done == 2
+    _add_fp16_export(tiny_package, model)
+    rerun = run_infer(ifrt.Session(model, backend="ort"), sources, tmp_path / "out")
+    assert (rerun.done, rerun.skipped) == (0, 2)
+    assert json.loads((tmp_path / "out" / RUN).read_text())["model"]["graphs"] == ["full"]
+    _change_full_graph(model)
+    with pytest.raises(InferSetupError, match="model: "):
+        run_infer(ifrt.Session(model, backend="ort"), sources, tmp_path / "out")
+
+
+def test_a_run_record_that_hashed_every_graph_still_holds_when_its_graphs_are_unchanged(tiny_package, tmp_path):
+    """run.json written when the model's sha256 covered every graph in the folder and model.json's bytes."""
+    import hashlib
+
+    model = _model_without_fp16(tiny_package, tmp_path / "model")
+    sources = _images(tmp_path, 2)
+    out = tmp_path / "out"
+    run_infer(ifrt.Session(model, backend="ort"), sources, out)
+    digest = hashlib.sha256()
+    for name in ("focus", "full"):
+        digest.update(f"{name}={json.loads((model / f'{name}.onnx.json').read_text())['sha256']}\n".encode())
+    digest.update(f"model.json={hashlib.sha256((model / 'model.json').read_bytes()).hexdigest()}\n".encode())
+    run = json.loads((out / RUN).read_text())
+    run["model"] = {"folder": run["model"]["folder"], "sha256": digest.hexdigest()}
+    (out / RUN).write_text(json.dumps(run))
+    _add_fp16_export(tiny_package, model)
+    rerun = run_infer(ifrt.Session(model, backend="ort"), sources, out)
+    assert (rerun.done, rerun.skipped) == (0, 2)
+    (out / RUN).write_text(json.dumps(run))
+    _change_full_graph(model)
+    with pytest.raises(InferSetupError, match="model: "):
+        run_infer(ifrt.Session(model, backend="ort"), sources, out)
