@@ -122,7 +122,7 @@ def denormalize(y: np.ndarray, lo: float, hi: float, dtype: np.dtype | type = np
     """Inverse of :func:`apply_range`: ``y * (hi - lo) + lo`` in float32, back to ``dtype``.
 
     Integer dtypes are rounded to nearest (ties to even, C's ``rintf``) and clamped to the dtype's
-    range; NaN maps to 0.
+    range; NaN maps to 0. float32 is clamped to +-FLT_MAX (no overflow to infinity); NaN stays NaN.
     """
     dtype = np.dtype(dtype)
     if dtype.type not in (np.uint8, np.uint16, np.float32):
@@ -131,7 +131,8 @@ def denormalize(y: np.ndarray, lo: float, hi: float, dtype: np.dtype | type = np
     span32 = np.float32(float(hi) - float(lo))
     x = np.asarray(y, dtype=np.float32) * span32 + lo32
     if dtype.kind == "f":
-        return x.astype(dtype, copy=False)
+        limit = np.finfo(np.float32).max
+        return np.clip(x, -limit, limit).astype(dtype, copy=False)
     info = np.iinfo(dtype)
     x = np.where(np.isnan(x), np.float32(0), x)
     return np.clip(np.rint(x), info.min, info.max).astype(dtype)
