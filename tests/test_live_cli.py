@@ -152,26 +152,34 @@ def test_watched_folder_that_disappears_stops_with_exit_1(tiny_package, tmp_path
     assert summary["stop"] == "source lost" and summary["frames"] >= 1
 
 
-def test_sigterm_ends_a_run_with_its_summary_and_exit_143(tiny_package, tmp_path):
-    # docker stop, systemd and process supervisors send SIGTERM; before, it ended the process with no summary.
-    path = write_video(tmp_path / "clip.avi", count=3, fps=25)
-    proc = subprocess.Popen([sys.executable, "-m", "ifrt", "live", str(path), "--loop", "--no-maps", "--model",
-                             str(tiny_package), "--backend", "ort", "--stats-every", "0"],
+def _looped_live(package, video, after_first_frame) -> tuple[str, list[str], int, str]:
+    """`ifrt live VIDEO --loop` in a child: once its first frame line is out, `after_first_frame(proc)` acts on
+    it; then (first line, every stdout line, exit status, stderr). The lines after the first are read through
+    the same buffer as it."""
+    proc = subprocess.Popen([sys.executable, "-m", "ifrt", "live", str(video), "--loop", "--no-maps", "--model",
+                             str(package), "--backend", "ort", "--stats-every", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(120, proc.kill)
     watchdog.start()
     try:
-        first = proc.stdout.readline()  # the loop is running once a frame's line is out
-        proc.send_signal(signal.SIGTERM)
-        lines = [first, *proc.stdout.read().splitlines()]  # through the same buffer as the first line
+        first = proc.stdout.readline()
+        after_first_frame(proc)
+        lines = [first, *proc.stdout.read().splitlines()]
         proc.wait()
         stderr = proc.stderr.read()
     finally:
         watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
+    return first, lines, proc.returncode, stderr
+
+
+def test_sigterm_ends_a_run_with_its_summary_and_exit_143(tiny_package, tmp_path):
+    # docker stop, systemd and process supervisors send SIGTERM; before, it ended the process with no summary.
+    path = write_video(tmp_path / "clip.avi", count=3, fps=25)
+    first, lines, returncode, stderr = _looped_live(tiny_package, path, lambda proc: proc.send_signal(signal.SIGTERM))
     assert first.startswith('{"event":"frame"'), stderr
-    assert proc.returncode == 143, stderr
+    assert returncode == 143, stderr
     summary = json.loads(lines[-1])
     assert (summary["event"], summary["stop"]) == ("summary", "terminated")
     assert summary["frames"] == sum(json.loads(line)["event"] == "frame" for line in lines)
@@ -190,23 +198,10 @@ def test_a_file_that_is_neither_an_image_nor_a_video_is_a_usage_error(ifrt_cli, 
 
 
 def test_a_looped_video_removed_during_the_run_is_a_lost_source(tiny_package, tmp_path):
+    # The first pass is playing when the file goes; the reader is at most a few frames ahead.
     path = write_video(tmp_path / "clip.avi", count=30, fps=25)
-    proc = subprocess.Popen([sys.executable, "-m", "ifrt", "live", str(path), "--loop", "--no-maps", "--model",
-                             str(tiny_package), "--backend", "ort", "--stats-every", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(120, proc.kill)
-    watchdog.start()
-    try:
-        first = proc.stdout.readline()  # the first pass is playing; the reader is at most a few frames ahead
-        path.unlink()
-        lines = [first, *proc.stdout.read().splitlines()]
-        proc.wait()
-        stderr = proc.stderr.read()
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, stderr
+    _, lines, returncode, stderr = _looped_live(tiny_package, path, lambda proc: path.unlink())
+    assert returncode == 1, stderr
     assert f"{path}: cannot reopen the video file for pass 2" in stderr
     summary = json.loads(lines[-1])
     assert (summary["stop"], summary["frames"]) == ("source lost", 30)
