@@ -130,7 +130,8 @@ def _prepare_array(image: np.ndarray, source: str) -> np.ndarray:
                          f"{TILE_GRID}x{TILE_GRID} (one quality tile)")
     if image.dtype.kind == "f" and not np.isfinite(image).all():
         bad = int(np.size(image) - np.isfinite(image).sum())
-        raise InputError(f"{source}: {bad} pixels are NaN or infinite; fix the file or mask them before inference")
+        pixels = "1 pixel is" if bad == 1 else f"{bad} pixels are"
+        raise InputError(f"{source}: {pixels} NaN or infinite; fix the file or mask them before inference")
     return image
 
 

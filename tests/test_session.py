@@ -170,6 +170,7 @@ def test_focus_path_returns_quality_and_classical_metrics(ort_session):
 
 @pytest.mark.parametrize(("image", "message"), [
     (np.full((64, 64), np.nan, np.float32), "array: 4096 pixels are NaN or infinite"),
+    (np.pad(np.full((1, 1), np.inf, np.float32), ((0, 63), (0, 63))), "array: 1 pixel is NaN or infinite; fix"),
     (np.zeros((0, 64), np.uint16), "array: image is empty"),
     (np.zeros((64, 64), np.uint32), "array: uint32 pixels are not supported (expected uint8, uint16 or float32)"),
     (np.zeros((2, 64, 64, 1), np.uint16), "array: expected an H x W or H x W x C image"),
