@@ -92,6 +92,24 @@ def _absent_file(what: str, recorded: str, path: Path) -> str:
     return f'<p class="warn">{what} {html.escape(recorded)} {state} (deleted or changed since the run)</p>'
 
 
+def _patient_row(patient: dict) -> str:
+    """A patient's row: its failed images counted and named beside the analysed ones, and for a patient whose
+    images all failed, no diagnosis and why."""
+    failed = str(patient.get("failed_images", 0))
+    if patient.get("failed_sources"):
+        failed += f" ({', '.join(Path(source).name for source in patient['failed_sources'])})"
+    if patient["diagnosis"] is None:
+        reason = patient.get("no_diagnosis", "no image analysed")
+        diagnosis = f'<td class="warn">no diagnosis: {html.escape(reason)}</td><td>-</td>'
+        quality = "-"
+    else:
+        probability = patient["probabilities"][patient["diagnosis"]]
+        diagnosis = f"<td><b>{html.escape(patient['diagnosis'])}</b></td><td>{probability:.0%}</td>"
+        quality = quality_text(patient["mean_quality"])
+    return (f"<tr><td>{html.escape(patient['patient_id'])}</td>{diagnosis}<td>{patient['images']}</td>"
+            f"<td>{html.escape(failed)}</td><td>{quality}</td><td>{patient['unreliable_images']}</td></tr>")
+
+
 def write_html_report(out_dir: str | Path, title: str = "ifrt report") -> Path:
     """Write OUT/report.html from OUT/results.jsonl (and OUT/patients.json when present)."""
     out_dir = Path(out_dir)
@@ -99,14 +117,10 @@ def write_html_report(out_dir: str | Path, title: str = "ifrt report") -> Path:
     sections = [_image_section(out_dir, r) for r in records]
     patients_html = ""
     if (out_dir / PATIENTS).is_file():
-        rows = "".join(
-            f"<tr><td>{html.escape(p['patient_id'])}</td><td><b>{html.escape(p['diagnosis'])}</b></td>"
-            f"<td>{p['probabilities'][p['diagnosis']]:.0%}</td><td>{p['images']}</td><td>{quality_text(p['mean_quality'])}</td>"
-            f"<td>{p['unreliable_images']}</td></tr>"
-            for p in json.loads((out_dir / PATIENTS).read_text()))
+        rows = "".join(_patient_row(p) for p in json.loads((out_dir / PATIENTS).read_text()))
         patients_html = ("<h2>Patients (images combined as independent evidence)</h2><table><tr><th>patient</th><th>diagnosis</th>"
-                         "<th>probability</th><th>images</th><th>mean quality</th><th>unreliable</th></tr>"
-                         f"{rows}</table>")
+                         "<th>probability</th><th>images analysed</th><th>images failed</th><th>mean quality</th>"
+                         f"<th>unreliable</th></tr>{rows}</table>")
     ok = sum(r.get("status") == "ok" for r in records)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>

@@ -77,3 +77,32 @@ def test_a_deleted_deblurred_or_overlay_file_is_named_as_missing(tiny_package, t
     assert f'deblurred image {record["deblurred_path"]} is missing' in page
     assert f'quality-map overlay {record["overlay_path"]} is missing' in page
     assert "1 of 1 images analysed" in page
+
+
+def test_the_patients_table_counts_and_names_each_patients_failed_images(tiny_package, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("P1_a.tif", "P2_a.tif"):
+        tifffile.imwrite(folder / name, (rng.random((96, 128)) * 4000).astype(np.uint16))
+    (folder / "P1_b.tif").write_bytes(b"not an image")
+    session = ifrt.Session(tiny_package, backend="ort")
+    run_infer(session, expand_sources([str(folder)]), tmp_path / "out", patient_pattern=r"(P\d)_")
+    page = write_html_report(tmp_path / "out").read_text()
+    assert "<th>images analysed</th><th>images failed</th>" in page
+    assert re.search(r"<tr><td>P1</td>.*?<td>1</td><td>1 \(P1_b\.tif\)</td>", page)
+    assert re.search(r"<tr><td>P2</td>.*?<td>1</td><td>0</td>", page)
+
+
+def test_a_patient_whose_images_all_failed_has_a_row_without_a_diagnosis(tmp_path):
+    record = {"source": str(tmp_path / "P1_a.tif"), "status": "failed", "patient_id": "P1",
+              "error": f"{tmp_path / 'P1_a.tif'}: not a TIFF file"}
+    (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n")
+    patient = {"patient_id": "P1", "diagnosis": None, "reliable": False, "probabilities": None, "images": 0,
+               "unreliable_images": 0, "mean_quality": None, "no_diagnosis": "every image failed",
+               "failed_images": 1, "failed_sources": [record["source"]]}
+    (tmp_path / "patients.json").write_text(json.dumps([patient]))
+    page = write_html_report(tmp_path).read_text()
+    assert ('<tr><td>P1</td><td class="warn">no diagnosis: every image failed</td><td>-</td><td>0</td>'
+            "<td>1 (P1_a.tif)</td><td>-</td><td>0</td></tr>") in page
+    assert "0 of 1 images analysed" in page
