@@ -667,7 +667,7 @@ def test_frame_with_nan_pixels_is_skipped(session):
                                                      count=2, live=False))
     skipped = [r for r in records if r["event"] == "skipped"]
     assert summary.frames == 1 and len(skipped) == 1
-    assert skipped[0]["reason"].startswith("1 pixels are NaN or infinite")
+    assert skipped[0]["reason"].startswith("1 pixel is NaN or infinite")
 
 
 def test_progress_lines_report_rate_drops_and_latency(session):
