@@ -323,6 +323,29 @@ def test_video_file_ends_without_reconnecting():
     assert len(driver.captures) == 1 and driver.captures[0].released
 
 
+def test_video_file_whose_reads_fail_well_before_its_recorded_count_is_lost():
+    driver = FakeCameraDriver([40])
+    source = live.CaptureSource(driver.open, "clip.avi", camera=False, frame_count=100)
+    with pytest.raises(live.SourceLost, match=r"^clip\.avi: reading stopped after 40 of the 100 frames the file "
+                                              r"records; it is damaged or truncated there"):
+        drain(source)
+    assert driver.captures[0].released
+
+
+@pytest.mark.parametrize(("frames", "frame_count"), [
+    (96, 100),  # within 5 % of an estimated count: its end
+    (8, 10),  # within 2 frames of a short video's count
+    (104, 100),  # more than the count: an underestimate
+    (40, 0),  # no count recorded
+    (40, float("nan")),
+    (40, -1),
+])
+def test_video_file_that_stops_near_or_without_a_recorded_count_ends(frames, frame_count):
+    driver = FakeCameraDriver([frames])
+    items = drain(live.CaptureSource(driver.open, "clip.mkv", camera=False, frame_count=frame_count))
+    assert len(items) == frames
+
+
 def test_looped_video_file_reopens_and_plays_again_until_stopped():
     driver = FakeCameraDriver([3, 3, 3, 3])
     source = live.CaptureSource(driver.open, "clip.avi", camera=False, loop=True)

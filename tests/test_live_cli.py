@@ -71,6 +71,30 @@ def test_video_file_with_max_frames_and_sweep(ifrt_cli, tiny_package, tmp_path):
     assert "best focus: frame" in proc.stderr
 
 
+def test_a_whole_video_file_ends_at_its_last_frame_with_exit_0(ifrt_cli, tiny_package, tmp_path):
+    path = write_video(tmp_path / "sweep.avi", count=12, fps=10)
+    proc = ifrt_cli("live", str(path), "--no-maps", "--model", str(tiny_package), "--backend", "ort",
+                    "--stats-every", "0")
+    assert proc.returncode == 0, proc.stderr
+    summary = json_lines(proc.stdout)[-1]
+    assert (summary["stop"], summary["frames"]) == ("end of source", 12)
+
+
+def test_a_video_file_cut_short_part_way_is_a_lost_source_with_exit_1(ifrt_cli, tiny_package, tmp_path):
+    # Before, a read failing half-way through the file was taken as its end: "end of source", exit 0.
+    path = write_video(tmp_path / "sweep.avi", count=12, fps=10)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])  # the header still records 12 frames
+    proc = ifrt_cli("live", str(path), "--no-maps", "--model", str(tiny_package), "--backend", "ort",
+                    "--stats-every", "0")
+    assert proc.returncode == 1, proc.stderr
+    summary = json_lines(proc.stdout)[-1]
+    assert summary["stop"] == "source lost"
+    assert summary["error"] == (f"{path}: reading stopped after {summary['frames']} of the 12 frames the file "
+                                "records; it is damaged or truncated there (copy or export it again)")
+    assert 3 <= summary["frames"] <= 7
+
+
 def test_looped_video_file_plays_again_until_max_frames(ifrt_cli, tiny_package, tmp_path):
     path = write_video(tmp_path / "clip.avi", count=3, fps=25)
     proc = ifrt_cli("live", str(path), "--loop", "--fps", "file", "--every-frame", "--max-frames", "8", "--no-maps",

@@ -2,7 +2,7 @@
 watched for new image files, or `-` with `--raw WxH:TYPE` for raw frames on stdin (an image file gives one frame). JSON lines on
 stdout (one per frame), progress and messages on stderr; `--show` opens an overlay window instead of
 printing frames. Exit status: 0 when the source ended or a limit was reached, 1 when the source was lost
-(camera gone, folder removed) or a single image file could not be analysed, 2 for a usage error, 130 after
+(camera gone, folder removed, video file damaged part-way) or a single image file could not be analysed, 2 for a usage error, 130 after
 Ctrl-C, 143 after SIGTERM (`docker stop`, systemd), 128 + the signal as a shell reports it; either way the
 frame in progress and the summary are written first."""
 

@@ -87,11 +87,21 @@ class CaptureSource:
     A video file ends, or with `loop` is reopened and played again from its first frame (a replayed
     acquisition for demos and soak tests). With `fps` a video file delivers its frames at that rate,
     as the camera that recorded it did: the source is then live (latest frame wins, late frames are
-    dropped) instead of every frame being analysed."""
+    dropped) instead of every frame being analysed.
+
+    `frame_count`, the number of frames the video file's container records (0: unknown), tells the end of a
+    file from a read that failed before it (a file damaged or cut short part-way): a play that stops well
+    short of that count raises `SourceLost` instead of ending."""
+
+    # A container's frame count can be an estimate: OpenCV reports the duration times the frame rate where the
+    # container records no count (Matroska, MPEG-TS, a raw stream), a few frames off, more for a variable rate.
+    # A play that stops within this share of the count (and at least `end_frames` frames) is taken as the end.
+    end_share = 0.05
+    end_frames = 2
 
     def __init__(self, open_capture: Callable[[], Capture], name: str, *, camera: bool, reconnect: int = 5,
                  backoff: float = 0.5, max_backoff: float = 8.0, channel: int | None = None, loop: bool = False,
-                 fps: float | None = None):
+                 fps: float | None = None, frame_count: float = 0):
         if fps is not None and not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"{name}: frame rate {fps} must be a positive number")
         self.open_capture, self.name, self.camera = open_capture, name, camera
@@ -99,6 +109,8 @@ class CaptureSource:
         self.live = camera or self.fps is not None
         self.reconnect, self.backoff, self.max_backoff, self.channel = reconnect, backoff, max_backoff, channel
         self.passes = 0  # completed plays of a looped video file
+        # NaN, a negative or a zero count is an unknown one: never take a stop for damage then.
+        self.frame_count = int(frame_count) if not camera and math.isfinite(frame_count) and frame_count > 0 else 0
 
     def _open(self) -> Capture | None:
         try:
@@ -137,6 +149,7 @@ class CaptureSource:
                     index += 1
                     continue
                 if not self.camera:
+                    self._check_end(index - first_of_pass)
                     if not self.loop or index == first_of_pass:
                         return  # end of the video file (or a file that gives no frame at all)
                     capture.release()
@@ -156,6 +169,15 @@ class CaptureSource:
         finally:
             if capture is not None:
                 capture.release()
+
+    def _check_end(self, reached: int) -> None:
+        """A read of the video file failed after `reached` frames of this play: its end, or `SourceLost` when
+        the container records a count well beyond it (the file is damaged or truncated there)."""
+        if not self.frame_count:
+            return
+        if self.frame_count - reached > max(self.end_frames, self.end_share * self.frame_count):
+            raise SourceLost(f"{self.name}: reading stopped after {reached} of the {self.frame_count} frames the "
+                             f"file records; it is damaged or truncated there (copy or export it again)")
 
     def _reconnect(self, stop: threading.Event, index: int) -> Generator[Notice, None, Capture | None]:
         waited = 0.0
@@ -189,13 +211,14 @@ def camera_source(index: int, **options) -> CaptureSource:
 def video_source(path: str | os.PathLike, *, fps: float | str | None = None, **options) -> CaptureSource:
     """A video file; `fps="file"` plays it at the frame rate recorded in it, a number at that rate. A file OpenCV
     cannot open as a video (a text file, a codec it lacks) is refused here with ValueError, before the run
-    starts; a video that fails later (removed while looping) ends its stream with `SourceLost`."""
+    starts; a video that fails later (damaged part-way, removed while looping) ends its stream with `SourceLost`."""
     import cv2
 
     capture = cv2.VideoCapture(str(path))
     try:
         opened = capture.isOpened()
         recorded = capture.get(cv2.CAP_PROP_FPS) if opened else 0.0
+        frame_count = capture.get(cv2.CAP_PROP_FRAME_COUNT) if opened else 0.0
     finally:
         capture.release()
     if not opened:
@@ -207,7 +230,7 @@ def video_source(path: str | os.PathLike, *, fps: float | str | None = None, **o
             raise ValueError(f"{path}: the file records no frame rate; give one, e.g. --fps 30")
         fps = recorded
     return CaptureSource(lambda: cv2.VideoCapture(str(path)), str(path), camera=False,
-                         fps=None if fps is None else float(fps), **options)
+                         fps=None if fps is None else float(fps), frame_count=frame_count, **options)
 
 
 @dataclass
