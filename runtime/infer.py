@@ -568,15 +568,32 @@ def _run_locked(session, items: list[tuple[Path, int | None]], out_dir: Path, se
         if pattern is not None or manifest is not None:
             report.unmatched = sum(not r.get("patient_id") for r in analysed)
         ok = [_as_result(r, session.class_prior) for r in analysed if r.get("patient_id")]
-        if ok:
-            patients = aggregate(ok)
-            write_json_atomic(out_dir / PATIENTS, [with_failed_images(p.to_dict(), records) for p in patients])
-            report.patients = len(patients)
-        else:  # an earlier run's patients, whose images have all failed since, are no diagnosis any more
+        entries = patient_entries(aggregate(ok) if ok else [], records)
+        if entries:
+            write_json_atomic(out_dir / PATIENTS, entries)
+            report.patients = len(entries)
+        else:  # no image has a patient any more: an earlier run's file would give diagnoses nothing backs
             (out_dir / PATIENTS).unlink(missing_ok=True)
     if progress:
         progress(finished, len(todo), "")
     return report
+
+
+def patient_entries(patients: list, records: list[dict]) -> list[dict]:
+    """The entries of patients.json, sorted by patient id: each aggregated patient (`PatientReport`), and each
+    patient whose images all failed, as `no_diagnosis_entry`; a lab must see that patient was in the batch."""
+    entries = {p.patient_id: p.to_dict() for p in patients}
+    for r in records:
+        if r.get("status") != "ok" and r.get("patient_id") and r["patient_id"] not in entries:
+            entries[r["patient_id"]] = no_diagnosis_entry(r["patient_id"])
+    return [with_failed_images(entries[patient_id], records) for patient_id in sorted(entries)]
+
+
+def no_diagnosis_entry(patient_id: str) -> dict:
+    """A patient with no analysed image: the keys of `PatientReport.to_dict`, with no diagnosis, no
+    probabilities and no quality rather than any guess (reliable is False, as 0 unreliable of 0 images gives)."""
+    return {"patient_id": patient_id, "diagnosis": None, "reliable": False, "probabilities": None, "images": 0,
+            "unreliable_images": 0, "mean_quality": None, "no_diagnosis": "every image failed"}
 
 
 def with_failed_images(patient: dict, records: list[dict]) -> dict:

@@ -165,13 +165,38 @@ def test_an_image_the_model_gives_no_finite_outputs_for_is_recorded_as_failed(se
     assert all(json.loads(line) for line in (tmp_path / "out/results.jsonl").read_text(encoding="ascii").splitlines())
 
 
-def test_patients_json_goes_when_no_analysed_image_is_left_to_back_it(session, images, tmp_path):
+def test_a_patient_whose_images_all_failed_is_listed_without_a_diagnosis(session, images, tmp_path):
+    (images / "P1_img1.tif").write_bytes(b"not an image")
+    report = run_infer(session, sorted(images.iterdir()), tmp_path / "out", patient_pattern=r"(P\d)_")
+    assert (report.done, len(report.failed), report.patients) == (2, 1, 2)
+    p0, p1 = json.loads((tmp_path / "out/patients.json").read_text())
+    assert p0["images"] == 2 and p0["diagnosis"] is not None and "failed_images" not in p0
+    assert p1 == {"patient_id": "P1", "diagnosis": None, "reliable": False, "probabilities": None, "images": 0,
+                  "unreliable_images": 0, "mean_quality": None, "no_diagnosis": "every image failed",
+                  "failed_images": 1, "failed_sources": [str(images / "P1_img1.tif")]}
+
+
+def test_patients_json_keeps_no_earlier_diagnosis_when_every_image_failed_since(session, images, tmp_path):
     sources = sorted(images.iterdir())
     run_infer(session, sources, tmp_path / "out", patient_pattern=r"(P\d)_")
-    assert (tmp_path / "out/patients.json").is_file()
+    assert all(p["diagnosis"] for p in json.loads((tmp_path / "out/patients.json").read_text()))
     for source in sources:  # re-acquired since, and now unreadable: every image's latest record is a failure
         source.write_bytes(b"not an image any more")
     report = run_infer(session, sources, tmp_path / "out", patient_pattern=r"(P\d)_")
+    assert (len(report.failed), report.patients) == (3, 2)
+    patients = json.loads((tmp_path / "out/patients.json").read_text())
+    assert [(p["patient_id"], p["diagnosis"], p["probabilities"], p["failed_images"]) for p in patients] == [
+        ("P0", None, None, 2), ("P1", None, None, 1)]
+
+
+def test_patients_json_goes_when_no_image_with_a_patient_is_left(session, images, tmp_path):
+    sources = sorted(images.iterdir())
+    run_infer(session, sources, tmp_path / "out", patient_pattern=r"(P\d)_")
+    for source in sources:
+        source.write_bytes(b"not an image any more")
+    run_infer(session, sources, tmp_path / "out", patient_pattern=r"(P\d)_")
+    # With every image failed the folder holds no result, so another patient source may be used; it matches none.
+    report = run_infer(session, sources, tmp_path / "out", patient_pattern=r"(Q\d)_")
     assert (len(report.failed), report.patients) == (3, 0)
     assert not (tmp_path / "out/patients.json").exists()
 
