@@ -1,9 +1,11 @@
 """`ifrt live` and `ifrt bench live` from the command line, as a user runs them."""
 
 import json
+import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -219,6 +221,28 @@ def test_a_file_that_is_neither_an_image_nor_a_video_is_a_usage_error(ifrt_cli, 
                            ".jpeg) nor a video file OpenCV can open; ifrt live takes a camera index (0, 1, ...), a "
                            "video file, a folder to watch, an image file, or - with --raw WIDTHxHEIGHT:TYPE\n")
     assert proc.stdout == ""
+
+
+def test_a_named_pipe_is_refused_with_what_it_is_and_how_to_read_it(ifrt_cli, tmp_path):
+    # Before: "no such camera index, file or folder", for a pipe that exists.
+    fifo = tmp_path / "frames.fifo"
+    os.mkfifo(fifo)
+    proc = ifrt_cli("live", str(fifo))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (f"ifrt live: {fifo}: a named pipe (FIFO), not a camera device, a regular file or a "
+                           "folder; to read raw frames from it, give it as stdin: ifrt live - --raw "
+                           f"WIDTHxHEIGHT:TYPE < {fifo}\n")
+    assert proc.stdout == ""
+
+
+def test_a_character_device_is_opened_as_a_camera(ifrt_cli, tiny_package):
+    # /dev/video0 is a character device OpenCV opens as a camera; /dev/null is one that no camera answers.
+    if not stat.S_ISCHR(os.stat("/dev/null").st_mode):
+        pytest.skip("no character device /dev/null here")
+    proc = ifrt_cli("live", "/dev/null", "--model", str(tiny_package), "--backend", "ort", "--reconnect", "0")
+    assert proc.returncode == 1, proc.stderr
+    assert "camera /dev/null: cannot open (is it connected, and not in use by another program?)" in proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["stop"] == "source lost"
 
 
 def test_a_looped_video_removed_during_the_run_is_a_lost_source(tiny_package, tmp_path):

@@ -1,5 +1,6 @@
-"""`ifrt live SOURCE`: focus feedback while acquiring. SOURCE is a camera index (0), a video file, a folder
-watched for new image files, or `-` with `--raw WxH:TYPE` for raw frames on stdin (an image file gives one frame). JSON lines on
+"""`ifrt live SOURCE`: focus feedback while acquiring. SOURCE is a camera index (0) or device (/dev/video0), a
+video file, a folder watched for new image files, or `-` with `--raw WxH:TYPE` for raw frames on stdin (an image
+file gives one frame). JSON lines on
 stdout (one per frame), progress and messages on stderr; `--show` opens an overlay window instead of
 printing frames. Exit status: 0 when the source ended or a limit was reached, 1 when the source was lost
 (camera gone, folder removed, video file damaged part-way) or a single image file could not be analysed, 2 for a usage error, 130 after
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import stat
 import sys
 from pathlib import Path
 
@@ -35,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the analysis through a one-frame queue: for a camera or a pipe the latest frame wins and "
                     "replaced frames are counted as dropped; files are all analysed.")
     p.add_argument("source", nargs="?", default=None,
-                   help="camera index (0, 1, ...), video file, folder to watch, image file (one frame), "
+                   help="camera index (0, 1, ...) or device (/dev/video0), video file, folder to watch, image file (one frame), "
                         "or - for stdin (with --raw)")
     p.add_argument("--raw", metavar="WxH:TYPE",
                    help="raw headerless frames on stdin, e.g. 2048x2048:uint16 (TYPE: uint8, uint16, float32)")
@@ -82,6 +84,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def file_kind(path: Path) -> str | None:
+    """What a path that is neither a regular file nor a folder is ("character device", "named pipe (FIFO)",
+    ...), None for a regular file, a folder or nothing at all."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    for test, kind in ((stat.S_ISCHR, "character device"), (stat.S_ISFIFO, "named pipe (FIFO)"),
+                       (stat.S_ISSOCK, "socket"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return kind
+    return None
+
+
 def is_image_file(source: str | None) -> bool:
     from ifrt.imageio import IMAGE_SUFFIXES
 
@@ -95,10 +111,13 @@ def open_source(args: argparse.Namespace):
     source = args.source
     path = Path(source) if source not in (None, "-") else None
     is_video = path is not None and path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES
+    special = file_kind(path) if path is not None else None
+    # A video device (/dev/video0 and its stable udev names) is a character device: OpenCV opens it as a camera.
+    is_device = special == "character device"
     for flag, given in (("--loop", args.loop), ("--fps", args.fps is not None)):
         if given and not is_video:
             raise ValueError(f"{flag} applies to a video file, not to {'stdin' if path is None else source}")
-    if args.max_pixels is not None and (is_video or (source or "").isdigit()):
+    if args.max_pixels is not None and (is_video or is_device or (source or "").isdigit()):
         raise ValueError(f"--max-pixels applies to image files and raw frames; OpenCV decodes the frames of "
                          f"{source} before ifrt sees their size: leave --max-pixels out")
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
@@ -111,8 +130,16 @@ def open_source(args: argparse.Namespace):
         raise ValueError("give a source: a camera index, a video file, a folder, or - with --raw WxH:TYPE")
     if source == "-":
         raise ValueError("stdin needs the frame format: --raw WIDTHxHEIGHT:TYPE, e.g. --raw 2048x2048:uint16")
-    if source.isdigit():
-        return live.camera_source(int(source), reconnect=args.reconnect, backoff=args.backoff, channel=args.channel)
+    if source.isdigit() or is_device:
+        return live.camera_source(int(source) if source.isdigit() else source, reconnect=args.reconnect,
+                                  backoff=args.backoff, channel=args.channel)
+    if special is not None:
+        # A pipe has no container saying the frames' size and type: only --raw can read it (as stdin).
+        fix = (f"to read raw frames from it, give it as stdin: ifrt live - --raw WIDTHxHEIGHT:TYPE < {source}"
+               if special == "named pipe (FIFO)" else
+               "ifrt live takes a camera index (0, 1, ...) or device (/dev/video0), a video file, a folder to "
+               "watch, an image file, or - with --raw WIDTHxHEIGHT:TYPE")
+        raise ValueError(f"{source}: a {special}, not a camera device, a regular file or a folder; {fix}")
     if args.channel is not None and not is_video:
         raise ValueError(f"--channel applies to camera and video frames; {source} is read as one channel (a colour "
                          "image file as the per-pixel maximum of its channels): leave --channel out")

@@ -197,7 +197,9 @@ class CaptureSource:
                          f"and power, then start ifrt live again")
 
 
-def camera_source(index: int, **options) -> CaptureSource:
+def camera_source(index: int | str, **options) -> CaptureSource:
+    """A camera by OpenCV index (0, 1, ...) or by device path (`/dev/video0`, a stable udev name such as
+    `/dev/v4l/by-id/...`, which stays with the camera when others are plugged in)."""
     import cv2
 
     def open_camera():
