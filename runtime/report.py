@@ -56,13 +56,15 @@ def _image_section(out_dir: Path, record: dict) -> str:
     if record.get("status") != "ok":
         return f'<section class="failed"><h3>{title}</h3><p>failed: {html.escape(record.get("error", ""))}</p></section>'
     figures = []
+    absent = []  # files the run read or wrote, deleted or damaged since
     try:
         image = read_image(source, page=record.get("page", 0))
         lo, hi = percentile_range(image if image.ndim == 2 else image[..., 0])
         figures.append(_figure(_png_data_uri(_thumbnail(image, lo, hi)), "input"))
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:
         image, lo, hi = None, None, None
-    absent = []  # the run wrote these files, and they have been deleted or damaged since
+        reason = str(exc) if str(source) in str(exc) else f"{source}: {exc}"
+        absent.append(f'<p class="warn">input image not shown: {html.escape(reason)}</p>')
     if record.get("overlay_path"):
         overlay_path = out_dir / record["overlay_path"]
         overlay = cv2.imread(str(overlay_path), cv2.IMREAD_COLOR)
@@ -70,11 +72,13 @@ def _image_section(out_dir: Path, record: dict) -> str:
             figures.append(_figure(_png_data_uri(_fit(overlay)), "quality map (green: in focus, red: blurred)"))
         else:
             absent.append(_absent_file("quality-map overlay", record["overlay_path"], overlay_path))
-    if record.get("deblurred_path") and image is not None:
+    if record.get("deblurred_path"):
         deblurred_path = out_dir / record["deblurred_path"]
         try:
             deblurred = read_image(deblurred_path)
-            figures.append(_figure(_png_data_uri(_thumbnail(deblurred, lo, hi)), "deblurred (same display range)"))
+            # the input's display range when it could be read, so the two compare; its own otherwise
+            caption = "deblurred (same display range)" if image is not None else "deblurred (own display range)"
+            figures.append(_figure(_png_data_uri(_thumbnail(deblurred, lo, hi)), caption))
         except (OSError, ValueError):
             absent.append(_absent_file("deblurred image", record["deblurred_path"], deblurred_path))
     probs = ", ".join(f"{c} {p:.0%}" for c, p in sorted(record["probabilities"].items(), key=lambda kv: -kv[1]))

@@ -106,3 +106,21 @@ def test_a_patient_whose_images_all_failed_has_a_row_without_a_diagnosis(tmp_pat
     assert ('<tr><td>P1</td><td class="warn">no diagnosis: every image failed</td><td>-</td><td>0</td>'
             "<td>1 (P1_a.tif)</td><td>-</td><td>0</td></tr>") in page
     assert "0 of 1 images analysed" in page
+
+
+def test_an_input_image_that_cannot_be_read_is_named_with_the_reason(tiny_package, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("P1_a.tif", "P1_b.tif"):
+        tifffile.imwrite(folder / name, (rng.random((96, 128)) * 4000).astype(np.uint16))
+    session = ifrt.Session(tiny_package, backend="ort")
+    run_infer(session, expand_sources([str(folder)]), tmp_path / "out", deblur=True, overlay=True)
+    (folder / "P1_a.tif").unlink()
+    (folder / "P1_b.tif").write_bytes(b"not an image any more")
+    page = write_html_report(tmp_path / "out").read_text()
+    assert f"input image not shown: {folder / 'P1_a.tif'}: file not found (check the path)" in page
+    assert f"input image not shown: {folder / 'P1_b.tif'}: not a TIFF, PNG or JPEG file" in page
+    # The overlay and the deblurred image, which the folder still holds, are shown for both.
+    assert page.count("data:image/png;base64,") == 2 * 2 and page.count("<figcaption>deblurred (own display range)</figcaption>") == 2
+    assert "2 of 2 images analysed" in page
