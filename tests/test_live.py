@@ -460,6 +460,19 @@ def test_folder_skips_an_unreadable_file_with_the_reason(tmp_path):
     assert [i.label for i in items if isinstance(i, live.Frame)] == ["good.tif"]
 
 
+def test_folder_gives_a_skipped_file_a_number_of_its_own(tmp_path):
+    # Before, the skipped file had the number of the next frame read (both 0 here).
+    items, stop, thread, _ = folder_stream(tmp_path, give_up=0.2)
+    (tmp_path / "broken.png").write_bytes(b"not an image at all")
+    assert wait_for(lambda: len(items) == 1)
+    write_image_atomic(tmp_path / "good.tif", structured())
+    assert wait_for(lambda: len(items) == 2)
+    stop.set()
+    thread.join(5)
+    assert [(type(i).__name__, i.index, i.label) for i in items] == [("Notice", 0, "broken.png"),
+                                                                      ("Frame", 1, "good.tif")]
+
+
 def test_folder_that_disappears_ends_the_stream_with_a_message(tmp_path):
     watched = tmp_path / "incoming"
     watched.mkdir()

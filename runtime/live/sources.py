@@ -331,7 +331,10 @@ class FolderSource:
         known = dict(self._present)  # name -> FileState when read, skipped or found at the start
         recent: dict[str, None] = {}  # the last `recent_files` names read or skipped, oldest first
         pending: dict[str, _Pending] = {}
+        # Every file taken, read or skipped, gets its own number, as a frame the loop skips keeps its own: a
+        # skipped record never shares its "frame" with the next analysed one.
         index = 0
+        read = 0  # files read as frames, for the message when the folder goes
         stamp = None  # the folder's (inode, mtime_ns) at the last poll
         last_full, last_list = time.monotonic(), -math.inf
         listed_ns = 0  # the wall clock at the last listing, to compare with the folder's time stamp
@@ -348,16 +351,16 @@ class FolderSource:
             # Files found complete in this poll are available now: a file that then waits for the analysis of
             # those before it (the reader blocked on a full queue) counts that wait in its latency.
             found = time.perf_counter()
-            folder = self._stamp(index)
+            folder = self._stamp(read)
             listed: set[str] | None = None  # every image file's name, when the folder was listed in this poll
             young = listed_ns - folder[1] < self.fresh_ns and now - last_list >= self.fresh_relist
             if now - last_full >= self.recheck:
                 last_full, last_list, listed_ns = now, now, time.time_ns()
-                looked = self._scan(index)
+                looked = self._scan(read)
                 listed = set(looked)
             elif folder != stamp or young:
                 last_list, listed_ns = now, time.time_ns()
-                listed = {entry.name for entry in self._list(index)}
+                listed = {entry.name for entry in self._list(read)}
                 looked = {name: self._stat(name) for name in listed if name not in known and name not in pending}
             else:
                 looked = {}
@@ -393,6 +396,7 @@ class FolderSource:
                         del pending[name]
                         remember(name, stat)
                         yield Notice("skipped", entry.failed, index, name)
+                        index += 1
                     continue
                 ready.append((stat.mtime_ns, name))
             for _, name in sorted(ready):
@@ -406,6 +410,7 @@ class FolderSource:
                 remember(name, pending.pop(name).stat)
                 yield Frame(image, index, name, found)
                 index += 1
+                read += 1
             stop.wait(self.poll)
 
 
