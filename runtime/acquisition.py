@@ -8,8 +8,9 @@
 
 pycromanager calls `hook(image, metadata)` for each image and saves/displays what it returns; the hook
 adds the focus results to `metadata` under keys starting with `ifrt_` and returns `(image, metadata)`
-with the pixels untouched. It never raises: an image it cannot analyse gets `ifrt_error` with the reason
-and goes on to be saved. pycromanager itself is not needed (nor imported) here; any acquisition software
+with the pixels untouched. It never raises: an image it cannot analyse (or anything other than a numpy array)
+gets `ifrt_error` with the reason and goes on to be saved. A colour image is analysed as its per-pixel maximum
+over the colour channels, as `ifrt live` analyses one (or its `channel=`). pycromanager itself is not needed (nor imported) here; any acquisition software
 that passes a numpy image and a dict can use the hook.
 
 Metadata keys (prefix configurable): `ifrt_quality` (0..1, 1 = in focus), `ifrt_blur_level`,
@@ -26,12 +27,13 @@ Values are plain Python numbers, strings and lists, so every metadata writer can
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
 import numpy as np
 
-from ifrt.live import DEFAULT_SWEEP_METRIC, DEFAULT_SWEEP_TOLERANCE, SweepTracker
+from ifrt.live import DEFAULT_SWEEP_METRIC, DEFAULT_SWEEP_TOLERANCE, SweepTracker, single_channel
 from ifrt.result import rounded_map
 
 log = logging.getLogger("ifrt")
@@ -53,7 +55,7 @@ class FocusHook:
     With `sweep`, one `SweepTracker` per stack: images that share every axis but `z` (same time point,
     position, channel) belong to one stack. `best()` gives the best image of a stack."""
 
-    def __init__(self, session, *, size: int = 512, channel: int = 0, metric_tile: int | None = 256,
+    def __init__(self, session, *, size: int = 512, channel: int | None = None, metric_tile: int | None = 256,
                  prefix: str = "ifrt_", maps: bool = False, sweep: bool = False,
                  sweep_tolerance: float = DEFAULT_SWEEP_TOLERANCE, sweep_metric: str = DEFAULT_SWEEP_METRIC):
         self.session, self.size, self.channel, self.metric_tile = session, size, channel, metric_tile
@@ -84,7 +86,14 @@ class FocusHook:
             self._count("errors")
             return image, metadata
         try:
-            result = self.session.focus(np.asarray(image), size=self.size, channel=self.channel,
+            if not isinstance(image, np.ndarray):
+                # Converted, a path would be a 0-d array of text, refused as "shape ()": say what came instead.
+                what = f"the path {image!r}" if isinstance(image, (str, bytes, os.PathLike)) else \
+                    f"a {type(image).__name__}"
+                raise TypeError(f"got {what}, not an image (a numpy array); the hook analyses the pixels the "
+                                "acquisition passes (a file: read it with ifrt.imageio.read_image)")
+            # A colour frame is reduced as ifrt live reduces it: `channel`, or the per-pixel maximum.
+            result = self.session.focus(single_channel(image, self.channel), size=self.size,
                                         metric_tile=self.metric_tile)
         except Exception as exc:  # noqa: BLE001 - the acquisition must go on whatever ifrt thinks of a frame
             self._count("errors")
@@ -153,7 +162,8 @@ class FocusHook:
 def focus_hook(session, **options) -> FocusHook:
     """A pycromanager `image_process_fn` adding ifrt focus results to each image's metadata.
 
-    session: an `ifrt.Session`. Options: `size` (focus graph input side, 512), `channel`, `metric_tile`,
+    session: an `ifrt.Session`. Options: `size` (focus graph input side, 512), `channel` (of a colour image;
+    default the per-pixel maximum of its colour channels, as `ifrt live` takes), `metric_tile`,
     `prefix` ("ifrt_"), `maps` (add the per-tile maps), `sweep` (track the best-focused image of each
     Z stack), `sweep_tolerance`, `sweep_metric` (see `ifrt.live.SweepTracker`)."""
     return FocusHook(session, **options)

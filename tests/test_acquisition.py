@@ -69,6 +69,38 @@ def test_bad_frame_gets_an_error_key_and_the_acquisition_goes_on(session):
     assert (hook.images, hook.errors) == (0, 1)
 
 
+def test_a_path_instead_of_an_image_gets_an_error_naming_it(session):
+    # Before, the path became a 0-d array: "shape (): expected ...".
+    hook = focus_hook(session)
+    out_image, metadata = hook("/data/biopsy/z3.tif", pycromanager_metadata(3))
+    assert out_image == "/data/biopsy/z3.tif"
+    assert metadata["ifrt_error"] == ("got the path '/data/biopsy/z3.tif', not an image (a numpy array); the hook "
+                                      "analyses the pixels the acquisition passes (a file: read it with "
+                                      "ifrt.imageio.read_image)")
+    assert (hook.images, hook.errors) == (0, 1)
+
+
+def test_a_colour_image_is_analysed_as_its_per_pixel_maximum_as_ifrt_live_does(session, stack):
+    # The signal in the green channel only, as a pseudo-coloured camera delivers one fluorophore; before, the
+    # hook analysed the empty red channel.
+    colour = np.zeros((*stack[2].shape, 3), stack[2].dtype)
+    colour[:, :, 1] = stack[2]
+    _, metadata = focus_hook(session)(colour, pycromanager_metadata(2))
+    expected = session.focus(live.single_channel(colour))
+    assert metadata["ifrt_quality"] == pytest.approx(expected.quality, abs=1e-6)
+    assert metadata["ifrt_var_laplacian"] == pytest.approx(expected.metrics["var_laplacian"])
+    assert metadata["ifrt_var_laplacian"] == pytest.approx(session.focus(stack[2]).metrics["var_laplacian"])
+    assert "ifrt_warnings" not in metadata
+
+
+def test_a_channel_picks_that_channel_of_a_colour_image(session, stack):
+    colour = np.zeros((*stack[2].shape, 3), stack[2].dtype)
+    colour[:, :, 1] = stack[2]
+    _, metadata = focus_hook(session, channel=0)(colour, pycromanager_metadata(2))
+    assert metadata["ifrt_var_laplacian"] == 0.0  # the empty channel
+    assert metadata["ifrt_warnings"]
+
+
 def test_sweep_marks_the_best_image_of_each_stack(session, stack):
     hook = focus_hook(session, sweep=True)
     records = {}
