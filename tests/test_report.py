@@ -13,17 +13,24 @@ from ifrt.report import write_html_report
 from ifrt.sources import expand_sources
 
 
-def test_report_embeds_input_overlay_and_deblurred_per_image_and_lists_patients(tiny_package, tmp_path):
+def _infer(package, tmp_path, names, *, junk=(), **options):
+    """`run_infer` over a folder of random 96x128 uint16 TIFFs named `names` and files `junk` holding bytes
+    that are no image; returns (images folder, output folder)."""
     folder = tmp_path / "images"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    for name in ("P1_a.tif", "P1_b.tif", "P2_a.tif"):
+    for name in names:
         tifffile.imwrite(folder / name, (rng.random((96, 128)) * 4000).astype(np.uint16))
-    (folder / "broken.tif").write_bytes(b"II*\x00garbage")
-    session = ifrt.Session(tiny_package, backend="ort")
-    run_infer(session, expand_sources([str(folder)]), tmp_path / "out", deblur=True, overlay=True,
-              patient_pattern=r"(P\d)_")
-    page = write_html_report(tmp_path / "out").read_text()
+    for name, data in dict(junk).items():
+        (folder / name).write_bytes(data)
+    run_infer(ifrt.Session(package, backend="ort"), expand_sources([str(folder)]), tmp_path / "out", **options)
+    return folder, tmp_path / "out"
+
+
+def test_report_embeds_input_overlay_and_deblurred_per_image_and_lists_patients(tiny_package, tmp_path):
+    _, out = _infer(tiny_package, tmp_path, ("P1_a.tif", "P1_b.tif", "P2_a.tif"),
+                    junk={"broken.tif": b"II*\x00garbage"}, deblur=True, overlay=True, patient_pattern=r"(P\d)_")
+    page = write_html_report(out).read_text()
     assert page.count("data:image/png;base64,") == 3 * 3
     assert "P1_a.tif" in page and "quality map (green: in focus, red: blurred)" in page
     assert re.search(r"failed: .*broken\.tif", page)
@@ -64,15 +71,11 @@ def test_quality_text_rounds_down_to_three_decimals(quality, shown):
 
 
 def test_a_deleted_deblurred_or_overlay_file_is_named_as_missing(tiny_package, tmp_path):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    tifffile.imwrite(folder / "P1_a.tif", (np.random.default_rng(0).random((96, 128)) * 4000).astype(np.uint16))
-    session = ifrt.Session(tiny_package, backend="ort")
-    run_infer(session, expand_sources([str(folder)]), tmp_path / "out", deblur=True, overlay=True)
-    record = json.loads((tmp_path / "out/results.jsonl").read_text())
-    (tmp_path / "out" / record["deblurred_path"]).unlink()
-    (tmp_path / "out" / record["overlay_path"]).unlink()
-    page = write_html_report(tmp_path / "out").read_text()
+    _, out = _infer(tiny_package, tmp_path, ("P1_a.tif",), deblur=True, overlay=True)
+    record = json.loads((out / "results.jsonl").read_text())
+    (out / record["deblurred_path"]).unlink()
+    (out / record["overlay_path"]).unlink()
+    page = write_html_report(out).read_text()
     assert page.count("data:image/png;base64,") == 1  # the input only
     assert f'deblurred image {record["deblurred_path"]} is missing' in page
     assert f'quality-map overlay {record["overlay_path"]} is missing' in page
@@ -80,15 +83,9 @@ def test_a_deleted_deblurred_or_overlay_file_is_named_as_missing(tiny_package, t
 
 
 def test_the_patients_table_counts_and_names_each_patients_failed_images(tiny_package, tmp_path):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for name in ("P1_a.tif", "P2_a.tif"):
-        tifffile.imwrite(folder / name, (rng.random((96, 128)) * 4000).astype(np.uint16))
-    (folder / "P1_b.tif").write_bytes(b"not an image")
-    session = ifrt.Session(tiny_package, backend="ort")
-    run_infer(session, expand_sources([str(folder)]), tmp_path / "out", patient_pattern=r"(P\d)_")
-    page = write_html_report(tmp_path / "out").read_text()
+    _, out = _infer(tiny_package, tmp_path, ("P1_a.tif", "P2_a.tif"), junk={"P1_b.tif": b"not an image"},
+                    patient_pattern=r"(P\d)_")
+    page = write_html_report(out).read_text()
     assert "<th>images analysed</th><th>images failed</th>" in page
     assert re.search(r"<tr><td>P1</td>.*?<td>1</td><td>1 \(P1_b\.tif\)</td>", page)
     assert re.search(r"<tr><td>P2</td>.*?<td>1</td><td>0</td>", page)
@@ -109,16 +106,10 @@ def test_a_patient_whose_images_all_failed_has_a_row_without_a_diagnosis(tmp_pat
 
 
 def test_an_input_image_that_cannot_be_read_is_named_with_the_reason(tiny_package, tmp_path):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for name in ("P1_a.tif", "P1_b.tif"):
-        tifffile.imwrite(folder / name, (rng.random((96, 128)) * 4000).astype(np.uint16))
-    session = ifrt.Session(tiny_package, backend="ort")
-    run_infer(session, expand_sources([str(folder)]), tmp_path / "out", deblur=True, overlay=True)
+    folder, out = _infer(tiny_package, tmp_path, ("P1_a.tif", "P1_b.tif"), deblur=True, overlay=True)
     (folder / "P1_a.tif").unlink()
     (folder / "P1_b.tif").write_bytes(b"not an image any more")
-    page = write_html_report(tmp_path / "out").read_text()
+    page = write_html_report(out).read_text()
     assert f"input image not shown: {folder / 'P1_a.tif'}: file not found (check the path)" in page
     assert f"input image not shown: {folder / 'P1_b.tif'}: not a TIFF, PNG or JPEG file" in page
     # The overlay and the deblurred image, which the folder still holds, are shown for both.
