@@ -1,7 +1,7 @@
-// trt/logger: a failing operation's message says what TensorRT logged for it, on the operation's own
+// trt/messages: a failing operation's message says what TensorRT logged for it, on the operation's own
 // thread or on one of TensorRT's (a builder's compile threads), never an error logged before the
 // operation began or on another operation's thread, and hedges when a concurrent operation may own it.
-// Built against tensorrt_stand_in/ (ILogger only), so it runs in every build.
+// TensorRT's messages are fed in as trt/logger.cpp's ILogger hands them over, so it runs in every build.
 #include <atomic>
 #include <future>
 #include <mutex>
@@ -11,20 +11,22 @@
 
 #include "check.h"
 #include "core/log.h"
-#include "trt/logger.h"
+#include "trt/messages.h"
 
 namespace {
 
-using ifrt::trt::logger;
 using ifrt::trt::tensorrt_says;
 using ifrt::trt::TensorRTOperation;
-using Severity = nvinfer1::ILogger::Severity;
+using Severity = ifrt::trt::TensorRTSeverity;
+
+// As trt/logger.cpp's Logger::log does with each message TensorRT logs.
+void tensorrt_logs(Severity severity, const char* message) { ifrt::trt::tensorrt_message(severity, message); }
 
 const std::string kHedge = " (TensorRT, on another thread, perhaps for a concurrent operation: ";
 
 // As TensorRT does from a worker thread that no ifrt operation runs on.
-void log_on_tensorrt_thread(const char* message, Severity severity = Severity::kERROR) {
-  std::thread([&] { logger().log(severity, message); }).join();
+void log_on_tensorrt_thread(const char* message, Severity severity = Severity::Error) {
+  std::thread([&] { tensorrt_logs(severity, message); }).join();
 }
 
 std::mutex g_sink_mutex;
@@ -44,14 +46,14 @@ void error_on_a_tensorrt_thread_during_the_operation_is_reported_once() {
 
 void errors_logged_before_the_operation_started_are_not_reported() {
   log_on_tensorrt_thread("an earlier build's compile thread");
-  logger().log(Severity::kERROR, "this thread, before the operation");
+  tensorrt_logs(Severity::Error, "this thread, before the operation");
   const TensorRTOperation operation;
   CHECK(tensorrt_says().empty());
 }
 
 void the_operations_own_error_wins_over_a_later_one_on_a_tensorrt_thread() {
   const TensorRTOperation operation;
-  logger().log(Severity::kERROR, "setInputShape: dimensions out of range");
+  tensorrt_logs(Severity::Error, "setInputShape: dimensions out of range");
   log_on_tensorrt_thread("a compile thread");
   CHECK(tensorrt_says() == " (TensorRT: setInputShape: dimensions out of range)");
 }
@@ -59,19 +61,19 @@ void the_operations_own_error_wins_over_a_later_one_on_a_tensorrt_thread() {
 void internal_errors_count_and_warnings_do_not() {
   {
     const TensorRTOperation operation;
-    log_on_tensorrt_thread("a warning on a compile thread", Severity::kWARNING);
-    logger().log(Severity::kWARNING, "a warning on this thread");
+    log_on_tensorrt_thread("a warning on a compile thread", Severity::Warning);
+    tensorrt_logs(Severity::Warning, "a warning on this thread");
     CHECK(tensorrt_says().empty());
   }
   const TensorRTOperation operation;
-  log_on_tensorrt_thread("an internal error", Severity::kINTERNAL_ERROR);
+  log_on_tensorrt_thread("an internal error", Severity::InternalError);
   CHECK(tensorrt_says() == " (TensorRT: an internal error)");
 }
 
 void outside_an_operation_only_the_threads_own_error_is_reported() {
   log_on_tensorrt_thread("a compile thread, no operation running");
   CHECK(tensorrt_says().empty());
-  logger().log(Severity::kERROR, "this thread");
+  tensorrt_logs(Severity::Error, "this thread");
   CHECK(tensorrt_says() == " (TensorRT: this thread)");
 }
 
@@ -89,7 +91,7 @@ void concurrent_operations() {
   std::thread b([&] {
     {
       const TensorRTOperation operation;
-      logger().log(Severity::kERROR, "B's own error");
+      tensorrt_logs(Severity::Error, "B's own error");
       b_logged.set_value();
       a_checked.get_future().wait();
       b_says = tensorrt_says();
@@ -115,7 +117,7 @@ void many_operations_at_once_each_report_their_own_error() {
   std::atomic<bool> running{true};
   std::thread tensorrt_thread([&] {
     while (running) {
-      logger().log(Severity::kERROR, "a compile thread");
+      tensorrt_logs(Severity::Error, "a compile thread");
       std::this_thread::yield();
     }
   });
@@ -125,7 +127,7 @@ void many_operations_at_once_each_report_their_own_error() {
       const std::string own = "operation thread " + std::to_string(t);
       for (int i = 0; i < kOperations; ++i) {
         const TensorRTOperation operation;
-        logger().log(Severity::kERROR, own.c_str());
+        tensorrt_logs(Severity::Error, own.c_str());
         if (tensorrt_says() != " (TensorRT: " + own + ")") ++wrong;
         // Then only ever the compile thread's, hedged unless this was the one operation running.
         const std::string later = tensorrt_says();
