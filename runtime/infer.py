@@ -581,12 +581,19 @@ def _run_locked(session, items: list[tuple[Path, int | None]], out_dir: Path, se
 
 def patient_entries(patients: list, records: list[dict]) -> list[dict]:
     """The entries of patients.json, sorted by patient id: each aggregated patient (`PatientReport`), and each
-    patient whose images all failed, as `no_diagnosis_entry`; a lab must see that patient was in the batch."""
-    entries = {p.patient_id: p.to_dict() for p in patients}
+    patient whose images all failed, as `no_diagnosis_entry`; a lab must see that patient was in the batch.
+    A patient with images that failed gets `failed_images` (how many) and `failed_sources` (which): a panel of
+    three with two unreadable must not read as a one-image patient. The diagnosis is the analysed images' alone."""
+    failed: dict[str, list[str]] = {}
     for r in records:
-        if r.get("status") != "ok" and r.get("patient_id") and r["patient_id"] not in entries:
-            entries[r["patient_id"]] = no_diagnosis_entry(r["patient_id"])
-    return [with_failed_images(entries[patient_id], records) for patient_id in sorted(entries)]
+        if r.get("status") != "ok" and r.get("patient_id"):
+            failed.setdefault(r["patient_id"], []).append(r["source"])
+    entries = {p.patient_id: p.to_dict() for p in patients}
+    for patient_id in failed.keys() - entries.keys():
+        entries[patient_id] = no_diagnosis_entry(patient_id)
+    for patient_id, sources in failed.items():
+        entries[patient_id].update(failed_images=len(sources), failed_sources=sources)
+    return [entries[patient_id] for patient_id in sorted(entries)]
 
 
 def no_diagnosis_entry(patient_id: str) -> dict:
@@ -594,14 +601,6 @@ def no_diagnosis_entry(patient_id: str) -> dict:
     probabilities and no quality rather than any guess (reliable is False, as 0 unreliable of 0 images gives)."""
     return {"patient_id": patient_id, "diagnosis": None, "reliable": False, "probabilities": None, "images": 0,
             "unreliable_images": 0, "mean_quality": None, "no_diagnosis": "every image failed"}
-
-
-def with_failed_images(patient: dict, records: list[dict]) -> dict:
-    """A patient's entry of patients.json, with `failed_images` (how many) and `failed_sources` (which) when
-    images of that patient failed: a panel of three with two unreadable must not read as a one-image patient.
-    The diagnosis is the analysed images' alone."""
-    failed = [r["source"] for r in records if r.get("status") != "ok" and r.get("patient_id") == patient["patient_id"]]
-    return {**patient, "failed_images": len(failed), "failed_sources": failed} if failed else patient
 
 
 def _append(log, record: dict) -> None:
