@@ -35,6 +35,7 @@ from ifrt.train.data.manifest import (
     parse_row,
     read_table,
 )
+from ifrt.train.data.split import patients_in_several_splits
 
 
 @dataclass
@@ -131,7 +132,7 @@ def check_dataset(dataset: str | os.PathLike, *, min_size: int = 64,
     if any(name not in header for name in REQUIRED_COLUMNS):
         return report
 
-    splits_of: dict[str, set[str]] = defaultdict(set)
+    parsed = []                               # the rows that parse, for the checks across patients
     diagnoses_of: dict[str, set[str]] = defaultdict(set)
     seen_paths: dict[str, str] = {}
     images: dict[str, tuple[str, str]] = {}   # relative path -> (kind, where it was named)
@@ -153,8 +154,7 @@ def check_dataset(dataset: str | os.PathLike, *, min_size: int = 64,
         if row.blur_level is not None and row.blur_level >= level_count:
             add(Problem(where, f"blur_level {row.blur_level} is outside the levels 0..{level_count - 1} "
                                f"({level_source})"))
-        if row.split:
-            splits_of[row.patient_id].add(row.split)
+        parsed.append(row)
         if row.diagnosis:
             diagnoses_of[row.patient_id].add(row.diagnosis)
         named = [("image", row.path), ("sharp reference", row.sharp_path), ("blur map", row.extra.get("blur_map"))]
@@ -170,10 +170,9 @@ def check_dataset(dataset: str | os.PathLike, *, min_size: int = 64,
             pairs.append((row.path, row.sharp_path))
 
     report.blur_levels = sorted(levels_seen)
-    for patient, splits in sorted(splits_of.items()):
-        if len(splits) > 1:
-            add(Problem(str(manifest), f"patient {patient} is in splits {', '.join(sorted(splits))}: one patient "
-                                       "must stay in one split (rerun `ifrt data split`)"))
+    for patient, splits in patients_in_several_splits(parsed).items():
+        add(Problem(str(manifest), f"patient {patient} is in splits {', '.join(splits)}: one patient "
+                                   "must stay in one split (rerun `ifrt data split`)"))
     for patient, labels in sorted(diagnoses_of.items()):
         if len(labels) > 1:
             add(Problem(str(manifest), f"patient {patient} has diagnoses {', '.join(sorted(labels))}; "
