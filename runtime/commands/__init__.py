@@ -69,14 +69,23 @@ def integer_list(minimum: int = 1, multiple_of: int = 1):
 def float_above(minimum: float):
     """An argparse type: a finite number > `minimum` (a frame rate, a duration), refused at parse time like
     `int_at_least`."""
+    return _finite_float(lambda value: value > minimum, f"greater than {minimum:g}")
 
+
+def float_at_least(minimum: float):
+    """An argparse type: a finite number >= `minimum` (a tolerance, a period where 0 means none), refused at parse
+    time like `int_at_least`."""
+    return _finite_float(lambda value: value >= minimum, f"of at least {minimum:g}")
+
+
+def _finite_float(accept, rule: str):
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value <= minimum:
-            raise argparse.ArgumentTypeError(f"must be a number greater than {minimum:g}, got {text}")
+        if not (math.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"must be a number {rule}, got {text}")
         return value
 
     return parse

@@ -10,23 +10,11 @@ frame in progress and the summary are written first."""
 from __future__ import annotations
 
 import argparse
-import math
 import stat
 import sys
 from pathlib import Path
 
-from ifrt.commands import float_above, int_at_least
-
-
-def at_least_zero(text: str) -> float:
-    """An argparse type: a finite number >= 0 (a tolerance, a period where 0 means none)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a number of at least 0, got {text}")
-    return value
+from ifrt.commands import float_above, float_at_least, int_at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,14 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep", action="store_true",
                    help="Z sweep: report the best-focused frame (highest learned quality; the classical metric "
                         "breaks ties within --sweep-tolerance)")
-    p.add_argument("--sweep-tolerance", type=at_least_zero, default=0.02,
+    p.add_argument("--sweep-tolerance", type=float_at_least(0), default=0.02,
                    help="quality difference under which frames count as tied (default 0.02)")
     p.add_argument("--sweep-metric", default="normalized_variance",
                    choices=["var_laplacian", "tenengrad", "brenner", "normalized_variance", "vollath_f4"],
                    help="classical metric that breaks ties (default normalized_variance)")
     p.add_argument("--no-maps", dest="maps", action="store_false", help="leave the per-tile maps out of the JSON")
     p.add_argument("--show", action="store_true", help="overlay window (needs OpenCV with GUI: opencv-python)")
-    p.add_argument("--stats-every", type=at_least_zero, default=5.0, help="seconds between progress lines on stderr "
+    p.add_argument("--stats-every", type=float_at_least(0), default=5.0, help="seconds between progress lines on stderr "
                                                                    "(0: none; default 5)")
     p.add_argument("--any-size", action="store_true",
                    help="accept frames of any size (default: frames must match the stream's first frame)")
